@@ -1,0 +1,59 @@
+"""Compact-model files: save and load (``torch.load(weights_only=True)`` safe)."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import RankSearchError
+from .plan import RankPlan
+
+FORMAT = "rank-search/compact-v1"
+
+
+def save_compact(path: str, compact: nn.Module, *, plan: RankPlan, model: str, dataset: str, method: str,
+                 in_channels: int, num_classes: int, image_size: int) -> None:
+    """Write the compact weights plus what is needed to rebuild the architecture."""
+    torch.save({
+        "format": FORMAT,
+        "model": model,
+        "dataset": dataset,
+        "method": method,
+        "in_channels": in_channels,
+        "num_classes": num_classes,
+        "image_size": image_size,
+        "plan": plan.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in compact.state_dict().items()},
+    }, path)
+
+
+def read_compact(path: str) -> dict[str, Any]:
+    """The raw checkpoint dict; a missing, corrupt or foreign file is a one-line error."""
+    if not os.path.isfile(path):
+        raise RankSearchError(f"checkpoint {path!r} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt/unsafe files
+        raise RankSearchError(f"checkpoint {path!r} cannot be read safely: {type(exc).__name__}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise RankSearchError(f"{path!r} is not a rank-search compact checkpoint (format {FORMAT})")
+    return data
+
+
+def load_compact(path: str) -> nn.Module:
+    """Rebuild the compact model of a ``compact.pt`` and load its weights (eval mode)."""
+    from .models import create_model
+    from .surgery import compress
+
+    data = read_compact(path)
+    dense = create_model(data["model"], in_channels=data["in_channels"], num_classes=data["num_classes"],
+                         image_size=data["image_size"])
+    compact = compress(dense, RankPlan.from_dict(data["plan"]))
+    try:
+        compact.load_state_dict(data["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise RankSearchError(f"checkpoint {path!r} does not match its plan: {first}") from None
+    return compact.eval()

@@ -1,0 +1,51 @@
+"""`rank-search layers`: the layers a plan may name, with max ranks, params and MACs."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("layers", help="list a model's eligible layers (to write a plan)",
+                       description="Print every Conv2d/Linear of the model with its max rank per scheme, params "
+                                   "and MACs. Layers marked '*' are in a uniform plan by default; the others "
+                                   "(stem, classifier) may be named in a plan file.")
+    p.add_argument("--model", required=True)
+    p.add_argument("--dataset", default="mnist5k", help="sets input channels, classes and image size")
+    p.add_argument("--data-root")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cost import count_macs, count_params
+    from ..data import dataset_info
+    from ..layers import SCHEMES, get_scheme
+    from ..models import create_model
+    from ..plan import candidate_layers, eligible_layers
+
+    info = dataset_info(args.dataset, data_root=args.data_root)
+    model = create_model(args.model, in_channels=info.in_channels, num_classes=info.num_classes,
+                         image_size=info.image_size)
+    shape = (info.in_channels, info.image_size, info.image_size)
+    total_macs, macs = count_macs(model, shape)
+    eligible = eligible_layers(model)
+    schemes = SCHEMES.names()
+    header = ["", "layer", "type", "weight shape", *[f"max[{s}]" for s in schemes], "params", "MACs"]
+    rows = [header]
+    for name, layer in candidate_layers(model).items():
+        maxes = []
+        for s in schemes:
+            cls = get_scheme(s)
+            if cls.unsupported_reason(layer):
+                maxes.append("-")
+            else:
+                m = cls.max_rank(layer)
+                maxes.append("x".join(map(str, m)) if isinstance(m, tuple) else str(m))
+        rows.append(["*" if name in eligible else "", name, type(layer).__name__,
+                     "x".join(map(str, layer.weight.shape)), *maxes,
+                     f"{sum(p.numel() for p in layer.parameters()):,}", f"{macs.get(name, 0):,}"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    print(f"\n{args.model} on {args.dataset} {shape}: {count_params(model):,} params, {total_macs:,} MACs; "
+          f"{len(eligible)} layers in a uniform plan (*)")
+    return 0

@@ -1,0 +1,114 @@
+"""`rank-search train`: one training run, writing metrics.json, plan.yaml and compact.pt."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import yaml
+
+from .. import schema
+from ..errors import RankSearchError
+from ._common import Progress, atomic_output_dir, check_out_dir
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train one model with a low-rank method",
+                       description="Train one model with a method and a rank plan; write metrics.json, "
+                                   "plan.yaml and compact.pt to --out.")
+    p.add_argument("--config", help="YAML run config (e.g. from `rank-search export`); flags override it")
+    p.add_argument("--model", help="model name (see `rank-search layers`), e.g. lenet5")
+    p.add_argument("--dataset", help="dataset name, e.g. mnist5k (embedded default)")
+    p.add_argument("--method", help="full | posthoc | factorized | trp | lrpet | deeptwist | elrt")
+    p.add_argument("--ranks", help="rank spec: 'ratio:0.5', 'energy:0.9', 'value:0.05', '8' "
+                                   "(',multiple=N' rounds up) or a plan.yaml")
+    p.add_argument("--scheme", help="channel | spatial | tucker2 | tiled (default: the method's)")
+    p.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
+                   help="train.lr=0.05, train.batch_size=64, <method>.<knob>=value; repeatable")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--data-root", help="folder holding the data set files (CIFAR, imagefolder)")
+    p.add_argument("--download", action="store_true", default=None, help="download CIFAR into --data-root")
+    p.add_argument("--out", required=True, help="output folder (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
+    p.set_defaults(func=run)
+
+
+def spec_from_args(args: argparse.Namespace):
+    """Merge ``--config`` (its ``run:`` section, or the whole file) with the flags."""
+    from ..config import parse_assignments
+    from ..run import RunSpec
+
+    base: dict = {}
+    if args.config:
+        if not os.path.isfile(args.config):
+            raise RankSearchError(f"config file {args.config!r} does not exist")
+        try:
+            with open(args.config, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh)
+        except yaml.YAMLError:
+            raise RankSearchError(f"config file {args.config!r} is not valid YAML") from None
+        if not isinstance(data, dict):
+            raise RankSearchError(f"config file {args.config!r} must hold a mapping")
+        base = dict(data.get("run", data))
+    flags = {"model": args.model, "dataset": args.dataset, "method": args.method, "ranks": args.ranks,
+             "scheme": args.scheme, "epochs": args.epochs, "seed": args.seed, "data_root": args.data_root,
+             "download": args.download}
+    base.update({k: v for k, v in flags.items() if v is not None})
+    settings = dict(base.get("settings") or {})
+    settings.update(parse_assignments(args.settings))
+    base["settings"] = settings
+    for key in ("model", "dataset", "method"):
+        if not base.get(key):
+            raise RankSearchError(f"--{key} is required (or give it in --config)")
+    return RunSpec.from_dict(base, source=args.config or "arguments")
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    check_out_dir(args.out, overwrite=args.overwrite)
+    from ..checkpoint import save_compact
+    from ..run import final_metrics, prepare
+    from ..surgery import format_report, layer_report
+
+    progress = Progress()
+    start = time.perf_counter()
+    trainer = prepare(spec, progress=progress)
+    progress.line(f"training {spec.model} on {spec.dataset} with {spec.method} for {spec.epochs} epochs "
+                  f"on {trainer.device} ({trainer.steps_per_epoch} batches/epoch)")
+
+    def on_epoch(tr, r) -> None:
+        progress.line(f"epoch {r.epoch}/{tr.epochs}  train_loss {r.train_loss:.4f}  "
+                      f"val_acc {r.val_accuracy:.4f}  val_loss {r.val_loss:.4f}  {r.seconds:.1f}s")
+
+    with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
+        from ..engine import DivergedError
+
+        try:
+            trainer.fit(on_epoch)
+        except DivergedError as exc:
+            raise RankSearchError(str(exc)) from None
+        metrics = final_metrics(trainer, wall_seconds=time.perf_counter() - start)
+        compact = trainer.compact_model()
+        plan = trainer.method.plan
+        data = trainer.data
+        with open(os.path.join(tmp, schema.METRICS_FILE), "w", encoding="utf-8") as fh:
+            json.dump(metrics, fh, indent=2)
+        with open(os.path.join(tmp, schema.PLAN_FILE), "w", encoding="utf-8") as fh:
+            fh.write(plan.to_yaml(model=spec.model, dataset=spec.dataset, method=spec.method))
+        with open(os.path.join(tmp, schema.CONFIG_FILE), "w", encoding="utf-8") as fh:
+            yaml.safe_dump({"run": spec.to_dict()}, fh, sort_keys=False)
+        save_compact(os.path.join(tmp, schema.COMPACT_WEIGHTS_FILE), compact, plan=plan, model=spec.model,
+                     dataset=spec.dataset, method=spec.method, in_channels=data.in_channels,
+                     num_classes=data.num_classes, image_size=data.image_size)
+        report = format_report(layer_report(trainer.dense, compact, plan, trainer.input_shape))
+    print(report)
+    print()
+    for key in (schema.VAL_ACCURACY, schema.TEST_ACCURACY, schema.PARAMS_COMPRESSION, schema.MACS_COMPRESSION,
+                schema.COMPACT_PARAMS, schema.COMPACT_MACS, schema.WALL_SECONDS):
+        value = metrics[key]
+        print(f"{key:20s} {value:,.4f}" if isinstance(value, float) else f"{key:20s} {value:,}")
+    print(f"wrote {args.out}/{{{schema.METRICS_FILE}, {schema.PLAN_FILE}, {schema.COMPACT_WEIGHTS_FILE}, "
+          f"{schema.CONFIG_FILE}}}")
+    return 0

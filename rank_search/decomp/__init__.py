@@ -1,0 +1,18 @@
+"""Low-rank decompositions: rank policies, truncated SVD and Tucker-2."""
+from __future__ import annotations
+
+from .policies import POLICY_KINDS, RankPolicy, parse_rank_policy
+from .svd import low_rank_approx, singular_values, truncated_svd
+from .tucker import mode_spectra, tucker2, tucker2_reconstruct
+
+__all__ = [
+    "POLICY_KINDS",
+    "RankPolicy",
+    "low_rank_approx",
+    "mode_spectra",
+    "parse_rank_policy",
+    "singular_values",
+    "truncated_svd",
+    "tucker2",
+    "tucker2_reconstruct",
+]

@@ -1,0 +1,7 @@
+"""Training engine (never imports ray)."""
+from __future__ import annotations
+
+from .config import SCHEDULES, TrainConfig
+from .trainer import DivergedError, EpochResult, Trainer, evaluate, resolve_device
+
+__all__ = ["SCHEDULES", "DivergedError", "EpochResult", "TrainConfig", "Trainer", "evaluate", "resolve_device"]

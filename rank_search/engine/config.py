@@ -1,0 +1,78 @@
+"""Training hyper-parameters (``--set train.KEY=VALUE``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import RankSearchError
+
+SCHEDULES = ("cosine", "step", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """SGD with momentum and weight decay, a per-iteration learning-rate schedule.
+
+    Attributes:
+        lr: peak learning rate (None: the dataset's recommended value).
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay (all parameters).
+        batch_size: training batch size (None: the dataset's recommended value).
+        schedule: ``cosine`` (to 0 over the run), ``step`` (x ``gamma`` at each of
+            ``milestones``, fractions of the run) or ``constant``.
+        warmup_epochs: linear warm-up length (may be fractional).
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``.
+        threads: torch CPU threads (0 = leave torch's default).
+    """
+
+    lr: float | None = None
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    batch_size: int | None = None
+    schedule: str = "cosine"
+    gamma: float = 0.1
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    warmup_epochs: float = 0.0
+    nesterov: bool = False
+    device: str = "auto"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lr is not None and self.lr <= 0:
+            raise RankSearchError(f"train.lr must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise RankSearchError(f"train.momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise RankSearchError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise RankSearchError(f"train.batch_size must be >= 1, got {self.batch_size}")
+        if self.schedule not in SCHEDULES:
+            raise RankSearchError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if any(not 0 < m < 1 for m in self.milestones):
+            raise RankSearchError(f"train.milestones must be fractions in (0, 1), got {list(self.milestones)}")
+        if self.warmup_epochs < 0:
+            raise RankSearchError(f"train.warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.threads < 0:
+            raise RankSearchError(f"train.threads must be >= 0, got {self.threads}")
+        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+            raise RankSearchError(f"train.device must be auto, cpu or cuda[:N], got {self.device!r}")
+
+    def with_defaults(self, *, lr: float, batch_size: int) -> "TrainConfig":
+        """Fill the unset learning rate and batch size (from the dataset's recommendation)."""
+        from dataclasses import replace
+
+        return replace(self, lr=self.lr if self.lr is not None else lr,
+                       batch_size=self.batch_size if self.batch_size is not None else batch_size)
+
+    def lr_at(self, step: int, total_steps: int, steps_per_epoch: int) -> float:
+        """The learning rate at global iteration ``step`` of ``total_steps``."""
+        import math
+
+        warmup = self.warmup_epochs * steps_per_epoch
+        if warmup and step < warmup:
+            return self.lr * (step + 1) / warmup
+        frac = min(step / max(total_steps, 1), 1.0)
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * frac))
+        if self.schedule == "step":
+            return self.lr * self.gamma ** sum(frac >= m for m in self.milestones)
+        return self.lr

@@ -1,0 +1,206 @@
+"""The training engine: seeded SGD loop with method hooks and a resumable state. No ray here."""
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import RankSearchError
+from ..methods.base import Method
+from .config import TrainConfig
+
+
+class DivergedError(RuntimeError):
+    """Raised when the training loss becomes NaN or infinite."""
+
+    def __init__(self, epoch: int, step: int, loss: float) -> None:
+        super().__init__(f"training diverged at epoch {epoch + 1}, iteration {step} (loss={loss}); lower train.lr")
+        self.epoch, self.step, self.loss = epoch, step, loss
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    epoch: int  # 1-based count of finished epochs
+    train_loss: float
+    val_accuracy: float
+    val_loss: float
+    seconds: float
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RankSearchError(f"train.device={name!r} but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device: torch.device) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of ``model`` on ``loader``; the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    correct, total, loss_sum = 0, 0, 0.0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits = model(x)
+        loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        total += y.numel()
+    model.train(was_training)
+    return correct / max(total, 1), loss_sum / max(total, 1)
+
+
+class Trainer:
+    """Trains ``method.build_model(dense)`` for ``epochs`` epochs on ``data``.
+
+    Args:
+        dense: the freshly initialised dense model (kept untouched as the cost reference).
+        method: the method plugin driving compression.
+        data: a ``DataSplits`` (train/val/test loaders with ``set_epoch``).
+        config: optimiser and schedule settings.
+        epochs: number of epochs.
+        seed: seeds torch, numpy, python and the data order.
+        progress: optional ``callable(message)`` for per-batch progress text.
+    """
+
+    def __init__(self, dense: nn.Module, method: Method, data, config: TrainConfig, *, epochs: int,
+                 seed: int = 0, progress: Callable[[str], None] | None = None) -> None:
+        if epochs < 1:
+            raise RankSearchError(f"epochs must be >= 1, got {epochs}")
+        self.config, self.method, self.data = config, method, data
+        self.epochs, self.seed, self.progress = epochs, seed, progress
+        self.device = resolve_device(config.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.dense = dense
+        self.input_shape = (data.in_channels, data.image_size, data.image_size)
+        self.steps_per_epoch = len(data.train)
+        self.total_steps = self.steps_per_epoch * epochs
+        self.epoch = 0  # finished epochs
+        self.global_step = 0
+        self.history: list[EpochResult] = []
+        self.last_loss = float("nan")
+        method.validate(self)
+        seed_everything(seed)
+        self.model: nn.Module = nn.Identity()
+        self.set_model(method.build_model(copy.deepcopy(dense), self))
+
+    # ---- model and optimiser ----
+    def set_model(self, model: nn.Module) -> None:
+        """Swap the trained module (e.g. after a post-hoc decomposition); rebuilds the optimiser."""
+        self.model = model.to(self.device).train()
+        c = self.config
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=c.lr, momentum=c.momentum,
+                                         weight_decay=c.weight_decay, nesterov=c.nesterov and c.momentum > 0)
+
+    def current_lr(self) -> float:
+        return self.config.lr_at(self.global_step, self.total_steps, self.steps_per_epoch)
+
+    # ---- loop ----
+    def fit(self, on_epoch_end: Callable[["Trainer", EpochResult], None] | None = None) -> None:
+        """Train the remaining epochs (all of them, or those after a restored state)."""
+        if self.epoch == 0 and self.global_step == 0:
+            self.method.on_train_start(self)
+        while self.epoch < self.epochs:
+            result = self.train_epoch()
+            if on_epoch_end is not None:
+                on_epoch_end(self, result)
+
+    def train_epoch(self) -> EpochResult:
+        epoch = self.epoch
+        start = time.perf_counter()
+        self.method.on_epoch_start(self, epoch)
+        self.data.train.set_epoch(epoch)  # the loader mixes in its seed
+        self.model.train()
+        loss_sum, seen = 0.0, 0
+        n_batches = len(self.data.train)
+        for i, (x, y) in enumerate(self.data.train):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            lr = self.current_lr()
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.method.before_forward(self)
+            logits = self.model(x)
+            loss = nn.functional.cross_entropy(logits, y)
+            reg = self.method.regularization_loss(self)
+            total = loss if reg is None else loss + reg
+            value = loss.item()
+            if not math.isfinite(value) or not math.isfinite(total.item()):
+                raise DivergedError(epoch, self.global_step, value)
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            self.method.after_backward(self)
+            self.optimizer.step()
+            self.global_step += 1
+            loss_sum += value * y.numel()
+            seen += y.numel()
+            if self.progress is not None and (i + 1) % 10 == 0:
+                self.progress(f"epoch {epoch + 1}/{self.epochs} batch {i + 1}/{n_batches} loss {loss_sum / seen:.4f}")
+        self.method.on_epoch_end(self, epoch)
+        self.epoch += 1
+        if self.epoch == self.epochs:
+            self.method.finalize(self)
+        val_acc, val_loss = evaluate(self.compact_model(), self.data.val, self.device)
+        self.last_loss = loss_sum / max(seen, 1)
+        result = EpochResult(self.epoch, self.last_loss, val_acc, val_loss, time.perf_counter() - start)
+        self.history.append(result)
+        return result
+
+    def compact_model(self) -> nn.Module:
+        return self.method.compact_model(self)
+
+    # ---- state ----
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: model, optimiser, method, RNG, counters."""
+        return {
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "method": self.method.state_dict(),
+            "rng": rng_state(),
+            "history": [r.__dict__ for r in self.history],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.method.load_state_dict(state["method"], self)
+        self.model.load_state_dict(state["model"])
+        self.set_model(self.model)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.history = [EpochResult(**r) for r in state.get("history", [])]
+        set_rng_state(state["rng"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    return {
+        "python": random.getstate(),  # (version, tuple of ints, gauss or None): weights_only-safe
+        "numpy": np.random.get_state()[1].tolist() + [int(np.random.get_state()[2])],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = list(state["numpy"])
+    np.random.set_state(("MT19937", np.array(np_state[:-1], dtype=np.uint32), np_state[-1], 0, 0.0))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

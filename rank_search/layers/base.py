@@ -1,0 +1,103 @@
+"""Base class of factorized layers; each subclass is one reshape scheme (METHODS.md section 1)."""
+from __future__ import annotations
+
+from typing import ClassVar, Union
+
+import torch
+from torch import nn
+
+from ..errors import RankSearchError
+
+Rank = Union[int, tuple[int, int]]
+
+
+def conv_geometry(conv: nn.Conv2d) -> dict:
+    """Kernel, stride, padding and dilation of ``conv`` as int pairs."""
+    if isinstance(conv.padding, str):
+        if conv.padding != "valid":
+            raise RankSearchError(f"padding={conv.padding!r} is not supported, use integer padding")
+        padding = (0, 0)
+    else:
+        padding = tuple(conv.padding)
+    return {
+        "kernel_size": tuple(conv.kernel_size),
+        "stride": tuple(conv.stride),
+        "padding": padding,
+        "dilation": tuple(conv.dilation),
+    }
+
+
+def check_rank(name: str, rank: int, max_rank: int) -> None:
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= max_rank:
+        raise RankSearchError(f"rank for layer {name!r} must be in [1, {max_rank}], got {rank}")
+
+
+class FactorizedLayer(nn.Module):
+    """A low-rank replacement of one dense ``nn.Conv2d`` or ``nn.Linear``.
+
+    Subclasses implement one scheme. Class-level methods work on dense layers/weights (what
+    plans and projection methods need); instances are the compact modules.
+    """
+
+    scheme: ClassVar[str]
+    #: number of rank dimensions (2 for Tucker-2: out and in modes)
+    rank_dims: ClassVar[int] = 1
+
+    # ---- scheme-level API (dense side) ----
+    @classmethod
+    def unsupported_reason(cls, layer: nn.Module) -> str | None:
+        """Why ``layer`` cannot use this scheme, or None when it can."""
+        if isinstance(layer, nn.Linear):
+            return None
+        if isinstance(layer, nn.Conv2d):
+            if layer.groups != 1:
+                return "grouped convolutions are not eligible"
+            if layer.padding_mode != "zeros":
+                return f"padding_mode {layer.padding_mode!r} is not supported"
+            if isinstance(layer.padding, str) and layer.padding != "valid":
+                return f"padding={layer.padding!r} is not supported"
+            return None
+        return f"{type(layer).__name__} is not a Conv2d or Linear"
+
+    @classmethod
+    def max_rank(cls, layer: nn.Module, **opts) -> Rank:
+        raise NotImplementedError
+
+    @classmethod
+    def spectra(cls, weight: torch.Tensor, **opts) -> list[torch.Tensor]:
+        """Descending singular values for each rank dimension (for energy/value policies)."""
+        raise NotImplementedError
+
+    @classmethod
+    def project(cls, weight: torch.Tensor, rank: Rank, **opts) -> torch.Tensor:
+        """Low-rank reconstruction of a dense weight, same shape (used by TRP/DeepTwist)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, **opts) -> "FactorizedLayer":
+        """Decompose ``layer`` (never mutated) into a compact module of the given rank.
+
+        Args:
+            balance: split singular values evenly between factors (sqrt(S) each); with False
+                the input-side factors stay orthonormal and the scale goes to the output side.
+        """
+        raise NotImplementedError
+
+    # ---- instance API (compact side) ----
+    rank: Rank
+
+    def to_dense_weight(self) -> torch.Tensor:
+        """The dense weight this compact module computes (for tests and projections)."""
+        raise NotImplementedError
+
+    def factor_matrices(self) -> list[torch.Tensor]:
+        """Factor matrices with the rank on the columns (for orthogonality regularizers)."""
+        raise NotImplementedError
+
+    def rescale_(self, factor: float) -> None:
+        """Multiply the computed weight by ``factor`` in place (bias untouched)."""
+        raise NotImplementedError
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        raise NotImplementedError

@@ -1,0 +1,89 @@
+"""`channel` scheme: M = W.reshape(n, c*kh*kw); Conv(c->r, k) -> Conv(r->n, 1x1) (Linear alike)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..decomp.svd import low_rank_approx, singular_values, truncated_svd
+from .base import FactorizedLayer, Rank, check_rank, conv_geometry
+
+
+def _split(s: torch.Tensor, balance: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scales for (output factor, input factor)."""
+    return (s.sqrt(), s.sqrt()) if balance else (s, torch.ones_like(s))
+
+
+class ChannelFactorized(FactorizedLayer):
+    scheme = "channel"
+
+    def __init__(self, reduce: nn.Module, expand: nn.Module, rank: int) -> None:
+        super().__init__()
+        self.reduce = reduce
+        self.expand = expand
+        self.rank = rank
+
+    @staticmethod
+    def matrix(weight: torch.Tensor) -> torch.Tensor:
+        return weight.reshape(weight.shape[0], -1)
+
+    @classmethod
+    def max_rank(cls, layer: nn.Module, **opts) -> int:
+        rows, cols = layer.weight.shape[0], layer.weight[0].numel()
+        return min(rows, cols)
+
+    @classmethod
+    def spectra(cls, weight: torch.Tensor, **opts) -> list[torch.Tensor]:
+        return [singular_values(cls.matrix(weight))]
+
+    @classmethod
+    def project(cls, weight: torch.Tensor, rank: Rank, **opts) -> torch.Tensor:
+        return low_rank_approx(cls.matrix(weight), int(rank)).reshape(weight.shape)
+
+    @classmethod
+    def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", **opts):
+        rank = int(rank) if not isinstance(rank, bool) else rank
+        check_rank(name, rank, cls.max_rank(layer))
+        w = layer.weight.detach()
+        has_bias = layer.bias is not None
+        with torch.no_grad():
+            u, s, vh = truncated_svd(cls.matrix(w).float(), rank, randomized=False)
+            out_scale, in_scale = _split(s, balance)
+            a = (vh * in_scale.unsqueeze(1)).to(w.dtype)  # [r, c*kh*kw]
+            b = (u * out_scale.unsqueeze(0)).to(w.dtype)  # [n, r]
+            if isinstance(layer, nn.Linear):
+                reduce = nn.Linear(layer.in_features, rank, bias=False)
+                expand = nn.Linear(rank, layer.out_features, bias=has_bias)
+                reduce.weight.copy_(a)
+                expand.weight.copy_(b)
+            else:
+                g = conv_geometry(layer)
+                n, c = w.shape[:2]
+                reduce = nn.Conv2d(c, rank, bias=False, **g)
+                expand = nn.Conv2d(rank, n, 1, bias=has_bias)
+                reduce.weight.copy_(a.reshape(rank, c, *g["kernel_size"]))
+                expand.weight.copy_(b.reshape(n, rank, 1, 1))
+            if has_bias:
+                expand.bias.copy_(layer.bias.detach())
+        return cls(reduce.to(w.device), expand.to(w.device), rank)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.expand(self.reduce(x))
+
+    def to_dense_weight(self) -> torch.Tensor:
+        a = self.reduce.weight.reshape(self.rank, -1)
+        b = self.expand.weight.reshape(-1, self.rank)
+        shape = (b.shape[0],) + tuple(self.reduce.weight.shape[1:])
+        return (b @ a).reshape(shape)
+
+    def factor_matrices(self) -> list[torch.Tensor]:
+        # The input-side factor (columns = rank); the output side carries the scale.
+        return [self.reduce.weight.reshape(self.rank, -1).t()]
+
+    def rescale_(self, factor: float) -> None:
+        """Scale the computed weight by ``factor`` (on the expand factor, keeping the others)."""
+        with torch.no_grad():
+            self.expand.weight.mul_(factor)
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.expand.bias

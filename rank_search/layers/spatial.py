@@ -1,0 +1,92 @@
+"""`spatial` scheme: M = W.permute(1,2,0,3).reshape(c*kh, n*kw); Conv(kh x 1) -> Conv(1 x kw)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..decomp.svd import low_rank_approx, singular_values, truncated_svd
+from .base import FactorizedLayer, Rank, check_rank, conv_geometry
+from .channel import _split
+
+
+class SpatialFactorized(FactorizedLayer):
+    scheme = "spatial"
+
+    def __init__(self, vertical: nn.Conv2d, horizontal: nn.Conv2d, rank: int) -> None:
+        super().__init__()
+        self.vertical = vertical
+        self.horizontal = horizontal
+        self.rank = rank
+
+    @classmethod
+    def unsupported_reason(cls, layer: nn.Module) -> str | None:
+        if isinstance(layer, nn.Linear):
+            return "the spatial scheme applies to convolutions only"
+        if isinstance(layer, nn.Conv2d) and tuple(layer.kernel_size) == (1, 1):
+            return "1x1 convolutions are eligible for the channel scheme only"
+        return super().unsupported_reason(layer)
+
+    @staticmethod
+    def matrix(weight: torch.Tensor) -> torch.Tensor:
+        n, c, kh, kw = weight.shape
+        return weight.permute(1, 2, 0, 3).reshape(c * kh, n * kw)
+
+    @staticmethod
+    def unmatrix(matrix: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        n, c, kh, kw = shape
+        return matrix.reshape(c, kh, n, kw).permute(2, 0, 1, 3)
+
+    @classmethod
+    def max_rank(cls, layer: nn.Module, **opts) -> int:
+        n, c, kh, kw = layer.weight.shape
+        return min(c * kh, n * kw)
+
+    @classmethod
+    def spectra(cls, weight: torch.Tensor, **opts) -> list[torch.Tensor]:
+        return [singular_values(cls.matrix(weight))]
+
+    @classmethod
+    def project(cls, weight: torch.Tensor, rank: Rank, **opts) -> torch.Tensor:
+        return cls.unmatrix(low_rank_approx(cls.matrix(weight), int(rank)), weight.shape)
+
+    @classmethod
+    def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", **opts):
+        check_rank(name, rank, cls.max_rank(layer))
+        w = layer.weight.detach()
+        n, c, kh, kw = w.shape
+        g = conv_geometry(layer)
+        (sh, sw), (ph, pw), (dh, dw) = g["stride"], g["padding"], g["dilation"]
+        with torch.no_grad():
+            u, s, vh = truncated_svd(cls.matrix(w).float(), rank, randomized=False)
+            out_scale, in_scale = _split(s, balance)
+            a = (u * in_scale.unsqueeze(0)).t()  # [r, c*kh]
+            b = vh * out_scale.unsqueeze(1)  # [r, n*kw]
+            vertical = nn.Conv2d(c, rank, (kh, 1), stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1), bias=False)
+            horizontal = nn.Conv2d(
+                rank, n, (1, kw), stride=(1, sw), padding=(0, pw), dilation=(1, dw), bias=layer.bias is not None
+            )
+            vertical.weight.copy_(a.reshape(rank, c, kh, 1).to(w.dtype))
+            horizontal.weight.copy_(b.reshape(rank, n, kw).permute(1, 0, 2).unsqueeze(2).to(w.dtype))
+            if layer.bias is not None:
+                horizontal.bias.copy_(layer.bias.detach())
+        return cls(vertical.to(w.device), horizontal.to(w.device), rank)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.horizontal(self.vertical(x))
+
+    def to_dense_weight(self) -> torch.Tensor:
+        a = self.vertical.weight[..., 0]  # [r, c, kh]
+        b = self.horizontal.weight[:, :, 0, :]  # [n, r, kw]
+        return torch.einsum("rci,nrj->ncij", a, b)
+
+    def factor_matrices(self) -> list[torch.Tensor]:
+        return [self.vertical.weight.reshape(self.rank, -1).t()]
+
+    def rescale_(self, factor: float) -> None:
+        """Scale the computed weight by ``factor`` (on the horizontal factor, keeping the others)."""
+        with torch.no_grad():
+            self.horizontal.weight.mul_(factor)
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.horizontal.bias

@@ -1,0 +1,43 @@
+"""Model zoo: every builder is ``fn(*, in_channels, num_classes, image_size) -> nn.Module``."""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from rank_search._registry import Registry
+
+ModelBuilder = Callable[..., nn.Module]
+
+MODELS: Registry[ModelBuilder] = Registry("model")
+register_model = MODELS.register
+
+
+def create_model(name: str, *, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: Registered model name (see :func:`list_models`).
+        in_channels: Number of input image channels (1 or 3).
+        num_classes: Number of output classes.
+        image_size: Input height/width in pixels (square images).
+
+    Returns:
+        A freshly initialised ``nn.Module``.
+
+    Raises:
+        ValueError: For an unknown model name (the message lists the valid names).
+    """
+    builder = MODELS.get(name)
+    return builder(in_channels=in_channels, num_classes=num_classes, image_size=image_size)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Sorted registered model names matching the glob ``pattern``."""
+    return MODELS.names(pattern)
+
+
+# Imported for their registration side effects.
+from rank_search.models import cifar_resnet, lenet, torchvision_models, vgg  # noqa: E402,F401
+
+__all__ = ["MODELS", "ModelBuilder", "create_model", "list_models", "register_model"]

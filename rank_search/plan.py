@@ -1,0 +1,212 @@
+"""Rank plans: per-layer (scheme, rank) for the eligible layers of a model.
+
+A plan is built uniform from a rank policy (``ratio:0.5``, ``energy:0.9``, ...) or read from
+YAML, and always resolved to integer ranks validated against the model.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+import yaml
+from torch import nn
+
+from .decomp.policies import RankPolicy, parse_rank_policy
+from .errors import RankSearchError
+from .layers import SCHEMES, Rank, as_pair, get_scheme
+
+DEFAULT_SCHEME = "channel"
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """The scheme and integer rank of one layer (``tiles`` only for the tiled scheme)."""
+
+    scheme: str
+    rank: Rank
+    tiles: tuple[int, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"scheme": self.scheme, "rank": list(self.rank) if isinstance(self.rank, tuple) else self.rank}
+        if self.tiles is not None:
+            out["tiles"] = list(self.tiles)
+        return out
+
+
+@dataclass(frozen=True)
+class RankPlan:
+    """An ordered mapping layer name -> ``LayerPlan``; layers not in it stay dense."""
+
+    entries: tuple[tuple[str, LayerPlan], ...] = field(default_factory=tuple)
+
+    def __getitem__(self, name: str) -> LayerPlan:
+        return dict(self.entries)[name]
+
+    def __contains__(self, name: object) -> bool:
+        return any(n == name for n, _ in self.entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return (n for n, _ in self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def items(self) -> list[tuple[str, LayerPlan]]:
+        return list(self.entries)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layers": {n: lp.to_dict() for n, lp in self.entries}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RankPlan":
+        """Inverse of ``to_dict`` (integer ranks; not validated against a model)."""
+        entries = []
+        for name, d in data["layers"].items():
+            rank = tuple(d["rank"]) if isinstance(d["rank"], list) else d["rank"]
+            tiles = tuple(d["tiles"]) if d.get("tiles") is not None else None
+            entries.append((name, LayerPlan(d["scheme"], rank, tiles)))
+        return cls(tuple(entries))
+
+    def to_yaml(self, **header: Any) -> str:
+        return yaml.safe_dump({**header, **self.to_dict()}, sort_keys=False)
+
+
+def candidate_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every Conv2d (groups=1) and Linear, in module order: what a plan may name."""
+    return {
+        n: m
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)
+    }
+
+
+def eligible_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Candidate layers less the stem (first conv) and the classifier (last Linear), the default
+    set of a uniform plan (METHODS.md section 1)."""
+    layers = candidate_layers(model)
+    convs = [n for n, m in layers.items() if isinstance(m, nn.Conv2d)]
+    linears = [n for n, m in layers.items() if isinstance(m, nn.Linear)]
+    skip = {convs[0]} if convs else set()
+    if linears:
+        skip.add(linears[-1])
+    return {n: m for n, m in layers.items() if n not in skip}
+
+
+def resolve_rank(name: str, layer: nn.Module, scheme: str, rank: Any, *, tiles=None) -> Rank:
+    """Turn a policy or integer(s) into the layer's integer rank, validated against its max rank."""
+    cls = get_scheme(scheme)
+    max_rank = cls.max_rank(layer, tiles=tiles)
+    maxima = as_pair(max_rank) if cls.rank_dims == 2 else (max_rank,)
+    if cls.rank_dims == 2 and isinstance(rank, (list, tuple)):
+        if len(rank) != 2:
+            raise RankSearchError(f"rank for layer {name!r} must be an int or [r_out, r_in], got {rank!r}")
+        parts = list(rank)
+    else:
+        parts = [rank] * cls.rank_dims
+    chosen = []
+    spectra = None
+    for dim, (part, max_r) in enumerate(zip(parts, maxima)):
+        if isinstance(part, bool) or not isinstance(part, (int, str, float, RankPolicy)):
+            raise RankSearchError(f"rank for layer {name!r} must be an integer or a policy, got {part!r}")
+        if isinstance(part, int):
+            if not 1 <= part <= max_r:
+                bound = f"[1, {maxima[0]}] x [1, {maxima[1]}] (out, in)" if cls.rank_dims == 2 else f"[1, {max_r}]"
+                raise RankSearchError(f"rank for layer {name!r} must be in {bound}, got {rank}")
+            chosen.append(part)
+            continue
+        policy = part if isinstance(part, RankPolicy) else parse_rank_policy(part)
+        if policy.kind == "fixed" and policy.value > max_r:
+            raise RankSearchError(f"rank for layer {name!r} must be in [1, {max_r}], got {int(policy.value)}")
+        if policy.needs_spectrum and spectra is None:
+            spectra = cls.spectra(layer.weight.detach(), tiles=tiles)
+        chosen.append(policy.choose(max_r, spectra[dim] if spectra is not None else None))
+    return (chosen[0], chosen[1]) if cls.rank_dims == 2 else chosen[0]
+
+
+def _check_scheme(name: str, layer: nn.Module, scheme: str) -> None:
+    reason = get_scheme(scheme).unsupported_reason(layer)
+    if reason:
+        raise RankSearchError(f"layer {name!r} cannot use scheme {scheme!r}: {reason}")
+
+
+def uniform_plan(model: nn.Module, policy: RankPolicy | str, *, scheme: str = DEFAULT_SCHEME, tiles=None) -> RankPlan:
+    """One policy for every eligible layer. Layers the scheme does not support (Linear and 1x1
+    convs for spatial/tucker2) fall back to the channel scheme."""
+    get_scheme(scheme)
+    policy = policy if isinstance(policy, RankPolicy) else parse_rank_policy(policy)
+    entries = []
+    for name, layer in eligible_layers(model).items():
+        s = scheme if get_scheme(scheme).unsupported_reason(layer) is None else DEFAULT_SCHEME
+        t = tuple(tiles) if (s == "tiled" and tiles) else None
+        entries.append((name, LayerPlan(s, resolve_rank(name, layer, s, policy, tiles=t), t)))
+    return RankPlan(tuple(entries))
+
+
+def plan_from_mapping(model: nn.Module, data: Mapping[str, Any], *, scheme: str = DEFAULT_SCHEME) -> RankPlan:
+    """A plan from a parsed YAML mapping.
+
+    Accepted forms: ``{layers: {name: RANK}, scheme: S, tiles: [R, C]}`` or a flat
+    ``{name: RANK}``; RANK is an int, ``[r_out, r_in]`` (tucker2), a policy string
+    (``ratio:0.3``) or ``{scheme: S, rank: RANK, tiles: [R, C]}``.
+    """
+    if not isinstance(data, Mapping):
+        raise RankSearchError(f"a rank plan must be a mapping of layer name -> rank, got {type(data).__name__}")
+    default_tiles = None
+    if "layers" in data:
+        scheme = data.get("scheme", scheme)
+        default_tiles = data.get("tiles")
+        data = data["layers"]
+        if not isinstance(data, Mapping):
+            raise RankSearchError("'layers' in a rank plan must be a mapping of layer name -> rank")
+    if scheme not in SCHEMES:
+        raise RankSearchError(f"unknown scheme {scheme!r}; valid choices: {', '.join(SCHEMES.names())}")
+    layers = candidate_layers(model)
+    entries = []
+    for name, value in data.items():
+        if name not in layers:
+            raise RankSearchError(
+                f"unknown layer {name!r} in rank plan; valid layers: {', '.join(layers)}"
+            )
+        layer_scheme, tiles, rank = scheme, default_tiles, value
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"scheme", "rank", "tiles"}
+            if unknown or "rank" not in value:
+                raise RankSearchError(
+                    f"plan entry for layer {name!r} must have 'rank' and may have 'scheme', 'tiles'; got keys {sorted(value)}"
+                )
+            layer_scheme = value.get("scheme", scheme)
+            tiles = value.get("tiles", default_tiles)
+            rank = value["rank"]
+        if layer_scheme not in SCHEMES:
+            raise RankSearchError(
+                f"unknown scheme {layer_scheme!r} for layer {name!r}; valid choices: {', '.join(SCHEMES.names())}"
+            )
+        _check_scheme(name, layers[name], layer_scheme)
+        tiles = tuple(tiles) if (tiles is not None and layer_scheme == "tiled") else None
+        entries.append((name, LayerPlan(layer_scheme, resolve_rank(name, layers[name], layer_scheme, rank, tiles=tiles), tiles)))
+    return RankPlan(tuple(entries))
+
+
+def load_plan_yaml(path: str) -> Any:
+    """Parse a plan file (safe YAML); a missing file or bad YAML is a one-line error."""
+    if not os.path.isfile(path):
+        raise RankSearchError(f"rank plan file {path!r} does not exist")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise RankSearchError(f"rank plan {path!r} is not valid YAML{where}") from None
+
+
+def build_plan(model: nn.Module, ranks: Any, *, scheme: str = DEFAULT_SCHEME, tiles=None) -> RankPlan:
+    """A resolved plan from a spec: a policy string, a ``.yaml`` path, a mapping or a RankPlan."""
+    if isinstance(ranks, RankPlan):
+        return plan_from_mapping(model, ranks.to_dict(), scheme=scheme)
+    if isinstance(ranks, Mapping):
+        return plan_from_mapping(model, ranks, scheme=scheme)
+    if isinstance(ranks, str) and ranks.lower().endswith((".yaml", ".yml")):
+        return plan_from_mapping(model, load_plan_yaml(ranks), scheme=scheme)
+    return uniform_plan(model, ranks, scheme=scheme, tiles=tiles)
