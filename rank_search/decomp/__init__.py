@@ -1,6 +1,7 @@
 """Low-rank decompositions: rank policies, truncated SVD and Tucker-2."""
 from __future__ import annotations
 
+from .batched import batched_low_rank, batched_truncated_svd
 from .policies import POLICY_KINDS, RankPolicy, parse_rank_policy
 from .svd import low_rank_approx, singular_values, truncated_svd
 from .tucker import mode_spectra, tucker2, tucker2_reconstruct
@@ -8,6 +9,8 @@ from .tucker import mode_spectra, tucker2, tucker2_reconstruct
 __all__ = [
     "POLICY_KINDS",
     "RankPolicy",
+    "batched_low_rank",
+    "batched_truncated_svd",
     "low_rank_approx",
     "mode_spectra",
     "parse_rank_policy",

@@ -1,17 +1,16 @@
-"""Method plugins, registered in ``METHODS``."""
+"""Method plugins, registered in ``METHODS``.
+
+Each module of this package holds one method and registers it with ``@register_method``;
+every module is imported here, so adding a method means adding one file.
+"""
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any, Mapping
 
-from .._registry import Registry
+from ._registry import METHODS, register_method
 from .base import Method
-from .factorized import Factorized
-from .full import Full
-from .posthoc import Posthoc
-
-METHODS: Registry[type[Method]] = Registry("method")
-for _cls in (Full, Posthoc, Factorized):
-    METHODS.add(_cls.name, _cls)
 
 
 def create_method(name: str, knobs: Mapping[str, Any] | None = None, *, ranks: Any = None,
@@ -20,4 +19,8 @@ def create_method(name: str, knobs: Mapping[str, Any] | None = None, *, ranks: A
     return METHODS.get(name)(knobs, ranks=ranks, scheme=scheme)
 
 
-__all__ = ["METHODS", "Method", "create_method"]
+for _info in pkgutil.iter_modules(__path__):
+    if not _info.name.startswith("_") and _info.name != "base":
+        importlib.import_module(f"{__name__}.{_info.name}")
+
+__all__ = ["METHODS", "Method", "create_method", "register_method"]

@@ -34,16 +34,18 @@ class Method:
         Knobs: frozen dataclass of the method's settings.
         default_scheme: scheme used when the user gives none.
         uses_plan: whether ``--ranks`` means anything to this method.
+        default_ranks: the rank spec used when the user gives none.
     """
 
     name: ClassVar[str] = "base"
     Knobs: ClassVar[type] = NoKnobs
     default_scheme: ClassVar[str] = "channel"
     uses_plan: ClassVar[bool] = True
+    default_ranks: ClassVar[str] = "ratio:0.5"
 
     def __init__(self, knobs: Mapping[str, Any] | None = None, *, ranks: Any = None, scheme: str | None = None) -> None:
         self.knobs = replace_validated(self.Knobs(), dict(knobs or {}), prefix=f"{self.name}.")
-        self.ranks = ranks if ranks is not None else "ratio:0.5"
+        self.ranks = ranks if ranks is not None else self.default_ranks
         self.scheme = scheme or self.default_scheme
         self.plan: RankPlan | None = None
 

@@ -12,6 +12,7 @@ import torch
 from ..layers import FactorizedLayer
 from ..plan import candidate_layers
 from ..surgery import compress
+from ._registry import register_method
 from .base import Method
 
 
@@ -31,6 +32,7 @@ def norm_preserving_factorize(dense, plan):
     return compact
 
 
+@register_method
 class Factorized(Method):
     name = "factorized"
     default_scheme = "tucker2"

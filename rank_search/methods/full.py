@@ -1,9 +1,11 @@
 """`full`: dense training, no compression (the reference accuracy)."""
 from __future__ import annotations
 
+from ._registry import register_method
 from .base import Method
 
 
+@register_method
 class Full(Method):
     name = "full"
     uses_plan = False

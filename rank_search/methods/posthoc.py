@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ..errors import RankSearchError
 from ..surgery import compress
+from ._registry import register_method
 from .base import Method
 
 
@@ -26,6 +27,7 @@ class PosthocKnobs:
             raise RankSearchError(f"posthoc.finetune_epochs must be >= 0, got {self.finetune_epochs}")
 
 
+@register_method
 class Posthoc(Method):
     name = "posthoc"
     Knobs = PosthocKnobs
