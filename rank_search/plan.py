@@ -130,6 +130,12 @@ def _check_scheme(name: str, layer: nn.Module, scheme: str) -> None:
         raise RankSearchError(f"layer {name!r} cannot use scheme {scheme!r}: {reason}")
 
 
+def scheme_for(layer: nn.Module, scheme: str) -> str:
+    """``scheme`` where the layer supports it, else the channel scheme (Linear and 1x1 convs
+    under spatial/tucker2)."""
+    return scheme if get_scheme(scheme).unsupported_reason(layer) is None else DEFAULT_SCHEME
+
+
 def uniform_plan(model: nn.Module, policy: RankPolicy | str, *, scheme: str = DEFAULT_SCHEME, tiles=None) -> RankPlan:
     """One policy for every eligible layer. Layers the scheme does not support (Linear and 1x1
     convs for spatial/tucker2) fall back to the channel scheme."""
@@ -137,7 +143,7 @@ def uniform_plan(model: nn.Module, policy: RankPolicy | str, *, scheme: str = DE
     policy = policy if isinstance(policy, RankPolicy) else parse_rank_policy(policy)
     entries = []
     for name, layer in eligible_layers(model).items():
-        s = scheme if get_scheme(scheme).unsupported_reason(layer) is None else DEFAULT_SCHEME
+        s = scheme_for(layer, scheme)
         t = tuple(tiles) if (s == "tiled" and tiles) else None
         entries.append((name, LayerPlan(s, resolve_rank(name, layer, s, policy, tiles=t), t)))
     return RankPlan(tuple(entries))

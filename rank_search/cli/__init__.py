@@ -5,9 +5,9 @@ import argparse
 import sys
 
 from ..errors import RankSearchError
-from . import layers, train
+from . import export, launch, layers, status, train
 
-COMMANDS = (train, layers)
+COMMANDS = (train, layers, launch, status, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -54,7 +54,9 @@ class LeNet5(nn.Module):
 
 
 class LeNet5Wide(nn.Module):
-    """A wider LeNet with three convolutions and BatchNorm (~12 M MACs per 28x28 image).
+    """A wider LeNet with three convolutions (BatchNorm) and three Linear layers (~12 M MACs per
+    28x28 image): four eligible layers (two convs, two hidden Linear), enough for compression to
+    hurt and for per-layer rank search to matter.
 
     The last feature map is adaptively average-pooled to 4x4, so any input >= 4x4 works.
     """
@@ -79,7 +81,9 @@ class LeNet5Wide(nn.Module):
             nn.Flatten(),
             nn.Linear(64 * 4 * 4, 256),
             nn.ReLU(inplace=True),
-            nn.Linear(256, num_classes),
+            nn.Linear(256, 128),
+            nn.ReLU(inplace=True),
+            nn.Linear(128, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,60 @@
+"""Uniform file access for local paths and URIs (s3://, gs://, ...) through pyarrow filesystems."""
+from __future__ import annotations
+
+import os
+import posixpath
+
+URI_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "hdfs://", "file://")
+
+
+class Location:
+    """A folder, local or remote, with the few read operations analysis needs."""
+
+    def __init__(self, path: str) -> None:
+        self.uri = path.startswith(URI_SCHEMES)
+        if self.uri:
+            import pyarrow.fs as pafs
+
+            self.fs, self.root = pafs.FileSystem.from_uri(path)
+        else:
+            self.fs, self.root = None, os.path.abspath(path)
+        self.path = path
+
+    def join(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts) if self.uri else os.path.join(self.root, *parts)
+
+    def is_dir(self, rel: str = "") -> bool:
+        if not self.uri:
+            return os.path.isdir(self.join(rel) if rel else self.root)
+        import pyarrow.fs as pafs
+
+        return self.fs.get_file_info(self.join(rel) if rel else self.root).type == pafs.FileType.Directory
+
+    def exists(self, rel: str) -> bool:
+        if not self.uri:
+            return os.path.exists(self.join(rel))
+        import pyarrow.fs as pafs
+
+        return self.fs.get_file_info(self.join(rel)).type != pafs.FileType.NotFound
+
+    def listdir(self, rel: str = "") -> list[str]:
+        if not self.uri:
+            return sorted(os.listdir(self.join(rel) if rel else self.root))
+        import pyarrow.fs as pafs
+
+        infos = self.fs.get_file_info(pafs.FileSelector(self.join(rel) if rel else self.root))
+        return sorted(posixpath.basename(i.path) for i in infos)
+
+    def read_text(self, rel: str) -> str:
+        if not self.uri:
+            with open(self.join(rel), encoding="utf-8") as fh:
+                return fh.read()
+        with self.fs.open_input_stream(self.join(rel)) as fh:
+            return fh.read().decode("utf-8")
+
+    def read_bytes(self, rel: str) -> bytes:
+        if not self.uri:
+            with open(self.join(rel), "rb") as fh:
+                return fh.read()
+        with self.fs.open_input_stream(self.join(rel)) as fh:
+            return fh.read()

@@ -1,0 +1,44 @@
+"""Pick one trial from a sweep's Pareto front (what `rank-search export` exports)."""
+from __future__ import annotations
+
+import pandas as pd
+
+from rank_search import schema
+from rank_search.errors import RankSearchError
+
+from .loading import Experiment
+from .pareto import knee_index, pareto_mask
+from .summary import usable_trials
+
+PICKS = ("knee", "max-accuracy", "max-compression")
+
+
+def pick_trial(exp: Experiment, *, pick: str = "knee", min_accuracy: float | None = None,
+               max_macs: float | None = None) -> pd.Series:
+    """The chosen finished trial.
+
+    Finished, non-diverged trials are filtered by ``min_accuracy`` (validation) and ``max_macs``
+    (compact MACs); the Pareto front of the rest (the sweep's objectives) gives the ``knee``,
+    the most accurate or the most compressed (largest ``macs_compression``) trial.
+    """
+    if pick not in PICKS:
+        raise RankSearchError(f"--pick must be one of {', '.join(PICKS)}, got {pick!r}")
+    t = usable_trials(exp)
+    t = t[t["status"] == "TERMINATED"] if not t.empty else t
+    if t.empty:
+        raise RankSearchError(f"no finished trial in {exp.path!r} to export")
+    if min_accuracy is not None:
+        t = t[t[schema.VAL_ACCURACY] >= min_accuracy]
+    if max_macs is not None:
+        t = t[t[schema.COMPACT_MACS] <= max_macs]
+    if t.empty:
+        raise RankSearchError(f"no finished trial meets --min-accuracy {min_accuracy} / --max-macs {max_macs}")
+    metrics = [m for m, _ in exp.objectives]
+    modes = [d for _, d in exp.objectives]
+    values = t[metrics].to_numpy(dtype=float)
+    front = t[pareto_mask(values, modes)]
+    if pick == "knee":
+        return t.iloc[knee_index(values, modes)]
+    key = schema.VAL_ACCURACY if pick == "max-accuracy" else schema.MACS_COMPRESSION
+    other = schema.MACS_COMPRESSION if pick == "max-accuracy" else schema.VAL_ACCURACY
+    return front.sort_values([key, other], ascending=False, kind="stable").iloc[0]

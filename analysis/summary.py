@@ -1,0 +1,89 @@
+"""Text summaries of a sweep: trial counts, best trials and the Pareto front."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from rank_search import schema
+
+from .loading import Experiment
+from .pareto import knee_index, pareto_mask
+
+SHOWN = (schema.VAL_ACCURACY, schema.TEST_ACCURACY, schema.MACS_COMPRESSION, schema.PARAMS_COMPRESSION)
+
+
+def usable_trials(exp: Experiment) -> pd.DataFrame:
+    """Trials with every objective reported and no divergence (candidates for the front)."""
+    t = exp.trials
+    if t.empty:
+        return t
+    metrics = [m for m, _ in exp.objectives]
+    ok = pd.Series(True, index=t.index)
+    for m in metrics:
+        ok &= t[m].notna() if m in t else False
+    if schema.DIVERGED in t:
+        ok &= ~t[schema.DIVERGED].fillna(False).astype(bool)
+    return t[ok]
+
+
+def front(exp: Experiment, *, finished_only: bool = False) -> pd.DataFrame:
+    """The Pareto-optimal trials (by the sweep's objectives), sorted by the first objective, with
+    a boolean ``knee`` column."""
+    t = usable_trials(exp)
+    if finished_only and not t.empty:
+        t = t[t["status"] == "TERMINATED"]
+    if t.empty:
+        return t.assign(knee=[])
+    metrics = [m for m, _ in exp.objectives]
+    modes = [d for _, d in exp.objectives]
+    values = t[metrics].to_numpy(dtype=float)
+    mask = pareto_mask(values, modes)
+    result = t[mask].copy()
+    result["knee"] = False
+    result.loc[t.index[knee_index(values, modes)], "knee"] = True
+    return result.sort_values(metrics[0], ascending=modes[0] == "min", kind="stable")
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def table(df: pd.DataFrame, columns: list[str]) -> str:
+    cols = [c for c in columns if c in df.columns]
+    rows = [cols] + [[_fmt(r[c]) for c in cols] for _, r in df.iterrows()]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def front_text(exp: Experiment) -> str:
+    f = front(exp)
+    if f.empty:
+        return "Pareto front: no finished trial reported the objectives yet"
+    f = f.assign(knee=f["knee"].map({True: "<- knee", False: ""}))
+    objectives = ", ".join(f"{m} ({d})" for m, d in exp.objectives)
+    cols = ["trial_id", "config/method", "status", *SHOWN, "epochs_run", "knee"]
+    return f"Pareto front over {objectives}: {len(f)} of {len(usable_trials(exp))} trials\n" + table(f, cols)
+
+
+def status_text(exp: Experiment, *, top: int = 5) -> str:
+    t = exp.trials
+    expected = (exp.sweep or {}).get("launch", {}).get("num_samples")
+    lines = [f"experiment {exp.path}"]
+    if t.empty:
+        lines.append(f"no trial started yet (of {expected})" if expected else "no trial started yet")
+        return "\n".join(lines)
+    counts = t["status"].value_counts()
+    parts = ", ".join(f"{k} {int(v)}" for k, v in counts.items())
+    lines.append(f"trials: {len(t)}" + (f" of {expected}" if expected else "") + f" ({parts})")
+    if schema.DIVERGED in t and t[schema.DIVERGED].fillna(False).astype(bool).any():
+        lines.append(f"diverged: {int(t[schema.DIVERGED].fillna(False).astype(bool).sum())}")
+    usable = usable_trials(exp)
+    if not usable.empty:
+        best = usable.sort_values(schema.VAL_ACCURACY, ascending=False).head(top)
+        lines += ["", f"best {len(best)} by {schema.VAL_ACCURACY}:",
+                  table(best, ["trial_id", "config/method", "status", *SHOWN, "epochs_run"])]
+    lines += ["", front_text(exp)]
+    return "\n".join(lines)

@@ -1,0 +1,99 @@
+"""`rank-search launch` and `rank-search resume`: run a sweep with Ray Tune + Optuna."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import RankSearchError
+
+EXIT_INTERRUPTED = 130
+EXIT_TRIALS_FAILED = 1
+
+
+def _resources(items: list[str] | None) -> dict[str, float]:
+    out = {}
+    for item in items or []:
+        name, sep, amount = item.partition("=")
+        try:
+            out[name] = float(amount)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise RankSearchError(f"--resource expects NAME=AMOUNT, got {item!r}")
+    return out
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("launch", help="start a rank search sweep (Ray Tune + Optuna)",
+                       description="Run a multi-objective search (validation accuracy vs compression) over "
+                                   "methods, knobs and per-layer ranks. Local by default (a private Ray).")
+    p.add_argument("--space", required=True, help="shipped space name (demo, resnet20_cifar10, ...) or space.yaml")
+    p.add_argument("--num-samples", type=int, default=16, help="number of trials (default 16)")
+    p.add_argument("--epochs", type=int, help="override the space's epoch budget per trial")
+    p.add_argument("--searcher", default="nsga2", help="nsga2 (default) | tpe | random (Optuna samplers)")
+    p.add_argument("--scheduler", default="fifo",
+                   help="fifo (default) | asha (early stopping on val_accuracy only)")
+    p.add_argument("--max-concurrent", type=int, help="at most K trials at once (default: as resources allow)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions allowed, e.g. 0.5")
+    p.add_argument("--resource", action="append", metavar="NAME=AMOUNT",
+                   help="extra custom Ray resource per trial (e.g. a node label); repeatable")
+    p.add_argument("--objectives", default="val_accuracy:max,macs_compression:max",
+                   help="comma-separated METRIC:max|min (default val_accuracy:max,macs_compression:max)")
+    p.add_argument("--address", default="local", help="local (private Ray, default) | auto | HOST:PORT")
+    p.add_argument("--storage", help="experiment root: a folder (default ./runs) or a URI like s3://bucket/path;"
+                                     " required on a cluster")
+    p.add_argument("--name", help="experiment name (default SPACE-DATE-TIME)")
+    p.add_argument("--seed", type=int, default=0, help="searcher seed")
+    p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial from its checkpoint")
+    p.set_defaults(func=run_launch)
+
+    r = sub.add_parser("resume", help="finish an interrupted sweep",
+                       description="Continue unfinished and errored trials from their checkpoints with the "
+                                   "searcher state restored; finished trials are kept as they are.")
+    r.add_argument("experiment", metavar="EXP_DIR")
+    r.set_defaults(func=run_resume)
+
+
+def _finish(outcome, num_samples: int) -> int:
+    from analysis.loading import load_experiment
+    from analysis.summary import front_text
+
+    exp = load_experiment(outcome.path)
+    print(front_text(exp))
+    print(f"\nexperiment: {outcome.path}")
+    counts = outcome.counts
+    done = counts.get("TERMINATED", 0)
+    if not outcome.complete:
+        print(f"sweep interrupted: {done} of {num_samples} trials finished; resume with:\n"
+              f"  rank-search resume {outcome.path}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if counts.get("ERROR"):
+        print(f"{counts['ERROR']} trial(s) failed after their retries (see error.txt in their folders); "
+              f"retry them with: rank-search resume {outcome.path}", file=sys.stderr)
+        return EXIT_TRIALS_FAILED
+    print(f"next: rank-search export {outcome.path} --out best.yaml")
+    return 0
+
+
+def run_launch(args: argparse.Namespace) -> int:
+    from ..search import LaunchConfig, parse_objectives
+
+    cfg = LaunchConfig(
+        space=args.space, num_samples=args.num_samples, epochs=args.epochs, searcher=args.searcher,
+        scheduler=args.scheduler, max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial, resources=_resources(args.resource), address=args.address,
+        storage=args.storage, name=args.name, seed=args.seed, objectives=parse_objectives(args.objectives),
+        max_failures=args.max_failures,
+    )
+    from ..search.sweep import launch
+
+    return _finish(launch(cfg), cfg.num_samples)
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    from ..search.launcher import config_from_record, read_sweep_file
+    from ..search.sweep import resume
+
+    cfg = config_from_record(read_sweep_file(args.experiment))
+    return _finish(resume(args.experiment), cfg.num_samples)

@@ -1,0 +1,262 @@
+"""`trp`: Trained Rank Pruning (Xu et al., IJCAI 2020; METHODS.md section 2).
+
+The dense model is trained, but every ``interval`` iterations each planned weight is replaced
+(under no_grad, before the forward pass) by its truncated SVD in the scheme's matrix, so the
+loss and gradients are taken at low-rank weights. After each backward pass the stochastic
+sub-gradient of ``nuclear_weight * ||W||_*``, ``lambda * U_r V_r^T``, is added to the
+gradient. The run ends with a projection at the final rank spec; the weights are then exactly
+low-rank and the conversion to the compact model is exact. Compression is an outcome of
+the training, measured from the compact model.
+
+Rank specs are policies resolved against the *current* weights at every projection
+(``energy:0.9`` re-picks ranks each time, ``ratio:0.25`` gives fixed ranks); a plan
+(YAML, mapping) gives fixed ranks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..decomp import RankPolicy, batched_truncated_svd, parse_rank_policy
+from ..errors import RankSearchError
+from ..layers import ChannelFactorized, SpatialFactorized
+from ..plan import RankPlan, build_plan
+from ..surgery import compress
+from ._registry import register_method
+from .base import Method
+
+SCHEMES = ("channel", "spatial")
+
+# name -> (U_r [rows, r], Vh_r [r, cols]) of the last SVD, on the weights' device
+Factors = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class TRPKnobs:
+    """Attributes:
+    interval: projection period m in iterations (iteration t projects when t % m == 0);
+        default 5, as in the paper's scripts (the paper code's default is 1).
+    nuclear_weight: lambda of the nuclear-norm sub-gradient ``lambda * U_r V_r^T`` added to
+        the gradient after each backward pass (README: 3e-4); 0 disables it.
+    final_ranks: rank spec of the final projection and conversion, e.g. ``value:0.05`` (the
+        TRP code's threshold) or ``energy:0.9``; empty/None *(our choice)* = the training
+        rank spec (``--ranks``).
+    fresh_subgradient: on iterations without a projection, take U_r, V_r from a fresh SVD of
+        the current weights (at the ranks of the last projection) instead of reusing the
+        factors of the last projection; default False *(our choice: cheaper, and the
+        factors change little within an interval)*.
+    """
+
+    interval: int = 5
+    nuclear_weight: float = 3e-4
+    final_ranks: str | None = None
+    fresh_subgradient: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.interval, bool) or not isinstance(self.interval, int) or self.interval < 1:
+            raise RankSearchError(f"trp.interval must be an integer >= 1, got {self.interval!r}")
+        if not (isinstance(self.nuclear_weight, (int, float)) and math.isfinite(self.nuclear_weight)
+                and self.nuclear_weight >= 0):
+            raise RankSearchError(f"trp.nuclear_weight must be a finite number >= 0, got {self.nuclear_weight!r}")
+        if not isinstance(self.fresh_subgradient, bool):
+            raise RankSearchError(f"trp.fresh_subgradient must be true or false, got {self.fresh_subgradient!r}")
+        if self.final_ranks is not None and str(self.final_ranks).strip() and not _is_plan_file(self.final_ranks):
+            try:
+                parse_rank_policy(self.final_ranks)
+            except RankSearchError as exc:
+                raise RankSearchError(
+                    f"trp.final_ranks must be a rank spec such as 'value:0.05' or 'energy:0.9' (or a plan .yaml), "
+                    f"got {self.final_ranks!r}: {exc}"
+                ) from None
+
+
+def _is_plan_file(spec: Any) -> bool:
+    return isinstance(spec, str) and spec.strip().lower().endswith((".yaml", ".yml"))
+
+
+def spectrum_policy(spec: Any) -> RankPolicy | None:
+    """The uniform policy of ``spec`` when it must be re-resolved on the weights (energy,
+    value); None for fixed/ratio policies and plans, whose ranks do not depend on the weights."""
+    if isinstance(spec, RankPolicy):
+        policy = spec
+    elif isinstance(spec, (str, int, float)) and not isinstance(spec, bool) and not _is_plan_file(spec):
+        policy = parse_rank_policy(spec)
+    else:
+        return None
+    return policy if policy.needs_spectrum else None
+
+
+def to_matrix(scheme: str, weight: torch.Tensor) -> torch.Tensor:
+    """The scheme's matrix of a dense weight (Linear weights are their own channel matrix)."""
+    return SpatialFactorized.matrix(weight) if scheme == "spatial" else ChannelFactorized.matrix(weight)
+
+
+def from_matrix(scheme: str, matrix: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Inverse of :func:`to_matrix`."""
+    return SpatialFactorized.unmatrix(matrix, shape) if scheme == "spatial" else matrix.reshape(shape)
+
+
+def check_schemes(plan: RankPlan) -> None:
+    for name, lp in plan.items():
+        if lp.scheme not in SCHEMES:
+            raise RankSearchError(
+                f"trp projects in the {' or '.join(SCHEMES)} scheme; layer {name!r} has scheme {lp.scheme!r}"
+            )
+
+
+@torch.no_grad()
+def project_layers(model: nn.Module, plan: RankPlan, *, policy: RankPolicy | None = None,
+                   write: bool = True) -> tuple[RankPlan, Factors]:
+    """Replace each planned weight of ``model`` by its truncated SVD in its scheme's matrix.
+
+    Same-shape layers are decomposed in one batched call on the weights' device. The SVD is
+    always the exact thin SVD (*our choice*: a randomized SVD misplaces the subspace of a
+    flat spectrum, which freshly initialised weights have), sliced to each layer's rank.
+
+    Args:
+        policy: re-pick every layer's rank from its current spectrum (energy/value policies);
+            None keeps the plan's ranks.
+        write: False computes the factors without touching the weights (fresh sub-gradients).
+
+    Returns:
+        The plan with the ranks used, and each layer's ``(U_r, Vh_r)`` (contiguous copies).
+    """
+    entries = dict(plan.items())
+    names = list(entries)
+    weights = [model.get_submodule(n).weight for n in names]
+    mats = [to_matrix(entries[n].scheme, w.detach()) for n, w in zip(names, weights)]
+    full = batched_truncated_svd(mats, [min(m.shape) for m in mats])
+    if policy is None:
+        ranks = [int(entries[n].rank) for n in names]
+    else:
+        # One device->host copy of all spectra, then the policy's own rule (as build_plan).
+        lengths = [s.numel() for _, s, _ in full]
+        flat = torch.cat([s for _, s, _ in full]).tolist() if full else []
+        starts = [0, *itertools.accumulate(lengths)]
+        ranks = [policy.choose(k, flat[a:a + k]) for k, a in zip(lengths, starts)]
+    factors = [(u[:, :r], s[:r], vh[:r]) for (u, s, vh), r in zip(full, ranks)]
+    cached: Factors = {}
+    for name, w, (u, s, vh) in zip(names, weights, factors):
+        if write:
+            w.copy_(from_matrix(entries[name].scheme, (u * s) @ vh, w.shape))
+        cached[name] = (u.clone(memory_format=torch.contiguous_format),
+                        vh.clone(memory_format=torch.contiguous_format))
+    new_plan = RankPlan(tuple((n, dataclasses.replace(entries[n], rank=r)) for n, r in zip(names, ranks)))
+    return new_plan, cached
+
+
+def subgradient_directions(plan: RankPlan, factors: Factors, model: nn.Module) -> dict[str, torch.Tensor]:
+    """``U_r V_r^T`` of every layer, reshaped to its weight's shape."""
+    schemes = {n: lp.scheme for n, lp in plan.items()}
+    out = {}
+    for name, (u, vh) in factors.items():
+        shape = model.get_submodule(name).weight.shape
+        out[name] = from_matrix(schemes[name], u @ vh, shape)
+    return out
+
+
+@register_method
+class TRP(Method):
+    name = "trp"
+    Knobs = TRPKnobs
+    default_ranks = "energy:0.9"  # the TRP code's energy threshold
+
+    def __init__(self, knobs=None, *, ranks=None, scheme=None) -> None:
+        super().__init__(knobs, ranks=ranks, scheme=scheme)
+        if self.scheme not in SCHEMES:
+            raise RankSearchError(f"trp supports scheme {' or '.join(SCHEMES)}, got {self.scheme!r}")
+        self.factors: Factors = {}
+        self.finalized = False
+        self._directions: dict[str, torch.Tensor] = {}
+
+    # ---- plans ----
+    @property
+    def final_spec(self) -> Any:
+        spec = self.knobs.final_ranks
+        return spec if spec is not None and str(spec).strip() else self.ranks
+
+    def resolve_plan(self, model: nn.Module) -> RankPlan:
+        plan = build_plan(model, self.ranks, scheme=self.scheme)
+        check_schemes(plan)
+        self.plan = plan
+        return plan
+
+    def _final_plan(self, model: nn.Module) -> RankPlan:
+        plan = build_plan(model, self.final_spec, scheme=self.scheme)
+        check_schemes(plan)
+        return plan
+
+    def validate(self, trainer) -> None:
+        self._final_plan(trainer.dense)  # fail fast on a bad final_ranks plan
+
+    # ---- projections ----
+    def _set_factors(self, factors: Factors, model: nn.Module) -> None:
+        self.factors = factors
+        self._directions = (subgradient_directions(self.plan, factors, model)
+                            if self.knobs.nuclear_weight > 0 else {})
+
+    def project(self, model: nn.Module) -> None:
+        """One training projection at the training rank spec."""
+        self.plan, factors = project_layers(model, self.plan, policy=spectrum_policy(self.ranks))
+        self._set_factors(factors, model)
+
+    # ---- hooks ----
+    def on_train_start(self, trainer) -> None:
+        self.resolve_plan(trainer.model)
+
+    def before_forward(self, trainer) -> None:
+        if trainer.global_step % self.knobs.interval == 0:
+            self.project(trainer.model)
+
+    def after_backward(self, trainer) -> None:
+        lam = self.knobs.nuclear_weight
+        if lam <= 0:
+            return
+        model = trainer.model
+        if self.knobs.fresh_subgradient and trainer.global_step % self.knobs.interval != 0:
+            _, factors = project_layers(model, self.plan, write=False)
+            self._set_factors(factors, model)
+        for name, direction in self._directions.items():
+            weight = model.get_submodule(name).weight
+            if weight.grad is None:
+                weight.grad = lam * direction
+            else:
+                weight.grad.add_(direction, alpha=lam)
+
+    def finalize(self, trainer) -> None:
+        """The final projection, at the final rank spec; ``self.plan`` becomes the exported plan."""
+        final = self._final_plan(trainer.model)
+        self.plan, factors = project_layers(trainer.model, final, policy=spectrum_policy(self.final_spec))
+        self._set_factors(factors, trainer.model)
+        self.finalized = True
+
+    def compact_model(self, trainer) -> nn.Module:
+        if self.finalized:
+            return compress(trainer.model, self.plan)
+        # Mid-training: what finalizing now would give. compress() decomposes a copy (full
+        # SVD, no RNG), so the training weights, factors and random state are untouched.
+        return compress(trainer.model, self._final_plan(trainer.model))
+
+    # ---- state ----
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "finalized": self.finalized,
+            "factors": {n: {"u": u, "vh": vh} for n, (u, vh) in self.factors.items()},
+        }
+
+    def load_state_dict(self, state, trainer) -> None:
+        super().load_state_dict(state, trainer)
+        self.finalized = bool(state.get("finalized", False))
+        model = trainer.model
+        factors = {}
+        for name, f in (state.get("factors") or {}).items():
+            device = model.get_submodule(name).weight.device
+            factors[name] = (f["u"].to(device), f["vh"].to(device))
+        self._set_factors(factors, model)

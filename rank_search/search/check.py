@@ -1,0 +1,50 @@
+"""Check a search space against the registries before a sweep: every method, knob value,
+train setting and scheme must build (data files are not needed for this)."""
+from __future__ import annotations
+
+from search_spaces import Dim, SearchSpace
+
+from ..config import replace_validated
+from ..data import dataset_info
+from ..engine import TrainConfig
+from ..errors import RankSearchError
+from ..methods import METHODS, create_method
+from ..models import create_model
+from ..plan import build_plan
+from .groups import group_names
+
+
+def _probe_values(dim: Dim) -> list:
+    if dim.kind == "fixed":
+        return [dim.value]
+    if dim.kind == "categorical":
+        return list(dim.choices)
+    return [int(dim.low), int(dim.high)] if dim.kind == "int" else [dim.low, dim.high]
+
+
+def check_space(space: SearchSpace) -> list[str]:
+    """Validate ``space``; return its rank-group names. Raises ``RankSearchError`` naming the problem."""
+    info = dataset_info(space.dataset, data_root=space.data_root)
+    model = create_model(space.model, in_channels=info.in_channels, num_classes=info.num_classes,
+                         image_size=info.image_size)
+    for key, dim in space.train.items():
+        for value in _probe_values(dim):
+            replace_validated(TrainConfig(), {key: value}, prefix="train.")
+    ratio = _probe_values(space.ratio)
+    for method, knobs in space.methods.items():
+        cls = METHODS.get(method)
+        schemes = _probe_values(knobs["scheme"]) if "scheme" in knobs else [None]
+        for knob, dim in knobs.items():
+            if knob == "scheme":
+                continue
+            for value in _probe_values(dim):
+                create_method(method, {knob: value})
+        for scheme in schemes:
+            m = create_method(method, scheme=scheme)
+            if cls.uses_plan:
+                for r in ratio:
+                    build_plan(model, f"ratio:{float(r)}", scheme=m.scheme)
+    groups = group_names(model, space.grouping)
+    if not groups and any(METHODS.get(m).uses_plan for m in space.methods):
+        raise RankSearchError(f"model {space.model!r} has no eligible layers to search ranks for")
+    return groups

@@ -1,0 +1,99 @@
+"""The Ray Tune trainable: one trial = one engine run, reported and checkpointed every epoch.
+
+A restored or retried trial continues from its last epoch checkpoint (full engine state). A
+diverging trial (NaN/inf loss) reports ``diverged=True`` with ``val_accuracy=0`` and
+compression 1.0 (no usable compact model) and ends cleanly, so the sweep goes on.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from typing import Any
+
+import torch
+import yaml
+from ray import tune
+
+from .. import schema
+from ..checkpoint import save_compact
+from ..cost import compression_metrics, model_cost
+from ..engine import DivergedError, evaluate
+from ..run import prepare
+from .trial import spec_from_config
+
+ENGINE_STATE_FILE = "engine_state.pt"
+RUN_FILE = "run.yaml"
+
+
+def _cpu_share() -> int:
+    import ray
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    return max(1, int(round(cpus)))
+
+
+def _run_record(trainer, spec) -> dict[str, Any]:
+    """The trial's run with integer ranks: what `rank-search export` writes and `train --config` reads."""
+    run = spec.to_dict()
+    if trainer.method.plan is not None and trainer.method.uses_plan:
+        run["ranks"] = trainer.method.plan.to_dict()
+    return run
+
+
+def _save_checkpoint(directory: str, trainer, spec, *, final: bool) -> None:
+    torch.save(trainer.state_dict(), os.path.join(directory, ENGINE_STATE_FILE))
+    with open(os.path.join(directory, RUN_FILE), "w", encoding="utf-8") as fh:
+        yaml.safe_dump({"run": _run_record(trainer, spec)}, fh, sort_keys=False)
+    if final:
+        data = trainer.data
+        save_compact(os.path.join(directory, schema.COMPACT_WEIGHTS_FILE), trainer.compact_model(),
+                     plan=trainer.method.plan, model=spec.model, dataset=spec.dataset, method=spec.method,
+                     in_channels=data.in_channels, num_classes=data.num_classes, image_size=data.image_size)
+
+
+def rank_search_trainable(config: dict[str, Any]) -> None:
+    """Tune function trainable (current ``ray.tune`` API: ``tune.report`` / ``tune.get_checkpoint``)."""
+    torch.set_num_threads(_cpu_share())
+    from ..data import dataset_info
+    from ..models import create_model
+
+    info = dataset_info(config["space.dataset"], data_root=config.get("space.data_root"))
+    probe = create_model(config["space.model"], in_channels=info.in_channels, num_classes=info.num_classes,
+                         image_size=info.image_size)
+    spec = spec_from_config(config, probe)
+    trainer = prepare(spec)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            trainer.load_state_dict(torch.load(os.path.join(d, ENGINE_STATE_FILE), weights_only=True))
+    dense_cost = model_cost(trainer.dense, trainer.input_shape)
+    host = socket.gethostname()
+
+    def on_epoch(tr, result) -> None:
+        compact = tr.compact_model()
+        metrics = {
+            schema.EPOCH: result.epoch,
+            schema.VAL_ACCURACY: result.val_accuracy,
+            schema.VAL_LOSS: result.val_loss,
+            schema.TRAIN_LOSS: result.train_loss,
+            schema.DIVERGED: False,
+            "epoch_seconds": result.seconds,
+            "hostname": host,
+            **compression_metrics(dense_cost, model_cost(compact, tr.input_shape)),
+        }
+        final = tr.epoch == tr.epochs
+        if final:
+            metrics[schema.TEST_ACCURACY], _ = evaluate(compact, tr.data.test, tr.device)
+        with tempfile.TemporaryDirectory() as d:
+            _save_checkpoint(d, tr, spec, final=final)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+    try:
+        trainer.fit(on_epoch)
+    except DivergedError as exc:
+        tune.report({
+            schema.EPOCH: exc.epoch + 1, schema.VAL_ACCURACY: 0.0, schema.DIVERGED: True,
+            schema.TRAIN_LOSS: float("nan"), "hostname": host,
+            **compression_metrics(dense_cost, dense_cost),
+        })

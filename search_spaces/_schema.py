@@ -1,0 +1,217 @@
+"""The search-space schema: YAML -> frozen ``SearchSpace`` (no torch, no ray).
+
+A space file::
+
+    name: demo                      # optional, defaults to the file name
+    description: one line
+    model: lenet5_wide
+    dataset: mnist5k
+    epochs: 3
+    seed: 0                         # optional, training seed of every trial
+    data_root: null                 # optional
+    methods:                        # methods to consider and their knob ranges
+      trp:
+        scheme: [channel, spatial]  # list -> categorical
+        interval: {int: [1, 20], log: true}
+        nuclear_weight: {float: [1.0e-5, 1.0e-3], log: true}
+      elrt:
+        regularizer: [so, dso, srip, mc]
+        rho: {float: [1.0e-4, 1.0e-1], log: true}
+      full: {}                      # no knobs
+    train:                          # train.* settings
+      lr: {float: [0.01, 0.1], log: true}
+      batch_size: 32                # scalar -> fixed
+    ranks:
+      grouping: per_layer           # uniform | per_stage | per_layer
+      ratio: {float: [0.05, 0.8]}   # each group's rank ratio (of the layer's max rank)
+
+Dimensions: a scalar is fixed; a list is categorical; ``{float: [lo, hi]}`` or
+``{int: [lo, hi]}`` is a range, with optional ``log: true`` and ``step``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import yaml
+
+from rank_search.errors import RankSearchError
+
+GROUPINGS = ("uniform", "per_stage", "per_layer")
+SPACE_KEYS = ("name", "description", "model", "dataset", "epochs", "seed", "data_root", "methods", "train", "ranks")
+
+
+class SpaceError(RankSearchError):
+    """A search space that breaks the schema (message names the key and the rule)."""
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One search dimension: ``fixed`` value, ``categorical`` choices or a ``float``/``int`` range."""
+
+    kind: str
+    value: Any = None
+    choices: tuple = ()
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    step: float | None = None
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        """Sample with an Optuna(-like) trial; fixed values are returned as they are."""
+        if self.kind == "fixed":
+            return self.value
+        if self.kind == "categorical":
+            return trial.suggest_categorical(name, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log,
+                                     step=int(self.step or 1))
+        return trial.suggest_float(name, self.low, self.high, log=self.log, step=self.step)
+
+    def midpoint(self) -> Any:
+        """A representative value (for validating knobs before a sweep)."""
+        if self.kind == "fixed":
+            return self.value
+        if self.kind == "categorical":
+            return self.choices[0]
+        mid = (self.low * self.high) ** 0.5 if self.log else (self.low + self.high) / 2
+        return int(round(mid)) if self.kind == "int" else mid
+
+    def to_plain(self) -> Any:
+        if self.kind == "fixed":
+            return self.value
+        if self.kind == "categorical":
+            return list(self.choices)
+        out: dict[str, Any] = {self.kind: [self.low, self.high]}
+        if self.log:
+            out["log"] = True
+        if self.step is not None:
+            out["step"] = self.step
+        return out
+
+
+def parse_dim(where: str, value: Any) -> Dim:
+    if isinstance(value, list):
+        if not value:
+            raise SpaceError(f"{where}: a categorical dimension needs at least one choice")
+        return Dim("categorical", choices=tuple(value))
+    if isinstance(value, Mapping):
+        kinds = [k for k in ("float", "int") if k in value]
+        extra = set(value) - {"float", "int", "log", "step"}
+        if len(kinds) != 1 or extra:
+            raise SpaceError(f"{where}: a range must be {{float: [lo, hi]}} or {{int: [lo, hi]}} with optional "
+                             f"log/step, got {dict(value)}")
+        kind = kinds[0]
+        bounds = value[kind]
+        if (not isinstance(bounds, list) or len(bounds) != 2
+                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)):
+            raise SpaceError(f"{where}: {kind} range must be [low, high] numbers, got {bounds!r}")
+        low, high = float(bounds[0]), float(bounds[1])
+        if not low < high:
+            raise SpaceError(f"{where}: range low must be < high, got [{low}, {high}]")
+        log = bool(value.get("log", False))
+        if log and low <= 0:
+            raise SpaceError(f"{where}: a log range needs low > 0, got {low}")
+        if kind == "int" and (low != int(low) or high != int(high)):
+            raise SpaceError(f"{where}: int range bounds must be integers, got [{low}, {high}]")
+        step = value.get("step")
+        if step is not None and (not isinstance(step, (int, float)) or step <= 0 or log):
+            raise SpaceError(f"{where}: step must be a positive number and cannot be combined with log")
+        return Dim(kind, low=low, high=high, log=log, step=step)
+    return Dim("fixed", value=value)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated search space (see the module docstring for the YAML schema)."""
+
+    name: str
+    model: str
+    dataset: str
+    epochs: int
+    methods: Mapping[str, Mapping[str, Dim]]
+    train: Mapping[str, Dim] = field(default_factory=dict)
+    grouping: str = "uniform"
+    ratio: Dim = field(default_factory=lambda: Dim("float", low=0.1, high=1.0))
+    seed: int = 0
+    data_root: str | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise SpaceError(f"space {self.name!r}: epochs must be an integer >= 1, got {self.epochs!r}")
+        if not self.methods:
+            raise SpaceError(f"space {self.name!r}: 'methods' must name at least one method")
+        if self.grouping not in GROUPINGS:
+            raise SpaceError(f"space {self.name!r}: ranks.grouping must be one of {', '.join(GROUPINGS)}, "
+                             f"got {self.grouping!r}")
+        if self.ratio.kind == "fixed" and not (isinstance(self.ratio.value, (int, float)) and 0 < self.ratio.value <= 1):
+            raise SpaceError(f"space {self.name!r}: ranks.ratio must be in (0, 1], got {self.ratio.value!r}")
+        if self.ratio.kind in ("float", "int") and not (0 < self.ratio.low and self.ratio.high <= 1):
+            raise SpaceError(f"space {self.name!r}: ranks.ratio range must lie in (0, 1], got "
+                             f"[{self.ratio.low}, {self.ratio.high}]")
+        if self.ratio.kind == "categorical" and not all(
+                isinstance(c, (int, float)) and 0 < c <= 1 for c in self.ratio.choices):
+            raise SpaceError(f"space {self.name!r}: ranks.ratio choices must lie in (0, 1]")
+
+    def to_plain(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "description": self.description, "model": self.model, "dataset": self.dataset,
+            "epochs": self.epochs, "seed": self.seed, "data_root": self.data_root,
+            "methods": {m: {k: d.to_plain() for k, d in knobs.items()} for m, knobs in self.methods.items()},
+            "train": {k: d.to_plain() for k, d in self.train.items()},
+            "ranks": {"grouping": self.grouping, "ratio": self.ratio.to_plain()},
+        }
+
+
+def space_from_mapping(data: Any, *, name: str = "space") -> SearchSpace:
+    """Validate a parsed YAML mapping into a ``SearchSpace``."""
+    if not isinstance(data, Mapping):
+        raise SpaceError(f"space {name!r} must be a mapping, got {type(data).__name__}")
+    unknown = set(data) - set(SPACE_KEYS)
+    if unknown:
+        raise SpaceError(f"space {name!r}: unknown key(s) {sorted(unknown)}; valid keys: {', '.join(SPACE_KEYS)}")
+    name = str(data.get("name") or name)
+    for key in ("model", "dataset", "epochs", "methods"):
+        if key not in data:
+            raise SpaceError(f"space {name!r}: missing required key {key!r}")
+    methods_raw = data["methods"]
+    if isinstance(methods_raw, list):
+        methods_raw = {m: {} for m in methods_raw}
+    if not isinstance(methods_raw, Mapping):
+        raise SpaceError(f"space {name!r}: 'methods' must map method name -> knob ranges")
+    methods = {}
+    for method, knobs in methods_raw.items():
+        knobs = knobs or {}
+        if not isinstance(knobs, Mapping):
+            raise SpaceError(f"space {name!r}: methods.{method} must map knob -> dimension")
+        methods[str(method)] = {str(k): parse_dim(f"methods.{method}.{k}", v) for k, v in knobs.items()}
+    train_raw = data.get("train") or {}
+    if not isinstance(train_raw, Mapping):
+        raise SpaceError(f"space {name!r}: 'train' must map setting -> dimension")
+    train = {str(k): parse_dim(f"train.{k}", v) for k, v in train_raw.items()}
+    ranks = data.get("ranks") or {}
+    if not isinstance(ranks, Mapping) or set(ranks) - {"grouping", "ratio"}:
+        raise SpaceError(f"space {name!r}: 'ranks' may only hold 'grouping' and 'ratio'")
+    kwargs: dict[str, Any] = {}
+    if "ratio" in ranks:
+        kwargs["ratio"] = parse_dim("ranks.ratio", ranks["ratio"])
+    return SearchSpace(
+        name=name, model=str(data["model"]), dataset=str(data["dataset"]), epochs=data["epochs"],
+        methods=methods, train=train, grouping=str(ranks.get("grouping", "uniform")),
+        seed=int(data.get("seed", 0)), data_root=data.get("data_root"),
+        description=str(data.get("description", "")), **kwargs,
+    )
+
+
+def load_space_file(path: str) -> SearchSpace:
+    """Read and validate a YAML space file (safe YAML; one-line errors)."""
+    if not os.path.isfile(path):
+        raise SpaceError(f"search space file {path!r} does not exist")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError:
+        raise SpaceError(f"search space file {path!r} is not valid YAML") from None
+    return space_from_mapping(data, name=os.path.splitext(os.path.basename(path))[0])
