@@ -22,6 +22,15 @@ from rank_search.plan import candidate_layers
 from rank_search.run import RunSpec, prepare, train
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small SVDs are much faster single-threaded, above all on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _matrix(n: int = 12, m: int = 20, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, m, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 

@@ -60,6 +60,13 @@ class FactorizedLayer(nn.Module):
         return f"{type(layer).__name__} is not a Conv2d or Linear"
 
     @classmethod
+    def check_supported(cls, layer: nn.Module, name: str = "layer") -> None:
+        """Raise a one-line ``RankSearchError`` when ``layer`` cannot use this scheme."""
+        reason = cls.unsupported_reason(layer)
+        if reason:
+            raise RankSearchError(f"layer {name!r} cannot use scheme {cls.scheme!r}: {reason}")
+
+    @classmethod
     def max_rank(cls, layer: nn.Module, **opts) -> Rank:
         raise NotImplementedError
 

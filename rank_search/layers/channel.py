@@ -41,6 +41,7 @@ class ChannelFactorized(FactorizedLayer):
 
     @classmethod
     def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", **opts):
+        cls.check_supported(layer, name)
         rank = int(rank) if not isinstance(rank, bool) else rank
         check_rank(name, rank, cls.max_rank(layer))
         w = layer.weight.detach()

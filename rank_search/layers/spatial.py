@@ -51,6 +51,7 @@ class SpatialFactorized(FactorizedLayer):
 
     @classmethod
     def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", **opts):
+        cls.check_supported(layer, name)
         check_rank(name, rank, cls.max_rank(layer))
         w = layer.weight.detach()
         n, c, kh, kw = w.shape

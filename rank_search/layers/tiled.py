@@ -76,6 +76,7 @@ class TiledFactorized(FactorizedLayer):
 
     @classmethod
     def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", tiles=None, **opts):
+        cls.check_supported(layer, name)
         check_rank(name, rank, cls.max_rank(layer, tiles=tiles))
         grid = tile_grid(layer, tiles)
         rt, ct = grid

@@ -54,6 +54,7 @@ class Tucker2Factorized(FactorizedLayer):
 
     @classmethod
     def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", **opts):
+        cls.check_supported(layer, name)
         r_out, r_in = as_pair(rank)
         n, c = cls.max_rank(layer)
         if not (1 <= r_out <= n and 1 <= r_in <= c):

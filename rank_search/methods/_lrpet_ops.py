@@ -88,7 +88,10 @@ def project_matrices(
     if not matrices:
         return []
     scales = list(scales) if scales is not None else [None] * len(matrices)
-    work = [_work(m) if a is None else rectify(_work(m), a.to(m.device, _work(m).dtype)) for m, a in zip(matrices, scales)]
+    work = []
+    for m, a in zip(matrices, scales):
+        w = _work(m)
+        work.append(w if a is None else rectify(w, a.to(w.device, w.dtype)))
     factors = batched_truncated_svd(work, [int(k) for k in ranks])
     top = torch.stack([s[0].to(work[0].device) for _, s, _ in factors]).tolist()  # one sync
     out: list[torch.Tensor | None] = []

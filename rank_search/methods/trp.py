@@ -163,6 +163,8 @@ def subgradient_directions(plan: RankPlan, factors: Factors, model: nn.Module) -
 
 @register_method
 class TRP(Method):
+    """Trained Rank Pruning: periodic truncated-SVD projections plus a nuclear sub-gradient."""
+
     name = "trp"
     Knobs = TRPKnobs
     default_ranks = "energy:0.9"  # the TRP code's energy threshold
@@ -199,7 +201,7 @@ class TRP(Method):
     def _set_factors(self, factors: Factors, model: nn.Module) -> None:
         self.factors = factors
         self._directions = (subgradient_directions(self.plan, factors, model)
-                            if self.knobs.nuclear_weight > 0 else {})
+                            if factors and self.knobs.nuclear_weight > 0 else {})
 
     def project(self, model: nn.Module) -> None:
         """One training projection at the training rank spec."""
@@ -237,11 +239,14 @@ class TRP(Method):
         self.finalized = True
 
     def compact_model(self, trainer) -> nn.Module:
-        if self.finalized:
-            return compress(trainer.model, self.plan)
-        # Mid-training: what finalizing now would give. compress() decomposes a copy (full
-        # SVD, no RNG), so the training weights, factors and random state are untouched.
-        return compress(trainer.model, self._final_plan(trainer.model))
+        model = trainer.model
+        # Mid-training: what finalizing now would give. compress() decomposes a copy, so the
+        # weights and factors are untouched; fork_rng keeps the random state (new layers draw
+        # their init) so that evaluating never changes the training run.
+        plan = self.plan if self.finalized else self._final_plan(model)
+        device = next(model.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            return compress(model, plan)
 
     # ---- state ----
     def state_dict(self) -> dict[str, Any]:

@@ -52,6 +52,26 @@ def _save_checkpoint(directory: str, trainer, spec, *, final: bool) -> None:
                      in_channels=data.in_channels, num_classes=data.num_classes, image_size=data.image_size)
 
 
+CRASH_ENV = "RANK_SEARCH_INJECT_CRASH"
+
+
+def _maybe_inject_crash(epoch: int) -> None:
+    """Test hook: with ``RANK_SEARCH_INJECT_CRASH=EXPERIMENT:EPOCH`` set for the Ray workers, each
+    trial of that experiment crashes once right after reporting that epoch (a marker file in
+    the trial folder makes it once), so tests can check retries resume from the checkpoint."""
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return
+    name, _, at = spec.rpartition(":")
+    ctx = tune.get_context()
+    if ctx.get_experiment_name() != name or epoch != int(at):
+        return
+    marker = os.path.join(ctx.get_trial_dir(), "injected_crash")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError(f"injected crash after epoch {epoch} ({CRASH_ENV})")
+
+
 def rank_search_trainable(config: dict[str, Any]) -> None:
     """Tune function trainable (current ``ray.tune`` API: ``tune.report`` / ``tune.get_checkpoint``)."""
     torch.set_num_threads(_cpu_share())
@@ -69,6 +89,9 @@ def rank_search_trainable(config: dict[str, Any]) -> None:
             trainer.load_state_dict(torch.load(os.path.join(d, ENGINE_STATE_FILE), weights_only=True))
     dense_cost = model_cost(trainer.dense, trainer.input_shape)
     host = socket.gethostname()
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
 
     def on_epoch(tr, result) -> None:
         compact = tr.compact_model()
@@ -80,6 +103,7 @@ def rank_search_trainable(config: dict[str, Any]) -> None:
             schema.DIVERGED: False,
             "epoch_seconds": result.seconds,
             "hostname": host,
+            "node_id": node_id,
             **compression_metrics(dense_cost, model_cost(compact, tr.input_shape)),
         }
         final = tr.epoch == tr.epochs
@@ -88,12 +112,13 @@ def rank_search_trainable(config: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as d:
             _save_checkpoint(d, tr, spec, final=final)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+        _maybe_inject_crash(result.epoch)
 
     try:
         trainer.fit(on_epoch)
     except DivergedError as exc:
         tune.report({
             schema.EPOCH: exc.epoch + 1, schema.VAL_ACCURACY: 0.0, schema.DIVERGED: True,
-            schema.TRAIN_LOSS: float("nan"), "hostname": host,
+            schema.TRAIN_LOSS: float("nan"), "hostname": host, "node_id": node_id,
             **compression_metrics(dense_cost, dense_cost),
         })

@@ -1,0 +1,202 @@
+"""Sweeps on a private local Ray with tiny budgets: end to end, objectives, crash retry,
+SIGKILL + resume, two-node placement, export -> train round trip."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from analysis.loading import epoch_history, load_experiment
+from rank_search.cli import main
+from rank_search.search import LaunchConfig
+from rank_search.search.trainable import CRASH_ENV
+
+pytestmark = pytest.mark.ray
+
+TINY_SPACE = {
+    "model": "lenet5", "dataset": "synthetic", "epochs": 2,
+    "methods": {"posthoc": {"finetune_epochs": 1}, "factorized": {}},
+    "train": {"lr": {"float": [0.02, 0.1], "log": True}},
+    "ranks": {"grouping": "per_layer", "ratio": {"float": [0.1, 0.9]}},
+}
+
+
+@pytest.fixture(scope="module")
+def space_file(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("space") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY_SPACE))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One private Ray for the in-process sweeps of this module."""
+    import ray
+
+    os.environ[CRASH_ENV] = "crashy:1"  # only the experiment named 'crashy' crashes (once per trial)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix="rs-test-"),
+             logging_level="WARNING", log_to_driver=False)
+    yield ray
+    ray.shutdown()
+    os.environ.pop(CRASH_ENV, None)
+
+
+def _launch(space_file: str, storage: Path, name: str, **kw):
+    from rank_search.search.sweep import launch
+
+    return launch(LaunchConfig(space=space_file, storage=str(storage), name=name, **kw))
+
+
+def test_sweep_end_to_end_then_export_and_retrain(local_ray, space_file, tmp_path, capsys) -> None:
+    out = _launch(space_file, tmp_path, "e2e", num_samples=3, searcher="nsga2", seed=1)
+    assert out.complete and out.counts == {"TERMINATED": 3}
+    exp = load_experiment(out.path)
+    assert len(exp.trials) == 3 and exp.trials["trial_id"].is_unique
+    assert (exp.trials["epochs_run"] == 2).all()
+    assert exp.trials["test_accuracy"].between(0, 1).all()
+    assert (exp.trials["macs_compression"] > 0).all()
+    for folder in exp.trials["folder"]:
+        assert [r["epoch"] for r in epoch_history(out.path, folder)] == [1, 2]
+    assert main(["status", out.path]) == 0
+    assert "Pareto front over val_accuracy (max), macs_compression (max)" in capsys.readouterr().out
+
+    best = tmp_path / "best.yaml"
+    assert main(["export", out.path, "--pick", "max-accuracy", "--weights", "--out", str(best)]) == 0
+    exported = yaml.safe_load(best.read_text())
+    assert (tmp_path / exported["weights"]).is_file()
+    assert exported["provenance"]["sweep"] == "e2e" and exported["provenance"]["searcher"] == "nsga2"
+    row = exp.trials.set_index("trial_id").loc[exported["provenance"]["trial_id"]]
+    assert exported["metrics"]["val_accuracy"] == pytest.approx(row["val_accuracy"])
+    assert row["val_accuracy"] == exp.trials["val_accuracy"].max()
+
+    retrain = tmp_path / "retrain"
+    assert main(["train", "--config", str(best), "--out", str(retrain)]) == 0
+    plan = yaml.safe_load((retrain / "plan.yaml").read_text())["layers"]
+    if exported["run"]["method"] != "full":
+        assert plan == exported["run"]["ranks"]["layers"]
+    metrics = json.loads((retrain / "metrics.json").read_text())
+    # same config, same seed: the re-run reproduces the trial
+    assert metrics["val_accuracy"] == pytest.approx(exported["metrics"]["val_accuracy"])
+
+
+@pytest.mark.parametrize("objectives", [
+    (("val_accuracy", "max"), ("macs_compression", "max")),
+    (("val_accuracy", "max"), ("compact_params", "min")),
+])
+def test_searcher_study_is_multi_objective(objectives) -> None:
+    from search_spaces import SpaceSampler, space_from_mapping
+
+    from rank_search.search.launcher import make_searcher
+
+    cfg = LaunchConfig(space="x", objectives=objectives)
+    search = make_searcher(cfg, SpaceSampler(space_from_mapping(TINY_SPACE, name="t"), ["a"]))
+    want = ["maximize" if m == "max" else "minimize" for _, m in objectives]
+    assert [d.name.lower() for d in search._ot_study.directions] == want
+    assert search.metric == [m for m, _ in objectives]
+
+
+def test_crashed_trial_resumes_from_its_checkpoint(local_ray, space_file, tmp_path) -> None:
+    out = _launch(space_file, tmp_path, "crashy", num_samples=2, max_failures=1)
+    assert out.complete and out.counts == {"TERMINATED": 2}
+    exp = load_experiment(out.path)
+    for _, trial in exp.trials.iterrows():
+        assert (tmp_path / "crashy" / trial["folder"] / "injected_crash").exists() or trial["num_failures"] >= 1
+        # the epoch counter continues after the retry (restored at epoch 1), it does not restart
+        assert [r["epoch"] for r in epoch_history(out.path, trial["folder"])] == [1, 2]
+    assert (exp.trials["num_failures"] == 1).all()
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _finished_on_disk(path: str) -> dict[str, str]:
+    """trial folder -> result.json text, for trials whose last result is their final epoch."""
+    out = {}
+    for folder in sorted(os.listdir(path)):
+        result = Path(path, folder, "result.json")
+        if result.is_file():
+            rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+            if rows and rows[-1].get("epoch") == 3:
+                out[folder] = result.read_text()
+    return out
+
+
+def test_sigkilled_driver_then_resume_runs_each_trial_once(tmp_path) -> None:
+    # small batches make each epoch last about a second, so the kill lands mid-sweep
+    slow = {**TINY_SPACE, "train": {**TINY_SPACE["train"], "batch_size": 4}}
+    space_file = tmp_path / "slow.yaml"
+    space_file.write_text(yaml.safe_dump(slow))
+    exp_path = str(tmp_path / "killed")
+    cmd = [sys.executable, "-m", "rank_search", "launch", "--space", str(space_file), "--num-samples", "4",
+           "--epochs", "3", "--max-concurrent", "1", "--storage", str(tmp_path), "--name", "killed"]
+    log = open(tmp_path / "launch.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for(lambda: os.path.isdir(exp_path) and len(_finished_on_disk(exp_path)) >= 1
+                  and any(f.startswith("trial_") for f in os.listdir(exp_path) if f not in _finished_on_disk(exp_path)),
+                  240, "one finished trial and one started")
+        time.sleep(1.0)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = _finished_on_disk(exp_path)
+    assert 1 <= len(before) < 4
+
+    resume = subprocess.run([sys.executable, "-m", "rank_search", "resume", exp_path], capture_output=True,
+                            text=True, timeout=400)
+    assert resume.returncode == 0, resume.stderr[-2000:]
+    exp = load_experiment(exp_path)
+    assert len(exp.trials) == 4 and exp.trials["trial_id"].is_unique
+    assert (exp.trials["status"] == "TERMINATED").all()
+    after = _finished_on_disk(exp_path)
+    assert set(after) == set(exp.trials["folder"])
+    for folder, text in before.items():
+        assert after[folder] == text, f"finished trial {folder} was run again"
+    for folder in exp.trials["folder"]:
+        epochs = [r["epoch"] for r in epoch_history(exp_path, folder)]
+        assert epochs[-1] == 3 and sorted(set(epochs)) == [1, 2, 3]
+
+
+def test_trials_needing_a_gpu_land_on_the_gpu_node(space_file, tmp_path) -> None:
+    script = textwrap.dedent(f"""
+        import json, ray
+        from ray.cluster_utils import Cluster
+        from rank_search.search import LaunchConfig
+        from rank_search.search.sweep import launch
+        cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1}})
+        gpu_node = cluster.add_node(num_cpus=1, resources={{"fake_gpu": 1}})
+        cluster.wait_for_nodes()
+        out = launch(LaunchConfig(space={space_file!r}, num_samples=2, resources={{"fake_gpu": 0.5}},
+                                  address=cluster.address, storage={str(tmp_path)!r}, name="twonode"))
+        print("RESULT", json.dumps({{"gpu_node": gpu_node.node_id, "complete": out.complete}}))
+        ray.shutdown()
+        cluster.shutdown()
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert result["complete"]
+    exp = load_experiment(str(tmp_path / "twonode"))
+    assert len(exp.trials) == 2
+    assert (exp.trials["node_id"] == result["gpu_node"]).all()
+
+
+def test_cluster_run_without_shared_storage_is_refused(capsys) -> None:
+    assert main(["launch", "--space", "demo", "--address", "auto"]) == 2
+    err = capsys.readouterr().err
+    assert "needs --storage" in err and len(err.strip().splitlines()) == 1
