@@ -16,15 +16,25 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The main job: a 16-trial search on the embedded MNIST subset, then its report and best config.
 demo: install
-	$(BIN)/rank-search train --model lenet5 --dataset mnist5k --method posthoc --ranks ratio:0.25 \
-		--epochs 3 --out $(OUT)/demo --overwrite
+	@name=demo-$$(date +%Y%m%d-%H%M%S); \
+	$(BIN)/rank-search launch --space demo --num-samples 16 --storage $(OUT) --name $$name && \
+	$(BIN)/rank-search analyze $(OUT)/$$name --out $(OUT)/$$name-report && \
+	$(BIN)/rank-search export $(OUT)/$$name --pick knee --weights --out $(OUT)/$$name-best.yaml && \
+	echo "Pareto plot: $(OUT)/$$name-report/pareto.png  report: $(OUT)/$$name-report/report.html" && \
+	echo "best config: $(OUT)/$$name-best.yaml"
 
 test: install
 	$(BIN)/python -m pytest -q
 
 test-all: install
 	$(BIN)/python -m pytest -q -m ""
+
+bench: install
+	$(BIN)/python benchmarks/methods.py --out benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/tune_overhead.py --out benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/search_quality.py --out benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(OUT) .pytest_cache
