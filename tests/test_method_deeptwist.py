@@ -15,15 +15,6 @@ from rank_search.plan import candidate_layers
 from rank_search.run import RunSpec, prepare, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models train fastest single-threaded (and do not stall on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class _Net(nn.Module):
     """Two 3x3 convs (tucker2/tiled) and a Linear (channel under tucker2, tiled under tiled)."""
 

@@ -124,8 +124,8 @@ class DeepTwist(Method):
             self.distort(trainer)
 
     def compact_model(self, trainer) -> nn.Module:
-        """Compact model of the current weights: exact after ``finalize``; mid-training, what a
-        distortion now followed by conversion would give. Training state is left untouched."""
+        """Compact model of the current weights: exact after ``finalize``; mid-training, the plan's
+        truncation of the current weights (what stopping now would give). Training state is untouched."""
         if self.plan is None:
             raise RankSearchError("deeptwist has no rank plan yet: compact_model is called before training starts")
         with torch.random.fork_rng(devices=_rng_devices(trainer.model)):

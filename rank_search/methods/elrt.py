@@ -14,12 +14,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
 
 from ..errors import RankSearchError
 from ..layers import FactorizedLayer
 from ._orthogonality import REGULARIZERS, get_regularizer, orthogonality_penalty
 from ._registry import register_method
 from .factorized import Factorized
+
+if TYPE_CHECKING:
+    from ..engine.trainer import Trainer
+    from ..plan import RankPlan
 
 #: Schemes whose factor matrices ELRT regularizes (spatial/tiled factors are not its format).
 SUPPORTED_SCHEMES = ("tucker2", "channel")
@@ -28,10 +36,13 @@ SUPPORTED_SCHEMES = ("tucker2", "channel")
 @dataclass(frozen=True)
 class ELRTKnobs:
     """Attributes:
-    regularizer: ``so``, ``dso`` (ELRT's choice), ``srip`` or ``mc``.
+    regularizer: ``so``, ``dso`` (ELRT's choice), ``srip`` or ``mc`` (see ``_orthogonality``).
+        ``dso`` of a tall factor with orthonormal columns is ``m - r``, a constant that
+        leaves the gradient (twice SO's) unchanged.
     rho: weight of the regularizer, >= 0. No published default: 1e-3 is *our choice*, the
         middle of the log range 1e-4 .. 1e-1 that the search explores; 0 gives `factorized`.
-    srip_iters: power-iteration steps of ``srip`` (2, as SRIP; from a fixed start vector).
+    srip_iters: power-iteration steps of ``srip`` (2, as SRIP), from a fixed seeded start
+        vector, under ``no_grad``: deterministic and stateless, so a resume needs nothing more.
     """
 
     regularizer: str = "dso"
@@ -66,15 +77,15 @@ class ELRT(Factorized):
         super().__init__(knobs, ranks=ranks, scheme=scheme)
         _check_scheme(self.scheme, "the run")
         self._regularizer = get_regularizer(self.knobs.regularizer, srip_iters=self.knobs.srip_iters)
-        self._layers_of: tuple[object, list[FactorizedLayer]] | None = None
+        self._layers_of: tuple[nn.Module, list[FactorizedLayer]] | None = None
 
-    def resolve_plan(self, model):
+    def resolve_plan(self, model: nn.Module) -> "RankPlan":
         plan = super().resolve_plan(model)
         for name, lp in plan.items():  # a plan file may name schemes per layer
             _check_scheme(lp.scheme, f"layer {name!r}")
         return plan
 
-    def factorized_layers(self, model) -> list[FactorizedLayer]:
+    def factorized_layers(self, model: nn.Module) -> list[FactorizedLayer]:
         """The planned layers of ``model`` (cached per model object: looked up every iteration)."""
         if self._layers_of is None or self._layers_of[0] is not model:
             layers = [model.get_submodule(name) for name in self.plan]
@@ -83,7 +94,7 @@ class ELRT(Factorized):
             self._layers_of = (model, layers)
         return self._layers_of[1]
 
-    def regularization_loss(self, trainer):
+    def regularization_loss(self, trainer: "Trainer") -> torch.Tensor | None:
         if self.knobs.rho == 0 or not self.plan:
             return None
         factors = [u for layer in self.factorized_layers(trainer.model) for u in layer.factor_matrices()]

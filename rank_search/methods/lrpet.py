@@ -102,7 +102,8 @@ class LRPET(Method):
     # ---- hooks ----
     def on_train_start(self, trainer) -> None:
         self.resolve_plan(trainer.model)
-        self._batchnorms(trainer)
+        if self.knobs.bn_rectification:
+            self._batchnorms(trainer)
 
     def before_forward(self, trainer) -> None:
         step = trainer.global_step
