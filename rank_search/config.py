@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from typing import Any, Mapping
 
@@ -38,7 +39,7 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
 def _coerce(cls_name: str, field: dataclasses.Field, hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if origin is typing.Union:
+    if origin is typing.Union or origin is types.UnionType:  # Optional[X] or ``X | None``
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
@@ -74,7 +75,7 @@ def replace_validated(obj: Any, updates: Mapping[str, Any], *, prefix: str = "")
     changes = {}
     for key, value in updates.items():
         if key not in fields:
-            valid = ", ".join(prefix + k for k in fields)
+            valid = ", ".join(prefix + k for k in fields) or "(none)"
             raise RankSearchError(f"unknown setting {prefix + key!r}; valid settings: {valid}")
         changes[key] = _coerce(prefix.rstrip(".") or cls.__name__, fields[key], hints[key], value)
     try:

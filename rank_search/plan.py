@@ -189,6 +189,8 @@ def plan_from_mapping(model: nn.Module, data: Mapping[str, Any], *, scheme: str 
                 f"unknown scheme {layer_scheme!r} for layer {name!r}; valid choices: {', '.join(SCHEMES.names())}"
             )
         _check_scheme(name, layers[name], layer_scheme)
+        if tiles is not None and layer_scheme == "tiled" and not isinstance(tiles, (list, tuple)):
+            raise RankSearchError(f"tiles for layer {name!r} must be [row_tiles, col_tiles], got {tiles!r}")
         tiles = tuple(tiles) if (tiles is not None and layer_scheme == "tiled") else None
         entries.append((name, LayerPlan(layer_scheme, resolve_rank(name, layers[name], layer_scheme, rank, tiles=tiles), tiles)))
     return RankPlan(tuple(entries))

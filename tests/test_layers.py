@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -338,8 +339,9 @@ def test_tile_grid_falls_back_to_divisors() -> None:
     assert tile_grid(torch.empty(6, 4, 3, 3), (4, 3)) == (3, 2)
     assert tile_grid(torch.empty(7, 5, 3, 3), (2, 2)) == (1, 1)
     assert tile_grid(nn.Linear(9, 10), (4, 3)) == (2, 3)
-    with pytest.raises(RankSearchError, match=r"tiles must be two integers >= 1, got \(0, 2\)"):
-        tile_grid(torch.empty(8, 8, 3, 3), (0, 2))
+    for bad in [(0, 2), (2,), (2, 2, 2), 4, (2.0, 2), (True, 2), ("2", 2)]:
+        with pytest.raises(RankSearchError, match=r"tiles must be two integers >= 1, got " + re.escape(repr(bad))):
+            tile_grid(torch.empty(8, 8, 3, 3), bad)
 
 
 def test_tiled_from_dense_with_fallback_grid() -> None:

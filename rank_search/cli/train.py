@@ -51,12 +51,18 @@ def spec_from_args(args: argparse.Namespace):
             raise RankSearchError(f"config file {args.config!r} is not valid YAML") from None
         if not isinstance(data, dict):
             raise RankSearchError(f"config file {args.config!r} must hold a mapping")
-        base = dict(data.get("run", data))
+        base = data.get("run", data)
+        if not isinstance(base, dict):
+            raise RankSearchError(f"'run' in config file {args.config!r} must be a mapping, got {type(base).__name__}")
+        base = dict(base)
     flags = {"model": args.model, "dataset": args.dataset, "method": args.method, "ranks": args.ranks,
              "scheme": args.scheme, "epochs": args.epochs, "seed": args.seed, "data_root": args.data_root,
              "download": args.download}
     base.update({k: v for k, v in flags.items() if v is not None})
-    settings = dict(base.get("settings") or {})
+    settings = base.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise RankSearchError(f"'settings' in --config must be a mapping of KEY: VALUE, got {type(settings).__name__}")
+    settings = dict(settings)
     settings.update(parse_assignments(args.settings))
     base["settings"] = settings
     for key in ("model", "dataset", "method"):

@@ -30,6 +30,8 @@ class RankPolicy:
             raise RankSearchError(
                 f"rank policy must be one of {', '.join(POLICY_KINDS)}, got {self.kind!r}"
             )
+        if not math.isfinite(self.value):  # int(inf) would raise OverflowError below
+            raise RankSearchError(f"rank policy value must be a finite number, got {self.value}")
         if self.kind == "fixed" and (self.value != int(self.value) or self.value < 1):
             raise RankSearchError(f"fixed rank must be an integer >= 1, got {self.value}")
         if self.kind == "ratio" and not 0.0 < self.value <= 1.0:

@@ -188,9 +188,11 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
     return {
         "python": random.getstate(),  # (version, tuple of ints, gauss or None): weights_only-safe
-        "numpy": np.random.get_state()[1].tolist() + [int(np.random.get_state()[2])],
+        "numpy": np_state[1].tolist() + [int(np_state[2])],
+        "numpy_gauss": [int(np_state[3]), float(np_state[4])],  # the cached second normal deviate
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -200,7 +202,8 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     np_state = list(state["numpy"])
-    np.random.set_state(("MT19937", np.array(np_state[:-1], dtype=np.uint32), np_state[-1], 0, 0.0))
+    has_gauss, cached = state.get("numpy_gauss", (0, 0.0))
+    np.random.set_state(("MT19937", np.array(np_state[:-1], dtype=np.uint32), np_state[-1], has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -27,8 +27,10 @@ def tile_grid(layer_or_weight, tiles: tuple[int, int] | None = None) -> tuple[in
     """The (row_tiles, col_tiles) grid used for a layer: the wanted grid, each count lowered to
     the largest divisor of the out/in channels so every tile has the same shape."""
     weight = getattr(layer_or_weight, "weight", layer_or_weight)
-    want = tuple(tiles or DEFAULT_TILES)
-    if len(want) != 2 or any(t < 1 for t in want):
+    want = tiles or DEFAULT_TILES
+    if not isinstance(want, (list, tuple)) or len(want) != 2 or not all(
+        isinstance(t, int) and not isinstance(t, bool) and t >= 1 for t in want
+    ):
         raise RankSearchError(f"tiles must be two integers >= 1, got {tiles!r}")
     return _divisor_at_most(weight.shape[0], want[0]), _divisor_at_most(weight.shape[1], want[1])
 
