@@ -30,12 +30,13 @@ class Location:
 
         return self.fs.get_file_info(self.join(rel) if rel else self.root).type == pafs.FileType.Directory
 
-    def exists(self, rel: str) -> bool:
+    def exists(self, rel: str = "") -> bool:
+        target = self.join(rel) if rel else self.root
         if not self.uri:
-            return os.path.exists(self.join(rel))
+            return os.path.exists(target)
         import pyarrow.fs as pafs
 
-        return self.fs.get_file_info(self.join(rel)).type != pafs.FileType.NotFound
+        return self.fs.get_file_info(target).type != pafs.FileType.NotFound
 
     def listdir(self, rel: str = "") -> list[str]:
         if not self.uri:

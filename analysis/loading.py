@@ -1,7 +1,13 @@
 """Load a Ray Tune experiment folder (finished, running or interrupted) into pandas.
 
 One row per trial: status, flattened config (``config/...``), final metrics, best metrics
-(``best/...``), epochs run, trial folder and last checkpoint. Reads only files: no torch, no ray.
+(``best/...``), epochs run, whether the trial reported its last epoch (``finished``), when it
+started (``started``, seconds since the epoch), trial folder and last checkpoint. Reads only
+files: no torch, no ray.
+
+An experiment being written (or killed) is read as it is: a state snapshot that is missing,
+being rewritten or older than the trial folders, trial folders with no result yet, and a
+result line cut in the middle are all fine.
 """
 from __future__ import annotations
 
@@ -17,7 +23,10 @@ from rank_search.errors import RankSearchError
 
 from ._fs import Location
 
-SWEEP_FILE = "rank_search_sweep.yaml"
+SWEEP_FILE = "rank_search_sweep.yaml"  # = rank_search.search.launcher.SWEEP_FILE (a test checks)
+RUN_FILE = "run.yaml"  # = rank_search.search.trainable.RUN_FILE: a checkpoint's run with integer ranks
+CHECKPOINT_PREFIX = "checkpoint_"
+SPACE_EPOCHS = "space.epochs"  # search_spaces.SPACE_PREFIX + "epochs" (analysis reads no search_spaces)
 STATE_PREFIX = "experiment_state-"
 STATUSES = ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")
 
@@ -59,8 +68,9 @@ def _state_statuses(loc: Location) -> dict[str, dict[str, Any]]:
         runtime = _decode(item[1]) if len(item) > 1 else {}
         folder = meta.get("relative_logdir") or meta.get("custom_dirname")
         if folder:
+            runtime = runtime if isinstance(runtime, dict) else {}
             out[folder] = {"status": meta.get("status"), "trial_id": meta.get("trial_id"),
-                           "num_failures": runtime.get("num_failures", 0) if isinstance(runtime, dict) else 0}
+                           "num_failures": runtime.get("num_failures", 0), "started": runtime.get("start_time")}
     return out
 
 
@@ -79,6 +89,41 @@ def _read_results(loc: Location, folder: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _read_sweep(loc: Location) -> dict | None:
+    try:
+        data = yaml.safe_load(loc.read_text(SWEEP_FILE))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _read_params(loc: Location, folder: str) -> dict[str, Any]:
+    try:
+        data = json.loads(loc.read_text(f"{folder}/params.json"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}  # being written
+    return data if isinstance(data, dict) else {}
+
+
+def _finished(config: dict[str, Any], last: dict[str, Any]) -> bool:
+    """The trial reported its final epoch (or ended early by diverging)."""
+    if not last:
+        return False
+    if last.get(schema.DIVERGED) or last.get("done"):
+        return True
+    epochs = config.get(SPACE_EPOCHS)
+    return isinstance(epochs, int) and isinstance(last.get(schema.EPOCH), int) and last[schema.EPOCH] >= epochs
+
+
+def _started(info: dict[str, Any], results: list[dict[str, Any]]) -> float | None:
+    """Start time (seconds since the epoch): Tune's record, else the first result minus its duration."""
+    if isinstance(info.get("started"), (int, float)):
+        return float(info["started"])
+    if results and isinstance(results[0].get("timestamp"), (int, float)):
+        return float(results[0]["timestamp"]) - float(results[0].get("time_this_iter_s") or 0.0)
+    return None
+
+
 def _is_trial_folder(loc: Location, name: str) -> bool:
     return loc.is_dir(name) and loc.exists(f"{name}/params.json")
 
@@ -87,9 +132,11 @@ def load_experiment(path: str) -> Experiment:
     """Read ``path`` (local folder or pyarrow URI) into an ``Experiment``."""
     loc = Location(path)
     if not loc.is_dir():
+        if loc.exists():
+            raise NotAnExperimentError(f"{path!r} is a file, not an experiment folder")
         raise NotAnExperimentError(f"experiment folder {path!r} does not exist")
     names = loc.listdir()
-    sweep = yaml.safe_load(loc.read_text(SWEEP_FILE)) if SWEEP_FILE in names else None
+    sweep = _read_sweep(loc) if SWEEP_FILE in names else None
     statuses = _state_statuses(loc)
     folders = [n for n in names if _is_trial_folder(loc, n)]
     if not folders and not statuses and sweep is None:
@@ -99,12 +146,19 @@ def load_experiment(path: str) -> Experiment:
     rows = []
     for folder in sorted(set(folders) | set(statuses)):
         info = statuses.get(folder, {})
-        config = json.loads(loc.read_text(f"{folder}/params.json")) if folder in folders else {}
+        config = _read_params(loc, folder) if folder in folders else {}
         results = _read_results(loc, folder) if folder in folders else []
         last = results[-1] if results else {}
+        if isinstance(last.get("config"), dict):
+            # params.json has its keys sorted; the reported config keeps the sampler's order
+            # (rank groups in model order)
+            config = {**last["config"], **config}
+        finished = _finished(config, last)
         row: dict[str, Any] = {
             "trial_id": info.get("trial_id") or last.get("trial_id") or folder,
-            "status": info.get("status") or ("TERMINATED" if last.get("done") else "UNKNOWN"),
+            "status": info.get("status") or ("TERMINATED" if finished else "UNKNOWN"),
+            "finished": finished,
+            "started": _started(info, results),
             "folder": folder,
             "epochs_run": len(results),
             "num_failures": info.get("num_failures", 0),
@@ -124,6 +178,13 @@ def load_experiment(path: str) -> Experiment:
     return Experiment(path=path, sweep=sweep, trials=trials)
 
 
+def in_trial_order(trials: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` sorted by start time (trials that never started last), then trial id."""
+    if trials.empty or "started" not in trials:
+        return trials
+    return trials.sort_values(["started", "trial_id"], kind="stable", na_position="last")
+
+
 def trial_counts(path: str) -> dict[str, int]:
     """Number of trials by Tune status."""
     trials = load_experiment(path).trials
@@ -133,3 +194,33 @@ def trial_counts(path: str) -> dict[str, int]:
 def epoch_history(path: str, folder: str) -> list[dict[str, Any]]:
     """All per-epoch results of one trial folder."""
     return _read_results(Location(path), folder)
+
+
+def last_checkpoint(path: str, folder: str, hint: str | None = None) -> str | None:
+    """Name of the trial's newest checkpoint folder holding a run record.
+
+    ``hint`` (the last result's ``checkpoint`` column) is tried first; Tune keeps only the last
+    few checkpoints and an interrupted trial may have lost the newest, so others are searched.
+    """
+    loc = Location(path)
+    if hint and loc.exists(f"{folder}/{hint}/{RUN_FILE}"):
+        return hint
+    if not loc.is_dir(folder):
+        return None
+    names = sorted((n for n in loc.listdir(folder) if n.startswith(CHECKPOINT_PREFIX)), reverse=True)
+    return next((n for n in names if loc.exists(f"{folder}/{n}/{RUN_FILE}")), None)
+
+
+def run_record(path: str, folder: str, checkpoint: str | None = None) -> dict[str, Any] | None:
+    """The ``run:`` mapping of the trial's newest checkpoint (model, method, integer ranks under
+    ``ranks.layers`` as ``{layer: {scheme, rank}}``, ``ranks: None`` for a dense method), or
+    ``None`` when the trial has no readable checkpoint yet."""
+    name = last_checkpoint(path, folder, checkpoint)
+    if name is None:
+        return None
+    try:
+        data = yaml.safe_load(Location(path).read_text(f"{folder}/{name}/{RUN_FILE}"))
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return None
+    run = data.get("run") if isinstance(data, dict) else None
+    return run if isinstance(run, dict) else None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import pandas as pd
 
@@ -13,30 +14,43 @@ from .pareto import knee_index, pareto_mask
 SHOWN = (schema.VAL_ACCURACY, schema.TEST_ACCURACY, schema.MACS_COMPRESSION, schema.PARAMS_COMPRESSION)
 
 
-def usable_trials(exp: Experiment) -> pd.DataFrame:
-    """Trials with every objective reported and no divergence (candidates for the front)."""
+def _truthy(value) -> bool:
+    return value is not None and value == value and bool(value)  # NaN (missing) is not a yes
+
+
+def usable_mask(trials: pd.DataFrame, metrics: Sequence[str]) -> pd.Series:
+    """Rows with every metric reported as a number and no divergence."""
+    ok = pd.Series(True, index=trials.index)
+    for m in metrics:
+        ok &= pd.to_numeric(trials[m], errors="coerce").notna() if m in trials else False
+    if schema.DIVERGED in trials:
+        ok &= ~trials[schema.DIVERGED].map(_truthy).astype(bool)
+    return ok
+
+
+def usable_trials(exp: Experiment, objectives: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """Trials with every objective reported and no divergence (candidates for the front).
+
+    ``objectives`` defaults to the sweep's own.
+    """
     t = exp.trials
     if t.empty:
         return t
-    metrics = [m for m, _ in exp.objectives]
-    ok = pd.Series(True, index=t.index)
-    for m in metrics:
-        ok &= t[m].notna() if m in t else False
-    if schema.DIVERGED in t:
-        ok &= ~t[schema.DIVERGED].fillna(False).astype(bool)
-    return t[ok]
+    return t[usable_mask(t, [m for m, _ in (objectives or exp.objectives)])]
 
 
-def front(exp: Experiment, *, finished_only: bool = False) -> pd.DataFrame:
-    """The Pareto-optimal trials (by the sweep's objectives), sorted by the first objective, with
-    a boolean ``knee`` column."""
-    t = usable_trials(exp)
+def front(exp: Experiment, *, finished_only: bool = False,
+          objectives: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """The Pareto-optimal trials (by ``objectives``, default the sweep's), sorted by the first
+    objective (best first), with a boolean ``knee`` column."""
+    objectives = list(objectives or exp.objectives)
+    t = usable_trials(exp, objectives)
     if finished_only and not t.empty:
         t = t[t["status"] == "TERMINATED"]
     if t.empty:
         return t.assign(knee=[])
-    metrics = [m for m, _ in exp.objectives]
-    modes = [d for _, d in exp.objectives]
+    metrics = [m for m, _ in objectives]
+    modes = [d for _, d in objectives]
     values = t[metrics].to_numpy(dtype=float)
     mask = pareto_mask(values, modes)
     result = t[mask].copy()

@@ -5,9 +5,9 @@ import argparse
 import sys
 
 from ..errors import RankSearchError
-from . import export, launch, layers, status, train
+from . import analyze, export, launch, layers, status, train
 
-COMMANDS = (train, layers, launch, status, export)
+COMMANDS = (train, layers, launch, status, export, analyze)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,78 @@
+"""`rank-search analyze`: Pareto fronts, hypervolume, figures and an HTML report of sweeps (no Ray)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import RankSearchError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("analyze", help="analyse sweeps: Pareto front, hypervolume, figures, HTML report",
+                       description="Read one or more experiment folders (local or URI; finished, running or "
+                                   "interrupted) and write trials.csv, pareto.csv, figures (PNG + SVG) and a "
+                                   "self-contained report.html to --out. Several sweeps overlay their fronts. "
+                                   "Does not start Ray.")
+    p.add_argument("experiments", nargs="+", metavar="EXP_DIR",
+                   help="experiment folders (give them before --labels)")
+    p.add_argument("--labels", nargs="+", metavar="LABEL", help="one name per EXP_DIR (default: folder names)")
+    p.add_argument("--objectives", help="comma-separated METRIC:max|min (default: the first sweep's, "
+                                        "e.g. val_accuracy:max,macs_compression:max)")
+    p.add_argument("--reference", metavar="V1,V2,...",
+                   help="hypervolume reference point, one value per objective (default: accuracy 0, "
+                        "compression 1.0 = the dense model; see analysis.hypervolume.default_reference)")
+    p.add_argument("--out", required=True, help="output folder (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
+    p.set_defaults(func=run)
+
+
+def _say(message: str) -> None:
+    print(f"analyze: {message}", file=sys.stderr, flush=True)
+
+
+def _model_layer_groups(exp):
+    """``{layer: group}`` from the sweep's model (torch): only for groupings that names cannot resolve."""
+    space = (exp.sweep or {}).get("space") or {}
+    if not space.get("model"):
+        return None
+    try:
+        from ..data import dataset_info
+        from ..models import create_model
+        from ..search.groups import layer_groups
+
+        info = dataset_info(space["dataset"], data_root=space.get("data_root"))
+        model = create_model(space["model"], in_channels=info.in_channels, num_classes=info.num_classes,
+                             image_size=info.image_size)
+        return layer_groups(model, space["ranks"]["grouping"])
+    except (RankSearchError, KeyError, ValueError) as exc:
+        _say(f"could not map layers to rank groups from model {space.get('model')!r} ({exc}); "
+             "those heatmap cells stay blank")
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from analysis.analyze import analyze
+    from analysis.hypervolume import parse_reference
+
+    from ..search.launcher import parse_objectives
+    from ._common import atomic_output_dir, check_out_dir
+
+    objectives = parse_objectives(args.objectives) if args.objectives else None
+    reference = None
+    if args.reference:
+        try:
+            reference = parse_reference(args.reference)
+        except ValueError as exc:
+            raise RankSearchError(f"--reference: {exc}") from None
+    check_out_dir(args.out, overwrite=args.overwrite)
+    with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # a report folder others may read, not mkdtemp's private 0700
+        result = analyze(args.experiments, tmp, labels=args.labels, objectives=objectives, reference=reference,
+                         layer_groups=_model_layer_groups, log=_say)
+    print(result.summary)
+    figures = sum(f.endswith((".png", ".svg")) for f in result.files)
+    print(f"\nwrote {args.out}/: trials.csv, pareto.csv, report.html and {figures} figure files (PNG + SVG)")
+    return 0
