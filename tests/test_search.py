@@ -120,7 +120,7 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
     while time.time() < end:
         if predicate():
             return
-        time.sleep(0.5)
+        time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -137,8 +137,8 @@ def _finished_on_disk(path: str) -> dict[str, str]:
 
 
 def test_sigkilled_driver_then_resume_runs_each_trial_once(tmp_path) -> None:
-    # small batches make each epoch last about a second, so the kill lands mid-sweep
-    slow = {**TINY_SPACE, "train": {**TINY_SPACE["train"], "batch_size": 4}}
+    # the real MNIST subset makes each epoch last about a second, so the kill lands mid-sweep
+    slow = {**TINY_SPACE, "dataset": "mnist5k", "train": {**TINY_SPACE["train"], "batch_size": 16}}
     space_file = tmp_path / "slow.yaml"
     space_file.write_text(yaml.safe_dump(slow))
     exp_path = str(tmp_path / "killed")
