@@ -22,7 +22,7 @@ demo: install
 	$(BIN)/rank-search launch --space demo --num-samples 16 --storage $(OUT) --name $$name && \
 	$(BIN)/rank-search analyze $(OUT)/$$name --out $(OUT)/$$name-report && \
 	$(BIN)/rank-search export $(OUT)/$$name --pick knee --weights --out $(OUT)/$$name-best.yaml && \
-	echo "Pareto plot: $(OUT)/$$name-report/pareto.png  report: $(OUT)/$$name-report/report.html" && \
+	echo "Pareto plot: $(OUT)/$$name-report/pareto_front.png  report: $(OUT)/$$name-report/report.html" && \
 	echo "best config: $(OUT)/$$name-best.yaml"
 
 test: install

@@ -66,10 +66,18 @@ def pareto_mask(points: Sequence[Sequence[float]], directions: Sequence[str]) ->
     return mask
 
 
-def knee_index(points: Sequence[Sequence[float]], directions: Sequence[str]) -> int:
+def log_scaled(metrics: Sequence[str]) -> list[bool]:
+    """Which objectives are ratios (``*_compression``): their knee is found in log space, where
+    2x -> 4x counts as much as 4x -> 8x."""
+    return [m.endswith("_compression") for m in metrics]
+
+
+def knee_index(points: Sequence[Sequence[float]], directions: Sequence[str],
+               log: Sequence[bool] | None = None) -> int:
     """Index (into ``points``) of the knee of the front.
 
-    Objectives are min-max normalised over the front to [0, 1] (1 = best). In 2-D the knee is
+    Objectives flagged in ``log`` (positive ratios such as compression) are taken in log
+    space first. Objectives are then min-max normalised over the front to [0, 1] (1 = best). In 2-D the knee is
     the front point farthest from the straight line through the two extreme points; in more
     dimensions, the point closest to the ideal point (all ones). A front of one or two points
     returns the most balanced one: largest minimum objective, normalised between the worst
@@ -77,6 +85,14 @@ def knee_index(points: Sequence[Sequence[float]], directions: Sequence[str]) -> 
     the earliest index.
     """
     p = as_matrix(points, directions)
+    if log is not None and any(log):
+        p = p.copy()
+        for j, flag in enumerate(log):
+            if flag:
+                col = p[:, j]
+                if np.any(col[~np.isnan(col)] <= 0):
+                    raise ValueError(f"objective {j} must be positive to be taken in log space")
+                p[:, j] = np.log(col)
     front = np.flatnonzero(pareto_mask(p, directions))
     if len(front) == 0:
         raise ValueError("no valid point to pick a knee from")

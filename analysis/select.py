@@ -7,7 +7,7 @@ from rank_search import schema
 from rank_search.errors import RankSearchError
 
 from .loading import Experiment
-from .pareto import knee_index, pareto_mask
+from .pareto import knee_index, log_scaled, pareto_mask
 from .summary import usable_trials
 
 PICKS = ("knee", "max-accuracy", "max-compression")
@@ -38,7 +38,7 @@ def pick_trial(exp: Experiment, *, pick: str = "knee", min_accuracy: float | Non
     values = t[metrics].to_numpy(dtype=float)
     front = t[pareto_mask(values, modes)]
     if pick == "knee":
-        return t.iloc[knee_index(values, modes)]
+        return t.iloc[knee_index(values, modes, log_scaled(metrics))]
     key = schema.VAL_ACCURACY if pick == "max-accuracy" else schema.MACS_COMPRESSION
     other = schema.MACS_COMPRESSION if pick == "max-accuracy" else schema.VAL_ACCURACY
     return front.sort_values([key, other], ascending=False, kind="stable").iloc[0]

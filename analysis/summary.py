@@ -9,7 +9,7 @@ import pandas as pd
 from rank_search import schema
 
 from .loading import Experiment
-from .pareto import knee_index, pareto_mask
+from .pareto import knee_index, log_scaled, pareto_mask
 
 SHOWN = (schema.VAL_ACCURACY, schema.TEST_ACCURACY, schema.MACS_COMPRESSION, schema.PARAMS_COMPRESSION)
 
@@ -55,7 +55,7 @@ def front(exp: Experiment, *, finished_only: bool = False,
     mask = pareto_mask(values, modes)
     result = t[mask].copy()
     result["knee"] = False
-    result.loc[t.index[knee_index(values, modes)], "knee"] = True
+    result.loc[t.index[knee_index(values, modes, log_scaled(metrics))], "knee"] = True
     return result.sort_values(metrics[0], ascending=modes[0] == "min", kind="stable")
 
 

@@ -239,3 +239,13 @@ def test_hypervolume_of_a_large_3d_set_is_fast() -> None:
                   np.sin(angles[:, 0])]  # all on the unit sphere: every point non-dominated
     value = hypervolume(front, ["max"] * 3, [0, 0, 0])
     assert 0 < value < math.pi / 6  # below the octant of the unit ball
+
+
+def test_knee_of_ratio_objectives_is_taken_in_log_space() -> None:
+    # accuracy vs compression 2x, 5.5x, 9x: linearly the middle point lies below the chord
+    # (no interior knee), in log space (ratios) it lies above it and is the knee
+    pts = [[0.984, 1.96], [0.980, 5.52], [0.978, 9.13]]
+    assert knee_index(pts, ["max", "max"]) != 1
+    assert knee_index(pts, ["max", "max"], log=[False, True]) == 1
+    with pytest.raises(ValueError, match="positive"):
+        knee_index([[0.9, 0.0], [0.8, 2.0]], ["max", "max"], log=[False, True])

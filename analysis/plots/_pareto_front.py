@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .._labels import format_value, metric_label, short_label
-from ..pareto import front_path, knee_index, pareto_mask
+from ..pareto import front_path, knee_index, log_scaled, pareto_mask
 from ..summary import usable_mask
 from ._common import SWEEP_LINES, SWEEP_MARKERS, format_axis, method_color, new_figure
 
@@ -82,7 +82,7 @@ def _get_pareto_front_info(sweeps: Mapping[str, pd.DataFrame], objectives: Seque
             for tid, m, x, y, f, done in zip(t["trial_id"], method, t[x_metric], t[y_metric], mask, finished)
         )
         path = tuple(front_path(values[:, [1, 0]], [directions[1], directions[0]])) if len(metrics) == 2 else ()
-        fronts.append(SweepFront(label, points, path, points[knee_index(values, directions)], len(trials)))
+        fronts.append(SweepFront(label, points, path, points[knee_index(values, directions, log_scaled(metrics))], len(trials)))
         methods.update(p.method for p in points)
         xs += [p.x for p in points]
         ys += [p.y for p in points]
