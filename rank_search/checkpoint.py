@@ -50,7 +50,7 @@ def load_compact(path: str) -> nn.Module:
     data = read_compact(path)
     dense = create_model(data["model"], in_channels=data["in_channels"], num_classes=data["num_classes"],
                          image_size=data["image_size"])
-    compact = compress(dense, RankPlan.from_dict(data["plan"]))
+    compact = compress(dense, RankPlan.from_dict(data["plan"]), decompose=False)
     try:
         compact.load_state_dict(data["state_dict"])
     except RuntimeError as exc:

@@ -17,7 +17,7 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-def compress(model: nn.Module, plan: RankPlan, *, balance: bool = True) -> nn.Module:
+def compress(model: nn.Module, plan: RankPlan, *, balance: bool = True, decompose: bool = True) -> nn.Module:
     """A compact copy of ``model`` with every planned layer factorized from its current weights.
 
     The dense model is never mutated.
@@ -25,12 +25,17 @@ def compress(model: nn.Module, plan: RankPlan, *, balance: bool = True) -> nn.Mo
     Args:
         balance: split singular values evenly between factors; False keeps the input-side
             factors orthonormal (ELRT's initialisation).
+        decompose: False builds only the compact structure (default-initialised factors), e.g.
+            to load saved compact weights without paying for the decompositions.
     """
     compact = copy.deepcopy(model)
     layers = candidate_layers(compact)
     for name, lp in plan.items():
         cls = get_scheme(lp.scheme)
-        new = cls.from_dense(layers[name], lp.rank, balance=balance, name=name, tiles=lp.tiles)
+        if decompose:
+            new = cls.from_dense(layers[name], lp.rank, balance=balance, name=name, tiles=lp.tiles)
+        else:
+            new = cls.build(layers[name], lp.rank, name=name, tiles=lp.tiles)
         _set_submodule(compact, name, new.train(layers[name].training))
     return compact
 

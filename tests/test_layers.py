@@ -420,3 +420,25 @@ def test_max_ranks_by_scheme() -> None:
     assert get_scheme("tiled").max_rank(conv) == min(3, 2 * 15)
     assert get_scheme("channel").max_rank(nn.Linear(12, 10)) == 10
     assert get_scheme("tiled").max_rank(nn.Linear(12, 10)) == min(5, 6)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES.names())
+@pytest.mark.parametrize("layer_factory", [
+    lambda: nn.Conv2d(6, 8, (3, 5), stride=(2, 1), padding=(1, 2), bias=True),
+    lambda: nn.Linear(12, 10),
+])
+def test_build_gives_the_structure_from_dense_gives(scheme: str, layer_factory) -> None:
+    """`build` (used to load saved compact weights) matches `from_dense` parameter for parameter."""
+    cls = SCHEMES.get(scheme)
+    layer = layer_factory()
+    if cls.unsupported_reason(layer):
+        pytest.skip(f"{scheme} does not apply to {type(layer).__name__}")
+    rank = cls.max_rank(layer)
+    rank = tuple(max(1, r // 2) for r in rank) if isinstance(rank, tuple) else max(1, rank // 2)
+    built = cls.build(layer, rank)
+    decomposed = cls.from_dense(layer, rank)
+    assert {k: v.shape for k, v in built.state_dict().items()} == \
+        {k: v.shape for k, v in decomposed.state_dict().items()}
+    built.load_state_dict(decomposed.state_dict())
+    x = torch.randn(2, 12) if isinstance(layer, nn.Linear) else torch.randn(2, 6, 9, 11)
+    torch.testing.assert_close(built(x), decomposed(x))

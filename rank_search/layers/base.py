@@ -81,6 +81,12 @@ class FactorizedLayer(nn.Module):
         raise NotImplementedError
 
     @classmethod
+    def build(cls, layer: nn.Module, rank: Rank, *, name: str = "layer", **opts) -> "FactorizedLayer":
+        """The compact module's structure for ``layer`` at ``rank`` (validated), default-initialised,
+        without decomposing: what loading saved compact weights needs."""
+        raise NotImplementedError
+
+    @classmethod
     def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, **opts) -> "FactorizedLayer":
         """Decompose ``layer`` (never mutated) into a compact module of the given rank.
 

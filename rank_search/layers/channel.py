@@ -40,32 +40,32 @@ class ChannelFactorized(FactorizedLayer):
         return low_rank_approx(cls.matrix(weight), int(rank)).reshape(weight.shape)
 
     @classmethod
-    def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", **opts):
+    def build(cls, layer: nn.Module, rank: Rank, *, name: str = "layer", **opts) -> "ChannelFactorized":
         cls.check_supported(layer, name)
         rank = int(rank) if not isinstance(rank, bool) else rank
         check_rank(name, rank, cls.max_rank(layer))
-        w = layer.weight.detach()
         has_bias = layer.bias is not None
+        if isinstance(layer, nn.Linear):
+            reduce = nn.Linear(layer.in_features, rank, bias=False)
+            expand = nn.Linear(rank, layer.out_features, bias=has_bias)
+        else:
+            reduce = nn.Conv2d(layer.in_channels, rank, bias=False, **conv_geometry(layer))
+            expand = nn.Conv2d(rank, layer.out_channels, 1, bias=has_bias)
+        device = layer.weight.device
+        return cls(reduce.to(device), expand.to(device), rank)
+
+    @classmethod
+    def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", **opts):
+        new = cls.build(layer, rank, name=name)
+        w = layer.weight.detach()
         with torch.no_grad():
-            u, s, vh = truncated_svd(cls.matrix(w).float(), rank, randomized=False)
+            u, s, vh = truncated_svd(cls.matrix(w).float(), new.rank, randomized=False)
             out_scale, in_scale = _split(s, balance)
-            a = (vh * in_scale.unsqueeze(1)).to(w.dtype)  # [r, c*kh*kw]
-            b = (u * out_scale.unsqueeze(0)).to(w.dtype)  # [n, r]
-            if isinstance(layer, nn.Linear):
-                reduce = nn.Linear(layer.in_features, rank, bias=False)
-                expand = nn.Linear(rank, layer.out_features, bias=has_bias)
-                reduce.weight.copy_(a)
-                expand.weight.copy_(b)
-            else:
-                g = conv_geometry(layer)
-                n, c = w.shape[:2]
-                reduce = nn.Conv2d(c, rank, bias=False, **g)
-                expand = nn.Conv2d(rank, n, 1, bias=has_bias)
-                reduce.weight.copy_(a.reshape(rank, c, *g["kernel_size"]))
-                expand.weight.copy_(b.reshape(n, rank, 1, 1))
-            if has_bias:
-                expand.bias.copy_(layer.bias.detach())
-        return cls(reduce.to(w.device), expand.to(w.device), rank)
+            new.reduce.weight.copy_((vh * in_scale.unsqueeze(1)).reshape(new.reduce.weight.shape))
+            new.expand.weight.copy_((u * out_scale.unsqueeze(0)).reshape(new.expand.weight.shape))
+            if layer.bias is not None:
+                new.expand.bias.copy_(layer.bias.detach())
+        return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.expand(self.reduce(x))

@@ -50,27 +50,34 @@ class SpatialFactorized(FactorizedLayer):
         return cls.unmatrix(low_rank_approx(cls.matrix(weight), int(rank)), weight.shape)
 
     @classmethod
-    def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", **opts):
+    def build(cls, layer: nn.Module, rank: Rank, *, name: str = "layer", **opts) -> "SpatialFactorized":
         cls.check_supported(layer, name)
         check_rank(name, rank, cls.max_rank(layer))
-        w = layer.weight.detach()
-        n, c, kh, kw = w.shape
+        n, c, kh, kw = layer.weight.shape
         g = conv_geometry(layer)
         (sh, sw), (ph, pw), (dh, dw) = g["stride"], g["padding"], g["dilation"]
+        vertical = nn.Conv2d(c, rank, (kh, 1), stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1), bias=False)
+        horizontal = nn.Conv2d(
+            rank, n, (1, kw), stride=(1, sw), padding=(0, pw), dilation=(1, dw), bias=layer.bias is not None
+        )
+        device = layer.weight.device
+        return cls(vertical.to(device), horizontal.to(device), rank)
+
+    @classmethod
+    def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", **opts):
+        new = cls.build(layer, rank, name=name)
+        w = layer.weight.detach()
+        n, c, kh, kw = w.shape
         with torch.no_grad():
             u, s, vh = truncated_svd(cls.matrix(w).float(), rank, randomized=False)
             out_scale, in_scale = _split(s, balance)
             a = (u * in_scale.unsqueeze(0)).t()  # [r, c*kh]
             b = vh * out_scale.unsqueeze(1)  # [r, n*kw]
-            vertical = nn.Conv2d(c, rank, (kh, 1), stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1), bias=False)
-            horizontal = nn.Conv2d(
-                rank, n, (1, kw), stride=(1, sw), padding=(0, pw), dilation=(1, dw), bias=layer.bias is not None
-            )
-            vertical.weight.copy_(a.reshape(rank, c, kh, 1).to(w.dtype))
-            horizontal.weight.copy_(b.reshape(rank, n, kw).permute(1, 0, 2).unsqueeze(2).to(w.dtype))
+            new.vertical.weight.copy_(a.reshape(rank, c, kh, 1))
+            new.horizontal.weight.copy_(b.reshape(rank, n, kw).permute(1, 0, 2).unsqueeze(2))
             if layer.bias is not None:
-                horizontal.bias.copy_(layer.bias.detach())
-        return cls(vertical.to(w.device), horizontal.to(w.device), rank)
+                new.horizontal.bias.copy_(layer.bias.detach())
+        return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.horizontal(self.vertical(x))

@@ -77,30 +77,37 @@ class TiledFactorized(FactorizedLayer):
         return _unblocks(low_rank_approx(blocks, int(rank)), weight.shape)
 
     @classmethod
-    def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", tiles=None, **opts):
+    def build(cls, layer: nn.Module, rank: Rank, *, name: str = "layer", tiles=None, **opts) -> "TiledFactorized":
         cls.check_supported(layer, name)
         check_rank(name, rank, cls.max_rank(layer, tiles=tiles))
-        grid = tile_grid(layer, tiles)
-        rt, ct = grid
+        rt, ct = grid = tile_grid(layer, tiles)
         linear = isinstance(layer, nn.Linear)
-        w = layer.weight.detach()
-        w4 = w[:, :, None, None] if linear else w
-        n, c, kh, kw = w4.shape
+        n, c = layer.weight.shape[:2]
         g = {"kernel_size": (1, 1)} if linear else conv_geometry(layer)
+        reduce = nn.Conv2d(c, ct * rt * rank, groups=ct, bias=False, **g)
+        expand = nn.Conv2d(rt * ct * rank, n, 1, groups=rt, bias=layer.bias is not None)
+        device = layer.weight.device
+        return cls(reduce.to(device), expand.to(device), rank, grid, linear)
+
+    @classmethod
+    def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", tiles=None, **opts):
+        new = cls.build(layer, rank, name=name, tiles=tiles)
+        rt, ct = new.grid
+        w = layer.weight.detach()
+        w4 = w[:, :, None, None] if new.linear else w
+        n, c, kh, kw = w4.shape
         with torch.no_grad():
-            u, s, vh = truncated_svd(_blocks(w4, grid).float(), rank, randomized=False)
+            u, s, vh = truncated_svd(_blocks(w4, new.grid).float(), rank, randomized=False)
             scale = s.sqrt() if balance else torch.ones_like(s)
             a = vh * scale.unsqueeze(-1)  # [R, C, r, cols_t]
             b = u * (s / scale).unsqueeze(-2)  # [R, C, rows_t, r]
-            reduce = nn.Conv2d(c, ct * rt * rank, groups=ct, bias=False, **g)
-            expand = nn.Conv2d(rt * ct * rank, n, 1, groups=rt, bias=layer.bias is not None)
             # reduce output channel order: (col tile j, row tile i, k)
-            reduce.weight.copy_(a.permute(1, 0, 2, 3).reshape(ct * rt * rank, c // ct, kh, kw).to(w.dtype))
+            new.reduce.weight.copy_(a.permute(1, 0, 2, 3).reshape(ct * rt * rank, c // ct, kh, kw))
             # expand input channel order after the shuffle: (row tile i, col tile j, k)
-            expand.weight.copy_(b.permute(0, 2, 1, 3).reshape(n, ct * rank, 1, 1).to(w.dtype))
+            new.expand.weight.copy_(b.permute(0, 2, 1, 3).reshape(n, ct * rank, 1, 1))
             if layer.bias is not None:
-                expand.bias.copy_(layer.bias.detach())
-        return cls(reduce.to(w.device), expand.to(w.device), rank, grid, linear)
+                new.expand.bias.copy_(layer.bias.detach())
+        return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = None

@@ -53,7 +53,7 @@ class Tucker2Factorized(FactorizedLayer):
         return tucker2_reconstruct(core, u_out, u_in).to(weight.device)
 
     @classmethod
-    def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", **opts):
+    def build(cls, layer: nn.Module, rank: Rank, *, name: str = "layer", **opts) -> "Tucker2Factorized":
         cls.check_supported(layer, name)
         r_out, r_in = as_pair(rank)
         n, c = cls.max_rank(layer)
@@ -61,19 +61,23 @@ class Tucker2Factorized(FactorizedLayer):
             raise RankSearchError(
                 f"rank for layer {name!r} must be in [1, {n}] x [1, {c}] (out, in), got {[r_out, r_in]}"
             )
-        w = layer.weight.detach()
-        g = conv_geometry(layer)
-        core_w, u_out, u_in = tucker2(w, (r_out, r_in))
+        reduce = nn.Conv2d(c, r_in, 1, bias=False)
+        core = nn.Conv2d(r_in, r_out, bias=False, **conv_geometry(layer))
+        expand = nn.Conv2d(r_out, n, 1, bias=layer.bias is not None)
+        device = layer.weight.device
+        return cls(reduce.to(device), core.to(device), expand.to(device), (r_out, r_in))
+
+    @classmethod
+    def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", **opts):
+        new = cls.build(layer, rank, name=name)
+        core_w, u_out, u_in = tucker2(layer.weight.detach(), new.rank)
         with torch.no_grad():
-            reduce = nn.Conv2d(c, r_in, 1, bias=False)
-            core = nn.Conv2d(r_in, r_out, bias=False, **g)
-            expand = nn.Conv2d(r_out, n, 1, bias=layer.bias is not None)
-            reduce.weight.copy_(u_in.t().reshape(r_in, c, 1, 1))
-            core.weight.copy_(core_w)
-            expand.weight.copy_(u_out.reshape(n, r_out, 1, 1))
+            new.reduce.weight.copy_(u_in.t().reshape(new.reduce.weight.shape))
+            new.core.weight.copy_(core_w)
+            new.expand.weight.copy_(u_out.reshape(new.expand.weight.shape))
             if layer.bias is not None:
-                expand.bias.copy_(layer.bias.detach())
-        return cls(reduce.to(w.device), core.to(w.device), expand.to(w.device), (r_out, r_in))
+                new.expand.bias.copy_(layer.bias.detach())
+        return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.expand(self.core(self.reduce(x)))

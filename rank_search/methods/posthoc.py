@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import RankSearchError
+from ..plan import build_plan
 from ..surgery import compress
 from ._registry import register_method
 from .base import Method
@@ -58,8 +59,9 @@ class Posthoc(Method):
     def compact_model(self, trainer):
         if self.phase == "finetune":
             return trainer.model
-        # Mid dense phase: what decomposing now (without fine-tuning) would give.
-        return compress(trainer.model, self.resolve_plan(trainer.model))
+        # Mid dense phase: what decomposing now (without fine-tuning) would give; the plan of
+        # record is resolved only at the real decomposition.
+        return compress(trainer.model, build_plan(trainer.model, self.ranks, scheme=self.scheme))
 
     def state_dict(self):
         return {**super().state_dict(), "phase": self.phase}
