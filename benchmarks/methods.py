@@ -34,7 +34,7 @@ from rank_search.surgery import compress
 MODEL, DATASET = "lenet5_wide", "mnist5k"
 METHOD_ORDER = ["full", "posthoc", "factorized", "trp", "lrpet", "deeptwist", "elrt"]
 TARGETS = (2.0, 4.0, 8.0)
-SETTINGS = {"train.batch_size": 32, "train.lr": 0.02}
+SETTINGS = {"train.batch_size": 32, "train.lr": 0.02, "train.threads": 1}
 
 
 def log(msg: str) -> None:
@@ -151,18 +151,30 @@ def latency_table(iters: int) -> list[dict]:
 
 
 def render(args, acc, times, lat) -> str:
-    full = next(r for r in acc if r["method"] == "full")
     lines = [
         f"## Methods on {DATASET} ({dt.date.today()}, {platform.node()}, {os.cpu_count()} cores, CPU, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads)",
         "",
         f"Command: `.venv/bin/python benchmarks/methods.py --epochs {args.epochs} --seeds {args.seeds}"
-        f" --timing-repeats {args.timing_repeats}`. Model `{MODEL}` (4 eligible layers), "
-        f"{args.epochs} epochs, batch 32, lr 0.02 cosine, seeds {list(range(args.seeds))}; "
+        f" --timing-repeats {args.timing_repeats} --parts {args.parts}`. Model `{MODEL}` (4 eligible layers), "
+        f"{args.epochs} epochs, batch 32, lr 0.02 cosine, 1 training thread, seeds {list(range(args.seeds))}; "
         "uniform rank ratio per method found by bisection on the exact compact MACs; `posthoc` "
         f"spends {max(1, args.epochs // 4)} of the epochs fine-tuning; schemes are each method's default "
         "(channel: posthoc, trp, lrpet; tucker2 with channel for Linear: factorized, deeptwist, elrt).",
         "",
+    ]
+    if acc:
+        lines += accuracy_lines(acc)
+    if times:
+        lines += timing_lines(args, times)
+    if lat:
+        lines += latency_lines(args, lat)
+    return "\n".join(lines) + "\n"
+
+
+def accuracy_lines(acc) -> list[str]:
+    full = next(r for r in acc if r["method"] == "full")
+    lines = [
         f"Reference `full` (dense): median test accuracy **{full['test_acc']:.4f}** "
         f"({', '.join(f'{a:.4f}' for a in full['test_accs'])}).",
         "",
@@ -176,13 +188,21 @@ def render(args, acc, times, lat) -> str:
         delta = r["test_acc"] - posthoc[r["target"]] if r["target"] in posthoc else float("nan")
         lines.append(f"| {r['method']} | {r['target']:.0f} | {r['macs_x']:.2f} | {r['params_x']:.2f} | "
                      f"{r['test_acc']:.4f} | {', '.join(f'{a:.4f}' for a in r['test_accs'])} | {delta:+.4f} |")
+    return lines + [""]
+
+
+def timing_lines(args, times) -> list[str]:
     base = statistics.median(times["full"])
-    lines += ["", f"Training time per epoch relative to `full` (one epoch at each method's default interval, "
+    lines = ["", f"Training time per epoch relative to `full` (one epoch at each method's default interval, "
                   f"4x plan, interleaved, median of {args.timing_repeats}; full = {base:.2f} s):", "",
               "| method | median s/epoch | ratio to full |", "| --- | --- | --- |"]
     for m, t in times.items():
         lines.append(f"| {m} | {statistics.median(t):.2f} | {statistics.median(t) / base:.3f} |")
-    lines += ["", f"CPU inference latency, compact vs dense (median of {args.latency_iters} forward passes "
+    return lines + [""]
+
+
+def latency_lines(args, lat) -> list[str]:
+    lines = ["", f"CPU inference latency, compact vs dense (median of {args.latency_iters} forward passes "
                   "x 3 alternating rounds):", "",
               "| scheme | MACs x | batch | dense ms | compact ms | speed-up | share of MACs ratio realised |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -190,7 +210,7 @@ def render(args, acc, times, lat) -> str:
         speed = r["dense_ms"] / r["compact_ms"]
         lines.append(f"| {r['scheme']} | {r['macs_x']:.2f} | {r['batch']} | {r['dense_ms']:.3f} | "
                      f"{r['compact_ms']:.3f} | {speed:.2f}x | {speed / r['macs_x']:.0%} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main() -> None:
@@ -200,14 +220,16 @@ def main() -> None:
     p.add_argument("--timing-repeats", type=int, default=3)
     p.add_argument("--latency-iters", type=int, default=50)
     p.add_argument("--methods", default=",".join(METHOD_ORDER))
-    p.add_argument("--skip-accuracy", action="store_true")
+    p.add_argument("--parts", default="accuracy,timing,latency",
+                   help="which parts to run (timing and latency need a quiet machine)")
     p.add_argument("--out", help="append the markdown section to this file")
     args = p.parse_args()
     methods = args.methods.split(",")
-    acc = accuracy_table(args.epochs, list(range(args.seeds)), methods) if not args.skip_accuracy else []
-    times = epoch_times(args.timing_repeats, methods)
-    lat = latency_table(args.latency_iters)
-    text = render(args, acc, times, lat) if acc else str(times) + "\n" + str(lat)
+    parts = args.parts.split(",")
+    acc = accuracy_table(args.epochs, list(range(args.seeds)), methods) if "accuracy" in parts else []
+    times = epoch_times(args.timing_repeats, methods) if "timing" in parts else {}
+    lat = latency_table(args.latency_iters) if "latency" in parts else []
+    text = render(args, acc, times, lat)
     print(text)
     if args.out:
         with open(args.out, "a", encoding="utf-8") as fh:
