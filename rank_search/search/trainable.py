@@ -55,21 +55,23 @@ def _save_checkpoint(directory: str, trainer, spec, *, final: bool) -> None:
 CRASH_ENV = "RANK_SEARCH_INJECT_CRASH"
 
 
-def _maybe_inject_crash(epoch: int) -> None:
-    """Test hook: with ``RANK_SEARCH_INJECT_CRASH=EXPERIMENT:EPOCH`` set for the Ray workers, each
-    trial of that experiment crashes once right after reporting that epoch (a marker file in
-    the trial folder makes it once), so tests can check retries resume from the checkpoint."""
+def _maybe_inject_crash(finished_epochs: int) -> None:
+    """Test hook: with ``RANK_SEARCH_INJECT_CRASH=EXPERIMENT:EPOCH:MARKER_DIR`` set for the Ray
+    workers, each trial of that experiment crashes once during the epoch after EPOCH, well after
+    that epoch's checkpoint was reported. A marker file per trial in MARKER_DIR (a folder every
+    attempt sees, unlike Tune's per-attempt staging folders) makes it once, so tests can check
+    that a retry resumes from the checkpoint."""
     spec = os.environ.get(CRASH_ENV)
     if not spec:
         return
-    name, _, at = spec.rpartition(":")
+    name, at, marker_dir = spec.split(":", 2)
     ctx = tune.get_context()
-    if ctx.get_experiment_name() != name or epoch != int(at):
+    if ctx.get_experiment_name() != name or finished_epochs != int(at):
         return
-    marker = os.path.join(ctx.get_trial_dir(), "injected_crash")
+    marker = os.path.join(marker_dir, f"crashed-{ctx.get_trial_id()}")
     if not os.path.exists(marker):
         open(marker, "w").close()
-        raise RuntimeError(f"injected crash after epoch {epoch} ({CRASH_ENV})")
+        raise RuntimeError(f"injected crash in epoch {finished_epochs + 1} ({CRASH_ENV})")
 
 
 def rank_search_trainable(config: dict[str, Any]) -> None:
@@ -82,11 +84,13 @@ def rank_search_trainable(config: dict[str, Any]) -> None:
     probe = create_model(config["space.model"], in_channels=info.in_channels, num_classes=info.num_classes,
                          image_size=info.image_size)
     spec = spec_from_config(config, probe)
-    trainer = prepare(spec)
+    finished = [0]  # epochs finished so far, read by the progress hook
+    trainer = prepare(spec, progress=lambda message: _maybe_inject_crash(finished[0]))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             trainer.load_state_dict(torch.load(os.path.join(d, ENGINE_STATE_FILE), weights_only=True))
+        finished[0] = trainer.epoch
     dense_cost = model_cost(trainer.dense, trainer.input_shape)
     host = socket.gethostname()
     import ray
@@ -112,7 +116,7 @@ def rank_search_trainable(config: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as d:
             _save_checkpoint(d, tr, spec, final=final)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
-        _maybe_inject_crash(result.epoch)
+        finished[0] = result.epoch
 
     try:
         trainer.fit(on_epoch)
