@@ -30,6 +30,7 @@ from rank_search.models import create_model
 from rank_search.plan import uniform_plan
 from rank_search.run import RunSpec, train
 from rank_search.surgery import compress
+from _report import emit  # benchmarks/_report.py (the script folder is on sys.path)
 
 MODEL, DATASET = "lenet5_wide", "mnist5k"
 METHOD_ORDER = ["full", "posthoc", "factorized", "trp", "lrpet", "deeptwist", "elrt"]
@@ -230,10 +231,7 @@ def main() -> None:
     times = epoch_times(args.timing_repeats, methods) if "timing" in parts else {}
     lat = latency_table(args.latency_iters) if "latency" in parts else []
     text = render(args, acc, times, lat)
-    print(text)
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+    emit(text, args.out)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from analysis.hypervolume import hypervolume, hypervolume_progress
 from analysis.loading import in_trial_order, load_experiment
 from analysis.summary import front, usable_trials
 from search_spaces import get_space
+from _report import emit  # benchmarks/_report.py (the script folder is on sys.path)
 
 OBJ = [("val_accuracy", "max"), ("macs_compression", "max")]
 REF = (0.0, 1.0)
@@ -127,10 +128,7 @@ def main() -> None:
         pm, um = float(np.nanmedian(per)), float(np.nanmedian(uni_acc))
         lines.append(f"| {level:g}x | {pm:.4f} | {um:.4f} | {pm - um:+.4f} |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+    emit(text, args.out)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+from _report import emit  # benchmarks/_report.py (the script folder is on sys.path)
 
 SPACE = dict(model="lenet5_wide", dataset="mnist5k")
 
@@ -135,10 +136,7 @@ def main() -> None:
         "",
     ]
     text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+    emit(text, args.out)
 
 
 if __name__ == "__main__":
