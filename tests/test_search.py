@@ -206,3 +206,16 @@ def test_cluster_run_without_shared_storage_is_refused(capsys) -> None:
     assert main(["launch", "--space", "demo", "--address", "auto"]) == 2
     err = capsys.readouterr().err
     assert "needs --storage" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("num_samples, population", [(8, 4), (16, 4), (40, 10), (200, 50), (1000, 50)])
+def test_nsga2_generation_fits_the_budget(num_samples: int, population: int) -> None:
+    from search_spaces import SpaceSampler, space_from_mapping
+
+    from rank_search.search.launcher import make_searcher
+
+    cfg = LaunchConfig(space="x", num_samples=num_samples)
+    search = make_searcher(cfg, SpaceSampler(space_from_mapping(TINY_SPACE, name="t"), ["a"]))
+    sampler = search._ot_study.sampler
+    assert sampler._population_size == population
+    assert num_samples // population >= 2 or population == 4

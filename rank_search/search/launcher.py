@@ -93,12 +93,22 @@ def resolve_storage(cfg: LaunchConfig) -> str:
     return storage if is_uri(storage) else os.path.abspath(storage)
 
 
+def nsga2_population(num_samples: int) -> int:
+    """NSGA-II generation size for a budget: a quarter of the trials, clamped to [4, 50].
+
+    Optuna's default of 50 means a sweep of fewer than 50 trials never leaves the first,
+    purely random generation (then NSGA-II is exactly random search); four generations or
+    more let selection and crossover act.
+    """
+    return max(4, min(50, num_samples // 4))
+
+
 def make_searcher(cfg: LaunchConfig, sampler_fn: Callable):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     if cfg.searcher == "nsga2":
-        sampler = optuna.samplers.NSGAIISampler(seed=cfg.seed)
+        sampler = optuna.samplers.NSGAIISampler(seed=cfg.seed, population_size=nsga2_population(cfg.num_samples))
     elif cfg.searcher == "tpe":
         sampler = optuna.samplers.TPESampler(seed=cfg.seed)
     else:
