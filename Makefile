@@ -33,7 +33,7 @@ test-all: install
 
 bench: install
 	$(BIN)/python benchmarks/methods.py --out benchmarks/RESULTS.md
-	$(BIN)/python benchmarks/tune_overhead.py --out benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/tune_overhead.py --epochs 3 --repeats 2 --out benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/search_quality.py --out benchmarks/RESULTS.md
 
 clean:
