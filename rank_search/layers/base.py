@@ -40,6 +40,9 @@ class FactorizedLayer(nn.Module):
     """
 
     scheme: ClassVar[str]
+    #: sub-module whose weight ``rescale_`` scales, and the one carrying the bias
+    scale_factor_name: ClassVar[str]
+    output_name: ClassVar[str]
     #: number of rank dimensions (2 for Tucker-2: out and in modes)
     rank_dims: ClassVar[int] = 1
 
@@ -108,9 +111,12 @@ class FactorizedLayer(nn.Module):
         raise NotImplementedError
 
     def rescale_(self, factor: float) -> None:
-        """Multiply the computed weight by ``factor`` in place (bias untouched)."""
-        raise NotImplementedError
+        """Multiply the computed weight by ``factor`` in place (bias untouched), on the factor
+        named by ``scale_factor_name`` so the others keep their form (e.g. orthonormal)."""
+        with torch.no_grad():
+            getattr(self, self.scale_factor_name).weight.mul_(factor)
 
     @property
     def bias(self) -> torch.Tensor | None:
-        raise NotImplementedError
+        """The bias of the dense layer, carried by the output sub-module."""
+        return getattr(self, self.output_name).bias

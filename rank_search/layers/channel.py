@@ -15,6 +15,8 @@ def _split(s: torch.Tensor, balance: bool) -> tuple[torch.Tensor, torch.Tensor]:
 
 class ChannelFactorized(FactorizedLayer):
     scheme = "channel"
+    scale_factor_name = "expand"
+    output_name = "expand"
 
     def __init__(self, reduce: nn.Module, expand: nn.Module, rank: int) -> None:
         super().__init__()
@@ -80,11 +82,3 @@ class ChannelFactorized(FactorizedLayer):
         # The input-side factor (columns = rank); the output side carries the scale.
         return [self.reduce.weight.reshape(self.rank, -1).t()]
 
-    def rescale_(self, factor: float) -> None:
-        """Scale the computed weight by ``factor`` (on the expand factor, keeping the others)."""
-        with torch.no_grad():
-            self.expand.weight.mul_(factor)
-
-    @property
-    def bias(self) -> torch.Tensor | None:
-        return self.expand.bias

@@ -11,6 +11,8 @@ from .channel import _split
 
 class SpatialFactorized(FactorizedLayer):
     scheme = "spatial"
+    scale_factor_name = "horizontal"
+    output_name = "horizontal"
 
     def __init__(self, vertical: nn.Conv2d, horizontal: nn.Conv2d, rank: int) -> None:
         super().__init__()
@@ -90,11 +92,3 @@ class SpatialFactorized(FactorizedLayer):
     def factor_matrices(self) -> list[torch.Tensor]:
         return [self.vertical.weight.reshape(self.rank, -1).t()]
 
-    def rescale_(self, factor: float) -> None:
-        """Scale the computed weight by ``factor`` (on the horizontal factor, keeping the others)."""
-        with torch.no_grad():
-            self.horizontal.weight.mul_(factor)
-
-    @property
-    def bias(self) -> torch.Tensor | None:
-        return self.horizontal.bias

@@ -50,6 +50,8 @@ def _unblocks(blocks: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 class TiledFactorized(FactorizedLayer):
     scheme = "tiled"
+    scale_factor_name = "expand"
+    output_name = "expand"
 
     def __init__(self, reduce: nn.Conv2d, expand: nn.Conv2d, rank: int, grid: tuple[int, int], linear: bool) -> None:
         super().__init__()
@@ -138,14 +140,6 @@ class TiledFactorized(FactorizedLayer):
         a = self.reduce.weight.reshape(ct * rt, self.rank, -1)
         return [m.t() for m in a]
 
-    def rescale_(self, factor: float) -> None:
-        """Scale the computed weight by ``factor`` (on the expand factor, keeping the others)."""
-        with torch.no_grad():
-            self.expand.weight.mul_(factor)
-
-    @property
-    def bias(self) -> torch.Tensor | None:
-        return self.expand.bias
 
     def extra_repr(self) -> str:
         return f"rank={self.rank}, grid={self.grid}"

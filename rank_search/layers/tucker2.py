@@ -21,6 +21,8 @@ def as_pair(rank: Rank) -> tuple[int, int]:
 
 class Tucker2Factorized(FactorizedLayer):
     scheme = "tucker2"
+    scale_factor_name = "core"
+    output_name = "expand"
     rank_dims = 2
 
     def __init__(self, reduce: nn.Conv2d, core: nn.Conv2d, expand: nn.Conv2d, rank: tuple[int, int]) -> None:
@@ -90,11 +92,3 @@ class Tucker2Factorized(FactorizedLayer):
     def factor_matrices(self) -> list[torch.Tensor]:
         return [self.expand.weight[:, :, 0, 0], self.reduce.weight[:, :, 0, 0].t()]
 
-    def rescale_(self, factor: float) -> None:
-        """Scale the computed weight by ``factor`` (on the core factor, keeping the others)."""
-        with torch.no_grad():
-            self.core.weight.mul_(factor)
-
-    @property
-    def bias(self) -> torch.Tensor | None:
-        return self.expand.bias
