@@ -23,8 +23,8 @@ from rank_search.errors import RankSearchError
 
 from ._fs import Location
 
-SWEEP_FILE = "rank_search_sweep.yaml"  # = rank_search.search.launcher.SWEEP_FILE (a test checks)
-RUN_FILE = "run.yaml"  # = rank_search.search.trainable.RUN_FILE: a checkpoint's run with integer ranks
+SWEEP_FILE = schema.SWEEP_FILE
+RUN_FILE = schema.RUN_FILE
 CHECKPOINT_PREFIX = "checkpoint_"
 SPACE_EPOCHS = "space.epochs"  # search_spaces.SPACE_PREFIX + "epochs" (analysis reads no search_spaces)
 STATE_PREFIX = "experiment_state-"

@@ -38,3 +38,8 @@ METRICS_FILE = "metrics.json"
 PLAN_FILE = "plan.yaml"
 COMPACT_WEIGHTS_FILE = "compact.pt"
 CONFIG_FILE = "config.yaml"
+
+# Files of a sweep (written by rank_search.search, read by analysis and export).
+SWEEP_FILE = "rank_search_sweep.yaml"  # the experiment root: launch settings and the space
+RUN_FILE = "run.yaml"  # each trial checkpoint: its run with integer ranks
+ENGINE_STATE_FILE = "engine_state.pt"  # each trial checkpoint: the full engine state

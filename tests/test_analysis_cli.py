@@ -73,10 +73,8 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 
 @pytest.mark.ray
 def test_real_sweep_loads_with_run_records(finished_sweep) -> None:
-    from rank_search.search.launcher import SWEEP_FILE as LAUNCHER_SWEEP_FILE
-    from rank_search.search.trainable import RUN_FILE as TRAINABLE_RUN_FILE
-
-    assert (SWEEP_FILE, RUN_FILE) == (LAUNCHER_SWEEP_FILE, TRAINABLE_RUN_FILE)  # analysis cannot import them
+    # the files the sweep really wrote are the ones analysis reads (names from rank_search.schema)
+    assert os.path.isfile(os.path.join(finished_sweep, SWEEP_FILE))
     exp = load_experiment(finished_sweep)
     t = exp.trials
     assert len(t) == 3 and t["finished"].all() and t["started"].notna().all()

@@ -11,7 +11,7 @@ import yaml
 from .. import __version__, schema
 from ..errors import RankSearchError
 
-RUN_FILE = "run.yaml"
+RUN_FILE = schema.RUN_FILE
 
 
 def add_parser(sub) -> None:

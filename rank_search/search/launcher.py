@@ -20,7 +20,7 @@ from ..errors import RankSearchError
 
 SEARCHERS = ("nsga2", "tpe", "random")
 SCHEDULERS = ("fifo", "asha")
-SWEEP_FILE = "rank_search_sweep.yaml"
+SWEEP_FILE = schema.SWEEP_FILE
 URI_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "hdfs://", "file://")
 
 

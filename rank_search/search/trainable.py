@@ -22,8 +22,8 @@ from ..engine import DivergedError, evaluate
 from ..run import prepare
 from .trial import spec_from_config
 
-ENGINE_STATE_FILE = "engine_state.pt"
-RUN_FILE = "run.yaml"
+ENGINE_STATE_FILE = schema.ENGINE_STATE_FILE
+RUN_FILE = schema.RUN_FILE
 
 
 def _cpu_share() -> int:
