@@ -54,7 +54,12 @@ class RunSpec:
         missing = [k for k in ("model", "dataset", "method") if k not in data]
         if missing:
             raise RankSearchError(f"{source} is missing required key(s): {', '.join(missing)}")
-        return cls(**{k: v for k, v in data.items() if k in RUN_KEYS})
+        values = {k: v for k, v in data.items() if k in RUN_KEYS}
+        if values.get("settings") is None:
+            values["settings"] = {}
+        elif not isinstance(values["settings"], Mapping):
+            raise RankSearchError(f"'settings' in {source} must map KEY to VALUE, got {type(values['settings']).__name__}")
+        return cls(**values)
 
 
 def prepare(spec: RunSpec, *, progress: Callable[[str], None] | None = None):

@@ -162,7 +162,7 @@ ERROR_CASES = [
     ("cifar-no-root", ["--dataset", "cifar10"], ["cifar10 needs a data root", "--data-root"]),
     ("unknown-set-key", ["--set", "train.foo=1"],
      ["unknown setting 'train.foo'", "valid settings: train.lr, train.momentum"]),
-    ("negative-lr", ["--set", "train.lr=-1"], ["train.lr must be > 0, got -1"]),
+    ("negative-lr", ["--set", "train.lr=-1"], ["train.lr must be a finite number > 0, got -1"]),
     ("bad-lr", ["--set", "train.lr=fast"], ["train.lr must be a number, got 'fast'"]),
     ("set-no-equals", ["--set", "train.lr"], ["--set expects key=value, got 'train.lr'"]),
     ("set-bad-prefix", ["--set", "trp.interval=5"], ["setting 'trp.interval' must start with 'train.' or 'posthoc.'"]),

@@ -173,7 +173,7 @@ TRAIN_KEYS = ("train.lr, train.momentum, train.weight_decay, train.batch_size, t
     ({"other.x": 1}, r"setting 'other.x' must start with 'train.' or 'posthoc.'"),
     ({"lr": 1}, r"setting 'lr' must start with 'train.' or 'posthoc.'"),
     ({"train.lr": "abc"}, r"train.lr must be a number, got 'abc'"),
-    ({"train.lr": -1}, r"train.lr must be > 0, got -1"),
+    ({"train.lr": -1}, r"train.lr must be a finite number > 0, got -1"),
     ({"train.lr": True}, r"train.lr must be a number, got True"),
     ({"train.batch_size": 2.5}, r"train.batch_size must be an integer, got 2.5"),
     ({"train.batch_size": 0}, r"train.batch_size must be >= 1, got 0"),
@@ -299,3 +299,20 @@ def test_trainer_follows_the_schedule() -> None:
     trainer.fit()
     per_epoch = trainer.steps_per_epoch
     assert seen == pytest.approx([0.08] * per_epoch + [0.008] * per_epoch)
+
+
+@pytest.mark.parametrize("lr", [float("inf"), float("nan"), 0.0, -1.0])
+def test_learning_rate_must_be_finite_and_positive(lr: float) -> None:
+    from rank_search.engine import TrainConfig
+
+    with pytest.raises(RankSearchError, match="train.lr must be a finite number > 0"):
+        TrainConfig(lr=lr)
+
+
+def test_run_spec_settings_may_be_null_but_not_a_list() -> None:
+    from rank_search.run import RunSpec
+
+    spec = RunSpec.from_dict({"model": "lenet5", "dataset": "synthetic", "method": "full", "settings": None})
+    assert dict(spec.settings) == {}
+    with pytest.raises(RankSearchError, match="'settings' in config must map KEY to VALUE"):
+        RunSpec.from_dict({"model": "lenet5", "dataset": "synthetic", "method": "full", "settings": [1]})

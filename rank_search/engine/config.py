@@ -1,6 +1,7 @@
 """Training hyper-parameters (``--set train.KEY=VALUE``)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..errors import RankSearchError
@@ -37,8 +38,8 @@ class TrainConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        if self.lr is not None and self.lr <= 0:
-            raise RankSearchError(f"train.lr must be > 0, got {self.lr}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise RankSearchError(f"train.lr must be a finite number > 0, got {self.lr}")
         if not 0 <= self.momentum < 1:
             raise RankSearchError(f"train.momentum must be in [0, 1), got {self.momentum}")
         if self.weight_decay < 0:
