@@ -91,12 +91,14 @@ class Trainer:
         method.validate(self)
         seed_everything(seed)
         self.model: nn.Module = nn.Identity()
+        self._compact: nn.Module | None = None
         self.set_model(method.build_model(copy.deepcopy(dense), self))
 
     # ---- model and optimiser ----
     def set_model(self, model: nn.Module) -> None:
         """Swap the trained module (e.g. after a post-hoc decomposition); rebuilds the optimiser."""
         self.model = model.to(self.device).train()
+        self._compact = None
         c = self.config
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=c.lr, momentum=c.momentum,
                                          weight_decay=c.weight_decay, nesterov=c.nesterov and c.momentum > 0)
@@ -117,6 +119,7 @@ class Trainer:
     def train_epoch(self) -> EpochResult:
         epoch = self.epoch
         start = time.perf_counter()
+        self._compact = None  # training changes the weights
         self.method.on_epoch_start(self, epoch)
         self.data.train.set_epoch(epoch)  # the loader mixes in its seed
         self.model.train()
@@ -155,7 +158,12 @@ class Trainer:
         return result
 
     def compact_model(self) -> nn.Module:
-        return self.method.compact_model(self)
+        """The compact model of the current state, built once per state: the end-of-epoch
+        evaluation, the trainable's report and checkpoint, and the final metrics share it
+        (building it can mean a copy and a decomposition of every planned layer)."""
+        if self._compact is None:
+            self._compact = self.method.compact_model(self)
+        return self._compact
 
     # ---- state ----
     def state_dict(self) -> dict[str, Any]:
@@ -171,6 +179,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._compact = None
         self.method.load_state_dict(state["method"], self)
         self.model.load_state_dict(state["model"])
         self.set_model(self.model)
