@@ -13,12 +13,12 @@ EXIT_TRIALS_FAILED = 1
 def _resources(items: list[str] | None) -> dict[str, float]:
     out = {}
     for item in items or []:
-        name, sep, amount = item.partition("=")
+        name, _, amount = item.partition("=")
         try:
             out[name] = float(amount)
         except ValueError:
-            sep = ""
-        if not sep or not name:
+            name = ""
+        if not name:
             raise RankSearchError(f"--resource expects NAME=AMOUNT, got {item!r}")
     return out
 
@@ -55,7 +55,7 @@ def add_parser(sub) -> None:
     r.set_defaults(func=run_resume)
 
 
-def _finish(outcome, num_samples: int) -> int:
+def _finish(outcome) -> int:
     from analysis.loading import load_experiment
     from analysis.summary import front_text
 
@@ -65,7 +65,7 @@ def _finish(outcome, num_samples: int) -> int:
     counts = outcome.counts
     done = counts.get("TERMINATED", 0)
     if not outcome.complete:
-        print(f"sweep interrupted: {done} of {num_samples} trials finished; resume with:\n"
+        print(f"sweep interrupted: {done} of {outcome.num_samples} trials finished; resume with:\n"
               f"  rank-search resume {outcome.path}", file=sys.stderr)
         return EXIT_INTERRUPTED
     if counts.get("ERROR"):
@@ -88,12 +88,10 @@ def run_launch(args: argparse.Namespace) -> int:
     )
     from ..search.sweep import launch
 
-    return _finish(launch(cfg), cfg.num_samples)
+    return _finish(launch(cfg))
 
 
 def run_resume(args: argparse.Namespace) -> int:
-    from ..search.launcher import config_from_record, read_sweep_file
     from ..search.sweep import resume
 
-    cfg = config_from_record(read_sweep_file(args.experiment))
-    return _finish(resume(args.experiment), cfg.num_samples)
+    return _finish(resume(args.experiment))

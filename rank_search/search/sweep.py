@@ -20,6 +20,7 @@ class SweepOutcome:
     path: str
     complete: bool
     counts: dict
+    num_samples: int
 
 
 def _trainable(cfg: LaunchConfig):
@@ -93,13 +94,11 @@ def resume(path: str) -> SweepOutcome:
     cfg = config_from_record(read_sweep_file(path))
     if not tune.Tuner.can_restore(path):
         raise RankSearchError(f"{path!r} holds no Tune experiment state to resume (was the sweep ever started?)")
-    epochs = int(read_sweep_file(path)["space"]["epochs"])
     started = init_ray(cfg.address)
     try:
         say(f"resuming sweep {cfg.name} at {path}")
         tuner = tune.Tuner.restore(path, trainable=_trainable(cfg), resume_unfinished=True, resume_errored=True,
-                                   restart_errored=False,
-                                   param_space=None)
+                                   restart_errored=False)
         tuner.fit()
     finally:
         if started:
@@ -114,4 +113,4 @@ def _outcome(path: str, num_samples: int) -> SweepOutcome:
 
     counts = trial_counts(path)
     complete = counts.get("TERMINATED", 0) + counts.get("ERROR", 0) >= num_samples
-    return SweepOutcome(path, complete, counts)
+    return SweepOutcome(path, complete, counts, num_samples)
