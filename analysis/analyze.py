@@ -26,12 +26,10 @@ from .plots import (_get_hypervolume_info, _get_learning_curves_info, _get_paret
 from .report import ReportFigure, ReportSweep, render_report
 from .summary import front, table
 
-DEFAULT_OBJECTIVES = ((schema.VAL_ACCURACY, "max"), (schema.MACS_COMPRESSION, "max"))
+DEFAULT_OBJECTIVES = schema.DEFAULT_OBJECTIVES
 SHOWN = (schema.VAL_ACCURACY, schema.TEST_ACCURACY, schema.MACS_COMPRESSION, schema.PARAMS_COMPRESSION,
          schema.COMPACT_MACS, schema.COMPACT_PARAMS)
 TRIALS_FILE, PARETO_FILE, REPORT_FILE = "trials.csv", "pareto.csv", "report.html"
-
-LayerGroupsFn = Callable[[Experiment], "Mapping[str, str] | None"]
 
 
 @dataclass
@@ -134,15 +132,13 @@ def _summary(sweeps: Sequence[Sweep], objectives, reference, hvs: Mapping[str, f
 
 def analyze(paths: Sequence[str], out_dir: str, *, labels: Sequence[str] | None = None,
             objectives: Sequence[tuple[str, str]] | None = None, reference: Sequence[float] | None = None,
-            layer_groups: LayerGroupsFn | None = None, log: Callable[[str], None] = lambda _: None) -> Analysis:
+            log: Callable[[str], None] = lambda _: None) -> Analysis:
     """Load the sweeps at ``paths`` and write the analysis files into ``out_dir``.
 
     Args:
         labels: one per sweep (default: folder names).
         objectives: (metric, max|min) pairs (default: the first sweep's).
         reference: hypervolume reference point (default: ``default_reference`` over all trials).
-        layer_groups: returns ``{layer: rank group}`` for a sweep whose groups cannot be told from
-            names alone (``per_stage`` grouping with several widths under one parent).
         log: called with one progress line per step.
     """
     names = sweep_labels(paths, labels)
@@ -189,11 +185,6 @@ def analyze(paths: Sequence[str], out_dir: str, *, labels: Sequence[str] | None 
         records = {str(r["trial_id"]): run_record(exp.path, r["folder"], r.get("checkpoint"))
                    for _, r in s.front.iterrows()}
         info = _get_rank_heatmap_info(s.front, objectives, label=s.label, run_records=records)
-        if layer_groups is not None and any(np.isnan(v) for row in info.values for v in row):
-            mapping = layer_groups(exp)
-            if mapping:
-                info = _get_rank_heatmap_info(s.front, objectives, label=s.label, run_records=records,
-                                              layer_groups=mapping)
         histories = {str(r["trial_id"]): epoch_history(exp.path, r["folder"]) for _, r in s.front.iterrows()}
         figs = [
             _figure(plot_rank_heatmap(info), out_dir, f"rank_heatmap-{stem}", "Per-layer ranks of the front",

@@ -20,13 +20,12 @@ import yaml
 
 from rank_search import schema
 from rank_search.errors import RankSearchError
-
-from ._fs import Location
+from rank_search.storage import Location
 
 SWEEP_FILE = schema.SWEEP_FILE
 RUN_FILE = schema.RUN_FILE
 CHECKPOINT_PREFIX = "checkpoint_"
-SPACE_EPOCHS = "space.epochs"  # search_spaces.SPACE_PREFIX + "epochs" (analysis reads no search_spaces)
+SPACE_EPOCHS = schema.SPACE_PREFIX + "epochs"
 STATE_PREFIX = "experiment_state-"
 STATUSES = ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")
 
@@ -45,8 +44,11 @@ class Experiment:
     def objectives(self) -> list[tuple[str, str]]:
         """(metric, mode) pairs of the sweep (default accuracy vs MACs compression)."""
         if self.sweep and self.sweep.get("launch", {}).get("objectives"):
-            return [tuple(o.split(":")) for o in self.sweep["launch"]["objectives"]]  # type: ignore[misc]
-        return [(schema.VAL_ACCURACY, "max"), (schema.MACS_COMPRESSION, "max")]
+            try:
+                return list(schema.parse_objectives(",".join(self.sweep["launch"]["objectives"])))
+            except (RankSearchError, TypeError):
+                pass  # a damaged record: fall back to the default pair
+        return list(schema.DEFAULT_OBJECTIVES)
 
 
 def _decode(value: Any) -> Any:

@@ -24,12 +24,10 @@ SPACE = dict(model="lenet5_wide", dataset="mnist5k")
 
 def trial_configs(n: int, epochs: int) -> list[dict]:
     from rank_search.data import dataset_info
-    from rank_search.models import create_model
-    from rank_search.search.groups import group_names
+    from rank_search.groups import group_names
+    from rank_search.models import create_model_for
 
-    info = dataset_info(SPACE["dataset"])
-    model = create_model(SPACE["model"], in_channels=info.in_channels, num_classes=info.num_classes,
-                         image_size=info.image_size)
+    model = create_model_for(SPACE["model"], dataset_info(SPACE["dataset"]))
     groups = group_names(model, "per_layer")
     methods = ["posthoc", "factorized", "full", "posthoc"]
     configs = []
@@ -47,16 +45,11 @@ def trial_configs(n: int, epochs: int) -> list[dict]:
 def bare_one(cfg: dict) -> float:
     import torch
 
-    from rank_search.data import dataset_info
-    from rank_search.models import create_model
     from rank_search.run import train
     from rank_search.search.trial import spec_from_config
 
     torch.set_num_threads(1)
-    info = dataset_info(cfg["space.dataset"])
-    probe = create_model(cfg["space.model"], in_channels=info.in_channels, num_classes=info.num_classes,
-                         image_size=info.image_size)
-    return train(spec_from_config(cfg, probe)).metrics["val_accuracy"]
+    return train(spec_from_config(cfg)).metrics["val_accuracy"]
 
 
 def bare(configs: list[dict], concurrency: int) -> float:
@@ -79,7 +72,7 @@ def _tune_trainable(config):
 def tuned(configs: list[dict], concurrency: int) -> float:
     from ray import tune
 
-    from rank_search.search.launcher import trial_dirname
+    from rank_search.search.tune_setup import trial_dirname
 
     storage = tempfile.mkdtemp(prefix="rs-bench-")
     tuner = tune.Tuner(

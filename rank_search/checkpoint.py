@@ -7,10 +7,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import schema
 from .errors import RankSearchError
 from .plan import RankPlan
 
-FORMAT = "rank-search/compact-v1"
+FORMAT = schema.COMPACT_FILE_FORMAT
 
 
 def save_compact(path: str, compact: nn.Module, *, plan: RankPlan, model: str, dataset: str, method: str,

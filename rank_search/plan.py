@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Protocol, runtime_checkable
 
 import yaml
 from torch import nn
@@ -124,12 +124,6 @@ def resolve_rank(name: str, layer: nn.Module, scheme: str, rank: Any, *, tiles=N
     return (chosen[0], chosen[1]) if cls.rank_dims == 2 else chosen[0]
 
 
-def _check_scheme(name: str, layer: nn.Module, scheme: str) -> None:
-    reason = get_scheme(scheme).unsupported_reason(layer)
-    if reason:
-        raise RankSearchError(f"layer {name!r} cannot use scheme {scheme!r}: {reason}")
-
-
 def scheme_for(layer: nn.Module, scheme: str) -> str:
     """``scheme`` where the layer supports it, else the channel scheme (Linear and 1x1 convs
     under spatial/tucker2)."""
@@ -188,7 +182,7 @@ def plan_from_mapping(model: nn.Module, data: Mapping[str, Any], *, scheme: str 
             raise RankSearchError(
                 f"unknown scheme {layer_scheme!r} for layer {name!r}; valid choices: {', '.join(SCHEMES.names())}"
             )
-        _check_scheme(name, layers[name], layer_scheme)
+        get_scheme(layer_scheme).check_supported(layers[name], name)
         if tiles is not None and layer_scheme == "tiled" and not isinstance(tiles, (list, tuple)):
             raise RankSearchError(f"tiles for layer {name!r} must be [row_tiles, col_tiles], got {tiles!r}")
         tiles = tuple(tiles) if (tiles is not None and layer_scheme == "tiled") else None
@@ -209,8 +203,18 @@ def load_plan_yaml(path: str) -> Any:
         raise RankSearchError(f"rank plan {path!r} is not valid YAML{where}") from None
 
 
+@runtime_checkable
+class ResolvableRanks(Protocol):
+    """A rank spec that resolves itself against a model (``groups.GroupRatios``)."""
+
+    def resolve(self, model: nn.Module, *, scheme: str) -> RankPlan: ...
+
+
 def build_plan(model: nn.Module, ranks: Any, *, scheme: str = DEFAULT_SCHEME, tiles=None) -> RankPlan:
-    """A resolved plan from a spec: a policy string, a ``.yaml`` path, a mapping or a RankPlan."""
+    """A resolved plan from a spec: a policy string, a ``.yaml`` path, a mapping, a RankPlan or a
+    ``ResolvableRanks`` (one ratio per rank group)."""
+    if isinstance(ranks, ResolvableRanks):
+        return ranks.resolve(model, scheme=scheme)
     if isinstance(ranks, RankPlan):
         return plan_from_mapping(model, ranks.to_dict(), scheme=scheme)
     if isinstance(ranks, Mapping):

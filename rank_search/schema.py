@@ -43,3 +43,55 @@ CONFIG_FILE = "config.yaml"
 SWEEP_FILE = "rank_search_sweep.yaml"  # the experiment root: launch settings and the space
 RUN_FILE = "run.yaml"  # each trial checkpoint: its run with integer ranks
 ENGINE_STATE_FILE = "engine_state.pt"  # each trial checkpoint: the full engine state
+COMPACT_FILE_FORMAT = "rank-search/compact-v1"  # the ``format`` field of a compact.pt
+
+# Extras every trial reports beside its metrics (where it ran, how long an epoch took).
+HOSTNAME = "hostname"
+NODE_ID = "node_id"
+EPOCH_SECONDS = "epoch_seconds"
+
+# A trial's flat Tune config: ``method``, ``<method>.<knob>``, ``train.<key>``, one rank ratio
+# per group under RANK_PREFIX and the sweep's constants under SPACE_PREFIX.
+METHOD_KEY = "method"
+RANK_PREFIX = "rank."
+SPACE_PREFIX = "space."
+CONFIG_COLUMN_PREFIX = "config/"  # how Tune flattens a trial's config into result columns
+
+# Rank groups: how a space ties layers to one searched ratio.
+GROUPINGS = ("uniform", "per_stage", "per_layer")
+UNIFORM_GROUP = "all"  # the one group of the uniform grouping
+
+# A run record (``run:`` in run.yaml) holds the RunSpec fields, with ``ranks`` the integer plan,
+# and under GROUPS_KEY the resolved rank groups ``{grouping: G, layers: {layer: group}}``, so
+# analysis reads them instead of working them out from layer names.
+GROUPS_KEY = "groups"
+
+# Objectives: ``METRIC:max|min`` pairs, comma-separated on the command line and in the sweep record.
+OBJECTIVE_MODES = ("max", "min")
+DEFAULT_OBJECTIVES = ((VAL_ACCURACY, "max"), (MACS_COMPRESSION, "max"))
+
+# Storage locations given as URIs (read and written through pyarrow filesystems).
+URI_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "hdfs://", "file://")
+
+
+def is_uri(path: str) -> bool:
+    """Whether ``path`` names remote (or ``file://``) storage rather than a local path."""
+    return path.startswith(URI_SCHEMES)
+
+
+def parse_objectives(text: str) -> tuple[tuple[str, str], ...]:
+    """``val_accuracy:max,macs_compression:max`` -> ((metric, mode), ...)."""
+    from .errors import RankSearchError
+
+    out = []
+    for part in text.split(","):
+        metric, _, mode = part.strip().partition(":")
+        if not metric or mode not in OBJECTIVE_MODES:
+            raise RankSearchError(f"objective must be METRIC:max or METRIC:min, got {part.strip()!r}")
+        out.append((metric, mode))
+    return tuple(out)
+
+
+def format_objectives(objectives) -> list[str]:
+    """((metric, mode), ...) -> ``["metric:mode", ...]`` (the sweep record's form)."""
+    return [f"{metric}:{mode}" for metric, mode in objectives]

@@ -9,7 +9,7 @@ import os
 from rank_search._registry import Registry
 
 from ._sampler import RANK_PREFIX, SPACE_PREFIX, SpaceSampler
-from ._schema import GROUPINGS, Dim, SearchSpace, SpaceError, load_space_file, parse_dim, space_from_mapping
+from ._space import GROUPINGS, Dim, SearchSpace, SpaceError, load_space_file, parse_dim, space_from_mapping
 
 _DIR = os.path.join(os.path.dirname(__file__), "spaces")
 

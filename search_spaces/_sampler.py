@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ._schema import SearchSpace
+from rank_search.schema import METHOD_KEY, RANK_PREFIX, SPACE_PREFIX
 
-RANK_PREFIX = "rank."
-SPACE_PREFIX = "space."
+from ._space import SearchSpace
 
 
 class SpaceSampler:
@@ -30,8 +29,8 @@ class SpaceSampler:
     def __call__(self, trial: Any) -> dict[str, Any]:
         s = self.space
         methods = list(s.methods)
-        method = trial.suggest_categorical("method", methods) if len(methods) > 1 else methods[0]
-        fixed: dict[str, Any] = {"method": method} if len(methods) == 1 else {}
+        method = trial.suggest_categorical(METHOD_KEY, methods) if len(methods) > 1 else methods[0]
+        fixed: dict[str, Any] = {METHOD_KEY: method} if len(methods) == 1 else {}
         for knob, dim in s.methods[method].items():
             value = dim.suggest(trial, f"{method}.{knob}")
             if dim.kind == "fixed":

@@ -196,3 +196,120 @@ def test_cli_top_does_not_import_torch(module: str) -> None:
     top_level = {m.split(".")[0] for m in imported_modules(path, module_level=True)}
     assert "torch" not in top_level
     assert _closure_violations([path], {"torch", "torchvision"}) == []
+
+
+# ---- the internal import direction ----
+# Data flows one way: decomp -> layers -> plan/surgery/cost -> engine -> methods -> run ->
+# search -> cli. A module may import its own unit and any unit of a lower level, never one of a
+# higher level (function bodies included: a lazy upward import is still an upward dependency).
+# `analysis` reads results from disk and may import only the torch-free names and file layer.
+
+LEVELS: dict[str, int] = {
+    # foundation: torch-free names, errors, the registry, the file layer, `--set` parsing
+    "rank_search": 0, "rank_search.errors": 0, "rank_search.schema": 0, "rank_search._registry": 0,
+    "rank_search.storage": 0, "rank_search.overrides": 0,
+    "rank_search.decomp": 1,
+    "rank_search.layers": 2,
+    # what is compressed and how much it costs; what is trained, on what
+    "rank_search.plan": 3, "rank_search.surgery": 3, "rank_search.cost": 3, "rank_search.groups": 3,
+    "rank_search.checkpoint": 3, "rank_search.models": 3, "rank_search.data": 3,
+    "rank_search.engine": 4,
+    "rank_search.methods": 5,
+    "rank_search.run": 6,
+    "search_spaces": 7, "rank_search.search": 7,
+    "rank_search.cli": 8, "rank_search.__main__": 8,
+}
+ANALYSIS_MAY_IMPORT = ("rank_search", "rank_search.schema", "rank_search.errors", "rank_search.storage")
+
+
+def _unit(module: str) -> str | None:
+    """The architectural unit of a local module (``rank_search.search.sweep`` -> ``rank_search.search``)."""
+    parts = module.split(".")
+    if parts[0] in ("analysis", "search_spaces"):
+        return parts[0]
+    if parts[0] != "rank_search":
+        return None
+    return "rank_search" if len(parts) == 1 else f"rank_search.{parts[1]}"
+
+
+def direction_violations(files: list[Path], *, root: Path = ROOT, levels: dict[str, int] = LEVELS) -> list[str]:
+    """Imports that go up the flow (or leave ``analysis`` for anything but the torch-free names)."""
+    bad = []
+    for f in files:
+        source = _unit(_module_name(f, root))
+        for mod in sorted(imported_modules(f, root=root)):
+            target = _unit(mod)
+            if target is None or target == source:
+                continue
+            if source == "analysis":
+                if target not in ANALYSIS_MAY_IMPORT:
+                    bad.append(f"{f.relative_to(root)} imports {mod}: analysis reads only "
+                               f"{', '.join(ANALYSIS_MAY_IMPORT[1:])}")
+                continue
+            if target == "analysis":
+                if source not in ("rank_search.cli",):
+                    bad.append(f"{f.relative_to(root)} imports {mod}: only the CLI uses analysis")
+                continue
+            if source not in levels or target not in levels:
+                bad.append(f"{f.relative_to(root)} imports {mod}: unit {source if source not in levels else target} "
+                           "has no level in LEVELS (add it where it belongs in the flow)")
+            elif levels[target] > levels[source]:
+                bad.append(f"{f.relative_to(root)} imports {mod}: {source} (level {levels[source]}) must not "
+                           f"import {target} (level {levels[target]})")
+    return bad
+
+
+def _tree(tmp_path: Path, files: dict[str, str]) -> list[Path]:
+    for rel, text in files.items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return sorted(tmp_path.rglob("*.py"))
+
+
+def test_direction_checker_fails_on_an_upward_import(tmp_path: Path) -> None:
+    files = _tree(tmp_path, {
+        "rank_search/__init__.py": "",
+        "rank_search/engine/__init__.py": "",
+        "rank_search/engine/trainer.py": "def f():\n    from ..methods.base import Method\n",
+        "rank_search/methods/__init__.py": "",
+        "rank_search/methods/base.py": "from ..engine.trainer import f\n",
+        "analysis/__init__.py": "from rank_search.schema import X\n",
+        "analysis/ranks.py": "from rank_search.search import groups\n",
+    })
+    bad = direction_violations(files, root=tmp_path)
+    assert bad == [
+        "analysis/ranks.py imports rank_search.search: analysis reads only rank_search.schema, "
+        "rank_search.errors, rank_search.storage",
+        "rank_search/engine/trainer.py imports rank_search.methods.base: rank_search.engine (level 4) must "
+        "not import rank_search.methods (level 5)",
+    ]
+
+
+def test_every_unit_has_a_level() -> None:
+    units = {_unit(_module_name(f)) for folder in ("rank_search", "search_spaces") for f in _py_files(folder)}
+    assert units - set(LEVELS) == set()
+
+
+def test_imports_follow_the_flow() -> None:
+    files = [f for folder in ("rank_search", "analysis", "search_spaces") for f in _py_files(folder)]
+    assert len(files) > 50
+    assert direction_violations(files) == []
+
+
+def test_importing_the_engine_loads_no_method() -> None:
+    closure_files = [ROOT / "rank_search" / "engine" / "__init__.py"]
+    seen: set[str] = set()
+    todo = list(closure_files)
+    while todo:
+        path = todo.pop()
+        name = _module_name(path)
+        if name in seen:
+            continue
+        seen.add(name)
+        for mod in imported_modules(path, module_level=True):
+            for parent in _with_parents(mod):
+                f = _module_file(parent)
+                if f is not None and _module_name(f) not in seen:
+                    todo.append(f)
+    assert not [m for m in seen if m.startswith(("rank_search.methods", "rank_search.run", "rank_search.search"))]

@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .._labels import format_value
-from ..ranks import GROUPING_COLUMN, map_layers_to_groups, rank_groups, rank_text, record_layers
+from ..ranks import RANK_COLUMN_PREFIX, rank_groups, rank_text, record_groups, record_layers
 from ._common import new_figure
 
 METHOD_COLUMN = "config/method"
@@ -46,30 +46,32 @@ def _columns(front: pd.DataFrame, records: Mapping[str, Any]) -> tuple[list[str]
 
 def _get_rank_heatmap_info(front: pd.DataFrame, objectives: Sequence[tuple[str, str]], *, label: str = "",
                            run_records: Mapping[str, Mapping[str, Any] | None] | None = None,
-                           layer_groups: Mapping[str, str] | None = None,
                            dense_methods: Sequence[str] = DENSE_METHODS) -> RankHeatmapInfo:
     """Rank ratio of every layer for each front trial (``front`` rows, in their order).
 
     The ratio of a layer is its group's ``config/rank.<group>`` value (layers of a ``uniform``
-    or ``per_stage`` group share it). Columns are the layers of the trials' checkpoint run
-    records (``run_records``: trial id -> ``run`` mapping, model order), whose integer ranks
-    annotate the cells; without any record the columns are the rank groups. A dense trial
+    or ``per_stage`` group share it), the group being the one the trial wrote into its run
+    record (another trial's record for a trial without one). Columns are the layers of the trials' checkpoint run records (``run_records``:
+    trial id -> ``run`` mapping, model order), whose integer ranks annotate the cells; without
+    any record the columns are the rank groups. A dense trial
     (a run record without a plan, or a method in ``dense_methods``) is 1.0 everywhere, and a
     layer outside a trial's plan is 1.0 (it stays dense).
     """
     records = {str(k): v for k, v in (run_records or {}).items()}
     objectives = tuple((m, d) for m, d in objectives)
     columns, are_groups = _columns(front, records) if not front.empty else ([], False)
+    # every trial of a sweep has the same model and grouping, so one trial's map serves one
+    # without a readable record (still running, checkpoint lost)
+    sweep_groups: dict[str, str] = {}
+    for rec in records.values():
+        sweep_groups = sweep_groups or record_groups(rec)
     values, ranks, ids, methods, objs = [], [], [], [], []
     knee_row = None
     for i, (_, row) in enumerate(front.iterrows()):
         tid = str(row["trial_id"])
         method = str(row.get(METHOD_COLUMN, "?"))
         plan = record_layers(records.get(tid))
-        groups = rank_groups(row)
-        grouping = row.get(GROUPING_COLUMN) if isinstance(row.get(GROUPING_COLUMN), str) else None
-        mapping = {c: c for c in columns} if are_groups else \
-            map_layers_to_groups(columns, groups, grouping, explicit=layer_groups)
+        mapping = {c: c for c in columns} if are_groups else (record_groups(records.get(tid)) or sweep_groups)
         dense = plan == {} or (plan is None and method in dense_methods)
         vals, texts = [], []
         for col in columns:
@@ -78,7 +80,7 @@ def _get_rank_heatmap_info(front: pd.DataFrame, objectives: Sequence[tuple[str, 
                 texts.append("dense")
                 continue
             group = mapping.get(col)
-            ratio = row.get(f"config/rank.{group}") if group is not None else None
+            ratio = row.get(f"{RANK_COLUMN_PREFIX}{group}") if group is not None else None
             vals.append(float(ratio) if isinstance(ratio, (int, float)) else math.nan)
             texts.append(rank_text(plan[col].get("rank")) if plan and isinstance(plan.get(col), Mapping) else "")
         values.append(tuple(vals))

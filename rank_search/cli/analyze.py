@@ -31,31 +31,11 @@ def _say(message: str) -> None:
     print(f"analyze: {message}", file=sys.stderr, flush=True)
 
 
-def _model_layer_groups(exp):
-    """``{layer: group}`` from the sweep's model (torch): only for groupings that names cannot resolve."""
-    space = (exp.sweep or {}).get("space") or {}
-    if not space.get("model"):
-        return None
-    try:
-        from ..data import dataset_info
-        from ..models import create_model
-        from ..search.groups import layer_groups
-
-        info = dataset_info(space["dataset"], data_root=space.get("data_root"))
-        model = create_model(space["model"], in_channels=info.in_channels, num_classes=info.num_classes,
-                             image_size=info.image_size)
-        return layer_groups(model, space["ranks"]["grouping"])
-    except (RankSearchError, KeyError, ValueError) as exc:
-        _say(f"could not map layers to rank groups from model {space.get('model')!r} ({exc}); "
-             "those heatmap cells stay blank")
-        return None
-
-
 def run(args: argparse.Namespace) -> int:
     from analysis.analyze import analyze
     from analysis.hypervolume import parse_reference
 
-    from ..search.launcher import parse_objectives
+    from ..schema import parse_objectives
     from ._common import atomic_output_dir, check_out_dir
 
     objectives = parse_objectives(args.objectives) if args.objectives else None
@@ -71,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # a report folder others may read, not mkdtemp's private 0700
         result = analyze(args.experiments, tmp, labels=args.labels, objectives=objectives, reference=reference,
-                         layer_groups=_model_layer_groups, log=_say)
+                         log=_say)
     print(result.summary)
     figures = sum(f.endswith((".png", ".svg")) for f in result.files)
     print(f"\nwrote {args.out}/: trials.csv, pareto.csv, report.html and {figures} figure files (PNG + SVG)")

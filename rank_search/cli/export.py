@@ -41,7 +41,7 @@ def _atomic_write(path: str, data: bytes) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from analysis._fs import Location
+    from ..storage import Location
     from analysis.loading import load_experiment
     from analysis.select import pick_trial
 

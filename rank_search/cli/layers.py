@@ -19,12 +19,11 @@ def run(args: argparse.Namespace) -> int:
     from ..cost import count_macs, count_params
     from ..data import dataset_info
     from ..layers import SCHEMES, get_scheme
-    from ..models import create_model
+    from ..models import create_model_for
     from ..plan import candidate_layers, eligible_layers
 
     info = dataset_info(args.dataset, data_root=args.data_root)
-    model = create_model(args.model, in_channels=info.in_channels, num_classes=info.num_classes,
-                         image_size=info.image_size)
+    model = create_model_for(args.model, info)
     shape = (info.in_channels, info.image_size, info.image_size)
     total_macs, macs = count_macs(model, shape)
     eligible = eligible_layers(model)

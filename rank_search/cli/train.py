@@ -1,10 +1,9 @@
-"""`rank-search train`: one training run, writing metrics.json, plan.yaml and compact.pt."""
+"""`rank-search train`: one training run, writing metrics.json, plan.yaml, run.yaml, compact.pt
+and config.yaml (through ``run.results``, the writer trials use too)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import time
 
 import yaml
 
@@ -16,7 +15,7 @@ from ._common import Progress, atomic_output_dir, check_out_dir
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train one model with a low-rank method",
                        description="Train one model with a method and a rank plan; write metrics.json, "
-                                   "plan.yaml and compact.pt to --out.")
+                                   "plan.yaml, run.yaml (integer ranks), compact.pt and config.yaml to --out.")
     p.add_argument("--config", help="YAML run config (e.g. from `rank-search export`); flags override it")
     p.add_argument("--model", help="model name (see `rank-search layers`), e.g. lenet5")
     p.add_argument("--dataset", help="dataset name, e.g. mnist5k (embedded default)")
@@ -37,7 +36,7 @@ def add_parser(sub) -> None:
 
 def spec_from_args(args: argparse.Namespace):
     """Merge ``--config`` (its ``run:`` section, or the whole file) with the flags."""
-    from ..config import parse_assignments
+    from ..overrides import parse_assignments
     from ..run import RunSpec
 
     base: dict = {}
@@ -74,47 +73,35 @@ def spec_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     check_out_dir(args.out, overwrite=args.overwrite)
-    from ..checkpoint import save_compact
-    from ..run import final_metrics, prepare
+    from ..engine import DivergedError
+    from ..run import train
+    from ..run.results import write_train_outputs
     from ..surgery import format_report, layer_report
 
     progress = Progress()
-    start = time.perf_counter()
-    trainer = prepare(spec, progress=progress)
-    progress.line(f"training {spec.model} on {spec.dataset} with {spec.method} for {spec.epochs} epochs "
-                  f"on {trainer.device} ({trainer.steps_per_epoch} batches/epoch)")
+
+    def on_prepared(tr) -> None:
+        progress.line(f"training {spec.model} on {spec.dataset} with {spec.method} for {spec.epochs} epochs "
+                      f"on {tr.device} ({tr.steps_per_epoch} batches/epoch)")
 
     def on_epoch(tr, r) -> None:
         progress.line(f"epoch {r.epoch}/{tr.epochs}  train_loss {r.train_loss:.4f}  "
                       f"val_acc {r.val_accuracy:.4f}  val_loss {r.val_loss:.4f}  {r.seconds:.1f}s")
 
     with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
-        from ..engine import DivergedError
-
         try:
-            trainer.fit(on_epoch)
+            result = train(spec, on_epoch=on_epoch, progress=progress, on_prepared=on_prepared)
         except DivergedError as exc:
             raise RankSearchError(str(exc)) from None
-        metrics = final_metrics(trainer, wall_seconds=time.perf_counter() - start)
-        compact = trainer.compact_model()
-        plan = trainer.method.plan
-        data = trainer.data
-        with open(os.path.join(tmp, schema.METRICS_FILE), "w", encoding="utf-8") as fh:
-            json.dump(metrics, fh, indent=2)
-        with open(os.path.join(tmp, schema.PLAN_FILE), "w", encoding="utf-8") as fh:
-            fh.write(plan.to_yaml(model=spec.model, dataset=spec.dataset, method=spec.method))
-        with open(os.path.join(tmp, schema.CONFIG_FILE), "w", encoding="utf-8") as fh:
-            yaml.safe_dump({"run": spec.to_dict()}, fh, sort_keys=False)
-        save_compact(os.path.join(tmp, schema.COMPACT_WEIGHTS_FILE), compact, plan=plan, model=spec.model,
-                     dataset=spec.dataset, method=spec.method, in_channels=data.in_channels,
-                     num_classes=data.num_classes, image_size=data.image_size)
-        report = format_report(layer_report(trainer.dense, compact, plan, trainer.input_shape))
+        trainer, metrics = result.trainer, result.metrics
+        files = write_train_outputs(tmp, trainer, spec, metrics)
+        report = format_report(layer_report(trainer.dense, trainer.compact_model(), trainer.method.plan,
+                                            trainer.input_shape))
     print(report)
     print()
     for key in (schema.VAL_ACCURACY, schema.TEST_ACCURACY, schema.PARAMS_COMPRESSION, schema.MACS_COMPRESSION,
                 schema.COMPACT_PARAMS, schema.COMPACT_MACS, schema.WALL_SECONDS):
         value = metrics[key]
         print(f"{key:20s} {value:,.4f}" if isinstance(value, float) else f"{key:20s} {value:,}")
-    print(f"wrote {args.out}/{{{schema.METRICS_FILE}, {schema.PLAN_FILE}, {schema.COMPACT_WEIGHTS_FILE}, "
-          f"{schema.CONFIG_FILE}}}")
+    print(f"wrote {args.out}/{{{', '.join(files)}}}")
     return 0

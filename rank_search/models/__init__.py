@@ -32,6 +32,14 @@ def create_model(name: str, *, in_channels: int, num_classes: int, image_size: i
     return builder(in_channels=in_channels, num_classes=num_classes, image_size=image_size)
 
 
+def create_model_for(name: str, data) -> nn.Module:
+    """Build model ``name`` for a data set: ``data`` is anything with ``in_channels``,
+    ``num_classes`` and ``image_size`` (a ``DatasetInfo``, loaded ``DataSplits``, a checkpoint's
+    metadata read into an object)."""
+    return create_model(name, in_channels=data.in_channels, num_classes=data.num_classes,
+                        image_size=data.image_size)
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted registered model names matching the glob ``pattern``."""
     return MODELS.names(pattern)
@@ -40,4 +48,4 @@ def list_models(pattern: str = "*") -> list[str]:
 # Imported for their registration side effects.
 from rank_search.models import cifar_resnet, lenet, torchvision_models, vgg  # noqa: E402,F401
 
-__all__ = ["MODELS", "ModelBuilder", "create_model", "list_models", "register_model"]
+__all__ = ["MODELS", "ModelBuilder", "create_model", "create_model_for", "list_models", "register_model"]

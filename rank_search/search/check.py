@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from search_spaces import Dim, SearchSpace
 
-from ..config import replace_validated
+from ..overrides import replace_validated
 from ..data import dataset_info
 from ..engine import TrainConfig
 from ..errors import RankSearchError
 from ..methods import METHODS, create_method
-from ..models import create_model
+from ..models import create_model_for
 from ..plan import build_plan
-from .groups import group_names
+from ..groups import group_names
 
 
 def _probe_values(dim: Dim) -> list:
@@ -25,8 +25,7 @@ def _probe_values(dim: Dim) -> list:
 def check_space(space: SearchSpace) -> list[str]:
     """Validate ``space``; return its rank-group names. Raises ``RankSearchError`` naming the problem."""
     info = dataset_info(space.dataset, data_root=space.data_root)
-    model = create_model(space.model, in_channels=info.in_channels, num_classes=info.num_classes,
-                         image_size=info.image_size)
+    model = create_model_for(space.model, info)
     for key, dim in space.train.items():
         for value in _probe_values(dim):
             replace_validated(TrainConfig(), {key: value}, prefix="train.")

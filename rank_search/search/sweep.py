@@ -9,10 +9,14 @@ from dataclasses import dataclass
 from search_spaces import SpaceSampler, get_space
 
 from ..errors import RankSearchError
+from ..schema import is_uri
+from ..storage import Location
 from .check import check_space
 from .progress import say
-from .launcher import (LaunchConfig, config_from_record, init_ray, is_uri, make_scheduler, make_searcher, trial_dirname,
-                       read_sweep_file, resolve_storage, write_sweep_file)
+from .ray_session import init_ray
+from .settings import LaunchConfig, resolve_storage
+from .sweep_record import config_from_record, read_sweep_record, write_sweep_record
+from .tune_setup import make_run_config, make_scheduler, make_searcher, make_trainable, trial_dirname
 
 
 @dataclass(frozen=True)
@@ -21,28 +25,6 @@ class SweepOutcome:
     complete: bool
     counts: dict
     num_samples: int
-
-
-def _trainable(cfg: LaunchConfig):
-    from ray import tune
-
-    from .trainable import rank_search_trainable
-
-    resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial, **cfg.resources}
-    return tune.with_resources(rank_search_trainable, resources)
-
-
-def _run_config(cfg: LaunchConfig, storage: str, name: str, epochs: int):
-    from ray import tune
-
-    from .progress import ProgressPrinter
-
-    return tune.RunConfig(
-        name=name, storage_path=storage, verbose=0,
-        failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[ProgressPrinter(cfg.num_samples, epochs)],
-    )
 
 
 def launch(cfg: LaunchConfig) -> SweepOutcome:
@@ -56,61 +38,67 @@ def launch(cfg: LaunchConfig) -> SweepOutcome:
     storage = resolve_storage(cfg)
     name = cfg.name or f"{space.name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     path = f"{storage.rstrip('/')}/{name}"
-    if not is_uri(path) and os.path.exists(path):
+    if Location(path).exists():
         raise RankSearchError(f"experiment {path!r} already exists; resume it with `rank-search resume {path}` "
                               "or choose another --name")
     cfg = dataclasses.replace(cfg, name=name, storage=storage)
     started = init_ray(cfg.address, num_gpus=None)
     try:
-        write_sweep_file(path, cfg, space.to_plain())
+        write_sweep_record(path, cfg, space.to_plain())
         say(f"sweep {name}: {cfg.num_samples} trials of space {space.name!r} ({space.model} on {space.dataset}, "
             f"{space.epochs} epochs, methods {', '.join(space.methods)}, {space.grouping} ranks over "
             f"{len(groups)} group(s)), searcher {cfg.searcher}, scheduler {cfg.scheduler}")
         say(f"experiment folder: {path}")
         tuner = tune.Tuner(
-            _trainable(cfg),
+            make_trainable(cfg),
             tune_config=tune.TuneConfig(
                 search_alg=make_searcher(cfg, SpaceSampler(space, groups)), scheduler=make_scheduler(cfg),
                 num_samples=cfg.num_samples, max_concurrent_trials=cfg.max_concurrent, reuse_actors=True,
                 trial_dirname_creator=trial_dirname,
             ),
-            run_config=_run_config(cfg, storage, name, space.epochs),
+            run_config=make_run_config(cfg, storage, name, space.epochs),
         )
-        tuner.fit()
+        results = tuner.fit()
     finally:
         if started:
             import ray
 
             ray.shutdown()
-    return _outcome(path, cfg.num_samples)
+    return _outcome(path, results, cfg.num_samples)
 
 
 def resume(path: str) -> SweepOutcome:
     """Finish an interrupted sweep: unfinished and errored trials continue from their checkpoints,
-    the searcher state is restored, finished trials are left as they are."""
+    the searcher state is restored, finished trials are left as they are.
+
+    ``path`` is a local folder or a URI (``file://``, ``s3://``, ...). Tune restores its state by
+    unpickling the experiment's ``tuner.pkl`` and searcher files: resume only experiments that you
+    or your cluster wrote.
+    """
     from ray import tune
 
     path = path if is_uri(path) else os.path.abspath(path)
-    cfg = config_from_record(read_sweep_file(path))
+    cfg = config_from_record(read_sweep_record(path))
     if not tune.Tuner.can_restore(path):
         raise RankSearchError(f"{path!r} holds no Tune experiment state to resume (was the sweep ever started?)")
     started = init_ray(cfg.address)
     try:
         say(f"resuming sweep {cfg.name} at {path}")
-        tuner = tune.Tuner.restore(path, trainable=_trainable(cfg), resume_unfinished=True, resume_errored=True,
+        tuner = tune.Tuner.restore(path, trainable=make_trainable(cfg), resume_unfinished=True, resume_errored=True,
                                    restart_errored=False)
-        tuner.fit()
+        results = tuner.fit()
     finally:
         if started:
             import ray
 
             ray.shutdown()
-    return _outcome(path, cfg.num_samples)
+    return _outcome(path, results, cfg.num_samples)
 
 
-def _outcome(path: str, num_samples: int) -> SweepOutcome:
-    from analysis.loading import trial_counts
-
-    counts = trial_counts(path)
-    complete = counts.get("TERMINATED", 0) + counts.get("ERROR", 0) >= num_samples
-    return SweepOutcome(path, complete, counts, num_samples)
+def _outcome(path: str, results, num_samples: int) -> SweepOutcome:
+    """Trial counts by status from Tune's own ``ResultGrid`` (the search does not read its
+    results back through ``analysis``)."""
+    terminated, errored = results.num_terminated, results.num_errors
+    counts = {"TERMINATED": terminated, "ERROR": errored, "UNFINISHED": len(results) - terminated - errored}
+    counts = {k: v for k, v in counts.items() if v}
+    return SweepOutcome(path, terminated + errored >= num_samples, counts, num_samples)

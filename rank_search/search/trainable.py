@@ -12,18 +12,15 @@ import tempfile
 from typing import Any
 
 import torch
-import yaml
 from ray import tune
 
 from .. import schema
-from ..checkpoint import save_compact
 from ..cost import compression_metrics, model_cost
-from ..engine import DivergedError, evaluate
+from ..engine import DivergedError
 from ..run import prepare
+from ..run.prepare import accuracy_on_test, compression
+from ..run.results import write_checkpoint
 from .trial import spec_from_config
-
-ENGINE_STATE_FILE = schema.ENGINE_STATE_FILE
-RUN_FILE = schema.RUN_FILE
 
 
 def _cpu_share() -> int:
@@ -31,25 +28,6 @@ def _cpu_share() -> int:
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
     return max(1, int(round(cpus)))
-
-
-def _run_record(trainer, spec) -> dict[str, Any]:
-    """The trial's run with integer ranks: what `rank-search export` writes and `train --config` reads."""
-    run = spec.to_dict()
-    if trainer.method.plan is not None and trainer.method.uses_plan:
-        run["ranks"] = trainer.method.plan.to_dict()
-    return run
-
-
-def _save_checkpoint(directory: str, trainer, spec, *, final: bool) -> None:
-    torch.save(trainer.state_dict(), os.path.join(directory, ENGINE_STATE_FILE))
-    with open(os.path.join(directory, RUN_FILE), "w", encoding="utf-8") as fh:
-        yaml.safe_dump({"run": _run_record(trainer, spec)}, fh, sort_keys=False)
-    if final:
-        data = trainer.data
-        save_compact(os.path.join(directory, schema.COMPACT_WEIGHTS_FILE), trainer.compact_model(),
-                     plan=trainer.method.plan, model=spec.model, dataset=spec.dataset, method=spec.method,
-                     in_channels=data.in_channels, num_classes=data.num_classes, image_size=data.image_size)
 
 
 CRASH_ENV = "RANK_SEARCH_INJECT_CRASH"
@@ -76,53 +54,43 @@ def _maybe_inject_crash(finished_epochs: int) -> None:
 
 def rank_search_trainable(config: dict[str, Any]) -> None:
     """Tune function trainable (current ``ray.tune`` API: ``tune.report`` / ``tune.get_checkpoint``)."""
-    torch.set_num_threads(_cpu_share())
-    from ..data import dataset_info
-    from ..models import create_model
+    import ray
 
-    info = dataset_info(config["space.dataset"], data_root=config.get("space.data_root"))
-    probe = create_model(config["space.model"], in_channels=info.in_channels, num_classes=info.num_classes,
-                         image_size=info.image_size)
-    spec = spec_from_config(config, probe)
+    torch.set_num_threads(_cpu_share())
+    spec = spec_from_config(config)
     finished = [0]  # epochs finished so far, read by the progress hook
     trainer = prepare(spec, progress=lambda message: _maybe_inject_crash(finished[0]))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            trainer.load_state_dict(torch.load(os.path.join(d, ENGINE_STATE_FILE), weights_only=True))
+            trainer.load_state_dict(torch.load(os.path.join(d, schema.ENGINE_STATE_FILE), weights_only=True))
         finished[0] = trainer.epoch
-    dense_cost = model_cost(trainer.dense, trainer.input_shape)
-    host = socket.gethostname()
-    import ray
-
-    node_id = ray.get_runtime_context().get_node_id()
+    where = {schema.HOSTNAME: socket.gethostname(), schema.NODE_ID: ray.get_runtime_context().get_node_id()}
 
     def on_epoch(tr, result) -> None:
-        compact = tr.compact_model()
         metrics = {
             schema.EPOCH: result.epoch,
             schema.VAL_ACCURACY: result.val_accuracy,
             schema.VAL_LOSS: result.val_loss,
             schema.TRAIN_LOSS: result.train_loss,
             schema.DIVERGED: False,
-            "epoch_seconds": result.seconds,
-            "hostname": host,
-            "node_id": node_id,
-            **compression_metrics(dense_cost, model_cost(compact, tr.input_shape)),
+            schema.EPOCH_SECONDS: result.seconds,
+            **where,
+            **compression(tr),
         }
         final = tr.epoch == tr.epochs
         if final:
-            metrics[schema.TEST_ACCURACY], _ = evaluate(compact, tr.data.test, tr.device)
+            metrics[schema.TEST_ACCURACY] = accuracy_on_test(tr)
         with tempfile.TemporaryDirectory() as d:
-            _save_checkpoint(d, tr, spec, final=final)
+            write_checkpoint(d, tr, spec, metrics=metrics if final else None)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
         finished[0] = result.epoch
 
     try:
         trainer.fit(on_epoch)
     except DivergedError as exc:
+        dense_cost = model_cost(trainer.dense, trainer.input_shape)
         tune.report({
             schema.EPOCH: exc.epoch + 1, schema.VAL_ACCURACY: 0.0, schema.DIVERGED: True,
-            schema.TRAIN_LOSS: float("nan"), "hostname": host, "node_id": node_id,
-            **compression_metrics(dense_cost, dense_cost),
+            schema.TRAIN_LOSS: float("nan"), **where, **compression_metrics(dense_cost, dense_cost),
         })

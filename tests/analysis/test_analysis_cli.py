@@ -82,9 +82,12 @@ def test_real_sweep_loads_with_run_records(finished_sweep) -> None:
     for _, row in t.iterrows():
         record = run_record(finished_sweep, row["folder"], row["checkpoint"])
         if row["config/method"] == "full":
-            assert record["ranks"] is None
+            assert record["ranks"] is None and "groups" not in record
         else:
             assert list(record["ranks"]["layers"]) == ["features.3", "classifier.1", "classifier.3"]
+            # the trial wrote the layer -> rank group map it resolved (per_layer: each layer its own)
+            assert record["groups"] == {"grouping": "per_layer",
+                                        "layers": {n: n for n in ["features.3", "classifier.1", "classifier.3"]}}
     assert [c for c in t.columns if c.startswith("config/rank.")] == [
         "config/rank.features.3", "config/rank.classifier.1", "config/rank.classifier.3"]  # model order
 
@@ -196,22 +199,23 @@ def test_analyze_reads_a_uri(tmp_path, capsys) -> None:
     assert len(pd.read_csv(tmp_path / "out" / "trials.csv")) == 4
 
 
-def test_per_stage_groups_that_names_cannot_resolve_come_from_the_model() -> None:
-    from analysis.loading import Experiment
-    from analysis.plots import _get_rank_heatmap_info
-    from rank_search.cli.analyze import _model_layer_groups
+@pytest.mark.ray
+def test_rank_heatmap_comes_from_run_records_without_a_model(finished_sweep, monkeypatch) -> None:
+    """The heatmap of a real sweep is complete from the trials' run records alone: no model is
+    built (any attempt would fail here) and no cell is unknown."""
+    import math
 
-    space = {"model": "vgg16_cifar", "dataset": "cifar10", "ranks": {"grouping": "per_stage"}}
-    groups = _model_layer_groups(Experiment("x", {"space": space}, pd.DataFrame()))
-    assert groups["features.7"] == groups["features.10"] == "features-128" and groups["features.3"] == "features-64"
-    layers = {name: {"scheme": "channel", "rank": 4} for name in groups}
-    front = pd.DataFrame([{"trial_id": "t", "config/method": "trp", "val_accuracy": 0.9, "macs_compression": 3.0,
-                           "config/space.grouping": "per_stage", "knee": True,
-                           **{f"config/rank.{g}": 0.5 for g in set(groups.values())}}])
-    objectives = (("val_accuracy", "max"), ("macs_compression", "max"))
-    records = {"t": {"ranks": {"layers": layers}}}
-    blank = _get_rank_heatmap_info(front, objectives, run_records=records)
-    assert any(v != v for v in blank.values[0])  # several widths under `features`: ambiguous by name
-    info = _get_rank_heatmap_info(front, objectives, run_records=records, layer_groups=groups)
-    assert info.values[0] == (0.5,) * len(groups)
-    assert _model_layer_groups(Experiment("x", {"space": {**space, "model": "nope"}}, pd.DataFrame())) is None
+    import rank_search.models as models
+    from analysis.plots import _get_rank_heatmap_info
+    from analysis.summary import front
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("analysis built a model")
+
+    monkeypatch.setattr(models, "create_model", no_model)
+    exp = load_experiment(finished_sweep)
+    f = front(exp, objectives=exp.objectives)
+    records = {str(r["trial_id"]): run_record(exp.path, r["folder"], r.get("checkpoint")) for _, r in f.iterrows()}
+    info = _get_rank_heatmap_info(f, exp.objectives, run_records=records)
+    assert info.columns and not info.columns_are_groups
+    assert not any(math.isnan(v) for row in info.values for v in row)

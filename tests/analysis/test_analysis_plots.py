@@ -11,7 +11,7 @@ from analysis._labels import format_value, metric_label, slug
 from analysis.plots import (_get_hypervolume_info, _get_learning_curves_info, _get_pareto_front_info,
                             _get_rank_heatmap_info, plot_hypervolume, plot_learning_curves, plot_pareto_front,
                             plot_rank_heatmap, save_figure)
-from analysis.ranks import map_layers_to_groups, rank_text
+from analysis.ranks import rank_text, record_groups
 from analysis.report import ReportFigure, ReportSweep, front_table_html, render_report
 from rank_search import schema
 
@@ -106,8 +106,13 @@ def front_table(grouping: str = "per_layer", **ranks) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def record(layers: dict | None) -> dict:
-    return {"model": "m", "method": "trp", "ranks": None if layers is None else {"layers": layers}}
+def record(layers: dict | None, groups: dict | None = None, grouping: str = "per_layer") -> dict:
+    """A run record as a trial writes it: the integer plan and the layer -> rank group map it
+    resolved (per_layer when not given: each layer its own group)."""
+    out = {"model": "m", "method": "trp", "ranks": None if layers is None else {"layers": layers}}
+    if layers is not None:
+        out["groups"] = {"grouping": grouping, "layers": groups if groups is not None else {n: n for n in layers}}
+    return out
 
 
 def test_rank_heatmap_info_per_layer_with_run_records() -> None:
@@ -126,27 +131,32 @@ def test_rank_heatmap_info_per_layer_with_run_records() -> None:
 def test_rank_heatmap_info_shares_group_values_and_orders_layers_by_model() -> None:
     layers = {"features.0": {"scheme": "channel", "rank": 2}, "features.3": {"scheme": "channel", "rank": 3},
               "classifier.1": {"scheme": "channel", "rank": 5}}
-    records = {"a": record(layers)}
+    stages = {"features.0": "features-16", "features.3": "features-16", "classifier.1": "classifier-10"}
+    records = {t: record(layers, stages, "per_stage") for t in "abc"}
     stage = front_table("per_stage", **{"features-16": [0.5, 0.5, 0.2], "classifier-10": [0.3, 0.3, 0.6]})
     info = _get_rank_heatmap_info(stage, OBJECTIVES, run_records=records)
     assert info.columns == ("features.0", "features.3", "classifier.1")
     assert info.values[0] == (0.5, 0.5, 0.3) and info.values[2] == (0.2, 0.2, 0.6)
     # a layer left out of a trial's plan stays dense
-    partial = {"a": record({"features.0": {"scheme": "channel", "rank": 2}, "classifier.1": layers["classifier.1"]})}
-    info = _get_rank_heatmap_info(stage, OBJECTIVES, run_records={**records, "c": partial["a"]})
+    partial = record({"features.0": {"scheme": "channel", "rank": 2}, "classifier.1": layers["classifier.1"]},
+                     stages, "per_stage")
+    info = _get_rank_heatmap_info(stage, OBJECTIVES, run_records={**records, "c": partial})
     assert info.values[2] == (0.2, 1.0, 0.6) and info.ranks[2] == ("2", "dense", "5")
 
     uniform = front_table("uniform", all=[0.4, 0.4, 0.7])
-    assert _get_rank_heatmap_info(uniform, OBJECTIVES, run_records=records).values[2] == (0.7, 0.7, 0.7)
+    everything = {t: record(layers, {n: "all" for n in layers}, "uniform") for t in "abc"}
+    assert _get_rank_heatmap_info(uniform, OBJECTIVES, run_records=everything).values[2] == (0.7, 0.7, 0.7)
 
-    # two widths under one parent: only the model tells which layer is in which stage
+    # two widths under one parent: layer names cannot tell the stages apart, the record's map does
     two = front_table("per_stage", **{"features-16": [0.5, 0.5, 0.2], "features-32": [0.1, 0.1, 0.9],
                                       "classifier-10": [0.3, 0.3, 0.6]})
-    blank = _get_rank_heatmap_info(two, OBJECTIVES, run_records=records)
-    assert math.isnan(blank.values[2][0]) and math.isnan(blank.values[2][1]) and blank.values[2][2] == 0.6
     explicit = {"features.0": "features-16", "features.3": "features-32", "classifier.1": "classifier-10"}
-    info = _get_rank_heatmap_info(two, OBJECTIVES, run_records=records, layer_groups=explicit)
+    info = _get_rank_heatmap_info(two, OBJECTIVES, run_records={t: record(layers, explicit, "per_stage")
+                                                                 for t in "abc"})
     assert info.values[2] == (0.2, 0.9, 0.6)
+    # a record without a group map (written before groups were recorded) leaves its cells unknown
+    blank = _get_rank_heatmap_info(two, OBJECTIVES, run_records={"c": {"ranks": {"layers": layers}}})
+    assert all(math.isnan(v) for v in blank.values[2]) and blank.ranks[2] == ("2", "3", "5")
 
 
 def test_rank_heatmap_info_without_checkpoints_uses_groups() -> None:
@@ -157,11 +167,11 @@ def test_rank_heatmap_info_without_checkpoints_uses_groups() -> None:
     assert _get_rank_heatmap_info(front.iloc[:0], OBJECTIVES).columns == ()
 
 
-def test_layer_group_mapping_and_rank_text() -> None:
-    assert map_layers_to_groups(["a.0", "b.1"], ["all"], "uniform") == {"a.0": "all", "b.1": "all"}
-    assert map_layers_to_groups(["a.0", "b.1"], ["a.0"], "per_layer") == {"a.0": "a.0", "b.1": None}
-    assert map_layers_to_groups(["layer1.0.conv1"], ["layer1-16", "layer2-32"], "per_stage") == {
-        "layer1.0.conv1": "layer1-16"}
+def test_record_groups_and_rank_text() -> None:
+    assert record_groups(record({"a.0": {}, "b.1": {}}, {"a.0": "all", "b.1": "all"}, "uniform")) == {
+        "a.0": "all", "b.1": "all"}
+    assert record_groups(record(None)) == {} and record_groups(None) == {}
+    assert record_groups({"groups": {"layers": "not a map"}}) == {}
     assert rank_text([8, 4]) == "8×4" and rank_text(7) == "7" and rank_text(None) == ""
 
 

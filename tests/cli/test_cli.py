@@ -37,8 +37,11 @@ def _metrics(folder: Path) -> dict:
 
 def test_train_writes_all_outputs(run_dir: Path) -> None:
     assert sorted(os.listdir(run_dir)) == sorted(
-        [schema.METRICS_FILE, schema.PLAN_FILE, schema.CONFIG_FILE, schema.COMPACT_WEIGHTS_FILE])
+        [schema.METRICS_FILE, schema.PLAN_FILE, schema.RUN_FILE, schema.CONFIG_FILE, schema.COMPACT_WEIGHTS_FILE])
     assert not [p for p in os.listdir(run_dir.parent) if ".partial-" in p]  # the temporary folder is gone
+    # the run record (what trials write too) holds the integer plan of plan.yaml
+    record = yaml.safe_load((run_dir / schema.RUN_FILE).read_text())["run"]
+    assert record["ranks"]["layers"] == yaml.safe_load((run_dir / schema.PLAN_FILE).read_text())["layers"]
 
     metrics = _metrics(run_dir)
     assert set(schema.REQUIRED_TRAIN_METRICS) <= set(metrics)

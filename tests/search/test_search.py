@@ -97,7 +97,7 @@ def test_sweep_end_to_end_then_export_and_retrain(local_ray, space_file, tmp_pat
 def test_searcher_study_is_multi_objective(objectives) -> None:
     from search_spaces import SpaceSampler, space_from_mapping
 
-    from rank_search.search.launcher import make_searcher
+    from rank_search.search.tune_setup import make_searcher
 
     cfg = LaunchConfig(space="x", objectives=objectives)
     search = make_searcher(cfg, SpaceSampler(space_from_mapping(TINY_SPACE, name="t"), ["a"]))
@@ -142,7 +142,8 @@ def _finished_on_disk(path: str) -> dict[str, str]:
     return out
 
 
-def test_sigkilled_driver_then_resume_runs_each_trial_once(tmp_path) -> None:
+@pytest.mark.parametrize("address", ["path", "file-uri"])
+def test_sigkilled_driver_then_resume_runs_each_trial_once(tmp_path, address) -> None:
     # the real MNIST subset makes each epoch last about a second, so the kill lands mid-sweep
     slow = {**TINY_SPACE, "dataset": "mnist5k", "train": {**TINY_SPACE["train"], "batch_size": 16}}
     space_file = tmp_path / "slow.yaml"
@@ -163,7 +164,9 @@ def test_sigkilled_driver_then_resume_runs_each_trial_once(tmp_path) -> None:
     before = _finished_on_disk(exp_path)
     assert 1 <= len(before) < 4
 
-    resume = subprocess.run([sys.executable, "-m", "rank_search", "resume", exp_path], capture_output=True,
+    # a sweep copied off a cluster is resumed from wherever it is, a folder or a URI
+    target = exp_path if address == "path" else Path(exp_path).as_uri()
+    resume = subprocess.run([sys.executable, "-m", "rank_search", "resume", target], capture_output=True,
                             text=True, timeout=400)
     assert resume.returncode == 0, resume.stderr[-2000:]
     exp = load_experiment(exp_path)
@@ -212,7 +215,7 @@ def test_cluster_run_without_shared_storage_is_refused(capsys) -> None:
 def test_nsga2_generation_fits_the_budget(num_samples: int, population: int) -> None:
     from search_spaces import SpaceSampler, space_from_mapping
 
-    from rank_search.search.launcher import make_searcher
+    from rank_search.search.tune_setup import make_searcher
 
     cfg = LaunchConfig(space="x", num_samples=num_samples)
     search = make_searcher(cfg, SpaceSampler(space_from_mapping(TINY_SPACE, name="t"), ["a"]))

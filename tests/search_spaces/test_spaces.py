@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from rank_search.search.check import check_space
-from rank_search.search.groups import group_names, layer_groups
+from rank_search.groups import group_names, layer_groups
 from search_spaces import SpaceError, SpaceSampler, get_space, list_spaces, space_from_mapping
 
 BASE = {"model": "lenet5_wide", "dataset": "mnist5k", "epochs": 2, "methods": {"posthoc": {}}}
@@ -102,7 +102,7 @@ def test_trial_config_becomes_a_run_with_integer_plan() -> None:
               **{f"rank.{g}": 0.25 for g in groups},
               "space.model": "lenet5_wide", "space.dataset": "mnist5k", "space.epochs": 2, "space.seed": 3,
               "space.grouping": "per_layer", "space.data_root": None}
-    spec = spec_from_config(config, model)
+    spec = spec_from_config(config)
     assert spec.method == "posthoc" and spec.seed == 3 and spec.epochs == 2
     assert spec.settings == {"posthoc.finetune_epochs": 1, "train.lr": 0.02}
     plan = build_plan(model, spec.ranks)

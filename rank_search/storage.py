@@ -1,17 +1,20 @@
-"""Uniform file access for local paths and URIs (s3://, gs://, ...) through pyarrow filesystems."""
+"""Uniform file access for local paths and URIs (s3://, gs://, file://, ...) through pyarrow
+filesystems: what the search writes its sweep record with and what analysis, ``status``,
+``export`` and ``resume`` read experiments through. No torch, no ray.
+"""
 from __future__ import annotations
 
 import os
 import posixpath
 
-URI_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "hdfs://", "file://")
+from .schema import is_uri
 
 
 class Location:
-    """A folder, local or remote, with the few read operations analysis needs."""
+    """A folder, local or remote, with the few file operations experiments need."""
 
     def __init__(self, path: str) -> None:
-        self.uri = path.startswith(URI_SCHEMES)
+        self.uri = is_uri(path)
         if self.uri:
             import pyarrow.fs as pafs
 
@@ -59,3 +62,29 @@ class Location:
                 return fh.read()
         with self.fs.open_input_stream(self.join(rel)) as fh:
             return fh.read()
+
+    def is_file(self, rel: str) -> bool:
+        if not self.uri:
+            return os.path.isfile(self.join(rel))
+        import pyarrow.fs as pafs
+
+        return self.fs.get_file_info(self.join(rel)).type == pafs.FileType.File
+
+    def makedirs(self) -> None:
+        """Create the folder (and its parents) if it does not exist."""
+        if self.uri:
+            self.fs.create_dir(self.root, recursive=True)
+        else:
+            os.makedirs(self.root, exist_ok=True)
+
+    def write_text(self, rel: str, text: str) -> None:
+        """Write ``rel`` whole: a temporary sibling renamed into place locally, one stream on a URI."""
+        if self.uri:
+            with self.fs.open_output_stream(self.join(rel)) as fh:
+                fh.write(text.encode("utf-8"))
+            return
+        target = self.join(rel)
+        tmp = f"{target}.partial-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, target)

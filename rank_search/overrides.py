@@ -1,4 +1,5 @@
-"""Frozen-dataclass configs and ``key=value`` overrides (the CLI and trainable boundary)."""
+"""`--set KEY=VALUE` overrides: YAML-scalar parsing and validated, type-coerced updates of frozen
+dataclass settings (the CLI and trainable boundary)."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,4 @@
-"""The search-space schema: YAML -> frozen ``SearchSpace`` (no torch, no ray).
+"""The search-space file format: YAML -> frozen ``SearchSpace`` (no torch, no ray).
 
 A space file::
 
@@ -37,8 +37,7 @@ from typing import Any, Mapping
 import yaml
 
 from rank_search.errors import RankSearchError
-
-GROUPINGS = ("uniform", "per_stage", "per_layer")
+from rank_search.schema import GROUPINGS
 SPACE_KEYS = ("name", "description", "model", "dataset", "epochs", "seed", "data_root", "methods", "train", "ranks")
 
 

@@ -1,0 +1,78 @@
+"""The one writer of a run's result files, for `rank-search train --out` and for every trial
+checkpoint alike.
+
+A finished run's folder holds ``metrics.json``, ``plan.yaml`` (integer ranks), the run record
+``run.yaml`` (the spec with its integer plan and its rank groups: what `export` hands to
+``train --config``) and ``compact.pt``. `train` adds ``config.yaml`` (the spec as given); a
+trial checkpoint adds ``engine_state.pt`` (the full engine state, for exact resume) and writes
+the compact model and metrics only at the last epoch.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+import yaml
+
+from .. import schema
+from .spec import RunSpec
+
+
+def run_record(trainer, spec: RunSpec) -> dict[str, Any]:
+    """The run with integer ranks (``ranks`` = the resolved plan for a method with one) and, for
+    grouped ranks, the layer -> rank group map under ``schema.GROUPS_KEY``."""
+    from ..groups import GroupRatios, layer_groups
+
+    record = spec.to_dict()
+    plan = trainer.method.plan
+    if plan is not None and trainer.method.uses_plan:
+        record["ranks"] = plan.to_dict()
+    if isinstance(spec.ranks, GroupRatios):
+        record[schema.GROUPS_KEY] = {"grouping": spec.ranks.grouping,
+                                     "layers": layer_groups(trainer.dense, spec.ranks.grouping)}
+    return record
+
+
+def _write_yaml(path: str, data: Mapping[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(dict(data), fh, sort_keys=False)
+
+
+def _write_compact(path: str, trainer, spec: RunSpec) -> None:
+    from ..checkpoint import save_compact
+
+    data = trainer.data
+    save_compact(path, trainer.compact_model(), plan=trainer.method.plan, model=spec.model, dataset=spec.dataset,
+                 method=spec.method, in_channels=data.in_channels, num_classes=data.num_classes,
+                 image_size=data.image_size)
+
+
+def write_results(directory: str, trainer, spec: RunSpec, metrics: Mapping[str, Any]) -> list[str]:
+    """Write the finished run's metrics, plan, run record and compact model; return the file names."""
+    with open(os.path.join(directory, schema.METRICS_FILE), "w", encoding="utf-8") as fh:
+        json.dump(dict(metrics), fh, indent=2)
+    with open(os.path.join(directory, schema.PLAN_FILE), "w", encoding="utf-8") as fh:
+        fh.write(trainer.method.plan.to_yaml(model=spec.model, dataset=spec.dataset, method=spec.method))
+    _write_yaml(os.path.join(directory, schema.RUN_FILE), {"run": run_record(trainer, spec)})
+    _write_compact(os.path.join(directory, schema.COMPACT_WEIGHTS_FILE), trainer, spec)
+    return [schema.METRICS_FILE, schema.PLAN_FILE, schema.RUN_FILE, schema.COMPACT_WEIGHTS_FILE]
+
+
+def write_train_outputs(directory: str, trainer, spec: RunSpec, metrics: Mapping[str, Any]) -> list[str]:
+    """`train --out`: the results plus ``config.yaml``, the spec as given (re-runnable as it was)."""
+    files = write_results(directory, trainer, spec, metrics)
+    _write_yaml(os.path.join(directory, schema.CONFIG_FILE), {"run": spec.to_dict()})
+    return files + [schema.CONFIG_FILE]
+
+
+def write_checkpoint(directory: str, trainer, spec: RunSpec, *, metrics: Mapping[str, Any] | None = None) -> None:
+    """A trial checkpoint: the engine state and the run record every epoch; with ``metrics``
+    (the last epoch) the full results as well."""
+    import torch
+
+    torch.save(trainer.state_dict(), os.path.join(directory, schema.ENGINE_STATE_FILE))
+    if metrics is not None:
+        write_results(directory, trainer, spec, metrics)
+    else:
+        _write_yaml(os.path.join(directory, schema.RUN_FILE), {"run": run_record(trainer, spec)})

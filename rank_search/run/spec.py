@@ -1,0 +1,71 @@
+"""``RunSpec``: everything that defines one training run, validated.
+
+A run config (``train --config``, an exported trial) is ``{run: RunSpec fields}``; a run record
+(``run.yaml`` of a trial checkpoint) adds the resolved rank groups under ``schema.GROUPS_KEY``,
+which a spec accepts and ignores (the integer plan in ``ranks`` already fixes every rank).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from .. import schema
+from ..errors import RankSearchError
+from ..groups import GroupRatios
+
+RUN_KEYS = ("model", "dataset", "method", "ranks", "scheme", "epochs", "seed", "data_root", "download", "settings")
+RECORD_KEYS = (schema.GROUPS_KEY,)  # written by results.run_record, informational on input
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines a run; ``settings`` holds ``train.*`` and ``<method>.*`` keys."""
+
+    model: str
+    dataset: str
+    method: str
+    ranks: Any = None
+    scheme: str | None = None
+    epochs: int = 10
+    seed: int = 0
+    data_root: str | None = None
+    download: bool = False
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise RankSearchError(f"epochs must be an integer >= 1, got {self.epochs!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise RankSearchError(f"seed must be an integer, got {self.seed!r}")
+        allowed = ("train.", f"{self.method}.")
+        for key in self.settings:
+            if not key.startswith(allowed):
+                raise RankSearchError(
+                    f"setting {key!r} must start with 'train.' or '{self.method}.' (the method's knobs)"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["settings"] = dict(self.settings)
+        if hasattr(self.ranks, "to_dict"):  # GroupRatios (asdict leaves a non-field value alone)
+            out["ranks"] = self.ranks.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "config") -> "RunSpec":
+        if not isinstance(data, Mapping):
+            raise RankSearchError(f"{source} must be a mapping, got {type(data).__name__}")
+        unknown = set(data) - set(RUN_KEYS) - set(RECORD_KEYS)
+        if unknown:
+            raise RankSearchError(f"unknown key(s) {sorted(unknown)} in {source}; valid keys: {', '.join(RUN_KEYS)}")
+        missing = [k for k in ("model", "dataset", "method") if k not in data]
+        if missing:
+            raise RankSearchError(f"{source} is missing required key(s): {', '.join(missing)}")
+        values = {k: v for k, v in data.items() if k in RUN_KEYS}
+        if GroupRatios.is_dict(values.get("ranks")):
+            values["ranks"] = GroupRatios.from_dict(values["ranks"])
+        if values.get("settings") is None:
+            values["settings"] = {}
+        elif not isinstance(values["settings"], Mapping):
+            raise RankSearchError(f"'settings' in {source} must map KEY to VALUE, got {type(values['settings']).__name__}")
+        return cls(**values)

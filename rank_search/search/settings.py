@@ -1,0 +1,66 @@
+"""The settings of one sweep (the `rank-search launch` flags), validated; no ray here."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .. import schema
+from ..errors import RankSearchError
+from ..schema import is_uri
+
+SEARCHERS = ("nsga2", "tpe", "random")
+SCHEDULERS = ("fifo", "asha")
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """Settings of one sweep (the `rank-search launch` flags)."""
+
+    space: str
+    num_samples: int = 16
+    epochs: int | None = None
+    searcher: str = "nsga2"
+    scheduler: str = "fifo"
+    max_concurrent: int | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    resources: dict[str, float] = field(default_factory=dict)
+    address: str = "local"
+    storage: str | None = None
+    name: str | None = None
+    seed: int = 0
+    objectives: tuple[tuple[str, str], ...] = schema.DEFAULT_OBJECTIVES
+    max_failures: int = 2
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 1:
+            raise RankSearchError(f"--num-samples must be >= 1, got {self.num_samples}")
+        if self.epochs is not None and self.epochs < 1:
+            raise RankSearchError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.searcher not in SEARCHERS:
+            raise RankSearchError(f"--searcher must be one of {', '.join(SEARCHERS)}, got {self.searcher!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise RankSearchError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise RankSearchError(f"--max-concurrent must be >= 1, got {self.max_concurrent}")
+        if self.cpus_per_trial <= 0:
+            raise RankSearchError(f"--cpus-per-trial must be > 0, got {self.cpus_per_trial}")
+        if self.gpus_per_trial < 0:
+            raise RankSearchError(f"--gpus-per-trial must be >= 0, got {self.gpus_per_trial}")
+        if len(self.objectives) < 2 and self.searcher == "nsga2":
+            raise RankSearchError("nsga2 is multi-objective: give at least two --objectives")
+        for metric, mode in self.objectives:
+            if mode not in schema.OBJECTIVE_MODES:
+                raise RankSearchError(f"objective {metric!r} mode must be max or min, got {mode!r}")
+
+
+def resolve_storage(cfg: LaunchConfig) -> str:
+    """Where the experiment lives; a cluster run without shared storage is refused."""
+    if cfg.address != "local" and cfg.storage is None:
+        raise RankSearchError(
+            "a cluster run (--address other than local) needs --storage on storage every node shares: "
+            "an s3://, gs:// or other pyarrow URI, or a path mounted on every node (NFS); trial "
+            "checkpoints written to one node's local disk cannot be restored on another"
+        )
+    storage = cfg.storage or "runs"
+    return storage if is_uri(storage) else os.path.abspath(storage)

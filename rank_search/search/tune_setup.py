@@ -1,0 +1,87 @@
+"""Tune and Optuna objects of a sweep: the searcher, the scheduler, the trainable with its
+resources and the run config (what `launch` and `resume` hand to ``tune.Tuner``)."""
+from __future__ import annotations
+
+from typing import Callable
+
+from .. import schema
+from .settings import LaunchConfig
+
+
+def nsga2_population(num_samples: int) -> int:
+    """NSGA-II generation size for a budget: a quarter of the trials, clamped to [4, 50].
+
+    Optuna's default of 50 means a sweep of fewer than 50 trials never leaves the first,
+    purely random generation (then NSGA-II is exactly random search); four generations or
+    more let selection and crossover act.
+    """
+    return max(4, min(50, num_samples // 4))
+
+
+def make_searcher(cfg: LaunchConfig, sampler_fn: Callable):
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    if cfg.searcher == "nsga2":
+        sampler = optuna.samplers.NSGAIISampler(seed=cfg.seed, population_size=nsga2_population(cfg.num_samples))
+    elif cfg.searcher == "tpe":
+        sampler = optuna.samplers.TPESampler(seed=cfg.seed)
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=cfg.seed)
+    metrics = [m for m, _ in cfg.objectives]
+    modes = [m for _, m in cfg.objectives]
+    if len(metrics) == 1:
+        search = OptunaSearch(space=sampler_fn, metric=metrics[0], mode=modes[0], sampler=sampler, seed=cfg.seed)
+    else:
+        search = OptunaSearch(space=sampler_fn, metric=metrics, mode=modes, sampler=sampler, seed=cfg.seed)
+    check_directions(search, cfg)
+    return search
+
+
+def check_directions(search, cfg: LaunchConfig) -> None:
+    """The Optuna study must really have one direction per objective (ray#35909 silently drops
+    to single-objective when metric/mode are also set on TuneConfig)."""
+    study = search._ot_study
+    want = ["maximize" if m == "max" else "minimize" for _, m in cfg.objectives]
+    got = [d.name.lower() for d in study.directions]
+    if got != want:
+        raise RuntimeError(f"Optuna study directions are {got}, expected {want}")
+
+
+def make_scheduler(cfg: LaunchConfig):
+    if cfg.scheduler == "fifo":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    # ASHA takes one metric: it stops trials early on val_accuracy only (documented).
+    return ASHAScheduler(metric=schema.VAL_ACCURACY, mode="max", time_attr="training_iteration",
+                         grace_period=1, reduction_factor=2)
+
+
+def trial_dirname(trial) -> str:
+    """Short trial folder names (Tune's default embeds every parameter)."""
+    return f"trial_{trial.trial_id}"
+
+
+def make_trainable(cfg: LaunchConfig):
+    """The trial function with its per-trial resources."""
+    from ray import tune
+
+    from .trainable import rank_search_trainable
+
+    resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial, **cfg.resources}
+    return tune.with_resources(rank_search_trainable, resources)
+
+
+def make_run_config(cfg: LaunchConfig, storage: str, name: str, epochs: int):
+    """Where and how Tune keeps the experiment: storage, retries, checkpoints, progress lines."""
+    from ray import tune
+
+    from .progress import ProgressPrinter
+
+    return tune.RunConfig(
+        name=name, storage_path=storage, verbose=0,
+        failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        callbacks=[ProgressPrinter(cfg.num_samples, epochs)],
+    )
