@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 import torch
 from torch import nn
 
-from ..config import replace_validated
+from ..overrides import replace_validated
 from ..plan import RankPlan, build_plan
 
 if TYPE_CHECKING:

@@ -213,7 +213,7 @@ def test_settings_are_applied() -> None:
 
 
 def test_set_values_are_yaml_scalars() -> None:
-    from rank_search.config import parse_assignments
+    from rank_search.overrides import parse_assignments
 
     assert parse_assignments(["train.lr=1e-4", "train.batch_size=64", "train.nesterov=false",
                               "train.milestones=[0.5, 0.75]", "train.schedule=step", " a.b = 2 ", "x.y=null",
