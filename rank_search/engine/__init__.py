@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from .config import SCHEDULES, TrainConfig
+from .hooks import TrainingHooks
 from .trainer import DivergedError, EpochResult, Trainer, evaluate, resolve_device
 
-__all__ = ["SCHEDULES", "DivergedError", "EpochResult", "TrainConfig", "Trainer", "evaluate", "resolve_device"]
+__all__ = ["SCHEDULES", "DivergedError", "EpochResult", "TrainConfig", "Trainer", "TrainingHooks", "evaluate",
+           "resolve_device"]

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from ..errors import RankSearchError
-from ..methods.base import Method
 from .config import TrainConfig
+from .hooks import TrainingHooks
 
 
 class DivergedError(RuntimeError):
@@ -63,7 +63,7 @@ class Trainer:
 
     Args:
         dense: the freshly initialised dense model (kept untouched as the cost reference).
-        method: the method plugin driving compression.
+        method: the hooks driving compression (a method plugin).
         data: a ``DataSplits`` (train/val/test loaders with ``set_epoch``).
         config: optimiser and schedule settings.
         epochs: number of epochs.
@@ -71,7 +71,7 @@ class Trainer:
         progress: optional ``callable(message)`` for per-batch progress text.
     """
 
-    def __init__(self, dense: nn.Module, method: Method, data, config: TrainConfig, *, epochs: int,
+    def __init__(self, dense: nn.Module, method: TrainingHooks, data, config: TrainConfig, *, epochs: int,
                  seed: int = 0, progress: Callable[[str], None] | None = None) -> None:
         if epochs < 1:
             raise RankSearchError(f"epochs must be >= 1, got {epochs}")

@@ -1,19 +1,14 @@
-"""Method plugins: a base class with no-op hooks, one small file per method (STYLE habit 3).
-
-Hook order, per run:
-    build_model -> on_train_start -> for each epoch:
-        on_epoch_start -> for each iteration: before_forward, [forward + regularization_loss],
-        backward, after_backward, optimizer step -> on_epoch_end
-    -> finalize -> compact_model
+"""The base method: the engine's no-op hooks plus what every method has (knobs, rank spec,
+scheme, plan). The hook order is in ``rank_search.engine.hooks``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
-import torch
 from torch import nn
 
+from ..engine.hooks import TrainingHooks
 from ..overrides import replace_validated
 from ..plan import RankPlan, build_plan
 
@@ -26,7 +21,7 @@ class NoKnobs:
     pass
 
 
-class Method:
+class Method(TrainingHooks):
     """Base method: dense training, no compression. Subclasses override what they need.
 
     Attributes:
@@ -55,44 +50,10 @@ class Method:
         self.plan = build_plan(model, self.ranks, scheme=self.scheme)
         return self.plan
 
-    def validate(self, trainer: "Trainer") -> None:
-        """Check knobs against the run (epochs, ...) before anything is trained."""
-
-    # ---- hooks ----
-    def build_model(self, dense: nn.Module, trainer: "Trainer") -> nn.Module:
-        """The module to train, built from the freshly initialised dense model."""
-        return dense
-
-    def on_train_start(self, trainer: "Trainer") -> None:
-        pass
-
-    def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None:
-        pass
-
-    def before_forward(self, trainer: "Trainer") -> None:
-        pass
-
-    def regularization_loss(self, trainer: "Trainer") -> torch.Tensor | None:
-        return None
-
-    def after_backward(self, trainer: "Trainer") -> None:
-        pass
-
-    def on_epoch_end(self, trainer: "Trainer", epoch: int) -> None:
-        pass
-
-    def finalize(self, trainer: "Trainer") -> None:
-        """The last operation before conversion (e.g. a final projection)."""
-
-    def compact_model(self, trainer: "Trainer") -> nn.Module:
-        """The compact model of the current state; must not change the training state."""
-        return trainer.model
-
     # ---- state ----
     def state_dict(self) -> dict[str, Any]:
         return {"plan": self.plan.to_dict() if self.plan is not None else None}
 
     def load_state_dict(self, state: Mapping[str, Any], trainer: "Trainer") -> None:
-        """Restore method state; may rebuild ``trainer.model``'s structure before its weights load."""
         if state.get("plan") is not None:
             self.plan = RankPlan.from_dict(state["plan"])
