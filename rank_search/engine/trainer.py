@@ -162,7 +162,10 @@ class Trainer:
         evaluation, the trainable's report and checkpoint, and the final metrics share it
         (building it can mean a copy and a decomposition of every planned layer)."""
         if self._compact is None:
-            self._compact = self.method.compact_model(self)
+            # Building it can draw random numbers (new layers' default init, a randomized SVD):
+            # the forked RNG keeps evaluating from changing the training run.
+            with torch.random.fork_rng(devices=rng_devices(self.model)):
+                self._compact = self.method.compact_model(self)
         return self._compact
 
     # ---- state ----
@@ -188,6 +191,12 @@ class Trainer:
         self.global_step = int(state["global_step"])
         self.history = [EpochResult(**r) for r in state.get("history", [])]
         set_rng_state(state["rng"])
+
+
+def rng_devices(model: nn.Module) -> list[torch.device]:
+    """The CUDA devices of ``model``'s parameters: what ``torch.random.fork_rng`` must cover to
+    keep every RNG that work on the model can draw from."""
+    return sorted({p.device for p in model.parameters() if p.device.type == "cuda"}, key=str)
 
 
 def seed_everything(seed: int) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 from torch import nn
 
 from ..engine.hooks import TrainingHooks
+from ..errors import RankSearchError
 from ..overrides import replace_validated
 from ..plan import RankPlan, build_plan
 
@@ -28,6 +29,8 @@ class Method(TrainingHooks):
         name: registry name, also the ``--set NAME.knob=...`` prefix.
         Knobs: frozen dataclass of the method's settings.
         default_scheme: scheme used when the user gives none.
+        supported_schemes: the schemes the method works in (the run's and every planned
+            layer's), None for any.
         uses_plan: whether ``--ranks`` means anything to this method.
         default_ranks: the rank spec used when the user gives none.
     """
@@ -35,6 +38,7 @@ class Method(TrainingHooks):
     name: ClassVar[str] = "base"
     Knobs: ClassVar[type] = NoKnobs
     default_scheme: ClassVar[str] = "channel"
+    supported_schemes: ClassVar[tuple[str, ...] | None] = None
     uses_plan: ClassVar[bool] = True
     default_ranks: ClassVar[str] = "ratio:0.5"
 
@@ -42,12 +46,32 @@ class Method(TrainingHooks):
         self.knobs = replace_validated(self.Knobs(), dict(knobs or {}), prefix=f"{self.name}.")
         self.ranks = ranks if ranks is not None else self.default_ranks
         self.scheme = scheme or self.default_scheme
+        self._check_scheme(self.scheme, f"got scheme {self.scheme!r}")
         self.plan: RankPlan | None = None
 
+    def _check_scheme(self, scheme: str, what: str) -> None:
+        allowed = self.supported_schemes
+        if allowed is not None and scheme not in allowed:
+            noun = "schemes" if len(allowed) > 1 else "scheme"
+            raise RankSearchError(f"{self.name} supports {noun} {', '.join(allowed)}; {what}")
+
     # ---- plan ----
+    @property
+    def uniform_tiles(self) -> tuple[int, int] | None:
+        """The tile grid of a uniform plan's ``tiled`` layers; None for the scheme's default."""
+        return None
+
+    def plan_for(self, model: nn.Module, spec: Any = None) -> RankPlan:
+        """``spec`` (default: the run's rank spec) resolved against ``model``'s current weights,
+        every layer's scheme checked (a plan file may name schemes per layer); not remembered."""
+        plan = build_plan(model, self.ranks if spec is None else spec, scheme=self.scheme, tiles=self.uniform_tiles)
+        for name, lp in plan.items():
+            self._check_scheme(lp.scheme, f"layer {name!r} has scheme {lp.scheme!r}")
+        return plan
+
     def resolve_plan(self, model: nn.Module) -> RankPlan:
         """Resolve the rank spec against ``model``'s current weights and remember it."""
-        self.plan = build_plan(model, self.ranks, scheme=self.scheme)
+        self.plan = self.plan_for(model)
         return self.plan
 
     # ---- state ----

@@ -24,16 +24,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..engine.trainer import rng_devices
 from ..errors import RankSearchError
 from ..layers import get_scheme
-from ..plan import RankPlan, build_plan, candidate_layers
+from ..plan import candidate_layers
 from ..surgery import compress
 from ._registry import register_method
 from .base import Method
-
-#: Schemes DeepTwist distorts with. ``channel`` is the untiled 2-D SVD (a [1, 1] tile grid),
-#: which the plan also uses for Linear layers and 1x1 convolutions under ``tucker2``.
-SUPPORTED_SCHEMES = ("tucker2", "tiled", "channel")
 
 
 @dataclass(frozen=True)
@@ -64,36 +61,24 @@ class DeepTwistKnobs:
         object.__setattr__(self, "tiles", tuple(t))
 
 
-def _rng_devices(model: nn.Module) -> list[torch.device]:
-    return sorted({p.device for p in model.parameters() if p.device.type == "cuda"}, key=str)
-
-
 @register_method
 class DeepTwist(Method):
     name = "deeptwist"
     Knobs = DeepTwistKnobs
     default_scheme = "tucker2"
+    #: ``channel`` is the untiled 2-D SVD (a [1, 1] tile grid), which the plan also uses for
+    #: Linear layers and 1x1 convolutions under ``tucker2``.
+    supported_schemes = ("tucker2", "tiled", "channel")
 
     def __init__(self, knobs=None, *, ranks=None, scheme=None) -> None:
         super().__init__(knobs, ranks=ranks, scheme=scheme)
-        if self.scheme not in SUPPORTED_SCHEMES:
-            raise RankSearchError(
-                f"deeptwist distorts with schemes {', '.join(SUPPORTED_SCHEMES)}; got scheme {self.scheme!r}"
-            )
         self.distortions = 0  # distortions done so far, the final one included
         self.last_distortion_step = -1  # trainer.global_step of the last distortion
 
     # ---- plan ----
-    def resolve_plan(self, model: nn.Module) -> RankPlan:
-        plan = build_plan(model, self.ranks, scheme=self.scheme, tiles=self.knobs.tiles)
-        for name, lp in plan.items():
-            if lp.scheme not in SUPPORTED_SCHEMES:
-                raise RankSearchError(
-                    f"deeptwist distorts with schemes {', '.join(SUPPORTED_SCHEMES)}; "
-                    f"layer {name!r} has scheme {lp.scheme!r}"
-                )
-        self.plan = plan
-        return plan
+    @property
+    def uniform_tiles(self) -> tuple[int, int]:
+        return self.knobs.tiles
 
     # ---- distortion ----
     @torch.no_grad()
@@ -102,7 +87,8 @@ class DeepTwist(Method):
         in place, on the weight's device."""
         model = trainer.model
         layers = candidate_layers(model)
-        with torch.random.fork_rng(devices=_rng_devices(model)):
+        # A randomized SVD draws from the global RNG: keep the training stream untouched.
+        with torch.random.fork_rng(devices=rng_devices(model)):
             for name, lp in self.plan.items():
                 weight = layers[name].weight
                 weight.copy_(get_scheme(lp.scheme).project(weight.detach(), lp.rank, tiles=lp.tiles))
@@ -128,8 +114,7 @@ class DeepTwist(Method):
         truncation of the current weights (what stopping now would give). Training state is untouched."""
         if self.plan is None:
             raise RankSearchError("deeptwist has no rank plan yet: compact_model is called before training starts")
-        with torch.random.fork_rng(devices=_rng_devices(trainer.model)):
-            return compress(trainer.model, self.plan)
+        return compress(trainer.model, self.plan)
 
     # ---- state ----
     def state_dict(self) -> dict[str, Any]:

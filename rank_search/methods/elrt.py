@@ -27,10 +27,6 @@ from .factorized import Factorized
 
 if TYPE_CHECKING:
     from ..engine.trainer import Trainer
-    from ..plan import RankPlan
-
-#: Schemes whose factor matrices ELRT regularizes (spatial/tiled factors are not its format).
-SUPPORTED_SCHEMES = ("tucker2", "channel")
 
 
 @dataclass(frozen=True)
@@ -60,30 +56,18 @@ class ELRTKnobs:
             raise RankSearchError(f"elrt.srip_iters must be >= 1, got {self.srip_iters}")
 
 
-def _check_scheme(scheme: str, where: str) -> None:
-    if scheme not in SUPPORTED_SCHEMES:
-        raise RankSearchError(
-            f"elrt supports schemes {', '.join(SUPPORTED_SCHEMES)}; {where} uses scheme {scheme!r}"
-        )
-
-
 @register_method
 class ELRT(Factorized):
     name = "elrt"
     Knobs = ELRTKnobs
     default_scheme = "tucker2"
+    #: The schemes whose factor matrices ELRT regularizes (spatial/tiled factors are not its format).
+    supported_schemes = ("tucker2", "channel")
 
     def __init__(self, knobs=None, *, ranks=None, scheme=None) -> None:
         super().__init__(knobs, ranks=ranks, scheme=scheme)
-        _check_scheme(self.scheme, "the run")
         self._regularizer = get_regularizer(self.knobs.regularizer, srip_iters=self.knobs.srip_iters)
         self._layers_of: tuple[nn.Module, list[FactorizedLayer]] | None = None
-
-    def resolve_plan(self, model: nn.Module) -> "RankPlan":
-        plan = super().resolve_plan(model)
-        for name, lp in plan.items():  # a plan file may name schemes per layer
-            _check_scheme(lp.scheme, f"layer {name!r}")
-        return plan
 
     def factorized_layers(self, model: nn.Module) -> list[FactorizedLayer]:
         """The planned layers of ``model`` (cached per model object: looked up every iteration)."""

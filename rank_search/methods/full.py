@@ -1,6 +1,7 @@
 """`full`: dense training, no compression (the reference accuracy)."""
 from __future__ import annotations
 
+from ..plan import RankPlan
 from ._registry import register_method
 from .base import Method
 
@@ -10,11 +11,8 @@ class Full(Method):
     name = "full"
     uses_plan = False
 
-    def resolve_plan(self, model):
-        from ..plan import RankPlan
-
-        self.plan = RankPlan()
-        return self.plan
+    def plan_for(self, model, spec=None) -> RankPlan:
+        return RankPlan()  # nothing is compressed
 
     def on_train_start(self, trainer) -> None:
         self.resolve_plan(trainer.model)

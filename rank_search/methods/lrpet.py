@@ -82,22 +82,13 @@ class LRPET(Method):
 
     name = "lrpet"
     Knobs = LRPETKnobs
+    supported_schemes = ("channel",)
 
     def __init__(self, knobs=None, *, ranks=None, scheme=None) -> None:
         super().__init__(knobs, ranks=ranks, scheme=scheme)
-        if self.scheme != "channel":
-            raise RankSearchError(f"lrpet supports only the channel scheme, got scheme {self.scheme!r}")
         self.bn_map: dict[str, str | None] | None = None
         self.last_projection_step = -1  # global step of the last in-place projection
         self.last_projection_exact = False  # it left every layer at rank <= k
-
-    def resolve_plan(self, model):
-        plan = super().resolve_plan(model)
-        bad = [f"{n} ({lp.scheme})" for n, lp in plan.items() if lp.scheme != "channel"]
-        if bad:
-            self.plan = None
-            raise RankSearchError(f"lrpet supports only the channel scheme; the plan has {', '.join(bad)}")
-        return plan
 
     # ---- hooks ----
     def on_train_start(self, trainer) -> None:
@@ -122,15 +113,11 @@ class LRPET(Method):
     def compact_model(self, trainer):
         if self.plan is None:
             self.resolve_plan(trainer.model)
-        device = trainer.device
-        cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-        # New layers' default init and a randomized SVD draw random numbers: keep the training RNG.
-        with torch.random.fork_rng(devices=cuda):
-            if self._is_exact(trainer):
-                return compress(trainer.model, self.plan)
-            model = copy.deepcopy(trainer.model)
-            self._project_weights(model, trainer, final=True)
-            return compress(model, self.plan)
+        if self._is_exact(trainer):
+            return compress(trainer.model, self.plan)
+        model = copy.deepcopy(trainer.model)
+        self._project_weights(model, trainer, final=True)
+        return compress(model, self.plan)
 
     # ---- projection ----
     def _is_exact(self, trainer) -> bool:

@@ -26,12 +26,10 @@ from torch import nn
 from ..decomp import RankPolicy, batched_truncated_svd, parse_rank_policy
 from ..errors import RankSearchError
 from ..layers import ChannelFactorized, SpatialFactorized
-from ..plan import RankPlan, build_plan
+from ..plan import RankPlan
 from ..surgery import compress
 from ._registry import register_method
 from .base import Method
-
-SCHEMES = ("channel", "spatial")
 
 # name -> (U_r [rows, r], Vh_r [r, cols]) of the last SVD, on the weights' device
 Factors = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -102,14 +100,6 @@ def from_matrix(scheme: str, matrix: torch.Tensor, shape: torch.Size) -> torch.T
     return SpatialFactorized.unmatrix(matrix, shape) if scheme == "spatial" else matrix.reshape(shape)
 
 
-def check_schemes(plan: RankPlan) -> None:
-    for name, lp in plan.items():
-        if lp.scheme not in SCHEMES:
-            raise RankSearchError(
-                f"trp projects in the {' or '.join(SCHEMES)} scheme; layer {name!r} has scheme {lp.scheme!r}"
-            )
-
-
 @torch.no_grad()
 def project_layers(model: nn.Module, plan: RankPlan, *, policy: RankPolicy | None = None,
                    write: bool = True) -> tuple[RankPlan, Factors]:
@@ -168,11 +158,10 @@ class TRP(Method):
     name = "trp"
     Knobs = TRPKnobs
     default_ranks = "energy:0.9"  # the TRP code's energy threshold
+    supported_schemes = ("channel", "spatial")
 
     def __init__(self, knobs=None, *, ranks=None, scheme=None) -> None:
         super().__init__(knobs, ranks=ranks, scheme=scheme)
-        if self.scheme not in SCHEMES:
-            raise RankSearchError(f"trp supports scheme {' or '.join(SCHEMES)}, got {self.scheme!r}")
         self.factors: Factors = {}
         self.finalized = False
         self._directions: dict[str, torch.Tensor] = {}
@@ -183,16 +172,9 @@ class TRP(Method):
         spec = self.knobs.final_ranks
         return spec if spec is not None and str(spec).strip() else self.ranks
 
-    def resolve_plan(self, model: nn.Module) -> RankPlan:
-        plan = build_plan(model, self.ranks, scheme=self.scheme)
-        check_schemes(plan)
-        self.plan = plan
-        return plan
-
     def _final_plan(self, model: nn.Module) -> RankPlan:
-        plan = build_plan(model, self.final_spec, scheme=self.scheme)
-        check_schemes(plan)
-        return plan
+        """The plan of the final projection on ``model``'s current weights."""
+        return self.plan_for(model, self.final_spec)
 
     def validate(self, trainer) -> None:
         self._final_plan(trainer.dense)  # fail fast on a bad final_ranks plan
@@ -241,12 +223,9 @@ class TRP(Method):
     def compact_model(self, trainer) -> nn.Module:
         model = trainer.model
         # Mid-training: what finalizing now would give. compress() decomposes a copy, so the
-        # weights and factors are untouched; fork_rng keeps the random state (new layers draw
-        # their init) so that evaluating never changes the training run.
+        # weights and factors are untouched.
         plan = self.plan if self.finalized else self._final_plan(model)
-        device = next(model.parameters()).device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            return compress(model, plan)
+        return compress(model, plan)
 
     # ---- state ----
     def state_dict(self) -> dict[str, Any]:

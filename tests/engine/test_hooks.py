@@ -36,6 +36,22 @@ def test_the_bare_hooks_train_the_dense_model(lenet5, synthetic_data) -> None:
     assert trainer.compact_model() is trainer.model
 
 
+class _RandomCompact(TrainingHooks):
+    """A compact model whose construction draws from the global RNG (a new layer's init)."""
+
+    def compact_model(self, trainer) -> nn.Module:
+        nn.Linear(8, 8)
+        torch.rand(3)
+        return trainer.model
+
+
+def test_building_the_compact_model_leaves_the_rng_alone(lenet5, synthetic_data) -> None:
+    trainer = Trainer(lenet5, _RandomCompact(), synthetic_data, CONFIG, epochs=1)
+    rng = torch.get_rng_state()
+    trainer.compact_model()
+    assert torch.equal(rng, torch.get_rng_state())
+
+
 def test_the_engine_never_imports_a_method() -> None:
     for path in sorted(ENGINE.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):  # function bodies included

@@ -262,9 +262,10 @@ def test_defaults() -> None:
 
 
 def test_rejects_other_schemes() -> None:
-    with pytest.raises(RankSearchError, match="lrpet supports only the channel scheme, got scheme 'spatial'"):
+    with pytest.raises(RankSearchError, match="lrpet supports scheme channel; got scheme 'spatial'$"):
         create_method("lrpet", scheme="spatial")
     model = create_model("lenet5_wide", in_channels=1, num_classes=10, image_size=8)
     method = create_method("lrpet", ranks={"layers": {"features.4": {"scheme": "tucker2", "rank": [4, 4]}}})
-    with pytest.raises(RankSearchError, match=r"only the channel scheme; the plan has features\.4 \(tucker2\)"):
+    with pytest.raises(RankSearchError,
+                       match=r"lrpet supports scheme channel; layer 'features\.4' has scheme 'tucker2'$"):
         method.resolve_plan(model)

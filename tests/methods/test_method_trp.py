@@ -287,7 +287,7 @@ def test_defaults_and_registration() -> None:
         ({"final_ranks": "bogus:1"}, {}, r"trp\.final_ranks must be a rank spec .* got 'bogus:1'"),
         ({"fresh_subgradient": "yes"}, {}, r"trp\.fresh_subgradient must be true or false, got 'yes'"),
         ({"period": 5}, {}, r"unknown setting 'trp\.period'; valid settings: trp\.interval"),
-        ({}, {"scheme": "tucker2"}, r"trp supports scheme channel or spatial, got 'tucker2'"),
+        ({}, {"scheme": "tucker2"}, r"trp supports schemes channel, spatial; got scheme 'tucker2'$"),
     ],
 )
 def test_knob_validation(knobs, kwargs, match) -> None:
@@ -297,7 +297,8 @@ def test_knob_validation(knobs, kwargs, match) -> None:
 
 def test_plan_with_an_unsupported_scheme_is_rejected() -> None:
     method = TRP(ranks={"layers": {"2": {"scheme": "tucker2", "rank": 2}}})
-    with pytest.raises(RankSearchError, match=r"layer '2' has scheme 'tucker2'"):
+    with pytest.raises(RankSearchError,
+                       match=r"trp supports schemes channel, spatial; layer '2' has scheme 'tucker2'$"):
         method.resolve_plan(tiny_model())
     method = TRP({"final_ranks": "ratio:0.5"}, ranks=2, scheme="spatial")
     method.validate(fake_trainer(tiny_model()))  # a good final spec passes

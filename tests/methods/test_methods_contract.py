@@ -10,7 +10,8 @@ from torch import nn
 from rank_search import schema
 from rank_search.cost import count_macs, count_params
 from rank_search.engine import evaluate
-from rank_search.layers import FactorizedLayer, get_scheme, tile_grid
+from rank_search.errors import RankSearchError
+from rank_search.layers import SCHEMES, FactorizedLayer, get_scheme, tile_grid
 from rank_search.methods import METHODS, Method, create_method
 from rank_search.plan import RankPlan, candidate_layers
 from rank_search.run import RunSpec, train
@@ -133,6 +134,18 @@ def test_compact_model_predicts(result) -> None:
     with torch.no_grad():
         logits = compact(x)
     assert logits.shape == (x.shape[0], 10) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_unsupported_schemes_are_rejected_in_one_wording(name: str) -> None:
+    allowed = METHODS.get(name).supported_schemes
+    if allowed is None:
+        return
+    noun = "schemes" if len(allowed) > 1 else "scheme"
+    for scheme in [s for s in SCHEMES.names() if s not in allowed]:
+        rule = rf"{name} supports {noun} {', '.join(allowed)}; got scheme '{scheme}'$"
+        with pytest.raises(RankSearchError, match=rule):
+            create_method(name, scheme=scheme)
 
 
 # ---- the baselines' own rules (METHODS.md section 6) ----
