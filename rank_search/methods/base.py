@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from torch import nn
 
+from ..decomp import RankPolicy, parse_rank_policy
 from ..engine.hooks import TrainingHooks
 from ..errors import RankSearchError
 from ..overrides import replace_validated
@@ -22,6 +23,31 @@ class NoKnobs:
     pass
 
 
+def is_plan_file(spec: Any) -> bool:
+    """Whether the rank spec ``spec`` names a plan file (``.yaml``/``.yml``)."""
+    return isinstance(spec, str) and spec.strip().lower().endswith((".yaml", ".yml"))
+
+
+def spectrum_policy(spec: Any) -> RankPolicy | None:
+    """The uniform policy of ``spec`` when it must be re-resolved on the weights (energy,
+    value); None for fixed/ratio policies and plans, whose ranks do not depend on the weights."""
+    if isinstance(spec, RankPolicy):
+        policy = spec
+    elif isinstance(spec, (str, int, float)) and not isinstance(spec, bool) and not is_plan_file(spec):
+        policy = parse_rank_policy(spec)
+    else:
+        return None
+    return policy if policy.needs_spectrum else None
+
+
+def ranks_follow_weights(spec: Any) -> bool:
+    """Whether resolving ``spec`` on other weights of the same model can give other ranks: energy
+    and value policies, and plan files and mappings (a layer's rank may be such a policy)."""
+    if isinstance(spec, RankPlan):
+        return False
+    return isinstance(spec, Mapping) or is_plan_file(spec) or spectrum_policy(spec) is not None
+
+
 class Method(TrainingHooks):
     """Base method: dense training, no compression. Subclasses override what they need.
 
@@ -33,6 +59,8 @@ class Method(TrainingHooks):
             layer's), None for any.
         uses_plan: whether ``--ranks`` means anything to this method.
         default_ranks: the rank spec used when the user gives none.
+        plan: the resolved plan of record; ``rank_search.run.prepare`` resolves it once on the
+            dense model, methods re-resolve it only where the rank spec follows the weights.
     """
 
     name: ClassVar[str] = "base"
@@ -72,6 +100,13 @@ class Method(TrainingHooks):
     def resolve_plan(self, model: nn.Module) -> RankPlan:
         """Resolve the rank spec against ``model``'s current weights and remember it."""
         self.plan = self.plan_for(model)
+        return self.plan
+
+    def current_plan(self, model: nn.Module) -> RankPlan:
+        """The plan for ``model``'s current weights, not remembered: ``self.plan`` unless the rank
+        spec follows the weights (or there is no plan yet), else the spec resolved on ``model``."""
+        if self.plan is None or ranks_follow_weights(self.ranks):
+            return self.plan_for(model)
         return self.plan
 
     # ---- state ----

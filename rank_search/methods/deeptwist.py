@@ -97,7 +97,7 @@ class DeepTwist(Method):
 
     # ---- hooks ----
     def on_train_start(self, trainer) -> None:
-        self.resolve_plan(trainer.model)  # once; a resumed run restores it from the state
+        self.plan = self.current_plan(trainer.model)  # fixed from here; a resumed run restores it
 
     def before_forward(self, trainer) -> None:
         t = trainer.global_step

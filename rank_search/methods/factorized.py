@@ -38,7 +38,8 @@ class Factorized(Method):
     default_scheme = "tucker2"
 
     def build_model(self, dense, trainer):
-        return norm_preserving_factorize(dense, self.resolve_plan(dense))
+        self.plan = self.current_plan(dense)
+        return norm_preserving_factorize(dense, self.plan)
 
     def load_state_dict(self, state, trainer) -> None:
         super().load_state_dict(state, trainer)

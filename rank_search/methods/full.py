@@ -15,4 +15,4 @@ class Full(Method):
         return RankPlan()  # nothing is compressed
 
     def on_train_start(self, trainer) -> None:
-        self.resolve_plan(trainer.model)
+        self.plan = self.current_plan(trainer.model)

@@ -6,7 +6,7 @@ rectification and energy transfer (the math is in ``_lrpet_ops``). The last oper
 conversion is a projection to rank exactly k (beta tail dropped), so the compact model
 (``surgery.compress`` with the plan) computes what the projected dense model computes.
 
-Ranks come from the plan (``--ranks``, default ``ratio:0.5``), resolved once at train start.
+Ranks come from the plan (``--ranks``, default ``ratio:0.5``), fixed from the train start on.
 The paper's ``p`` is the *pruned* fraction with ``k = int(n (1 - p))``: use
 ``--ranks ratio:1-p`` (p = 0.6 -> ``ratio:0.4``). Our ratio rounds up (ceil, at least 1), so a
 layer may keep one more singular value than ``int(n (1 - p))`` when ``n (1 - p)`` is
@@ -92,7 +92,7 @@ class LRPET(Method):
 
     # ---- hooks ----
     def on_train_start(self, trainer) -> None:
-        self.resolve_plan(trainer.model)
+        self.plan = self.current_plan(trainer.model)  # fixed from here; a resumed run restores it
         if self.knobs.bn_rectification:
             self._batchnorms(trainer)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import RankSearchError
-from ..plan import build_plan
 from ..surgery import compress
 from ._registry import register_method
 from .base import Method
@@ -44,8 +43,8 @@ class Posthoc(Method):
             )
 
     def _decompose(self, trainer) -> None:
-        plan = self.resolve_plan(trainer.model)
-        trainer.set_model(compress(trainer.model, plan))
+        self.plan = self.current_plan(trainer.model)  # energy/value specs: on the trained weights
+        trainer.set_model(compress(trainer.model, self.plan))
         self.phase = "finetune"
 
     def on_epoch_start(self, trainer, epoch: int) -> None:
@@ -60,8 +59,8 @@ class Posthoc(Method):
         if self.phase == "finetune":
             return trainer.model
         # Mid dense phase: what decomposing now (without fine-tuning) would give; the plan of
-        # record is resolved only at the real decomposition.
-        return compress(trainer.model, build_plan(trainer.model, self.ranks, scheme=self.scheme))
+        # record is settled only at the real decomposition.
+        return compress(trainer.model, self.current_plan(trainer.model))
 
     def state_dict(self):
         return {**super().state_dict(), "phase": self.phase}

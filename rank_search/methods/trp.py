@@ -29,7 +29,7 @@ from ..layers import ChannelFactorized, SpatialFactorized
 from ..plan import RankPlan
 from ..surgery import compress
 from ._registry import register_method
-from .base import Method
+from .base import Method, is_plan_file, spectrum_policy
 
 # name -> (U_r [rows, r], Vh_r [r, cols]) of the last SVD, on the weights' device
 Factors = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -64,7 +64,7 @@ class TRPKnobs:
             raise RankSearchError(f"trp.nuclear_weight must be a finite number >= 0, got {self.nuclear_weight!r}")
         if not isinstance(self.fresh_subgradient, bool):
             raise RankSearchError(f"trp.fresh_subgradient must be true or false, got {self.fresh_subgradient!r}")
-        if self.final_ranks is not None and str(self.final_ranks).strip() and not _is_plan_file(self.final_ranks):
+        if self.final_ranks is not None and str(self.final_ranks).strip() and not is_plan_file(self.final_ranks):
             try:
                 parse_rank_policy(self.final_ranks)
             except RankSearchError as exc:
@@ -72,22 +72,6 @@ class TRPKnobs:
                     f"trp.final_ranks must be a rank spec such as 'value:0.05' or 'energy:0.9' (or a plan .yaml), "
                     f"got {self.final_ranks!r}: {exc}"
                 ) from None
-
-
-def _is_plan_file(spec: Any) -> bool:
-    return isinstance(spec, str) and spec.strip().lower().endswith((".yaml", ".yml"))
-
-
-def spectrum_policy(spec: Any) -> RankPolicy | None:
-    """The uniform policy of ``spec`` when it must be re-resolved on the weights (energy,
-    value); None for fixed/ratio policies and plans, whose ranks do not depend on the weights."""
-    if isinstance(spec, RankPolicy):
-        policy = spec
-    elif isinstance(spec, (str, int, float)) and not isinstance(spec, bool) and not _is_plan_file(spec):
-        policy = parse_rank_policy(spec)
-    else:
-        return None
-    return policy if policy.needs_spectrum else None
 
 
 def to_matrix(scheme: str, weight: torch.Tensor) -> torch.Tensor:
@@ -174,6 +158,8 @@ class TRP(Method):
 
     def _final_plan(self, model: nn.Module) -> RankPlan:
         """The plan of the final projection on ``model``'s current weights."""
+        if self.final_spec == self.ranks:
+            return self.current_plan(model)
         return self.plan_for(model, self.final_spec)
 
     def validate(self, trainer) -> None:
@@ -192,7 +178,7 @@ class TRP(Method):
 
     # ---- hooks ----
     def on_train_start(self, trainer) -> None:
-        self.resolve_plan(trainer.model)
+        self.plan = self.current_plan(trainer.model)
 
     def before_forward(self, trainer) -> None:
         if trainer.global_step % self.knobs.interval == 0:
