@@ -1,4 +1,4 @@
-"""Training engine: determinism, exact resume for every method, divergence, settings, LR schedule."""
+"""Training engine: determinism, RNG state, divergence, settings, LR schedule."""
 from __future__ import annotations
 
 import math
@@ -9,20 +9,14 @@ import torch
 from rank_search import schema
 from rank_search.engine import DivergedError, TrainConfig
 from rank_search.errors import RankSearchError
-from rank_search.methods import METHODS
-from rank_search.run import RunSpec, final_metrics, prepare, train
+from rank_search.run import RunSpec, prepare, train
 
 EPOCHS = 3
-# Knobs that make a 3-epoch run exercise every phase of a method (posthoc: resume both in
-# the dense phase, after epoch 1, and in the fine-tuning phase, after epoch 2).
-METHOD_SETTINGS = {"posthoc": {"posthoc.finetune_epochs": 2}}
 
 
 def _spec(method: str = "full", *, seed: int = 0, epochs: int = EPOCHS, settings=None, **kw) -> RunSpec:
-    merged = dict(METHOD_SETTINGS.get(method, {}))
-    merged.update(settings or {})
     return RunSpec(model="lenet5", dataset="synthetic", method=method, ranks=kw.pop("ranks", "ratio:0.5"),
-                   epochs=epochs, seed=seed, settings=merged, **kw)
+                   epochs=epochs, seed=seed, settings=dict(settings or {}), **kw)
 
 
 def _same_state(a: dict, b: dict) -> None:
@@ -78,47 +72,7 @@ def test_training_changes_the_model_and_keeps_the_dense_reference() -> None:
     assert len(trainer.history) == 1 and trainer.history[0].epoch == 1
 
 
-# ---- exact resume, every method ----
-
-_STRAIGHT: dict[str, object] = {}
-
-
-def _straight_run(method: str):
-    """The uninterrupted reference run of ``method`` (trained once, shared by both resume points)."""
-    if method not in _STRAIGHT:
-        trainer = prepare(_spec(method))
-        trainer.fit()
-        _STRAIGHT[method] = trainer
-    return _STRAIGHT[method]
-
-
-@pytest.mark.parametrize("resume_after", [1, 2])
-@pytest.mark.parametrize("method", METHODS.names())
-def test_exact_resume(method: str, resume_after: int, tmp_path) -> None:
-    straight = _straight_run(method)
-
-    first = prepare(_spec(method))
-    _fit_until(first, resume_after)
-    path = tmp_path / "state.pt"
-    torch.save(first.state_dict(), path)
-    del first
-    torch.manual_seed(12345)  # whatever happened since, the state restores the RNGs
-
-    resumed = prepare(_spec(method))
-    resumed.load_state_dict(torch.load(path, weights_only=True))
-    assert (resumed.epoch, resumed.global_step) == (resume_after, resume_after * resumed.steps_per_epoch)
-    resumed.fit()
-
-    assert resumed.epoch == straight.epoch == EPOCHS
-    _same_state(straight.model.state_dict(), resumed.model.state_dict())
-    _same_state(straight.optimizer.state_dict()["state"][0], resumed.optimizer.state_dict()["state"][0])
-    _same_state(straight.compact_model().state_dict(), resumed.compact_model().state_dict())
-    assert straight.method.plan == resumed.method.plan
-    assert [(r.epoch, r.train_loss, r.val_accuracy, r.val_loss) for r in straight.history] == \
-        [(r.epoch, r.train_loss, r.val_accuracy, r.val_loss) for r in resumed.history]
-    assert _metrics_without_time(final_metrics(straight, wall_seconds=0.0)) == \
-        _metrics_without_time(final_metrics(resumed, wall_seconds=0.0))
-
+# ---- resumable state (exact resume of every method: tests/methods/test_methods_contract.py) ----
 
 def test_rng_state_round_trips_through_a_safe_file(tmp_path) -> None:
     import random
@@ -236,7 +190,7 @@ def test_run_spec_validation(kwargs, match: str) -> None:
 
 
 def test_run_spec_from_dict() -> None:
-    spec = _spec("posthoc")
+    spec = _spec("posthoc", settings={"posthoc.finetune_epochs": 2})
     assert RunSpec.from_dict(spec.to_dict()) == spec
     with pytest.raises(RankSearchError, match=r"unknown key\(s\) \['foo'\] in cfg.yaml; valid keys: model, dataset"):
         RunSpec.from_dict({"model": "lenet5", "dataset": "synthetic", "method": "full", "foo": 1}, source="cfg.yaml")

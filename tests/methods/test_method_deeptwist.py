@@ -14,6 +14,8 @@ from rank_search.methods.deeptwist import DeepTwistKnobs
 from rank_search.plan import candidate_layers
 from rank_search.run import RunSpec, prepare, train
 
+from _resume import assert_same_run, resumed_run, straight_run
+
 
 class _Net(nn.Module):
     """Two 3x3 convs (tucker2/tiled) and a Linear (channel under tucker2, tiled under tiled)."""
@@ -154,30 +156,13 @@ def test_compact_model_leaves_training_state_alone() -> None:
     assert (trainer.method.distortions, trainer.method.last_distortion_step) == counters
 
 
-class _Stop(Exception):
-    pass
-
-
-def test_exact_resume_from_an_epoch_end(tmp_path) -> None:
+def test_exact_resume_restores_the_distortion_count() -> None:
     spec = _spec("tucker2", distortion_step=5)  # distortions straddle the epoch boundary (16 steps)
-    straight = prepare(spec)
-    straight.fit()
-
-    path = tmp_path / "state.pt"
-
-    def save_and_stop(tr, result) -> None:
-        torch.save(tr.state_dict(), path)
-        raise _Stop
-
-    first = prepare(spec)
-    with pytest.raises(_Stop):
-        first.fit(save_and_stop)
-    resumed = prepare(spec)
-    resumed.load_state_dict(torch.load(path, weights_only=True))
+    straight = straight_run(spec)
+    resumed = resumed_run(spec, after=1)
     assert resumed.method.distortions == 3  # steps 5, 10, 15
     resumed.fit()
-    a, b = straight.model.state_dict(), resumed.model.state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_run(straight, resumed)
     assert resumed.method.distortions == straight.method.distortions == 7
 
 

@@ -27,6 +27,8 @@ from rank_search.methods.factorized import Factorized
 from rank_search.models import create_model
 from rank_search.run import RunSpec, prepare, train
 
+from _resume import assert_same_run, resumed_run, straight_run
+
 REG_NAMES = ("so", "dso", "srip", "mc")
 
 
@@ -263,20 +265,12 @@ def test_regularization_loss_is_rho_times_the_penalty_and_reaches_every_factor()
 
 
 @pytest.mark.parametrize("name", ["dso", "srip"])
-def test_exact_resume(name: str, tmp_path) -> None:
+def test_exact_resume_with_each_stateless_regularizer(name: str) -> None:
     spec = _spec(model="lenet5", settings={"elrt.regularizer": name, "elrt.rho": 0.05})  # small: 4 epochs run
-    straight = prepare(spec)
-    straight.fit()
-    first = prepare(spec)
-    first.method.on_train_start(first)
-    first.train_epoch()
-    torch.save(first.state_dict(), tmp_path / "state.pt")
-    resumed = prepare(spec)
-    resumed.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    straight = straight_run(spec)
+    resumed = resumed_run(spec, after=1)
     resumed.fit()
-    a, b = straight.model.state_dict(), resumed.model.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert [r.val_accuracy for r in straight.history] == [r.val_accuracy for r in resumed.history]
+    assert_same_run(straight, resumed)
 
 
 # ---- validation ----

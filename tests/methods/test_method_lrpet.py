@@ -1,8 +1,6 @@
 """LRPET: projection math against full SVDs, BN mapping, schedule, end-to-end exactness, resume."""
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
 from torch import nn
@@ -20,6 +18,8 @@ from rank_search.methods.lrpet import LRPET
 from rank_search.models import create_model
 from rank_search.plan import candidate_layers
 from rank_search.run import RunSpec, prepare, train
+
+from _resume import assert_same_run, resumed_run, straight_run
 
 
 @pytest.fixture(autouse=True)
@@ -221,20 +221,12 @@ def test_compact_model_mid_training_changes_nothing() -> None:
 
 
 @pytest.mark.parametrize("knobs", [{}, {"interval": 3, "interval_unit": "iter", "beta": 0.5}])
-def test_exact_resume(knobs) -> None:
-    straight = prepare(_spec("lenet5_wide", **knobs))
-    straight.fit()
-    first = prepare(_spec("lenet5_wide", **knobs))
-    first.method.on_train_start(first)
-    first.train_epoch()
-    buffer = io.BytesIO()
-    torch.save(first.state_dict(), buffer)
-    buffer.seek(0)
-    resumed = prepare(_spec("lenet5_wide", **knobs))
-    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+def test_exact_resume_with_batchnorms_and_soft_projections(knobs) -> None:
+    spec = _spec("lenet5_wide", **knobs)  # BatchNorms: the rectification's map is restored
+    straight = straight_run(spec)
+    resumed = resumed_run(spec, after=1)
     resumed.fit()
-    a, b = straight.model.state_dict(), resumed.model.state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_run(straight, resumed)
 
 
 # ---- knobs and schemes ----

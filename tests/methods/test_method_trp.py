@@ -15,6 +15,8 @@ from rank_search.methods import trp as trp_module
 from rank_search.methods.trp import TRP, TRPKnobs
 from rank_search.run import RunSpec, prepare, train
 
+from _resume import assert_same_run, resumed_run, straight_run
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny tensors gain nothing from threads, and OpenMP threads on a busy machine are slow."""
@@ -351,21 +353,12 @@ def test_compact_model_mid_training_leaves_the_training_state_alone() -> None:
     assert torch.equal(torch.get_rng_state(), rng_before)
 
 
-def test_exact_resume_from_an_epoch_end(tmp_path) -> None:
-    # interval 5 does not divide 16 iterations/epoch: epoch 2 starts on the cached factors.
+def test_exact_resume_on_cached_factors_and_energy_ranks() -> None:
+    # interval 5 does not divide 16 iterations/epoch: epoch 2 starts on the cached factors; the
+    # default energy:0.9 re-picks the ranks at every projection.
     spec = RunSpec(**SYNTH, settings={"trp.interval": 5, "trp.nuclear_weight": 1e-3})
-    straight = prepare(spec)
-    straight.fit()
-
-    first = prepare(spec)
-    first.method.on_train_start(first)
-    first.train_epoch()
-    torch.save(first.state_dict(), tmp_path / "state.pt")
-    resumed = prepare(spec)
-    resumed.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    straight = straight_run(spec)
+    resumed = resumed_run(spec, after=1)
     resumed.fit()
-
     assert resumed.global_step == straight.global_step == 32
-    a, b = straight.model.state_dict(), resumed.model.state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert straight.method.plan == resumed.method.plan
+    assert_same_run(straight, resumed)

@@ -16,6 +16,8 @@ from rank_search.methods import METHODS, Method, create_method
 from rank_search.plan import RankPlan, candidate_layers
 from rank_search.run import RunSpec, train
 
+from _resume import assert_same_run, resumed_run, straight_run
+
 EPOCHS = 2
 FRACTIONS = (schema.VAL_ACCURACY, schema.TEST_ACCURACY)
 
@@ -146,6 +148,32 @@ def test_unsupported_schemes_are_rejected_in_one_wording(name: str) -> None:
         rule = rf"{name} supports {noun} {', '.join(allowed)}; got scheme '{scheme}'$"
         with pytest.raises(RankSearchError, match=rule):
             create_method(name, scheme=scheme)
+
+
+# ---- exact resume ----
+
+RESUME_EPOCHS = 3
+# Knobs that make a 3-epoch run exercise every phase of a method (posthoc: resumed both in
+# the dense phase, after epoch 1, and in the fine-tuning phase, after epoch 2).
+RESUME_SETTINGS = {"posthoc": {"posthoc.finetune_epochs": 2}}
+
+
+@pytest.fixture(scope="module")
+def straight_runs() -> dict:
+    """The uninterrupted run of each method, trained once for both resume points."""
+    return {}
+
+
+@pytest.mark.parametrize("resume_after", [1, 2])
+@pytest.mark.parametrize("name", METHODS.names())
+def test_exact_resume(name: str, resume_after: int, straight_runs: dict) -> None:
+    spec = RunSpec(model="lenet5", dataset="synthetic", method=name, ranks="ratio:0.5", epochs=RESUME_EPOCHS,
+                   settings=RESUME_SETTINGS.get(name, {}))
+    if name not in straight_runs:
+        straight_runs[name] = straight_run(spec)
+    resumed = resumed_run(spec, after=resume_after)
+    resumed.fit()
+    assert_same_run(straight_runs[name], resumed)
 
 
 # ---- the baselines' own rules (METHODS.md section 6) ----
