@@ -1,7 +1,7 @@
 """Training engine (never imports ray)."""
 from __future__ import annotations
 
-from .config import SCHEDULES, TrainConfig
+from .train_config import SCHEDULES, TrainConfig
 from .hooks import TrainingHooks
 from .trainer import DivergedError, EpochResult, Trainer, evaluate, resolve_device
 

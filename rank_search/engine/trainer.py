@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import RankSearchError
-from .config import TrainConfig
+from .train_config import TrainConfig
 from .hooks import TrainingHooks
 
 
