@@ -45,10 +45,17 @@ def read_compact(path: str) -> dict[str, Any]:
 
 def load_compact(path: str) -> nn.Module:
     """Rebuild the compact model of a ``compact.pt`` and load its weights (eval mode)."""
+    return compact_from_checkpoint(read_compact(path), path=path)
+
+
+def compact_from_checkpoint(data: dict[str, Any], *, path: str) -> nn.Module:
+    """The compact model of a checkpoint already read with :func:`read_compact` (eval mode).
+
+    The model is rebuilt by name, so an own ``package.module:builder`` must be importable.
+    """
     from .models import create_model
     from .surgery import compress
 
-    data = read_compact(path)
     dense = create_model(data["model"], in_channels=data["in_channels"], num_classes=data["num_classes"],
                          image_size=data["image_size"])
     compact = compress(dense, RankPlan.from_dict(data["plan"]), decompose=False)

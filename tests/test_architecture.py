@@ -212,7 +212,7 @@ LEVELS: dict[str, int] = {
     "rank_search.layers": 2,
     # what is compressed and how much it costs; what is trained, on what
     "rank_search.plan": 3, "rank_search.surgery": 3, "rank_search.cost": 3, "rank_search.groups": 3,
-    "rank_search.checkpoint": 3, "rank_search.models": 3, "rank_search.data": 3,
+    "rank_search.checkpoint": 3, "rank_search.models": 3, "rank_search.data": 3, "rank_search.weights": 3,
     "rank_search.engine": 4,
     "rank_search.methods": 5,
     "rank_search.run": 6,

@@ -9,7 +9,7 @@ def add_parser(sub) -> None:
                        description="Print every Conv2d/Linear of the model with its max rank per scheme, params "
                                    "and MACs. Layers marked '*' are in a uniform plan by default; the others "
                                    "(stem, classifier) may be named in a plan file.")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="model name, or your own builder package.module:function")
     p.add_argument("--dataset", default="mnist5k", help="sets input channels, classes and image size")
     p.add_argument("--data-root")
     p.set_defaults(func=run)

@@ -17,7 +17,10 @@ def add_parser(sub) -> None:
                        description="Train one model with a method and a rank plan; write metrics.json, "
                                    "plan.yaml, run.yaml (integer ranks), compact.pt and config.yaml to --out.")
     p.add_argument("--config", help="YAML run config (e.g. from `rank-search export`); flags override it")
-    p.add_argument("--model", help="model name (see `rank-search layers`), e.g. lenet5")
+    p.add_argument("--model", help="model name (see `rank-search layers`), e.g. lenet5, or your own builder "
+                                   "package.module:function (imported, so its code runs)")
+    p.add_argument("--init", help="start from these dense weights: a state_dict file (torch.save; loaded with "
+                                  "weights_only=True, keys checked), e.g. a torchvision ImageNet file")
     p.add_argument("--dataset", help="dataset name, e.g. mnist5k (embedded default)")
     p.add_argument("--method", help="full | posthoc | factorized | trp | lrpet | deeptwist | elrt")
     p.add_argument("--ranks", help="rank spec: 'ratio:0.5', 'energy:0.9', 'value:0.05', '8' "
@@ -56,7 +59,7 @@ def spec_from_args(args: argparse.Namespace):
         base = dict(base)
     flags = {"model": args.model, "dataset": args.dataset, "method": args.method, "ranks": args.ranks,
              "scheme": args.scheme, "epochs": args.epochs, "seed": args.seed, "data_root": args.data_root,
-             "download": args.download}
+             "download": args.download, "init": args.init}
     base.update({k: v for k, v in flags.items() if v is not None})
     settings = base.get("settings") or {}
     if not isinstance(settings, dict):

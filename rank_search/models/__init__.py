@@ -1,4 +1,8 @@
-"""Model zoo: every builder is ``fn(*, in_channels, num_classes, image_size) -> nn.Module``."""
+"""Model zoo: every builder is ``fn(*, in_channels, num_classes, image_size) -> nn.Module``.
+
+A name with a colon, ``package.module:builder``, is your own builder: it is imported (running that
+module's code, like any import) and called the same way, wherever a model is built by name.
+"""
 from __future__ import annotations
 
 from typing import Callable
@@ -6,6 +10,7 @@ from typing import Callable
 from torch import nn
 
 from rank_search._registry import Registry
+from rank_search.errors import RankSearchError
 
 ModelBuilder = Callable[..., nn.Module]
 
@@ -14,10 +19,10 @@ register_model = MODELS.register
 
 
 def create_model(name: str, *, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
-    """Build a registered model.
+    """Build a registered model, or your own one.
 
     Args:
-        name: Registered model name (see :func:`list_models`).
+        name: Registered model name (see :func:`list_models`), or ``package.module:builder``.
         in_channels: Number of input image channels (1 or 3).
         num_classes: Number of output classes.
         image_size: Input height/width in pixels (square images).
@@ -26,9 +31,17 @@ def create_model(name: str, *, in_channels: int, num_classes: int, image_size: i
         A freshly initialised ``nn.Module``.
 
     Raises:
-        ValueError: For an unknown model name (the message lists the valid names).
+        ValueError: For an unknown model name (the message lists the valid names), an own
+            builder that does not import, is missing or does not return an ``nn.Module``.
     """
-    builder = MODELS.get(name)
+    from ._own import build_own, is_own_model
+
+    if is_own_model(name):
+        return build_own(name, in_channels=in_channels, num_classes=num_classes, image_size=image_size)
+    try:
+        builder = MODELS.get(name)
+    except RankSearchError as exc:
+        raise RankSearchError(f"{exc}; or your own builder as package.module:function") from None
     return builder(in_channels=in_channels, num_classes=num_classes, image_size=image_size)
 
 

@@ -31,6 +31,10 @@ def prepare(spec: RunSpec, *, progress: Callable[[str], None] | None = None):
                         batch_size=train_cfg.batch_size)
     seed_everything(spec.seed)
     dense = create_model_for(spec.model, data)
+    if spec.init is not None:
+        from ..weights import load_weights
+
+        load_weights(dense, spec.init, what="init")
     if method.uses_plan:
         method.resolve_plan(dense)  # fail fast on a bad plan
     return Trainer(dense, method, data, train_cfg, epochs=spec.epochs, seed=spec.seed, progress=progress)

@@ -13,7 +13,8 @@ from .. import schema
 from ..errors import RankSearchError
 from ..groups import GroupRatios
 
-RUN_KEYS = ("model", "dataset", "method", "ranks", "scheme", "epochs", "seed", "data_root", "download", "settings")
+RUN_KEYS = ("model", "dataset", "method", "ranks", "scheme", "epochs", "seed", "data_root", "download", "settings",
+            "init")
 RECORD_KEYS = (schema.GROUPS_KEY,)  # written by results.run_record, informational on input
 
 
@@ -31,8 +32,11 @@ class RunSpec:
     data_root: str | None = None
     download: bool = False
     settings: Mapping[str, Any] = field(default_factory=dict)
+    init: str | None = None  # a state_dict file the dense model starts from (``train --init``)
 
     def __post_init__(self) -> None:
+        if self.init is not None and (not isinstance(self.init, str) or not self.init):
+            raise RankSearchError(f"init must be the path of a state_dict file, got {self.init!r}")
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             raise RankSearchError(f"epochs must be an integer >= 1, got {self.epochs!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
