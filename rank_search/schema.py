@@ -95,3 +95,28 @@ def parse_objectives(text: str) -> tuple[tuple[str, str], ...]:
 def format_objectives(objectives) -> list[str]:
     """((metric, mode), ...) -> ``["metric:mode", ...]`` (the sweep record's form)."""
     return [f"{metric}:{mode}" for metric, mode in objectives]
+
+# `rank-search deploy`: an exported compact model (ONNX or torch.export) and its side-car YAML.
+DEPLOY_FORMATS = ("onnx", "torch-export")
+DEPLOY_FILE_FORMAT = "rank-search/deploy-v1"  # the ``format`` field of the deployment metadata
+DEPLOY_METADATA_KEY = "rank_search"  # ONNX metadata_props key holding the metadata as JSON
+DEPLOY_METADATA_FILE = "rank_search.json"  # the same JSON as an extra file of a torch.export archive
+DEPLOY_SIDECAR_SUFFIX = ".yaml"  # FILE + this: the metadata (and the parity measured) beside FILE
+DEPLOY_INPUT_NAME = "input"  # the exported graph's input (N x C x H x W, N dynamic) and output
+DEPLOY_OUTPUT_NAME = "logits"
+PARITY_TOLERANCE = 1e-4  # max abs difference allowed between the exported and the PyTorch model
+
+# `rank-search evaluate FILE`: what it measures (also the keys of its --json output).
+EVAL_FILE = "file"
+EVAL_FORMAT = "format"  # compact | onnx | torch-export
+EVAL_DATASET = "dataset"
+PARAMS = "params"  # the weights stored in the file (after BatchNorm folding for a deployed one)
+MACS = "macs"  # multiply-adds of one sample through every convolution and matrix product
+LATENCY_BATCH_SIZES = (1, 64)
+LATENCY_THREADS = "threads"
+LATENCY_REPEATS = "repeats"
+
+
+def latency_key(batch_size: int) -> str:
+    """``latency_ms_batch1``: the median milliseconds of one forward pass of a batch."""
+    return f"latency_ms_batch{batch_size}"

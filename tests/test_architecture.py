@@ -216,6 +216,7 @@ LEVELS: dict[str, int] = {
     "rank_search.engine": 4,
     "rank_search.methods": 5,
     "rank_search.run": 6,
+    "rank_search.deploy": 6,  # compact checkpoints -> ONNX / torch.export files, and their measurement
     "search_spaces": 7, "rank_search.search": 7,
     "rank_search.cli": 8, "rank_search.__main__": 8,
 }

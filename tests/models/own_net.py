@@ -42,3 +42,22 @@ def not_a_module(*, in_channels: int, num_classes: int, image_size: int):
 
 def without_image_size(*, in_channels: int, num_classes: int) -> nn.Module:
     return TinyConvNet(in_channels, num_classes)
+
+
+class DataDependent(nn.Module):
+    """A forward whose control flow depends on the input's values: torch.export cannot capture it."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 8, 3, padding=1)
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if x.sum() > 0:
+            x = -x
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def data_dependent(*, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
+    return DataDependent(in_channels, num_classes)

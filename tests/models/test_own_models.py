@@ -72,7 +72,7 @@ def test_a_module_in_the_current_folder_imports_from_a_console_script(tmp_path, 
 @pytest.mark.parametrize("name, message", [
     ("own_net:no_such_builder",
      r"^model 'own_net:no_such_builder': module 'own_net' has no attribute 'no_such_builder'; "
-     r"functions defined there: not_a_module, tiny_convnet, without_image_size$"),
+     r"functions defined there: data_dependent, not_a_module, tiny_convnet, without_image_size$"),
     ("own_net:NOT_CALLABLE", r"^model 'own_net:NOT_CALLABLE': 'NOT_CALLABLE' is a int, not a callable builder$"),
     ("own_net:without_image_size", r"^model 'own_net:without_image_size': the builder must accept keyword arguments "
                                    r"in_channels, num_classes, image_size \(.*image_size.*\)$"),
