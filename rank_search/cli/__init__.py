@@ -5,9 +5,9 @@ import argparse
 import sys
 
 from ..errors import RankSearchError
-from . import analyze, export, launch, layers, status, train
+from . import analyze, deploy, evaluate, export, launch, layers, status, train
 
-COMMANDS = (train, layers, launch, status, export, analyze)
+COMMANDS = (train, layers, launch, status, export, analyze, deploy, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

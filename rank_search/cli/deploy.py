@@ -1,0 +1,79 @@
+"""`rank-search deploy`: a compact model (a compact.pt, or the pick of a sweep) -> an ONNX or a
+torch.export file that loads without rank-search, checked against PyTorch before it is kept."""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator
+
+from .. import schema
+from ..errors import RankSearchError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("deploy", help="export a compact model to ONNX or torch.export (checked against PyTorch)",
+                       description="Fold BatchNorm into the convolutions before it where that is exact, export "
+                                   "with a dynamic batch dimension, record the input normalisation and the plan "
+                                   "in the file's metadata and in FILE.yaml, and check the file against the "
+                                   "PyTorch compact model (max abs difference <= 1e-4) before keeping it.")
+    p.add_argument("source", metavar="SOURCE", help="a compact.pt (from `train` or a trial), or an experiment folder")
+    p.add_argument("--format", dest="fmt", required=True, help="onnx | torch-export")
+    p.add_argument("--out", required=True, help="output file, e.g. model.onnx or model.pt2 (its side-car: OUT.yaml)")
+    p.add_argument("--pick", default="knee", help="for an experiment: knee (default) | max-accuracy | max-compression")
+    p.add_argument("--min-accuracy", type=float, help="for an experiment: only trials with val_accuracy >= A")
+    p.add_argument("--max-macs", type=float, help="for an experiment: only trials with <= M compact MACs")
+    p.set_defaults(func=run)
+
+
+@contextmanager
+def compact_of(source: str, *, pick: str, min_accuracy: float | None, max_macs: float | None) -> Iterator[tuple[str, str]]:
+    """``(local compact.pt path, label)`` of SOURCE: the file itself, or the picked trial's
+    (copied to a temporary file when the experiment lies behind a URI)."""
+    if os.path.isfile(source):
+        yield source, source
+        return
+    from analysis.loading import load_experiment
+    from analysis.select import pick_trial
+
+    from ..storage import Location
+
+    loc = Location(source)
+    if not loc.is_dir():
+        raise RankSearchError(f"SOURCE {source!r} is neither a compact.pt file nor an experiment folder")
+    trial = pick_trial(load_experiment(source), pick=pick, min_accuracy=min_accuracy, max_macs=max_macs)
+    rel = f"{trial['folder']}/{trial['checkpoint']}/{schema.COMPACT_WEIGHTS_FILE}"
+    if not isinstance(trial["checkpoint"], str) or not loc.exists(rel):
+        raise RankSearchError(f"trial {trial['trial_id']} has no {schema.COMPACT_WEIGHTS_FILE} in its final "
+                              f"checkpoint in {source!r}")
+    label = f"{source.rstrip('/')}/{rel} (trial {trial['trial_id']}, pick {pick})"
+    if not loc.uri:
+        yield loc.join(rel), label
+        return
+    with tempfile.TemporaryDirectory(prefix="rank-search-deploy-") as d:
+        path = os.path.join(d, schema.COMPACT_WEIGHTS_FILE)
+        with open(path, "wb") as fh:
+            fh.write(loc.read_bytes(rel))
+        yield path, label
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.fmt not in schema.DEPLOY_FORMATS:
+        raise RankSearchError(f"--format must be one of {', '.join(schema.DEPLOY_FORMATS)}, got {args.fmt!r}")
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder):
+        raise RankSearchError(f"folder of --out {args.out!r} does not exist: {folder}")
+    from ..deploy import deploy
+
+    with compact_of(args.source, pick=args.pick, min_accuracy=args.min_accuracy, max_macs=args.max_macs) as (path, label):
+        result = deploy(path, fmt=args.fmt, out=args.out, source_label=label)
+    norm = result.metadata["input"]
+    print(f"deployed {label} as {args.fmt}: {args.out} (+ {os.path.basename(result.sidecar)})")
+    print(f"  BatchNorm folded: {len(result.folded)} layer(s); batch dimension dynamic; "
+          f"max abs difference from PyTorch {result.max_abs_diff:.2g} (<= {schema.PARITY_TOLERANCE:g})")
+    if norm.get("mean") is not None:
+        print(f"  input: float32 N x {' x '.join(map(str, norm['shape'][1:]))}, "
+              f"(pixels * {norm['scale']:.6g} - mean {norm['mean']}) / std {norm['std']}")
+    print(f"measure it with: rank-search evaluate {args.out} --dataset {result.metadata['dataset']}")
+    return 0
