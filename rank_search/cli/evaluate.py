@@ -17,6 +17,8 @@ def add_parser(sub) -> None:
     p.add_argument("--dataset", required=True, help="the data set the model was trained for, e.g. mnist5k")
     p.add_argument("--data-root", help="folder holding the data set files (CIFAR, imagefolder)")
     p.add_argument("--repeats", type=int, default=10, help="timed runs per batch size (median; default 10)")
+    p.add_argument("--threads", type=int, help="intra-op threads of torch and onnxruntime (default: torch's, "
+                                                "usually the number of cores)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=run)
 
@@ -24,7 +26,8 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..deploy import evaluate_file
 
-    result = evaluate_file(args.file, dataset=args.dataset, data_root=args.data_root, repeats=args.repeats)
+    result = evaluate_file(args.file, dataset=args.dataset, data_root=args.data_root, repeats=args.repeats,
+                           threads=args.threads)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

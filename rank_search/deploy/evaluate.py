@@ -108,12 +108,28 @@ def accuracy_on_test(opened: OpenedModel, data) -> float:
 
 
 def evaluate_file(path: str, *, dataset: str, data_root: str | None = None, repeats: int = 10,
+                  threads: int | None = None,
                   batch_sizes: tuple[int, ...] = schema.LATENCY_BATCH_SIZES) -> dict[str, Any]:
-    """Everything `rank-search evaluate` prints, under the ``schema`` names."""
+    """Everything `rank-search evaluate` prints, under the ``schema`` names.
+
+    Args:
+        threads: intra-op threads of torch and onnxruntime while measuring (default: torch's).
+    """
+    for name, value in (("--repeats", repeats), ("--threads", 1 if threads is None else threads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise RankSearchError(f"{name} must be an integer >= 1, got {value!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        return _evaluate(path, dataset=dataset, data_root=data_root, repeats=repeats, batch_sizes=batch_sizes)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _evaluate(path: str, *, dataset: str, data_root: str | None, repeats: int,
+              batch_sizes: tuple[int, ...]) -> dict[str, Any]:
     from ..data import dataset_info, load_dataset
 
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise RankSearchError(f"--repeats must be an integer >= 1, got {repeats!r}")
     info = dataset_info(dataset, data_root=data_root)
     opened = open_model(path)
     want = (info.in_channels, info.image_size, info.image_size)

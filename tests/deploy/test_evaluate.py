@@ -72,5 +72,14 @@ def test_a_file_for_another_input_or_no_model_file(files, tmp_path) -> None:
         evaluate_file(str(tmp_path / "none.onnx"), dataset="synthetic")
     with pytest.raises(RankSearchError, match=r"--repeats must be an integer >= 1, got 0"):
         evaluate_file(files["compact"], dataset="synthetic", repeats=0)
+    with pytest.raises(RankSearchError, match=r"--threads must be an integer >= 1, got 0"):
+        evaluate_file(files["compact"], dataset="synthetic", threads=0)
     with pytest.raises(RankSearchError, match=r"unknown dataset 'mnist'"):
         evaluate_file(files["compact"], dataset="mnist")
+
+
+def test_threads_apply_while_measuring_only(files) -> None:
+    before = torch.get_num_threads()
+    result = evaluate_file(files["onnx"], dataset="synthetic", repeats=1, threads=1, batch_sizes=(2,))
+    assert result[schema.LATENCY_THREADS] == 1 and schema.latency_key(2) in result
+    assert torch.get_num_threads() == before
