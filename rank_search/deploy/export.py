@@ -128,6 +128,8 @@ def deploy(source: str, *, fmt: str, out: str, source_label: str | None = None) 
         raise RankSearchError(f"folder of --out {out!r} does not exist: {folder}")
     if os.path.isdir(out):
         raise RankSearchError(f"--out {out!r} is a folder; give a file name such as model.onnx")
+    if os.path.exists(out) and os.path.samefile(out, source):
+        raise RankSearchError(f"--out {out!r} is SOURCE itself; give another file name such as model.onnx")
     checkpoint = read_compact(source)
     compact = compact_from_checkpoint(checkpoint, path=source)
     shape = (checkpoint["in_channels"], checkpoint["image_size"], checkpoint["image_size"])

@@ -152,6 +152,8 @@ def test_bad_requests_are_one_line_errors(deployed, tmp_path) -> None:
         deploy(source, fmt="tflite", out=str(tmp_path / "m.tflite"))
     with pytest.raises(RankSearchError, match=r"folder of --out .* does not exist"):
         deploy(source, fmt="onnx", out=str(tmp_path / "no" / "m.onnx"))
+    with pytest.raises(RankSearchError, match=r"--out .* is SOURCE itself"):
+        deploy(source, fmt="torch-export", out=source)
     with pytest.raises(RankSearchError, match=r"checkpoint .*channel.onnx.yaml. cannot be read safely"):
         deploy(sidecar_path(deployed["channel", "onnx"][1].path), fmt="onnx", out=str(tmp_path / "m.onnx"))
 
