@@ -23,6 +23,16 @@ class NoKnobs:
     pass
 
 
+INITS = ("scratch", "dense")
+
+
+def check_init(method: str, value: Any) -> None:
+    """The ``<method>.init`` knob: ``dense`` starts from trained dense weights where the run has
+    them (`train --init`, a sweep's dense reference), ``scratch`` from a fresh initialisation."""
+    if value not in INITS:
+        raise RankSearchError(f"{method}.init must be one of {', '.join(INITS)}, got {value!r}")
+
+
 def is_plan_file(spec: Any) -> bool:
     """Whether the rank spec ``spec`` names a plan file (``.yaml``/``.yml``)."""
     return isinstance(spec, str) and spec.strip().lower().endswith((".yaml", ".yml"))
@@ -61,6 +71,8 @@ class Method(TrainingHooks):
         default_ranks: the rank spec used when the user gives none.
         plan: the resolved plan of record; ``rank_search.run.prepare`` resolves it once on the
             dense model, methods re-resolve it only where the rank spec follows the weights.
+        initialized: whether the dense model the run starts from holds trained weights (set by
+            ``rank_search.run.prepare`` when the run has ``init``).
     """
 
     name: ClassVar[str] = "base"
@@ -76,6 +88,7 @@ class Method(TrainingHooks):
         self.scheme = scheme or self.default_scheme
         self._check_scheme(self.scheme, f"got scheme {self.scheme!r}")
         self.plan: RankPlan | None = None
+        self.initialized = False
 
     def _check_scheme(self, scheme: str, what: str) -> None:
         allowed = self.supported_schemes

@@ -30,7 +30,7 @@ from ..layers import get_scheme
 from ..plan import candidate_layers
 from ..surgery import compress
 from ._registry import register_method
-from .base import Method
+from .base import Method, check_init
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,17 @@ class DeepTwistKnobs:
     tiles: (row tiles, column tiles) of the lowered matrix for the ``tiled`` scheme (default
         [2, 2]); each count is lowered to the largest divisor of the layer's out/in channels.
         Used by policy rank specs (``ratio:0.5``); a plan file's own ``tiles`` win.
+    init: ``dense`` (the paper's choice: distort a trained network) starts from the run's
+        trained dense weights (`train --init`, a sweep's dense reference); ``scratch`` trains
+        from a fresh initialisation in a sweep.
     """
 
     distortion_step: int = 100
     tiles: tuple[int, int] = (2, 2)
+    init: str = "dense"
 
     def __post_init__(self) -> None:
+        check_init("deeptwist", self.init)
         s = self.distortion_step
         if isinstance(s, bool) or not isinstance(s, int) or s < 1:
             raise RankSearchError(f"deeptwist.distortion_step must be an integer >= 1, got {s!r}")

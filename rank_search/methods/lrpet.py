@@ -25,7 +25,7 @@ from ..plan import candidate_layers
 from ..surgery import compress
 from ._lrpet_ops import bn_scale, following_batchnorms, project_matrices
 from ._registry import register_method
-from .base import Method
+from .base import Method, check_init
 
 INTERVAL_UNITS = ("epoch", "iter")
 
@@ -46,6 +46,8 @@ class LRPETKnobs:
         choice)*, transferring the tail's energy (when energy_transfer is on).
     bn_rectification: measure the low-rank error through the following BatchNorm's scale.
         Layers without a BatchNorm (or whose BatchNorm keeps no running stats) use a = 1.
+    init: ``scratch`` (the paper's choice) or ``dense``: in a sweep, whether trials start from
+        the sweep's dense reference.
     """
 
     interval: int = 1
@@ -53,8 +55,10 @@ class LRPETKnobs:
     energy_transfer: bool = True
     beta: float = 0.0
     bn_rectification: bool = True
+    init: str = "scratch"
 
     def __post_init__(self) -> None:
+        check_init("lrpet", self.init)
         if isinstance(self.interval, bool) or not isinstance(self.interval, int) or self.interval < 1:
             raise RankSearchError(f"lrpet.interval must be an integer >= 1, got {self.interval!r}")
         if self.interval_unit not in INTERVAL_UNITS:

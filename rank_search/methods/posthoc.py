@@ -1,8 +1,10 @@
 """`posthoc`: train dense, decompose with the plan, fine-tune (METHODS.md section 6).
 
-The epoch budget is shared: ``epochs - finetune_epochs`` dense epochs, then the decomposition
-(policies resolved on the trained weights), then ``finetune_epochs`` epochs of the compact
-model; the learning-rate schedule runs on across the switch.
+From scratch the epoch budget is shared: ``epochs - finetune_epochs`` dense epochs, then the
+decomposition (policies resolved on the trained weights), then ``finetune_epochs`` epochs of the
+compact model; the learning-rate schedule runs on across the switch. From trained dense weights
+(``init: dense`` and a run that has them: `train --init`, a sweep's dense reference) the
+decomposition comes first and every epoch fine-tunes.
 """
 from __future__ import annotations
 
@@ -11,18 +13,29 @@ from dataclasses import dataclass
 from ..errors import RankSearchError
 from ..surgery import compress
 from ._registry import register_method
-from .base import Method
+from .base import Method, check_init
 
 
 @dataclass(frozen=True)
 class PosthocKnobs:
     """Attributes:
-    finetune_epochs: epochs of fine-tuning after the decomposition (taken from the budget).
+    finetune_epochs: epochs of fine-tuning after the decomposition (taken from the budget;
+        from trained dense weights every epoch fine-tunes and this is not used).
+    init: ``dense`` (the paper's choice: decompose a trained network) uses the run's trained
+        dense weights when it has them; ``scratch`` always trains the dense phase first.
+    bn_recalibrate: after the decomposition, re-estimate every BatchNorm's running statistics
+        on ``bn_images`` training images (no gradient) before fine-tuning.
     """
 
     finetune_epochs: int = 1
+    init: str = "dense"
+    bn_recalibrate: bool = False
+    bn_images: int = 512
 
     def __post_init__(self) -> None:
+        check_init("posthoc", self.init)
+        if self.bn_images < 1:
+            raise RankSearchError(f"posthoc.bn_images must be >= 1, got {self.bn_images}")
         if self.finetune_epochs < 0:
             raise RankSearchError(f"posthoc.finetune_epochs must be >= 0, got {self.finetune_epochs}")
 
@@ -36,19 +49,29 @@ class Posthoc(Method):
         super().__init__(knobs, ranks=ranks, scheme=scheme)
         self.phase = "dense"
 
+    @property
+    def from_dense(self) -> bool:
+        """Whether the run starts from trained dense weights (then every epoch fine-tunes)."""
+        return self.initialized and self.knobs.init == "dense"
+
     def validate(self, trainer) -> None:
-        if self.knobs.finetune_epochs >= trainer.epochs:
+        if not self.from_dense and self.knobs.finetune_epochs >= trainer.epochs:
             raise RankSearchError(
                 f"posthoc.finetune_epochs must be < epochs ({trainer.epochs}), got {self.knobs.finetune_epochs}"
             )
 
     def _decompose(self, trainer) -> None:
         self.plan = self.current_plan(trainer.model)  # energy/value specs: on the trained weights
-        trainer.set_model(compress(trainer.model, self.plan))
+        model = compress(trainer.model, self.plan)
+        if self.knobs.bn_recalibrate:
+            from ..engine.batchnorm import reestimate_batchnorm
+
+            reestimate_batchnorm(model, trainer.data.train, images=self.knobs.bn_images, device=trainer.device)
+        trainer.set_model(model)
         self.phase = "finetune"
 
     def on_epoch_start(self, trainer, epoch: int) -> None:
-        if self.phase == "dense" and epoch >= trainer.epochs - self.knobs.finetune_epochs:
+        if self.phase == "dense" and (self.from_dense or epoch >= trainer.epochs - self.knobs.finetune_epochs):
             self._decompose(trainer)
 
     def finalize(self, trainer) -> None:

@@ -29,7 +29,7 @@ from ..layers import ChannelFactorized, SpatialFactorized
 from ..plan import RankPlan
 from ..surgery import compress
 from ._registry import register_method
-from .base import Method, is_plan_file, spectrum_policy
+from .base import Method, check_init, is_plan_file, spectrum_policy
 
 # name -> (U_r [rows, r], Vh_r [r, cols]) of the last SVD, on the weights' device
 Factors = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -49,14 +49,18 @@ class TRPKnobs:
         the current weights (at the ranks of the last projection) instead of reusing the
         factors of the last projection; default False *(our choice: cheaper, and the
         factors change little within an interval)*.
+    init: ``scratch`` (the paper's choice: TRP trains from scratch) or ``dense``: in a sweep,
+        whether trials start from the sweep's dense reference.
     """
 
     interval: int = 5
     nuclear_weight: float = 3e-4
     final_ranks: str | None = None
     fresh_subgradient: bool = False
+    init: str = "scratch"
 
     def __post_init__(self) -> None:
+        check_init("trp", self.init)
         if isinstance(self.interval, bool) or not isinstance(self.interval, int) or self.interval < 1:
             raise RankSearchError(f"trp.interval must be an integer >= 1, got {self.interval!r}")
         if not (isinstance(self.nuclear_weight, (int, float)) and math.isfinite(self.nuclear_weight)

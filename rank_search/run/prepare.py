@@ -35,6 +35,7 @@ def prepare(spec: RunSpec, *, progress: Callable[[str], None] | None = None):
         from ..weights import load_weights
 
         load_weights(dense, spec.init, what="init")
+    method.initialized = spec.init is not None  # e.g. posthoc then spends every epoch fine-tuning
     if method.uses_plan:
         method.resolve_plan(dense)  # fail fast on a bad plan
     return Trainer(dense, method, data, train_cfg, epochs=spec.epochs, seed=spec.seed, progress=progress)

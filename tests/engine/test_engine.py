@@ -123,7 +123,7 @@ TRAIN_KEYS = ("train.lr, train.momentum, train.weight_decay, train.batch_size, t
 
 @pytest.mark.parametrize("settings,match", [
     ({"train.foo": 1}, rf"unknown setting 'train.foo'; valid settings: {TRAIN_KEYS}$"),
-    ({"posthoc.nope": 1}, r"unknown setting 'posthoc.nope'; valid settings: posthoc.finetune_epochs$"),
+    ({"posthoc.nope": 1}, r"unknown setting 'posthoc.nope'; valid settings: posthoc.finetune_epochs, posthoc.init, posthoc.bn_recalibrate, posthoc.bn_images$"),
     ({"other.x": 1}, r"setting 'other.x' must start with 'train.' or 'posthoc.'"),
     ({"lr": 1}, r"setting 'lr' must start with 'train.' or 'posthoc.'"),
     ({"train.lr": "abc"}, r"train.lr must be a number, got 'abc'"),
