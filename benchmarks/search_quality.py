@@ -1,134 +1,223 @@
-"""Search quality on the `demo` space: hypervolume of nsga2 vs tpe vs random at equal trial
-budgets (and how many trials random needs to match nsga2), and per-layer searched plans vs
-uniform-ratio plans at matched MACs compression.
+"""Search quality: the budget-driven default (dense reference, sensitivity profile, target
+allocation, warm start, NSGA-II) against today's search (random per-layer ratios, from scratch),
+a uniform-ratio grid of the same size and each profile proxy's allocation alone (no search).
 
-Each sweep is a real `rank-search launch` (private local Ray, 2 concurrent trials); the
-hypervolume uses the analysis package (reference: accuracy 0, compression 1.0 = dense).
+Every arm is a real `rank-search launch` (private local Ray, 2 concurrent trials) of a space
+derived from one base space (`demo` by default); seed k of every arm trains with seed k (paired
+data order and initialisation), the searcher seed is k too. Sweeps stay on disk under
+--storage and a rerun skips the finished ones, so a later session can continue.
 
-    .venv/bin/python benchmarks/search_quality.py --seeds 3 --trials 16 --random-trials 24 --epochs 2
+    .venv/bin/python benchmarks/search_quality.py --seeds 3 --trials 16 --random-trials 64
+
+Reported per arm: log hypervolume (log2 MACs compression x accuracy above the dense reference
+minus 5 pt), best test accuracy at >= 2/4/8/16/32x, paired differences to the default per seed,
+wall time (CPU time is 2 x wall time: two cores busy) and hypervolume per CPU-hour.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import math
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import time
 
 import numpy as np
 import yaml
 
-from analysis.hypervolume import hypervolume, hypervolume_progress
+from analysis.hypervolume import hypervolume
 from analysis.loading import in_trial_order, load_experiment
-from analysis.summary import front, usable_trials
+from analysis.summary import usable_trials
 from search_spaces import get_space
 from _report import emit  # benchmarks/_report.py (the script folder is on sys.path)
 
-OBJ = [("val_accuracy", "max"), ("macs_compression", "max")]
-REF = (0.0, 1.0)
-LEVELS = (2.0, 3.0, 4.0, 6.0)
+LEVELS = (2.0, 4.0, 8.0, 16.0, 32.0)
+MARGIN = 0.05
 
 
-def sweep(storage: str, name: str, space: str, searcher: str, seed: int, trials: int, epochs: int) -> str:
+def arms(base: dict, trials: int, random_trials: int) -> dict[str, tuple[dict, list[str]]]:
+    """arm name -> (space mapping, extra launch flags)."""
+    scratch = {m: {**k, **({"init": "scratch"} if m in ("posthoc", "deeptwist", "trp", "lrpet") else {})}
+               for m, k in base["methods"].items()}
+    per_layer = {"grouping": "per_layer", "ratio": {"float": [0.05, 0.6]}}
+    budget = base["ranks"]
+    out = {
+        "default": (base, []),
+        "random-per-layer": ({**base, "methods": scratch, "ranks": per_layer}, ["--searcher", "random",
+                                                                                "--warm-start", "0"]),
+        "uniform-grid": ({**base, "ranks": {**budget, "allocations": ["uniform"]}}, ["--warm-start", str(trials)]),
+    }
+    for proxy in ("energy", "bn", "finetune"):
+        out[f"alloc-{proxy}"] = ({**base, "ranks": {**budget, "allocations": ["sensitivity"], "proxy": proxy}},
+                                 ["--warm-start", str(trials)])
+    return out
+
+
+def sweep(storage: str, name: str, space: dict, flags: list[str], seed: int, trials: int, epochs: int) -> dict:
+    """Run (or find) one sweep; returns its path and wall seconds."""
     path = os.path.join(storage, name)
-    if not os.path.isdir(path):
-        cmd = [sys.executable, "-m", "rank_search", "launch", "--space", space, "--num-samples", str(trials),
-               "--epochs", str(epochs), "--searcher", searcher, "--seed", str(seed), "--storage", storage,
-               "--name", name]
-        print(f"running {name}", file=sys.stderr, flush=True)
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return path
+    done = os.path.join(path, "benchmark.json")
+    if os.path.isfile(done):
+        with open(done, encoding="utf-8") as fh:
+            return json.load(fh)
+    if os.path.isdir(path):  # an interrupted earlier run of this sweep: start it again
+        import shutil
+
+        shutil.rmtree(path)
+    space_file = os.path.join(storage, f"{name}.yaml")
+    with open(space_file, "w", encoding="utf-8") as fh:
+        yaml.safe_dump({**space, "seed": seed, "name": name}, fh, sort_keys=False)
+    cmd = [sys.executable, "-m", "rank_search", "launch", "--space", space_file, "--num-samples", str(trials),
+           "--epochs", str(epochs), "--seed", str(seed), "--storage", storage, "--name", name,
+           "--max-concurrent", "2", *flags]
+    print(f"running {name}", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    info = {"path": path, "seconds": time.perf_counter() - start}
+    dense = os.path.join(path, "dense.yaml")
+    if os.path.isfile(dense):
+        with open(dense, encoding="utf-8") as fh:
+            info["reference_seconds"] = float(yaml.safe_load(fh).get("seconds_total", 0.0))
+    with open(done, "w", encoding="utf-8") as fh:
+        json.dump(info, fh)
+    return info
 
 
-def points(path: str) -> np.ndarray:
-    exp = load_experiment(path)
-    t = in_trial_order(usable_trials(exp))
-    return t[[m for m, _ in OBJ]].to_numpy(dtype=float)
+def dense_accuracy(paths: list[str], metric: str) -> float:
+    """The dense reference's accuracy (the default arm's dense.yaml of the same seed)."""
+    for p in paths:
+        f = os.path.join(p, "dense.yaml")
+        if os.path.isfile(f):
+            with open(f, encoding="utf-8") as fh:
+                return float(yaml.safe_load(fh)[metric])
+    return float("nan")
 
 
-def best_accuracy_at(path: str, level: float) -> float:
-    """Best validation accuracy among finished trials with MACs compression >= level."""
+def log_hv(path: str, floor: float, metric: str, first: int | None = None) -> float:
     t = usable_trials(load_experiment(path))
-    t = t[t["macs_compression"] >= level]
-    return float(t["val_accuracy"].max()) if len(t) else float("nan")
+    t = in_trial_order(t)
+    if first is not None:
+        t = t.iloc[:first]
+    pts = np.column_stack([np.log2(t["macs_compression"].to_numpy(float)), t[metric].to_numpy(float)])
+    pts = pts[(pts[:, 0] > 0) & (pts[:, 1] > floor)]
+    return hypervolume(pts, ["max", "max"], (0.0, floor)) if len(pts) else 0.0
 
 
-def uniform_space(storage: str, epochs: int) -> str:
-    plain = get_space("demo").to_plain()
-    plain["ranks"]["grouping"] = "uniform"
-    plain["name"] = "demo_uniform"
-    path = os.path.join(storage, "demo_uniform.yaml")
-    with open(path, "w", encoding="utf-8") as fh:
-        yaml.safe_dump(plain, fh)
-    return path
+def best_at(path: str, level: float, metric: str) -> float:
+    t = usable_trials(load_experiment(path))
+    t = t[t["macs_compression"] >= level * 0.95]  # within the allocation's 5% of the target
+    return float(t[metric].max()) if len(t) else float("nan")
+
+
+def fmt(v: float, spec: str = ".4f") -> str:
+    return "-" if v != v else format(v, spec)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", default="demo")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--trials", type=int, default=16)
-    p.add_argument("--random-trials", type=int, default=24)
+    p.add_argument("--random-trials", type=int, default=64)
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--storage", default="runs/search_quality")
+    p.add_argument("--arms", help="comma-separated subset of arms to run")
+    p.add_argument("--storage", default="runs/search_quality2")
     p.add_argument("--out", help="append the markdown section to this file")
     args = p.parse_args()
-    os.makedirs(args.storage, exist_ok=True)
     storage = os.path.abspath(args.storage)
+    os.makedirs(storage, exist_ok=True)
+    base = get_space(args.space).to_plain()
+    plan = arms(base, args.trials, args.random_trials)
+    if args.arms:
+        plan = {k: v for k, v in plan.items() if k in args.arms.split(",")}
     seeds = list(range(args.seeds))
-    hv: dict[str, list[float]] = {"nsga2": [], "tpe": [], "random": []}
-    progress_random: list[list[float]] = []
-    paths: dict[tuple[str, int], str] = {}
+    runs: dict[tuple[str, int], dict] = {}
     for seed in seeds:
-        for searcher in hv:
-            n = args.random_trials if searcher == "random" else args.trials
-            path = sweep(storage, f"{searcher}-s{seed}", "demo", searcher, seed, n, args.epochs)
-            paths[(searcher, seed)] = path
-            pts = points(path)
-            prog = hypervolume_progress(pts, [d for _, d in OBJ], REF)
-            hv[searcher].append(float(prog[min(args.trials, len(prog)) - 1]))
-            if searcher == "random":
-                progress_random.append([float(v) for v in prog])
-    uni = uniform_space(storage, args.epochs)
-    for seed in seeds:
-        paths[("uniform", seed)] = sweep(storage, f"uniform-s{seed}", uni, "nsga2", seed, args.trials, args.epochs)
-
-    target = statistics.median(hv["nsga2"])
-    need = []
-    for prog in progress_random:
-        hit = next((k + 1 for k, v in enumerate(prog) if v >= target), None)
-        need.append(hit)
+        for arm, (space, flags) in plan.items():
+            n = args.trials
+            if arm.startswith(("uniform-grid", "alloc-")) and ("default", seed) in runs:
+                # the same dense reference as the default arm of this seed (trained once)
+                flags = [*flags, "--dense", os.path.join(runs[("default", seed)]["path"], "dense.pt")]
+            runs[(arm, seed)] = sweep(storage, f"{args.space}-{arm}-{n}-s{seed}", space, flags, seed, n, args.epochs)
+            if arm == "random-per-layer" and args.random_trials > n:
+                runs[("random-per-layer-big", seed)] = sweep(
+                    storage, f"{args.space}-{arm}-{args.random_trials}-s{seed}", space, flags, seed,
+                    args.random_trials, args.epochs)
+    names = list(dict.fromkeys(a for a, _ in runs))
+    dense = {s: dense_accuracy([runs[(a, s)]["path"] for a in names if (a, s) in runs], "val_accuracy")
+             for s in seeds}
+    dense_test = {s: dense_accuracy([runs[(a, s)]["path"] for a in names if (a, s) in runs], "test_accuracy")
+                  for s in seeds}
     lines = [
-        f"## Search quality on `demo` ({dt.date.today()}, {platform.node()}, {os.cpu_count()} cores)",
+        f"## Search quality: budget-driven default vs random, uniform and allocation alone "
+        f"({dt.date.today()}, {platform.node()}, {os.cpu_count()} cores)",
         "",
-        f"Command: `.venv/bin/python benchmarks/search_quality.py --seeds {args.seeds} --trials {args.trials} "
-        f"--random-trials {args.random_trials} --epochs {args.epochs}`. Each sweep is a real `rank-search launch` "
-        f"of the `demo` space ({args.epochs} epochs per trial, per-layer ranks, all methods); objectives "
-        "val_accuracy (max) and macs_compression (max); hypervolume reference (accuracy 0, compression 1.0).",
+        f"Command: `.venv/bin/python benchmarks/search_quality.py --space {args.space} --seeds {args.seeds} "
+        f"--trials {args.trials} --random-trials {args.random_trials} --epochs {args.epochs}`. Every arm is a real "
+        f"`rank-search launch` ({args.epochs} epochs per trial, 2 concurrent trials, seed k trains with seed k in "
+        "every arm). Arms: **default** = the space as shipped (dense reference, sensitivity profile, searched "
+        "target and allocation, warm start, NSGA-II); **random-per-layer** = today's search before this change "
+        "(per-layer ratios in [0.05, 0.6], random sampler, every method from scratch, no warm start), at "
+        f"{args.trials} and {args.random_trials} trials; **uniform-grid** = {args.trials} uniform-ratio trials at "
+        "targets spread over the range (every method in turn), no search; **alloc-PROXY** = the same grid with the "
+        "profile allocation of that proxy, no search.",
         "",
-        f"| searcher | hypervolume after {args.trials} trials, per seed | median |",
-        "| --- | --- | --- |",
-        *[f"| {s} | {', '.join(f'{v:.4f}' for v in vals)} | **{statistics.median(vals):.4f}** |"
-          for s, vals in hv.items()],
+        f"Log hypervolume: area in (log2 MACs compression, validation accuracy) above the dense reference's "
+        f"validation accuracy minus {MARGIN * 100:.0f} pt (dense val accuracy per seed: "
+        f"{', '.join(fmt(dense[s]) for s in seeds)}; test: {', '.join(fmt(dense_test[s]) for s in seeds)}).",
         "",
-        f"Trials random search needed to reach the nsga2 median ({target:.4f}), per seed, within "
-        f"{args.random_trials}: {', '.join(str(n) if n else f'not reached (>{args.random_trials})' for n in need)}.",
-        "",
-        "Per-layer searched plans (`per_layer`, the nsga2 sweeps above) vs one uniform ratio (`uniform`, nsga2, "
-        "same budget): best validation accuracy among trials reaching at least the given MACs compression, "
-        "median over seeds.",
-        "",
-        "| MACs compression >= | per-layer | uniform | difference |",
-        "| --- | --- | --- | --- |",
+        "| arm | trials | log HV per seed | median | paired diff to default (median) | wall min (median) | "
+        "log HV per CPU-hour |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for level in LEVELS:
-        per = [best_accuracy_at(paths[("nsga2", s)], level) for s in seeds]
-        uni_acc = [best_accuracy_at(paths[("uniform", s)], level) for s in seeds]
-        pm, um = float(np.nanmedian(per)), float(np.nanmedian(uni_acc))
-        lines.append(f"| {level:g}x | {pm:.4f} | {um:.4f} | {pm - um:+.4f} |")
-    text = "\n".join(lines) + "\n"
-    emit(text, args.out)
+    hv: dict[str, list[float]] = {}
+    for arm in names:
+        vals = [log_hv(runs[(arm, s)]["path"], dense[s] - MARGIN, "val_accuracy") for s in seeds]
+        hv[arm] = vals
+        secs = [runs[(arm, s)]["seconds"] for s in seeds]
+        diffs = [v - d for v, d in zip(vals, hv.get("default", vals))]
+        n = args.random_trials if arm.endswith("-big") else args.trials
+        per_cpu_h = statistics.median(vals) / (statistics.median(secs) * 2 / 3600)
+        lines.append(f"| {arm} | {n} | {', '.join(fmt(v) for v in vals)} | **{fmt(statistics.median(vals))}** | "
+                     f"{fmt(statistics.median(diffs), '+.4f')} | {statistics.median(secs) / 60:.1f} | "
+                     f"{fmt(per_cpu_h, '.3f')} |")
+    if "default" in hv and "random-per-layer-big" in hv:
+        target = statistics.median(hv["default"])
+        need = []
+        for s in seeds:
+            path = runs[("random-per-layer-big", s)]["path"]
+            hit = next((k for k in range(1, args.random_trials + 1)
+                        if log_hv(path, dense[s] - MARGIN, "val_accuracy", first=k) >= target), None)
+            need.append(hit)
+        lines += ["", f"Trials random per-layer search needed to reach the default's median log hypervolume at "
+                      f"{args.trials} trials ({fmt(target)}), per seed: "
+                      f"{', '.join(str(n) if n else f'not within {args.random_trials}' for n in need)}."]
+    lines += ["", "Best test accuracy among trials reaching the MACs compression (within 5%), median over seeds "
+                  "(paired difference to the default, median of per-seed differences):", "",
+              "| arm | " + " | ".join(f">= {lv:g}x" for lv in LEVELS) + " |",
+              "| --- | " + " | ".join("---" for _ in LEVELS) + " |"]
+    for arm in names:
+        cells = []
+        for lv in LEVELS:
+            vals = [best_at(runs[(arm, s)]["path"], lv, "test_accuracy") for s in seeds]
+            base_vals = [best_at(runs[("default", s)]["path"], lv, "test_accuracy") for s in seeds] \
+                if "default" in hv else vals
+            med = float(np.nanmedian(vals)) if any(v == v for v in vals) else float("nan")
+            diffs = [a - b for a, b in zip(vals, base_vals) if a == a and b == b]
+            cells.append(fmt(med) + (f" ({statistics.median(diffs):+.4f})" if diffs and arm != "default" else ""))
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    ref = [runs[("default", s)].get("reference_seconds") for s in seeds if ("default", s) in runs]
+    tot = [runs[("default", s)]["seconds"] for s in seeds if ("default", s) in runs]
+    if ref and all(r is not None for r in ref):
+        share = statistics.median(r / t for r, t in zip(ref, tot))
+        lines += ["", f"Dense reference + profile: {statistics.median(ref):.0f} s of the default sweep's "
+                      f"{statistics.median(tot):.0f} s wall time (median share {share * 100:.0f}%)."]
+    lines.append(f"\nSweeps: `{os.path.relpath(storage)}/`; `rank-search analyze` overlays any of them.")
+    emit("\n".join(lines) + "\n", args.out)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,23 @@ def format_objectives(objectives) -> list[str]:
     """((metric, mode), ...) -> ``["metric:mode", ...]`` (the sweep record's form)."""
     return [f"{metric}:{mode}" for metric, mode in objectives]
 
+# Budget-driven trials: the searched target and allocation (under BUDGET_PREFIX in a trial's
+# config, apart from RANK_PREFIX, which holds one ratio per rank group), and what they report.
+BUDGET_PREFIX = "budget."
+TARGET_KEY = BUDGET_PREFIX + "target"  # the target MACs compression
+ALLOCATION_KEY = BUDGET_PREFIX + "allocation"  # uniform | sensitivity
+TARGET_MACS_COMPRESSION = "target_macs_compression"
+ALLOCATIONS = ("uniform", "sensitivity")
+PROFILE_PROXIES = ("bn", "finetune", "energy")
+
+# Files a sweep keeps beside Tune's: the dense reference, the sensitivity profile, the study.
+DENSE_WEIGHTS_FILE = "dense.pt"  # the dense reference's state_dict
+DENSE_RECORD_FILE = "dense.yaml"  # how it was obtained and its metrics (read by analysis)
+PROFILE_FILE = "sensitivity.csv"  # one row per (layer, scheme, ratio)
+PROFILE_META_FILE = "sensitivity.yaml"  # the dense baseline and settings the profile was measured with
+STUDY_FILE = "optuna_study.log"  # the Optuna study (JournalStorage), for optuna-dashboard
+RANK_RATIOS_KEY = "rank_ratios"  # run record: {layer: rank / max rank} of every planned layer
+
 # `rank-search deploy`: an exported compact model (ONNX or torch.export) and its side-car YAML.
 DEPLOY_FORMATS = ("onnx", "torch-export")
 DEPLOY_FILE_FORMAT = "rank-search/deploy-v1"  # the ``format`` field of the deployment metadata

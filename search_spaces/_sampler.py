@@ -1,14 +1,16 @@
 """Define-by-run sampling of a ``SearchSpace`` into a flat Tune config (duck-typed Optuna trial).
 
 Flat keys: ``method``, ``<method>.<knob>`` (conditional on the method), ``train.<key>`` and
-``rank.<group>`` (one ratio per rank group). Constants describing the sweep are returned under
-``space.*`` keys so every trial's config is self-contained.
+``rank.<group>`` (one ratio per rank group), or for a budget-driven space ``budget.target`` and
+``budget.allocation``. Constants describing the sweep are returned under ``space.*`` keys so
+every trial's config is self-contained (``constants`` adds the launch's own: the dense
+reference and profile paths).
 """
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from rank_search.schema import METHOD_KEY, RANK_PREFIX, SPACE_PREFIX
+from rank_search.schema import ALLOCATION_KEY, METHOD_KEY, RANK_PREFIX, SPACE_PREFIX, TARGET_KEY
 
 from ._space import SearchSpace
 
@@ -22,9 +24,10 @@ class SpaceSampler:
             the launcher, which has the model).
     """
 
-    def __init__(self, space: SearchSpace, groups: Sequence[str]) -> None:
+    def __init__(self, space: SearchSpace, groups: Sequence[str], constants: dict[str, Any] | None = None) -> None:
         self.space = space
-        self.groups = list(groups)
+        self.groups = list(groups) if space.rank_mode == "per_group" else []
+        self.constants = dict(constants or {})
 
     def __call__(self, trial: Any) -> dict[str, Any]:
         s = self.space
@@ -43,6 +46,15 @@ class SpaceSampler:
             value = s.ratio.suggest(trial, RANK_PREFIX + group)
             if s.ratio.kind == "fixed":
                 fixed[RANK_PREFIX + group] = value
+        if s.rank_mode == "sensitivity":
+            allocations = list(s.allocations)
+            if len(allocations) > 1:
+                trial.suggest_categorical(ALLOCATION_KEY, allocations)
+            else:
+                fixed[ALLOCATION_KEY] = allocations[0]
+            value = s.target.suggest(trial, TARGET_KEY)
+            if s.target.kind == "fixed":
+                fixed[TARGET_KEY] = value
         fixed.update({
             SPACE_PREFIX + "name": s.name,
             SPACE_PREFIX + "model": s.model,
@@ -51,5 +63,8 @@ class SpaceSampler:
             SPACE_PREFIX + "seed": s.seed,
             SPACE_PREFIX + "grouping": s.grouping,
             SPACE_PREFIX + "data_root": s.data_root,
+            SPACE_PREFIX + "rank_mode": s.rank_mode,
+            **({SPACE_PREFIX + "proxy": s.proxy} if s.rank_mode == "sensitivity" else {}),
+            **self.constants,
         })
         return fixed

@@ -25,6 +25,15 @@ A space file::
       grouping: per_layer           # uniform | per_stage | per_layer
       ratio: {float: [0.05, 0.8]}   # each group's rank ratio (of the layer's max rank)
 
+or, budget-driven (the searched dimension is the target MACs compression; each trial solves its
+integer ranks to reach it, with one uniform ratio or from the layer sensitivity profile)::
+
+    ranks:
+      allocation: sensitivity       # per_group (the form above, default) | sensitivity
+      target: {float: [1.5, 12], log: true}   # target MACs compression (dense = 1)
+      proxy: energy                 # profile proxy: bn | finetune | energy
+      allocations: [sensitivity, uniform]     # searched per trial (default both)
+
 Dimensions: a scalar is fixed; a list is categorical; ``{float: [lo, hi]}`` or
 ``{int: [lo, hi]}`` is a range, with optional ``log: true`` and ``step``.
 """
@@ -37,7 +46,11 @@ from typing import Any, Mapping
 import yaml
 
 from rank_search.errors import RankSearchError
-from rank_search.schema import GROUPINGS
+from rank_search.schema import ALLOCATIONS, GROUPINGS, PROFILE_PROXIES
+
+RANK_MODES = ("per_group", "sensitivity")
+RANKS_KEYS = {"per_group": ("allocation", "grouping", "ratio"),
+              "sensitivity": ("allocation", "target", "proxy", "allocations")}
 SPACE_KEYS = ("name", "description", "model", "dataset", "epochs", "seed", "data_root", "methods", "train", "ranks")
 
 
@@ -133,6 +146,10 @@ class SearchSpace:
     train: Mapping[str, Dim] = field(default_factory=dict)
     grouping: str = "uniform"
     ratio: Dim = field(default_factory=lambda: Dim("float", low=0.1, high=1.0))
+    rank_mode: str = "per_group"  # per_group (a ratio per rank group) | sensitivity (budget-driven)
+    target: Dim = field(default_factory=lambda: Dim("float", low=1.5, high=8.0, log=True))
+    proxy: str = "energy"
+    allocations: tuple[str, ...] = ALLOCATIONS
     seed: int = 0
     data_root: str | None = None
     description: str = ""
@@ -142,6 +159,11 @@ class SearchSpace:
             raise SpaceError(f"space {self.name!r}: epochs must be an integer >= 1, got {self.epochs!r}")
         if not self.methods:
             raise SpaceError(f"space {self.name!r}: 'methods' must name at least one method")
+        if self.rank_mode not in RANK_MODES:
+            raise SpaceError(f"space {self.name!r}: ranks.allocation must be one of {', '.join(RANK_MODES)}, "
+                             f"got {self.rank_mode!r}")
+        if self.rank_mode == "sensitivity":
+            self._check_budget()
         if self.grouping not in GROUPINGS:
             raise SpaceError(f"space {self.name!r}: ranks.grouping must be one of {', '.join(GROUPINGS)}, "
                              f"got {self.grouping!r}")
@@ -154,13 +176,43 @@ class SearchSpace:
                 isinstance(c, (int, float)) and 0 < c <= 1 for c in self.ratio.choices):
             raise SpaceError(f"space {self.name!r}: ranks.ratio choices must lie in (0, 1]")
 
+    def _check_budget(self) -> None:
+        t = self.target
+        low = t.value if t.kind == "fixed" else (min(t.choices) if t.kind == "categorical" else t.low)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in
+                   ([t.value] if t.kind == "fixed" else list(t.choices) if t.kind == "categorical" else [t.low])):
+            raise SpaceError(f"space {self.name!r}: ranks.target must be numbers (MACs compression), got {t.to_plain()!r}")
+        if low < 1:
+            raise SpaceError(f"space {self.name!r}: ranks.target must be >= 1 (1 = dense), got {t.to_plain()!r}")
+        if self.proxy not in PROFILE_PROXIES:
+            raise SpaceError(f"space {self.name!r}: ranks.proxy must be one of {', '.join(PROFILE_PROXIES)}, "
+                             f"got {self.proxy!r}")
+        if not self.allocations or any(a not in ALLOCATIONS for a in self.allocations):
+            raise SpaceError(f"space {self.name!r}: ranks.allocations must be a non-empty list of "
+                             f"{', '.join(ALLOCATIONS)}, got {list(self.allocations)!r}")
+
+    def target_bounds(self) -> tuple[float, float]:
+        """The lowest and highest target MACs compression the space can sample."""
+        t = self.target
+        if t.kind == "fixed":
+            return float(t.value), float(t.value)
+        if t.kind == "categorical":
+            return float(min(t.choices)), float(max(t.choices))
+        return t.low, t.high
+
+    def ranks_plain(self) -> dict[str, Any]:
+        if self.rank_mode == "sensitivity":
+            return {"allocation": "sensitivity", "target": self.target.to_plain(), "proxy": self.proxy,
+                    "allocations": list(self.allocations)}
+        return {"grouping": self.grouping, "ratio": self.ratio.to_plain()}
+
     def to_plain(self) -> dict[str, Any]:
         return {
             "name": self.name, "description": self.description, "model": self.model, "dataset": self.dataset,
             "epochs": self.epochs, "seed": self.seed, "data_root": self.data_root,
             "methods": {m: {k: d.to_plain() for k, d in knobs.items()} for m, knobs in self.methods.items()},
             "train": {k: d.to_plain() for k, d in self.train.items()},
-            "ranks": {"grouping": self.grouping, "ratio": self.ratio.to_plain()},
+            "ranks": self.ranks_plain(),
         }
 
 
@@ -191,11 +243,24 @@ def space_from_mapping(data: Any, *, name: str = "space") -> SearchSpace:
         raise SpaceError(f"space {name!r}: 'train' must map setting -> dimension")
     train = {str(k): parse_dim(f"train.{k}", v) for k, v in train_raw.items()}
     ranks = data.get("ranks") or {}
-    if not isinstance(ranks, Mapping) or set(ranks) - {"grouping", "ratio"}:
-        raise SpaceError(f"space {name!r}: 'ranks' may only hold 'grouping' and 'ratio'")
-    kwargs: dict[str, Any] = {}
+    if not isinstance(ranks, Mapping):
+        raise SpaceError(f"space {name!r}: 'ranks' must be a mapping, got {type(ranks).__name__}")
+    mode = str(ranks.get("allocation", "per_group"))
+    if mode not in RANK_MODES:
+        raise SpaceError(f"space {name!r}: ranks.allocation must be one of {', '.join(RANK_MODES)}, got {mode!r}")
+    if set(ranks) - set(RANKS_KEYS[mode]):
+        raise SpaceError(f"space {name!r}: 'ranks' with allocation {mode} may only hold "
+                         f"{', '.join(repr(k) for k in RANKS_KEYS[mode])}; got {sorted(ranks)}")
+    kwargs: dict[str, Any] = {"rank_mode": mode}
     if "ratio" in ranks:
         kwargs["ratio"] = parse_dim("ranks.ratio", ranks["ratio"])
+    if "target" in ranks:
+        kwargs["target"] = parse_dim("ranks.target", ranks["target"])
+    if "proxy" in ranks:
+        kwargs["proxy"] = str(ranks["proxy"])
+    if "allocations" in ranks:
+        allocs = ranks["allocations"]
+        kwargs["allocations"] = tuple(str(a) for a in (allocs if isinstance(allocs, list) else [allocs]))
     return SearchSpace(
         name=name, model=str(data["model"]), dataset=str(data["dataset"]), epochs=data["epochs"],
         methods=methods, train=train, grouping=str(ranks.get("grouping", "uniform")),

@@ -213,9 +213,10 @@ LEVELS: dict[str, int] = {
     # what is compressed and how much it costs; what is trained, on what
     "rank_search.plan": 3, "rank_search.surgery": 3, "rank_search.cost": 3, "rank_search.groups": 3,
     "rank_search.checkpoint": 3, "rank_search.models": 3, "rank_search.data": 3, "rank_search.weights": 3,
+    "rank_search.allocation": 3,  # budget-driven rank allocation from a profile table
     "rank_search.engine": 4,
     "rank_search.methods": 5,
-    "rank_search.run": 6,
+    "rank_search.run": 6, "rank_search.profile": 6,
     "rank_search.deploy": 6,  # compact checkpoints -> ONNX / torch.export files, and their measurement
     "search_spaces": 7, "rank_search.search": 7,
     "rank_search.cli": 8, "rank_search.__main__": 8,

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from rank_search import schema
+
 from .._labels import format_value
 from ..ranks import RANK_COLUMN_PREFIX, rank_groups, rank_text, record_groups, record_layers
 from ._common import new_figure
@@ -81,6 +83,8 @@ def _get_rank_heatmap_info(front: pd.DataFrame, objectives: Sequence[tuple[str, 
                 continue
             group = mapping.get(col)
             ratio = row.get(f"{RANK_COLUMN_PREFIX}{group}") if group is not None else None
+            if not isinstance(ratio, (int, float)):  # budget-driven trials: the ratio of the integer rank
+                ratio = (records.get(tid) or {}).get(schema.RANK_RATIOS_KEY, {}).get(col)
             vals.append(float(ratio) if isinstance(ratio, (int, float)) else math.nan)
             texts.append(rank_text(plan[col].get("rank")) if plan and isinstance(plan.get(col), Mapping) else "")
         values.append(tuple(vals))

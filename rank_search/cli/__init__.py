@@ -5,9 +5,9 @@ import argparse
 import sys
 
 from ..errors import RankSearchError
-from . import analyze, deploy, evaluate, export, launch, layers, status, train
+from . import analyze, deploy, evaluate, export, launch, layers, profile, status, train
 
-COMMANDS = (train, layers, launch, status, export, analyze, deploy, evaluate)
+COMMANDS = (train, layers, profile, launch, status, export, analyze, deploy, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -46,6 +46,15 @@ def add_parser(sub) -> None:
     p.add_argument("--name", help="experiment name (default SPACE-DATE-TIME)")
     p.add_argument("--seed", type=int, default=0, help="searcher seed")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial from its checkpoint")
+    p.add_argument("--dense", metavar="CKPT", help="trained dense weights (a state_dict of the space's model) to use "
+                                               "as the dense reference instead of training one")
+    p.add_argument("--min-compression", type=float, metavar="X",
+                   help="lowest target MACs compression searched (a budget-driven space)")
+    p.add_argument("--max-compression", type=float, metavar="Y",
+                   help="highest target MACs compression searched (a budget-driven space)")
+    p.add_argument("--warm-start", type=int, metavar="N",
+                   help="trials enqueued before the sampler takes over (default: every method once, up to two "
+                        "per method, at most half the budget; 0 = none)")
     p.set_defaults(func=run_launch)
 
     r = sub.add_parser("resume", help="finish an interrupted sweep",
@@ -84,7 +93,8 @@ def run_launch(args: argparse.Namespace) -> int:
         scheduler=args.scheduler, max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, resources=_resources(args.resource), address=args.address,
         storage=args.storage, name=args.name, seed=args.seed, objectives=parse_objectives(args.objectives),
-        max_failures=args.max_failures,
+        max_failures=args.max_failures, dense=args.dense, min_compression=args.min_compression,
+        max_compression=args.max_compression, warm_start=args.warm_start,
     )
     from ..search.sweep import launch
 

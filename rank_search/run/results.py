@@ -28,10 +28,25 @@ def run_record(trainer, spec: RunSpec) -> dict[str, Any]:
     plan = trainer.method.plan
     if plan is not None and trainer.method.uses_plan:
         record["ranks"] = plan.to_dict()
+        record[schema.RANK_RATIOS_KEY] = rank_ratios(trainer.dense, plan)
     if isinstance(spec.ranks, GroupRatios):
         record[schema.GROUPS_KEY] = {"grouping": spec.ranks.grouping,
                                      "layers": layer_groups(trainer.dense, spec.ranks.grouping)}
     return record
+
+
+def rank_ratios(model, plan) -> dict[str, float]:
+    """``{layer: rank / max rank}`` of every planned layer (Tucker-2: the mean of its two ratios)."""
+    from ..layers import get_scheme
+
+    modules = dict(model.named_modules())
+    out = {}
+    for name, lp in plan.items():
+        top = get_scheme(lp.scheme).max_rank(modules[name], **({"tiles": lp.tiles} if lp.tiles else {}))
+        ranks = lp.rank if isinstance(lp.rank, tuple) else (lp.rank,)
+        tops = top if isinstance(top, tuple) else (top,) * len(ranks)
+        out[name] = round(sum(r / t for r, t in zip(ranks, tops)) / len(ranks), 6)
+    return out
 
 
 def _write_yaml(path: str, data: Mapping[str, Any]) -> None:

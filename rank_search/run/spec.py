@@ -6,16 +6,17 @@ which a spec accepts and ignores (the integer plan in ``ranks`` already fixes ev
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from .. import schema
 from ..errors import RankSearchError
+from ..allocation import BudgetRanks
 from ..groups import GroupRatios
 
 RUN_KEYS = ("model", "dataset", "method", "ranks", "scheme", "epochs", "seed", "data_root", "download", "settings",
             "init")
-RECORD_KEYS = (schema.GROUPS_KEY,)  # written by results.run_record, informational on input
+RECORD_KEYS = (schema.GROUPS_KEY, schema.RANK_RATIOS_KEY)  # written by results.run_record, ignored on input
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,9 @@ class RunSpec:
                 )
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["settings"] = dict(self.settings)
-        if hasattr(self.ranks, "to_dict"):  # GroupRatios (asdict leaves a non-field value alone)
+        if hasattr(self.ranks, "to_dict"):  # GroupRatios, BudgetRanks, RankPlan
             out["ranks"] = self.ranks.to_dict()
         return out
 
@@ -68,6 +69,8 @@ class RunSpec:
         values = {k: v for k, v in data.items() if k in RUN_KEYS}
         if GroupRatios.is_dict(values.get("ranks")):
             values["ranks"] = GroupRatios.from_dict(values["ranks"])
+        elif BudgetRanks.is_dict(values.get("ranks")):
+            values["ranks"] = BudgetRanks.from_dict(values["ranks"])
         if values.get("settings") is None:
             values["settings"] = {}
         elif not isinstance(values["settings"], Mapping):

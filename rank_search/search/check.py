@@ -43,7 +43,26 @@ def check_space(space: SearchSpace) -> list[str]:
             if cls.uses_plan:
                 for r in ratio:
                     build_plan(model, f"ratio:{float(r)}", scheme=m.scheme)
+    if space.rank_mode == "sensitivity":
+        _check_targets(space, model, (info.in_channels, info.image_size, info.image_size))
+        return []
     groups = group_names(model, space.grouping)
     if not groups and any(METHODS.get(m).uses_plan for m in space.methods):
         raise RankSearchError(f"model {space.model!r} has no eligible layers to search ranks for")
     return groups
+
+
+def _check_targets(space: SearchSpace, model, input_shape) -> None:
+    """Every scheme of the space can reach the top of its target range."""
+    from ..allocation import max_compression
+    from .reference import _schemes
+
+    high = space.target_bounds()[1]
+    for method, knobs in space.methods.items():
+        for scheme in _schemes(method, knobs):
+            reachable = max_compression(model, input_shape, scheme=scheme)
+            if reachable < high:
+                raise RankSearchError(
+                    f"space {space.name!r}: ranks.target reaches {high:g}x MACs compression, but {space.model} in "
+                    f"the {scheme} scheme (method {method}) reaches at most {reachable:.2f}x (every eligible layer "
+                    f"at rank 1); lower the target range")

@@ -31,6 +31,10 @@ class LaunchConfig:
     seed: int = 0
     objectives: tuple[tuple[str, str], ...] = schema.DEFAULT_OBJECTIVES
     max_failures: int = 2
+    dense: str | None = None  # the user's trained dense weights (a state_dict file)
+    min_compression: float | None = None  # narrow a budget-driven space's target range
+    max_compression: float | None = None
+    warm_start: int | None = None  # trials enqueued first (None: search.warm_start.warm_start_size)
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:
@@ -49,6 +53,16 @@ class LaunchConfig:
             raise RankSearchError(f"--gpus-per-trial must be >= 0, got {self.gpus_per_trial}")
         if len(self.objectives) < 2 and self.searcher == "nsga2":
             raise RankSearchError("nsga2 is multi-objective: give at least two --objectives")
+        if self.warm_start is not None and not 0 <= self.warm_start <= self.num_samples:
+            raise RankSearchError(f"--warm-start must be in [0, --num-samples={self.num_samples}], got {self.warm_start}")
+        if self.dense is not None and not os.path.isfile(self.dense):
+            raise RankSearchError(f"--dense {self.dense!r} does not exist")
+        for flag, value in (("--min-compression", self.min_compression), ("--max-compression", self.max_compression)):
+            if value is not None and not value >= 1:
+                raise RankSearchError(f"{flag} must be a MACs compression >= 1, got {value}")
+        if self.min_compression and self.max_compression and self.min_compression > self.max_compression:
+            raise RankSearchError(f"--min-compression ({self.min_compression}) must be <= --max-compression "
+                                  f"({self.max_compression})")
         for metric, mode in self.objectives:
             if mode not in schema.OBJECTIVE_MODES:
                 raise RankSearchError(f"objective {metric!r} mode must be max or min, got {mode!r}")

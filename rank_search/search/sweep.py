@@ -16,7 +16,27 @@ from .progress import say
 from .ray_session import init_ray
 from .settings import LaunchConfig, resolve_storage
 from .sweep_record import config_from_record, read_sweep_record, write_sweep_record
-from .tune_setup import make_run_config, make_scheduler, make_searcher, make_trainable, trial_dirname
+from .reference import prepare_references
+from .tune_setup import make_run_config, make_scheduler, make_searcher, make_trainable, study_storage, trial_dirname
+from .warm_start import warm_start_points
+
+
+def narrow_targets(space, low: float | None, high: float | None):
+    """``space`` with its target range cut to [low, high] (`launch --min/--max-compression`)."""
+    if low is None and high is None:
+        return space
+    if space.rank_mode != "sensitivity":
+        raise RankSearchError("--min-compression/--max-compression need a budget-driven space "
+                              "(ranks: {allocation: sensitivity, target: ...})")
+    from search_spaces import Dim
+
+    t = space.target
+    lo, hi = space.target_bounds()
+    lo, hi = max(lo, low or lo), min(hi, high or hi)
+    if lo > hi:
+        raise RankSearchError(f"--min/--max-compression leave no target in the space's range {t.to_plain()}")
+    target = Dim("fixed", value=lo) if lo == hi else Dim("float", low=lo, high=hi, log=t.log or t.kind != "float")
+    return dataclasses.replace(space, target=target)
 
 
 @dataclass(frozen=True)
@@ -31,7 +51,7 @@ def launch(cfg: LaunchConfig) -> SweepOutcome:
     """Start a new sweep; returns when it ends or is interrupted (then ``complete`` is False)."""
     from ray import tune
 
-    space = get_space(cfg.space)
+    space = narrow_targets(get_space(cfg.space), cfg.min_compression, cfg.max_compression)
     if cfg.epochs is not None:
         space = dataclasses.replace(space, epochs=cfg.epochs)
     groups = check_space(space)
@@ -45,14 +65,23 @@ def launch(cfg: LaunchConfig) -> SweepOutcome:
     started = init_ray(cfg.address, num_gpus=None)
     try:
         write_sweep_record(path, cfg, space.to_plain())
+        ranks = (f"{space.grouping} ranks over {len(groups)} group(s)" if space.rank_mode == "per_group" else
+                 f"ranks allocated ({', '.join(space.allocations)}) to targets {space.target.to_plain()}")
         say(f"sweep {name}: {cfg.num_samples} trials of space {space.name!r} ({space.model} on {space.dataset}, "
-            f"{space.epochs} epochs, methods {', '.join(space.methods)}, {space.grouping} ranks over "
-            f"{len(groups)} group(s)), searcher {cfg.searcher}, scheduler {cfg.scheduler}")
+            f"{space.epochs} epochs, methods {', '.join(space.methods)}, {ranks}), searcher {cfg.searcher}, "
+            f"scheduler {cfg.scheduler}")
         say(f"experiment folder: {path}")
+        refs = prepare_references(path, space, cfg)
+        points = warm_start_points(space, groups, cfg.num_samples, cfg.warm_start)
+        if points:
+            say(f"warm start: the first {len(points)} trials are enqueued (every method, "
+                f"{'targets' if space.rank_mode == 'sensitivity' else 'uniform ratios'} over the range)")
+        searcher = make_searcher(cfg, SpaceSampler(space, groups, refs.constants()), points=points,
+                                 storage=study_storage(path))
         tuner = tune.Tuner(
             make_trainable(cfg),
             tune_config=tune.TuneConfig(
-                search_alg=make_searcher(cfg, SpaceSampler(space, groups)), scheduler=make_scheduler(cfg),
+                search_alg=searcher, scheduler=make_scheduler(cfg),
                 num_samples=cfg.num_samples, max_concurrent_trials=cfg.max_concurrent, reuse_actors=True,
                 trial_dirname_creator=trial_dirname,
             ),

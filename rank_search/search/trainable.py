@@ -52,12 +52,31 @@ def _maybe_inject_crash(finished_epochs: int) -> None:
         raise RuntimeError(f"injected crash in epoch {finished_epochs + 1} ({CRASH_ENV})")
 
 
+def _local_init(spec):
+    """The spec with its ``init`` weights on local disk (a dense reference on URI storage is
+    copied into the trial's temporary folder once)."""
+    if spec.init is None or not schema.is_uri(spec.init):
+        return spec
+    import dataclasses
+    import posixpath
+
+    from ..storage import Location
+
+    folder, name = posixpath.split(spec.init)
+    local = os.path.join(tempfile.gettempdir(), f"rank-search-{abs(hash(spec.init))}-{name}")
+    if not os.path.isfile(local):
+        with open(local + ".partial", "wb") as fh:
+            fh.write(Location(folder).read_bytes(name))
+        os.replace(local + ".partial", local)
+    return dataclasses.replace(spec, init=local)
+
+
 def rank_search_trainable(config: dict[str, Any]) -> None:
     """Tune function trainable (current ``ray.tune`` API: ``tune.report`` / ``tune.get_checkpoint``)."""
     import ray
 
     torch.set_num_threads(_cpu_share())
-    spec = spec_from_config(config)
+    spec = _local_init(spec_from_config(config))
     finished = [0]  # epochs finished so far, read by the progress hook
     trainer = prepare(spec, progress=lambda message: _maybe_inject_crash(finished[0]))
     checkpoint = tune.get_checkpoint()
@@ -65,6 +84,7 @@ def rank_search_trainable(config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as d:
             trainer.load_state_dict(torch.load(os.path.join(d, schema.ENGINE_STATE_FILE), weights_only=True))
         finished[0] = trainer.epoch
+    target = {schema.TARGET_MACS_COMPRESSION: float(config[schema.TARGET_KEY])} if schema.TARGET_KEY in config else {}
     where = {schema.HOSTNAME: socket.gethostname(), schema.NODE_ID: ray.get_runtime_context().get_node_id()}
 
     def on_epoch(tr, result) -> None:
@@ -76,6 +96,7 @@ def rank_search_trainable(config: dict[str, Any]) -> None:
             schema.DIVERGED: False,
             schema.EPOCH_SECONDS: result.seconds,
             **where,
+            **target,
             **compression(tr),
         }
         final = tr.epoch == tr.epochs
@@ -92,5 +113,5 @@ def rank_search_trainable(config: dict[str, Any]) -> None:
         dense_cost = model_cost(trainer.dense, trainer.input_shape)
         tune.report({
             schema.EPOCH: exc.epoch + 1, schema.VAL_ACCURACY: 0.0, schema.DIVERGED: True,
-            schema.TRAIN_LOSS: float("nan"), **where, **compression_metrics(dense_cost, dense_cost),
+            schema.TRAIN_LOSS: float("nan"), **where, **target, **compression_metrics(dense_cost, dense_cost),
         })

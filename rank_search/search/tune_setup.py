@@ -18,9 +18,32 @@ def nsga2_population(num_samples: int) -> int:
     return max(4, min(50, num_samples // 4))
 
 
-def make_searcher(cfg: LaunchConfig, sampler_fn: Callable):
+STUDY_NAME = "rank_search"
+
+
+def study_storage(path: str):
+    """The Optuna study's storage: a journal file in a local experiment folder (``optuna-dashboard
+    EXP/optuna_study.log`` opens it), None (in memory, restored from Tune's searcher state) for
+    an experiment on a URI: a journal file needs a local file system with file locks."""
+    import os
+
+    from ..schema import is_uri
+
+    if is_uri(path):
+        return None
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(os.path.join(path, schema.STUDY_FILE)))
+
+
+def make_searcher(cfg: LaunchConfig, sampler_fn: Callable, *, points: list[dict] | None = None, storage=None):
+    """OptunaSearch over the space's define-by-run sampler; ``points`` are enqueued first (the
+    warm start) and ``storage`` keeps the study (see ``study_storage``)."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line per launch
 
     if cfg.searcher == "nsga2":
         sampler = optuna.samplers.NSGAIISampler(seed=cfg.seed, population_size=nsga2_population(cfg.num_samples))
@@ -30,10 +53,12 @@ def make_searcher(cfg: LaunchConfig, sampler_fn: Callable):
         sampler = optuna.samplers.RandomSampler(seed=cfg.seed)
     metrics = [m for m, _ in cfg.objectives]
     modes = [m for _, m in cfg.objectives]
+    common = dict(space=sampler_fn, sampler=sampler, seed=cfg.seed, points_to_evaluate=points or None,
+                  storage=storage, study_name=STUDY_NAME)
     if len(metrics) == 1:
-        search = OptunaSearch(space=sampler_fn, metric=metrics[0], mode=modes[0], sampler=sampler, seed=cfg.seed)
+        search = OptunaSearch(metric=metrics[0], mode=modes[0], **common)
     else:
-        search = OptunaSearch(space=sampler_fn, metric=metrics, mode=modes, sampler=sampler, seed=cfg.seed)
+        search = OptunaSearch(metric=metrics, mode=modes, **common)
     check_directions(search, cfg)
     return search
 

@@ -145,7 +145,8 @@ def _finished_on_disk(path: str) -> dict[str, str]:
 @pytest.mark.parametrize("address", ["path", "file-uri"])
 def test_sigkilled_driver_then_resume_runs_each_trial_once(tmp_path, address) -> None:
     # the real MNIST subset makes each epoch last about a second, so the kill lands mid-sweep
-    slow = {**TINY_SPACE, "dataset": "mnist5k", "train": {**TINY_SPACE["train"], "batch_size": 16}}
+    slow = {**TINY_SPACE, "dataset": "mnist5k", "train": {**TINY_SPACE["train"], "batch_size": 16},
+            "ranks": {"allocation": "sensitivity", "target": {"float": [1.5, 3.0], "log": True}, "proxy": "energy"}}
     space_file = tmp_path / "slow.yaml"
     space_file.write_text(yaml.safe_dump(slow))
     exp_path = str(tmp_path / "killed")
@@ -163,6 +164,8 @@ def test_sigkilled_driver_then_resume_runs_each_trial_once(tmp_path, address) ->
         proc.wait()
     before = _finished_on_disk(exp_path)
     assert 1 <= len(before) < 4
+    made_once = ("dense.pt", "dense.yaml", "sensitivity.csv", "sensitivity.yaml")
+    stamps = {f: (os.stat(os.path.join(exp_path, f)).st_mtime_ns, Path(exp_path, f).read_bytes()) for f in made_once}
 
     # a sweep copied off a cluster is resumed from wherever it is, a folder or a URI
     target = exp_path if address == "path" else Path(exp_path).as_uri()
@@ -179,6 +182,18 @@ def test_sigkilled_driver_then_resume_runs_each_trial_once(tmp_path, address) ->
     for folder in exp.trials["folder"]:
         epochs = [r["epoch"] for r in epoch_history(exp_path, folder)]
         assert epochs[-1] == 3 and sorted(set(epochs)) == [1, 2, 3]
+    # the dense reference and the profile were made once, and the resumed study holds every trial once
+    for f, (mtime, data) in stamps.items():
+        assert os.stat(os.path.join(exp_path, f)).st_mtime_ns == mtime and Path(exp_path, f).read_bytes() == data, f
+    assert "training the dense reference" not in resume.stderr
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name="rank_search",
+                              storage=JournalStorage(JournalFileBackend(os.path.join(exp_path, "optuna_study.log"))))
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 4
 
 
 def test_trials_needing_a_gpu_land_on_the_gpu_node(space_file, tmp_path) -> None:

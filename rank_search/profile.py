@@ -1,0 +1,132 @@
+"""Layer sensitivity profile: the dense reference with only one layer decomposed, for every
+eligible layer, scheme and rank ratio, measured under several proxies of fine-tuned accuracy.
+
+Proxies (columns of ``sensitivity.csv``; the allocation reads one, see ``allocation.PROXIES``):
+
+- ``bn``: validation accuracy and loss after BatchNorm re-estimation (``val_accuracy``,
+  ``val_loss``), against the dense reference re-estimated the same way;
+- ``finetune``: the same after ``finetune_steps`` SGD steps on training batches
+  (``ft_val_accuracy``, ``ft_val_loss``), against the dense model fine-tuned alike;
+- ``energy``: no evaluation: the kept spectral energy of the layer's matrix (``energy``), and
+  ALDS's relative operator-norm error sigma_{r+1} / sigma_1 (``opnorm_error``).
+
+Ratio 1.0 means the layer left dense (a full-rank factorization costs more MACs than the dense
+layer, so the allocation never picks it): those rows are the dense reference's own numbers. The
+global RNG is left as it was.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .allocation import Profile
+from .cost import count_macs
+from .decomp.policies import RankPolicy
+from .engine import evaluate
+from .engine.batchnorm import reestimate_batchnorm
+from .layers import get_scheme
+from .plan import LayerPlan, RankPlan, eligible_layers, resolve_rank, scheme_for
+from .surgery import compress
+
+DEFAULT_RATIOS = (0.02, 0.04, 0.07, 0.1, 0.15, 0.22, 0.32, 0.45, 0.65, 1.0)
+DEFAULT_PROXIES = ("bn", "finetune", "energy")
+
+
+def layer_spectra(scheme: str, layer: nn.Module) -> list[torch.Tensor]:
+    """The singular values of ``layer``'s weight in ``scheme`` (one vector per rank dimension)."""
+    return get_scheme(scheme).spectra(layer.weight.detach().float())
+
+
+def spectral(spectra: list[torch.Tensor], rank) -> tuple[float, float]:
+    """(kept energy fraction, relative operator-norm error sigma_{r+1} / sigma_1) at ``rank``."""
+    ranks = rank if isinstance(rank, tuple) else (rank,) * len(spectra)
+    kept, err = 1.0, 0.0
+    for s, r in zip(spectra, ranks):
+        e = (s.double() ** 2)
+        kept *= float(e[:r].sum() / e.sum()) if float(e.sum()) > 0 else 1.0
+        err = max(err, float(s[r] / s[0]) if r < len(s) and float(s[0]) > 0 else 0.0)
+    return kept, err
+
+
+def _finetune(model: nn.Module, loader, *, steps: int, lr: float, device) -> None:
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    model.train()
+    done = 0
+    while done < steps:
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            done += 1
+            if done >= steps:
+                break
+
+
+def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channel",),
+                    ratios: Sequence[float] = DEFAULT_RATIOS, proxies: Sequence[str] = DEFAULT_PROXIES,
+                    bn_images: int = 512, finetune_steps: int = 20, finetune_lr: float = 0.01,
+                    device: torch.device | str = "cpu", meta: dict | None = None,
+                    progress: Callable[[str], None] | None = None) -> Profile:
+    """The sensitivity profile of ``dense`` (trained weights; never modified) on ``data``."""
+    device = torch.device(device)
+    dense = dense.to(device).eval()
+    input_shape = (data.in_channels, data.image_size, data.image_size)
+    total_macs, per_layer = count_macs(dense, input_shape)
+    layers = eligible_layers(dense)
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        data.train.set_epoch(0)
+
+        def measure(model: nn.Module) -> dict:
+            out = {}
+            if "bn" in proxies:
+                m = copy.deepcopy(model)
+                reestimate_batchnorm(m, data.train, images=bn_images, device=device)
+                out["val_accuracy"], out["val_loss"] = evaluate(m, data.val, device)
+            if "finetune" in proxies:
+                m = copy.deepcopy(model)
+                reestimate_batchnorm(m, data.train, images=bn_images, device=device)
+                _finetune(m, data.train, steps=finetune_steps, lr=finetune_lr, device=device)
+                out["ft_val_accuracy"], out["ft_val_loss"] = evaluate(m, data.val, device)
+            return out
+
+        base = measure(dense)
+        rows = []
+        todo = [(n, s) for n, layer in layers.items() for s in dict.fromkeys(scheme_for(layer, x) for x in schemes)]
+        for i, (name, scheme) in enumerate(todo):
+            layer = layers[name]
+            spectra = layer_spectra(scheme, layer)
+            for ratio in ratios:
+                rank = resolve_rank(name, layer, scheme, RankPolicy("ratio", float(ratio)))
+                row = {"layer": name, "scheme": scheme, "ratio": float(ratio),
+                       "rank": "x".join(map(str, rank)) if isinstance(rank, tuple) else rank}
+                if ratio >= 1.0:
+                    # full rank: the layer stays dense (its factorized form costs more), so the
+                    # row is the dense reference itself
+                    row.update({"macs": total_macs, "layer_macs": per_layer[name], "energy": 1.0,
+                                "opnorm_error": 0.0, **base})
+                else:
+                    compact = compress(dense, RankPlan(((name, LayerPlan(scheme, rank)),)))
+                    macs = count_macs(compact, input_shape)[0]
+                    energy, opnorm = spectral(spectra, rank)
+                    row.update({"macs": macs, "layer_macs": macs - (total_macs - per_layer[name]),
+                                "energy": energy, "opnorm_error": opnorm, **measure(compact)})
+                rows.append(row)
+            if progress is not None:
+                progress(f"profile: layer {i + 1}/{len(todo)} {name} ({scheme}) done, "
+                         f"{time.perf_counter() - start:.1f}s")
+    info = {"input_shape": list(input_shape), "dense_macs": total_macs, "ratios": [float(r) for r in ratios],
+            "proxies": list(proxies), "bn_images": bn_images, "finetune_steps": finetune_steps,
+            "seconds": time.perf_counter() - start, **(meta or {})}
+    if "bn" in proxies:
+        info["dense_val_accuracy"], info["dense_val_loss"] = base["val_accuracy"], base["val_loss"]
+    if "finetune" in proxies:
+        info["dense_ft_val_accuracy"], info["dense_ft_val_loss"] = base["ft_val_accuracy"], base["ft_val_loss"]
+    return Profile(tuple(rows), info)

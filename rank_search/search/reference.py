@@ -1,0 +1,183 @@
+"""What a sweep measures once, before its trials: the dense reference (the space's model trained
+dense, or the user's ``--dense`` weights) and, for a budget-driven space, the layer sensitivity
+profile measured on it. Both live in the experiment folder (``dense.pt``, ``dense.yaml``,
+``sensitivity.csv``, ``sensitivity.yaml``), on the sweep's storage, and are reused by `resume`
+and by every trial (nothing is recomputed).
+
+The work runs as one Ray task with a trial's resources, so on a cluster it lands on a node that
+could run a trial (a GPU node for GPU trials).
+"""
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from .. import schema
+from ..errors import RankSearchError
+from ..storage import Location
+from .progress import say
+from .settings import LaunchConfig
+
+
+@dataclass(frozen=True)
+class References:
+    dense: str | None  # path or URI of dense.pt
+    profile: str | None  # folder (path or URI) holding the profile
+
+    def constants(self) -> dict[str, Any]:
+        """The trial-config constants that point every trial at them."""
+        from .trial import DENSE_KEY, PROFILE_KEY
+
+        out = {}
+        if self.dense:
+            out[DENSE_KEY] = self.dense
+        if self.profile:
+            out[PROFILE_KEY] = self.profile
+        return out
+
+
+def needs_dense(space) -> bool:
+    """A method of the space starts from trained weights, or the allocation needs a profile."""
+    from ..methods import METHODS
+
+    if space.rank_mode == "sensitivity":
+        return True
+    for method, knobs in space.methods.items():
+        dim = knobs.get("init")
+        values = ([dim.value] if dim.kind == "fixed" else list(dim.choices)) if dim is not None else \
+            [getattr(METHODS.get(method).Knobs(), "init", "scratch")]
+        if "dense" in values:
+            return True
+    return False
+
+
+def _train_settings(space) -> dict[str, Any]:
+    """The space's train settings at one value each (fixed ones as given, ranges at their midpoint)."""
+    return {f"train.{k}": d.midpoint() for k, d in space.train.items()}
+
+
+def _reference_task(space_plain: dict, dense_bytes: bytes | None, threads: int, profile: bool) -> dict[str, Any]:
+    """Train (or load) the dense reference and measure the profile; runs in a Ray worker."""
+    import torch
+
+    from search_spaces import space_from_mapping
+
+    from ..allocation import save_profile  # noqa: F401  (import check before the long work)
+    from ..data import load_dataset
+    from ..models import create_model_for
+    from ..profile import measure_profile
+    from ..run import RunSpec, train
+    from ..run.prepare import accuracy_on_test
+    from ..weights import load_weights
+
+    torch.set_num_threads(max(1, threads))
+    space = space_from_mapping(space_plain, name=space_plain.get("name") or "space")
+    out: dict[str, Any] = {}
+    start = time.perf_counter()
+    if dense_bytes is None:
+        spec = RunSpec(model=space.model, dataset=space.dataset, method="full", ranks=None, epochs=space.epochs,
+                       seed=space.seed, data_root=space.data_root, settings=_train_settings(space))
+        result = train(spec)
+        model, data = result.trainer.model, result.trainer.data
+        out["record"] = {"source": "trained", "run": spec.to_dict(),
+                         **{k: result.metrics[k] for k in (schema.VAL_ACCURACY, schema.TEST_ACCURACY)}}
+    else:
+        import tempfile
+
+        data = load_dataset(space.dataset, data_root=space.data_root, seed=space.seed)
+        model = create_model_for(space.model, data)
+        with tempfile.NamedTemporaryFile(suffix=".pt") as fh:
+            fh.write(dense_bytes)
+            fh.flush()
+            load_weights(model, fh.name, what="--dense")
+        from ..engine import evaluate
+
+        val_acc, _ = evaluate(model, data.val, torch.device("cpu"))
+        out["record"] = {"source": "given", schema.VAL_ACCURACY: val_acc,
+                         schema.TEST_ACCURACY: evaluate(model, data.test, torch.device("cpu"))[0]}
+    out["record"]["seconds"] = time.perf_counter() - start
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
+    out["weights"] = buffer.getvalue()
+    if profile:
+        schemes = sorted({s for m, knobs in space.methods.items() for s in _schemes(m, knobs)})
+        prof = measure_profile(model.cpu(), data, schemes=schemes, proxies=_proxies(space.proxy),
+                               meta={"model": space.model, "dataset": space.dataset})
+        out["profile"] = (prof.to_csv(), dict(prof.meta))
+    return out
+
+
+def _proxies(proxy: str) -> tuple[str, ...]:
+    """The profile columns a proxy needs (energy needs no evaluation at all)."""
+    return ("energy",) if proxy == "energy" else (proxy, "energy")
+
+
+def _schemes(method: str, knobs) -> list[str]:
+    from ..methods import METHODS
+
+    cls = METHODS.get(method)
+    if not cls.uses_plan:
+        return []
+    dim = knobs.get("scheme")
+    if dim is None:
+        return [cls.default_scheme]
+    return [dim.value] if dim.kind == "fixed" else list(dim.choices)
+
+
+def prepare_references(path: str, space, cfg: LaunchConfig) -> References:
+    """The sweep's dense reference and profile: read from the experiment folder when there (a
+    relaunch of the step), else computed once and written there."""
+    loc = Location(path)
+    profile_needed = space.rank_mode == "sensitivity"
+    if not (needs_dense(space) or cfg.dense):
+        return References(None, None)
+    dense_uri = loc.join(schema.DENSE_WEIGHTS_FILE) if not loc.uri else f"{path.rstrip('/')}/{schema.DENSE_WEIGHTS_FILE}"
+    have_dense = loc.is_file(schema.DENSE_WEIGHTS_FILE)
+    have_profile = loc.is_file(schema.PROFILE_FILE) and loc.is_file(schema.PROFILE_META_FILE)
+    if have_dense and (have_profile or not profile_needed):
+        say("dense reference and profile found in the experiment folder: reused")
+        return References(dense_uri, path if profile_needed else None)
+    import ray
+
+    given = None
+    if cfg.dense:
+        with open(cfg.dense, "rb") as fh:
+            given = fh.read()
+    what = ("loading the given dense weights" if given else f"training the dense reference ({space.epochs} epochs)")
+    say(f"{what}{' and measuring the sensitivity profile' if profile_needed else ''} ...")
+    resources = {"num_cpus": cfg.cpus_per_trial, "num_gpus": cfg.gpus_per_trial}
+    if cfg.resources:
+        resources["resources"] = dict(cfg.resources)
+    task = ray.remote(**resources)(_reference_task)
+    start = time.perf_counter()
+    try:
+        out = ray.get(task.remote(space.to_plain(), given, int(round(cfg.cpus_per_trial)), profile_needed))
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause if isinstance(getattr(exc, "cause", None), RankSearchError) else None
+        if cause is not None:
+            raise RankSearchError(str(cause)) from None
+        raise
+    if not loc.uri:
+        import os
+
+        tmp = loc.join(schema.DENSE_WEIGHTS_FILE + ".partial")
+        with open(tmp, "wb") as fh:
+            fh.write(out["weights"])
+        os.replace(tmp, loc.join(schema.DENSE_WEIGHTS_FILE))
+    else:
+        with loc.fs.open_output_stream(loc.join(schema.DENSE_WEIGHTS_FILE)) as fh:
+            fh.write(out["weights"])
+    record = {**out["record"], "seconds_total": time.perf_counter() - start}
+    loc.write_text(schema.DENSE_RECORD_FILE, yaml.safe_dump(record, sort_keys=False))
+    if profile_needed:
+        from ..allocation import Profile, save_profile
+
+        csv_text, meta = out["profile"]
+        save_profile(path, Profile.from_csv(csv_text, meta))
+    say(f"dense reference: val_acc {record[schema.VAL_ACCURACY]:.4f} "
+        f"({record['seconds_total']:.1f}s{', profile included' if profile_needed else ''})")
+    return References(dense_uri, path if profile_needed else None)

@@ -1,0 +1,72 @@
+"""The first trials of every sweep (enqueued in the Optuna study): every method of the space,
+at targets spread over the space's compression range, with uniform and profile allocations.
+
+Optuna fixes the parameters a point names and samples the rest (knobs, train settings) as
+usual; the sampler then continues from these results.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..schema import ALLOCATION_KEY, METHOD_KEY, RANK_PREFIX, TARGET_KEY
+
+
+def warm_start_size(num_samples: int, methods: int) -> int:
+    """One point per method at least (so every method is on the plot) and up to two per method,
+    but never more than half the budget unless the methods alone need it."""
+    return min(num_samples, max(methods, min(2 * methods, num_samples // 2)))
+
+
+def _spread(low: float, high: float, n: int, *, log: bool) -> list[float]:
+    if n == 1:
+        return [math.sqrt(low * high) if log else (low + high) / 2]
+    if log:
+        return [low * (high / low) ** (i / (n - 1)) for i in range(n)]
+    return [low + (high - low) * i / (n - 1) for i in range(n)]
+
+
+def warm_start_points(space, groups: list[str], num_samples: int, size: int | None = None) -> list[dict[str, Any]]:
+    """The points to enqueue, in order: one per method without a plan (``full``), then the
+    methods with a plan in turn, at targets spread over the range (log-spaced, interleaved so
+    each method meets low and high ones) and alternating between the uniform and the
+    sensitivity allocation (a budget-driven space), or at uniform ratios, every group the same,
+    spread over the ratio range (a per-group space)."""
+    from ..methods import METHODS
+
+    methods = list(space.methods)
+    planned = [m for m in methods if METHODS.get(m).uses_plan]
+    n = warm_start_size(num_samples, len(methods)) if size is None else size
+    points: list[dict[str, Any]] = [{METHOD_KEY: m} for m in methods if m not in planned][:n]
+    n_plan = n - len(points) if planned else 0
+    if n_plan <= 0:
+        return points if len(methods) > 1 else [{} for _ in points]
+    if space.rank_mode == "sensitivity":
+        t = space.target
+        low, high = space.target_bounds()
+        values = _spread(low, high, n_plan, log=t.kind != "fixed" and (t.log or t.kind == "categorical"))
+        allocations = list(space.allocations)
+    else:
+        r = space.ratio
+        low, high = (r.value, r.value) if r.kind == "fixed" else \
+            ((min(r.choices), max(r.choices)) if r.kind == "categorical" else (r.low, r.high))
+        values = _spread(low, high, n_plan, log=r.kind != "fixed" and r.log)
+        allocations = [None]
+    order = sorted(range(n_plan), key=lambda i: (i % 2, i if i % 2 == 0 else -i))
+    for k, i in enumerate(order):
+        method = planned[k % len(planned)]
+        point: dict[str, Any] = {METHOD_KEY: method} if len(methods) > 1 else {}
+        value = float(values[i])
+        if space.rank_mode == "sensitivity":
+            if t.kind == "categorical":
+                value = min(t.choices, key=lambda c: abs(math.log(c / value)))
+            if t.kind != "fixed":
+                point[TARGET_KEY] = value
+            if len(allocations) > 1:  # each method meets every allocation as the rounds go on
+                point[ALLOCATION_KEY] = allocations[(k % len(planned) + k // len(planned)) % len(allocations)]
+        elif space.ratio.kind != "fixed":
+            if space.ratio.kind == "categorical":
+                value = min(space.ratio.choices, key=lambda c: abs(c - value))
+            point.update({RANK_PREFIX + g: value for g in groups})
+        points.append(point)
+    return points

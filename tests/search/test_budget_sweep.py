@@ -1,0 +1,96 @@
+"""A budget-driven sweep end to end on a private Ray: the dense reference and profile made once,
+the warm start first and covering every method, every trial at its target MACs compression, the
+study on disk, export -> train reproducing a trial from the dense reference."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+
+from analysis.loading import epoch_history, in_trial_order, load_experiment
+from rank_search import schema
+from rank_search.cli import main
+
+pytestmark = pytest.mark.ray
+
+SPACE = {
+    "model": "lenet5", "dataset": "synthetic", "epochs": 2,
+    "methods": {"posthoc": {}, "factorized": {}, "full": {}},
+    "train": {"lr": {"float": [0.05, 0.2], "log": True}},
+    "ranks": {"allocation": "sensitivity", "target": {"float": [1.5, 4.0], "log": True}, "proxy": "bn"},
+}
+
+
+@pytest.fixture(scope="module")
+def sweep(private_ray, tmp_path_factory):
+    from rank_search.search import LaunchConfig
+    from rank_search.search.sweep import launch
+
+    root = tmp_path_factory.mktemp("budget")
+    space = root / "budget.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    out = launch(LaunchConfig(space=str(space), storage=str(root), name="b", num_samples=7, seed=3))
+    assert out.complete and out.counts == {"TERMINATED": 7}
+    return out.path, str(space)
+
+
+def test_references_and_study_live_in_the_experiment(sweep) -> None:
+    path, _ = sweep
+    for name in (schema.DENSE_WEIGHTS_FILE, schema.DENSE_RECORD_FILE, schema.PROFILE_FILE, schema.PROFILE_META_FILE,
+                 schema.STUDY_FILE):
+        assert os.path.isfile(os.path.join(path, name)), name
+    record = yaml.safe_load(open(os.path.join(path, schema.DENSE_RECORD_FILE)))
+    assert record["source"] == "trained" and 0 <= record[schema.VAL_ACCURACY] <= 1
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(os.path.join(path, schema.STUDY_FILE)))
+    study = optuna.load_study(study_name="rank_search", storage=storage)
+    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 7
+
+
+def test_warm_start_trials_come_first_and_cover_every_method(sweep) -> None:
+    from search_spaces import get_space
+
+    from rank_search.search.warm_start import warm_start_points
+
+    path, space_file = sweep
+    points = warm_start_points(get_space(space_file), [], 7)
+    assert {p["method"] for p in points} == set(SPACE["methods"])
+    trials = in_trial_order(load_experiment(path).trials)
+    for point, (_, row) in zip(points, trials.iterrows()):
+        for key, value in point.items():
+            assert row[f"config/{key}"] == pytest.approx(value) if isinstance(value, float) else \
+                row[f"config/{key}"] == value
+
+
+def test_every_trial_reaches_its_target(sweep) -> None:
+    path, _ = sweep
+    trials = load_experiment(path).trials
+    planned = trials[trials["config/method"] != "full"]
+    assert len(planned) >= 2  # the warm start alone has one per planned method
+    for _, row in planned.iterrows():
+        assert row[schema.TARGET_MACS_COMPRESSION] == pytest.approx(row[f"config/{schema.TARGET_KEY}"])
+        assert abs(row[schema.MACS_COMPRESSION] / row[schema.TARGET_MACS_COMPRESSION] - 1) <= 0.05
+    assert set(planned[f"config/{schema.ALLOCATION_KEY}"]) == {"uniform", "sensitivity"}
+
+
+def test_exported_trial_from_the_dense_reference_retrains_identically(sweep, tmp_path) -> None:
+    path, _ = sweep
+    trials = load_experiment(path).trials
+    posthoc = trials[trials["config/method"] == "posthoc"].sort_values(schema.VAL_ACCURACY).iloc[-1]
+    record = yaml.safe_load(open(os.path.join(path, posthoc["folder"], posthoc["checkpoint"], schema.RUN_FILE)))["run"]
+    assert record["init"] == os.path.join(path, schema.DENSE_WEIGHTS_FILE)
+    assert schema.RANK_RATIOS_KEY in record and record["ranks"]["layers"]
+    best = tmp_path / "best.yaml"
+    assert main(["export", path, "--pick", "max-accuracy", "--min-accuracy", str(posthoc[schema.VAL_ACCURACY]),
+                 "--out", str(best)]) == 0
+    exported = yaml.safe_load(best.read_text())
+    out = tmp_path / "retrain"
+    assert main(["train", "--config", str(best), "--set", "train.threads=1", "--out", str(out)]) == 0
+    metrics = json.loads((out / schema.METRICS_FILE).read_text())
+    assert metrics[schema.VAL_ACCURACY] == exported["metrics"][schema.VAL_ACCURACY]
+    assert len(epoch_history(path, posthoc["folder"])) == SPACE["epochs"]

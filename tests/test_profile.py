@@ -1,0 +1,49 @@
+"""The layer sensitivity profile: ratio 1.0 reproduces the dense reference for every layer and
+proxy, costs grow as layers are compressed, the global RNG is untouched."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rank_search.data import load_dataset
+from rank_search.models import create_model_for
+from rank_search.plan import eligible_layers
+from rank_search.profile import measure_profile
+
+
+@pytest.fixture(scope="module")
+def bn_setup():
+    data = load_dataset("synthetic", seed=0, batch_size=32)
+    torch.manual_seed(0)
+    model = create_model_for("resnet20", data)  # BatchNorm everywhere
+    return model, data
+
+
+def test_ratio_one_reproduces_the_dense_reference(bn_setup) -> None:
+    model, data = bn_setup
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = torch.get_rng_state()
+    profile = measure_profile(model, data, ratios=(0.1, 1.0), proxies=("bn", "finetune", "energy"),
+                              bn_images=128, finetune_steps=2)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # never modified
+    layers = list(eligible_layers(model))
+    full = [r for r in profile.rows if r["ratio"] == 1.0]
+    assert [r["layer"] for r in full] == layers
+    meta = profile.meta
+    for row in full:
+        assert row["val_accuracy"] == meta["dense_val_accuracy"], row["layer"]
+        assert row["val_loss"] == pytest.approx(meta["dense_val_loss"], abs=1e-4)
+        assert row["ft_val_accuracy"] == meta["dense_ft_val_accuracy"], row["layer"]
+        assert row["ft_val_loss"] == pytest.approx(meta["dense_ft_val_loss"], abs=1e-3)
+        assert row["energy"] == pytest.approx(1.0) and row["opnorm_error"] == 0.0
+    low = {r["layer"]: r for r in profile.rows if r["ratio"] == 0.1}
+    assert all(low[n]["energy"] < 1.0 and low[n]["macs"] < meta["dense_macs"] for n in layers)
+    assert meta["input_shape"] == [1, 8, 8]
+
+
+def test_energy_profile_needs_no_evaluation(lenet5, synthetic_data) -> None:
+    profile = measure_profile(lenet5, synthetic_data, ratios=(0.25, 1.0), proxies=("energy",))
+    assert "dense_val_loss" not in profile.meta
+    assert all(r.get("val_loss") is None for r in profile.rows)
+    assert {r["layer"] for r in profile.rows} == set(eligible_layers(lenet5))
