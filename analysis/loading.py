@@ -11,6 +11,8 @@ result line cut in the middle are all fine.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -226,3 +228,18 @@ def run_record(path: str, folder: str, checkpoint: str | None = None) -> dict[st
         return None
     run = data.get("run") if isinstance(data, dict) else None
     return run if isinstance(run, dict) else None
+
+
+def read_profile(path: str) -> tuple[list[dict[str, str]], dict[str, Any]] | None:
+    """The experiment's layer sensitivity profile: the rows of ``sensitivity.csv`` (values as
+    the strings written, ``""`` where a proxy was not measured) and ``sensitivity.yaml`` as a
+    mapping; ``None`` when either file is missing or unreadable."""
+    loc = Location(path)
+    try:
+        if not (loc.is_file(schema.PROFILE_FILE) and loc.is_file(schema.PROFILE_META_FILE)):
+            return None
+        rows = list(csv.DictReader(io.StringIO(loc.read_text(schema.PROFILE_FILE))))
+        meta = yaml.safe_load(loc.read_text(schema.PROFILE_META_FILE))
+    except (OSError, csv.Error, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    return rows, (meta if isinstance(meta, dict) else {})
