@@ -1,4 +1,5 @@
-"""Analyse one or more sweeps into a folder: trials.csv, pareto.csv, figures, report.html.
+"""Analyse one or more sweeps into a folder: trials.csv, pareto.csv, quality.csv, figures,
+report.html.
 
 ``analyze`` writes into an existing folder (the CLI hands it a temporary one and renames it
 when everything is written) and returns the text summary it also embeds in the report.
@@ -18,18 +19,19 @@ from rank_search.errors import RankSearchError
 
 from ._labels import format_value, short_label, slug
 from .hypervolume import default_reference, hypervolume, reference_text
-from .loading import Experiment, epoch_history, load_experiment, run_record
+from .loading import Experiment, epoch_history, load_experiment, read_profile, run_record
 from .pareto import pareto_mask
 from .plots import (_get_hypervolume_info, _get_learning_curves_info, _get_pareto_front_info,
-                    _get_rank_heatmap_info, plot_hypervolume, plot_learning_curves, plot_pareto_front,
-                    plot_rank_heatmap, save_figure)
+                    _get_rank_heatmap_info, _get_sensitivity_info, plot_hypervolume, plot_learning_curves,
+                    plot_pareto_front, plot_rank_heatmap, plot_sensitivity, save_figure)
+from .quality import Quality, quality
 from .report import ReportFigure, ReportSweep, render_report
 from .summary import front, table
 
 DEFAULT_OBJECTIVES = schema.DEFAULT_OBJECTIVES
 SHOWN = (schema.VAL_ACCURACY, schema.TEST_ACCURACY, schema.MACS_COMPRESSION, schema.PARAMS_COMPRESSION,
          schema.COMPACT_MACS, schema.COMPACT_PARAMS)
-TRIALS_FILE, PARETO_FILE, REPORT_FILE = "trials.csv", "pareto.csv", "report.html"
+TRIALS_FILE, PARETO_FILE, QUALITY_FILE, REPORT_FILE = "trials.csv", "pareto.csv", "quality.csv", "report.html"
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Sweep:
     label: str
     experiment: Experiment
     front: pd.DataFrame  # Pareto-optimal usable trials, best first objective first, ``knee`` column
+    quality: Quality
 
 
 @dataclass
@@ -87,6 +90,30 @@ def _front_columns(objectives: Sequence[tuple[str, str]]) -> list[str]:
             "knee"]
 
 
+def _pct(value: float | None) -> str:
+    return format_value(schema.VAL_ACCURACY, value)
+
+
+def _quality_facts(q: Quality) -> list[tuple[str, str]]:
+    """(name, value) lines of the quality measures, for the report and the text summary."""
+    if q.dense_accuracy is None and q.dense_test_accuracy is None:
+        dense = f"unknown (no {schema.DENSE_RECORD_FILE} with accuracies, no finished full trial)"
+    else:
+        dense = f"val {_pct(q.dense_accuracy)}, test {_pct(q.dense_test_accuracy)}; from {q.dense_source}"
+    pt = f"{100 * q.margin:g} pt"
+    if q.floor is None:
+        hv = f"{q.log_hypervolume:.4g} (no usable trial to set a floor)"
+    elif q.floor_from_dense:
+        hv = f"{q.log_hypervolume:.4g} (floor: val {_pct(q.floor)})"
+    else:
+        hv = f"{q.log_hypervolume:.4g} (floor: val {_pct(q.floor)} = best trial - {pt}, no dense reference)"
+    levels = list(q.best_val)
+    best = "; ".join(f"{level:g}×: {_pct(q.best_val[level])} / {_pct(q.best_test.get(level))}" for level in levels)
+    return [("dense reference", dense),
+            (f"log hypervolume (log2 MACs ×, accuracy above dense - {pt})", hv),
+            (f"best val / test accuracy at >= {', '.join(f'{level:g}×' for level in levels)}", best or "-")]
+
+
 def _facts(sweep: Sweep, hv: float) -> list[tuple[str, str]]:
     exp, t = sweep.experiment, sweep.experiment.trials
     launch = (exp.sweep or {}).get("launch", {})
@@ -101,7 +128,7 @@ def _facts(sweep: Sweep, hv: float) -> list[tuple[str, str]]:
     if launch:
         facts.append(("searcher / scheduler", f"{launch.get('searcher')} / {launch.get('scheduler')}"
                                               f" (seed {launch.get('seed')})"))
-    facts += [("front", f"{len(sweep.front)} trials"), ("hypervolume", f"{hv:.4g}")]
+    facts += [("front", f"{len(sweep.front)} trials"), ("hypervolume", f"{hv:.4g}"), *_quality_facts(sweep.quality)]
     if not sweep.front.empty and sweep.front["knee"].any():
         k = sweep.front[sweep.front["knee"]].iloc[0]
         facts.append(("knee", f"trial {k['trial_id']} ({k.get('config/method')}): " + ", ".join(
@@ -125,6 +152,7 @@ def _summary(sweeps: Sequence[Sweep], objectives, reference, hvs: Mapping[str, f
         t = s.experiment.trials
         lines += ["", f"sweep {s.label} ({s.experiment.path}): {len(t)} trials, front of {len(s.front)}, "
                       f"hypervolume {hvs[s.label]:.4g}"]
+        lines += [f"  {name}: {value}" for name, value in _quality_facts(s.quality)]
         if not s.front.empty:
             lines.append(table(s.front.assign(knee=s.front["knee"].map({True: "<- knee", False: ""})), cols))
     return "\n".join(lines)
@@ -156,14 +184,15 @@ def analyze(paths: Sequence[str], out_dir: str, *, labels: Sequence[str] | None 
             else default_reference(objectives, everything)
     except ValueError as exc:
         raise RankSearchError(str(exc)) from None
-    sweeps = [Sweep(label, exp, front(exp, objectives=objectives)) for label, exp in zip(names, experiments)]
+    sweeps = [Sweep(label, exp, front(exp, objectives=objectives), quality(exp))
+              for label, exp in zip(names, experiments)]
     hvs = {s.label: hypervolume(s.front[metrics].to_numpy(dtype=float) if not s.front.empty else np.zeros((0, 2)),
                                 directions, ref) for s in sweeps}
     files: list[str] = []
     for label, exp in zip(names, experiments):
         log(f"loaded sweep {label}: {len(exp.trials)} trials from {exp.path}")
 
-    log("writing trials.csv and pareto.csv")
+    log("writing trials.csv, pareto.csv and quality.csv")
     _write_tables(sweeps, objectives, out_dir, files)
 
     log("drawing the Pareto front and hypervolume figures")
@@ -195,6 +224,16 @@ def analyze(paths: Sequence[str], out_dir: str, *, labels: Sequence[str] | None 
                     "Validation accuracy after each epoch; the knee trial is drawn thicker, unfinished "
                     "trials dashed.", files),
         ]
+        profile = read_profile(exp.path)
+        if profile is not None:
+            log(f"drawing the sensitivity profile of sweep {s.label}")
+            sens = _get_sensitivity_info(*profile, label=s.label)
+            figs.append(_figure(plot_sensitivity(sens), out_dir, f"sensitivity-{stem}", "Layer sensitivity profile",
+                                f"The dense reference with only one layer decomposed, at each rank ratio (x "
+                                f"axis, log scale): {sens.y_label.rsplit(' (', 1)[0]} (proxy {sens.proxy}, from "
+                                f"{schema.PROFILE_FILE}). One curve per layer, coloured in model order; dashed: "
+                                "the dense model. A curve that falls early marks a layer to keep at a high rank.",
+                                files))
         settings = yaml.safe_dump(exp.sweep, sort_keys=False) if exp.sweep else None
         report_sweeps.append(ReportSweep(s.label, exp.path, _facts(s, hvs[s.label]), s.front,
                                          _front_columns(objectives), settings, figs))
@@ -232,7 +271,8 @@ def _write_tables(sweeps: Sequence[Sweep], objectives, out_dir: str, files: list
         pareto["on_combined_front"] = pareto_mask(pareto[metrics].to_numpy(dtype=float), [d for _, d in objectives])
     first = ["sweep", *[c for c in _front_columns(objectives) if c in pareto.columns]]
     pareto = pareto[first + [c for c in pareto.columns if c not in first]]
-    for name, df in ((TRIALS_FILE, trials), (PARETO_FILE, pareto)):
+    quality_table = pd.DataFrame([{"sweep": s.label, **s.quality.row()} for s in sweeps])
+    for name, df in ((TRIALS_FILE, trials), (PARETO_FILE, pareto), (QUALITY_FILE, quality_table)):
         path = os.path.join(out_dir, name)
         df.to_csv(path, index=False)
         files.append(path)

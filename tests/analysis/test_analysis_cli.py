@@ -110,8 +110,8 @@ def test_analyze_one_sweep(finished_sweep, tmp_path, capsys) -> None:
     assert code == 0, stderr
     files = set(os.listdir(out))
     stems = [*FIGURES, "rank_heatmap-finished", "learning_curves-finished"]
-    assert {f"{s}.{ext}" for s in stems for ext in ("png", "svg")} | {"trials.csv", "pareto.csv", "report.html"} \
-        == files
+    assert {f"{s}.{ext}" for s in stems for ext in ("png", "svg")} | {"trials.csv", "pareto.csv", "quality.csv",
+                                                                   "report.html"} == files
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 3 and set(trials["sweep"]) == {"finished"}
     assert trials["on_front"].sum() == len(pd.read_csv(out / "pareto.csv")) and trials["knee"].sum() == 1
