@@ -11,6 +11,8 @@ from rank_search.engine import DivergedError, TrainConfig
 from rank_search.errors import RankSearchError
 from rank_search.run import RunSpec, prepare, train
 
+from _training import fit_until
+
 EPOCHS = 3
 
 
@@ -27,22 +29,6 @@ def _same_state(a: dict, b: dict) -> None:
 
 def _metrics_without_time(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != schema.WALL_SECONDS}
-
-
-class _Stop(Exception):
-    pass
-
-
-def _fit_until(trainer, epochs: int) -> None:
-    """Train the first ``epochs`` epochs through ``fit`` (stopping it from the epoch callback)."""
-
-    def stop(tr, result) -> None:
-        if tr.epoch == epochs:
-            raise _Stop
-
-    with pytest.raises(_Stop):
-        trainer.fit(stop)
-    assert trainer.epoch == epochs
 
 
 # ---- determinism ----
@@ -102,7 +88,7 @@ def test_each_epoch_reshuffles_from_its_own_seed() -> None:
     calls = []
     real = trainer.data.train.set_epoch
     trainer.data.train.set_epoch = lambda epoch: (calls.append(epoch), real(epoch))
-    _fit_until(trainer, 2)
+    fit_until(trainer, 2)
     trainer.fit()
     assert calls == [0, 1, 2]
 

@@ -15,21 +15,7 @@ import torch
 from rank_search import schema
 from rank_search.run import RunSpec, final_metrics, prepare
 
-
-class _Stop(Exception):
-    pass
-
-
-def fit_until(trainer, epochs: int) -> None:
-    """Train the first ``epochs`` epochs through ``fit`` (stopped from the epoch callback)."""
-
-    def stop(tr, result) -> None:
-        if tr.epoch == epochs:
-            raise _Stop
-
-    with pytest.raises(_Stop):
-        trainer.fit(stop)
-    assert trainer.epoch == epochs
+from _training import fit_until  # noqa: F401  (re-exported for the method tests)
 
 
 def straight_run(spec: RunSpec):
