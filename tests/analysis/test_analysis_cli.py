@@ -78,7 +78,8 @@ def test_real_sweep_loads_with_run_records(finished_sweep) -> None:
     exp = load_experiment(finished_sweep)
     t = exp.trials
     assert len(t) == 3 and t["finished"].all() and t["started"].notna().all()
-    assert sorted(t["config/method"]) == ["factorized", "factorized", "full"]  # searcher seed 5
+    # the warm start runs every method first (then the searcher, seed 5)
+    assert set(t["config/method"]) == {"factorized", "full"}
     for _, row in t.iterrows():
         record = run_record(finished_sweep, row["folder"], row["checkpoint"])
         if row["config/method"] == "full":

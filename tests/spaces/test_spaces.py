@@ -17,13 +17,17 @@ BASE = {"model": "lenet5_wide", "dataset": "mnist5k", "epochs": 2, "methods": {"
 def test_shipped_spaces_validate_and_build(name: str) -> None:
     space = get_space(name)
     groups = check_space(space)
-    assert groups, "every shipped space searches at least one rank group"
+    # every shipped space searches ranks: one ratio per group, or a budget-driven target
+    assert groups or (space.rank_mode == "sensitivity" and space.target.kind != "fixed")
 
 
-def test_demo_space_has_at_least_four_rank_dimensions() -> None:
+def test_demo_space_searches_a_compression_target() -> None:
     space = get_space("demo")
-    assert space.dataset == "mnist5k" and space.grouping == "per_layer"
-    assert len(check_space(space)) >= 4
+    assert space.dataset == "mnist5k" and space.rank_mode == "sensitivity"
+    low, high = space.target_bounds()
+    assert low <= 2 and high >= 8 and space.target.log  # the range covers 2x-8x, sampled in log scale
+    assert set(space.allocations) == {"uniform", "sensitivity"}
+    assert check_space(space) == []  # no per-group ratios: the target is the rank dimension
 
 
 @pytest.mark.parametrize("patch, match", [
