@@ -66,7 +66,6 @@ def _reference_task(space_plain: dict, dense_bytes: bytes | None, threads: int, 
 
     from search_spaces import space_from_mapping
 
-    from ..allocation import save_profile  # noqa: F401  (import check before the long work)
     from ..data import load_dataset
     from ..models import create_model_for
     from ..profile import measure_profile
@@ -126,6 +125,16 @@ def _schemes(method: str, knobs) -> list[str]:
     if dim is None:
         return [cls.default_scheme]
     return [dim.value] if dim.kind == "fixed" else list(dim.choices)
+
+
+def check_dense_weights(space, path: str) -> None:
+    """Pre-flight for ``--dense``: the file loads into the space's model (before any folder or Ray)."""
+    from ..data import dataset_info
+    from ..models import create_model_for
+    from ..weights import load_weights
+
+    load_weights(create_model_for(space.model, dataset_info(space.dataset, data_root=space.data_root)), path,
+                 what="--dense")
 
 
 def prepare_references(path: str, space, cfg: LaunchConfig) -> References:

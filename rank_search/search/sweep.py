@@ -16,7 +16,7 @@ from .progress import say
 from .ray_session import init_ray
 from .settings import LaunchConfig, resolve_storage
 from .sweep_record import config_from_record, read_sweep_record, write_sweep_record
-from .reference import prepare_references
+from .reference import check_dense_weights, prepare_references
 from .tune_setup import make_run_config, make_scheduler, make_searcher, make_trainable, study_storage, trial_dirname
 from .warm_start import warm_start_points
 
@@ -55,6 +55,8 @@ def launch(cfg: LaunchConfig) -> SweepOutcome:
     if cfg.epochs is not None:
         space = dataclasses.replace(space, epochs=cfg.epochs)
     groups = check_space(space)
+    if cfg.dense:
+        check_dense_weights(space, cfg.dense)
     storage = resolve_storage(cfg)
     name = cfg.name or f"{space.name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     path = f"{storage.rstrip('/')}/{name}"
