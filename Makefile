@@ -34,7 +34,8 @@ test-all: install
 bench: install
 	$(BIN)/python benchmarks/methods.py --out benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/tune_overhead.py --epochs 3 --repeats 2 --out benchmarks/RESULTS.md
-	$(BIN)/python benchmarks/search_quality.py --out benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/search_quality.py --seeds 3 --trials 16 --random-trials 64 --epochs 2 --out benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/bn_recalibration.py --model resnet20 --seeds 3 --targets 3,5,8 --out benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(OUT) .pytest_cache
