@@ -125,6 +125,7 @@ def main() -> None:
     p.add_argument("--random-trials", type=int, default=64)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--arms", help="comma-separated subset of arms to run")
+    p.add_argument("--random-seeds", type=int, help="seeds of the long random sweeps (default --seeds)")
     p.add_argument("--storage", default="runs/search_quality2")
     p.add_argument("--out", help="append the markdown section to this file")
     args = p.parse_args()
@@ -136,17 +137,22 @@ def main() -> None:
         plan = {k: v for k, v in plan.items() if k in args.arms.split(",")}
     seeds = list(range(args.seeds))
     runs: dict[tuple[str, int], dict] = {}
-    for seed in seeds:
-        for arm, (space, flags) in plan.items():
+    # arms first, seeds inside, the long random sweeps last: a cut-short run still compares every arm
+    for arm, (space, flags) in plan.items():
+        for seed in seeds:
             n = args.trials
             if arm.startswith(("uniform-grid", "alloc-")) and ("default", seed) in runs:
                 # the same dense reference as the default arm of this seed (trained once)
-                flags = [*flags, "--dense", os.path.join(runs[("default", seed)]["path"], "dense.pt")]
-            runs[(arm, seed)] = sweep(storage, f"{args.space}-{arm}-{n}-s{seed}", space, flags, seed, n, args.epochs)
-            if arm == "random-per-layer" and args.random_trials > n:
-                runs[("random-per-layer-big", seed)] = sweep(
-                    storage, f"{args.space}-{arm}-{args.random_trials}-s{seed}", space, flags, seed,
-                    args.random_trials, args.epochs)
+                flags_s = [*flags, "--dense", os.path.join(runs[("default", seed)]["path"], "dense.pt")]
+            else:
+                flags_s = flags
+            runs[(arm, seed)] = sweep(storage, f"{args.space}-{arm}-{n}-s{seed}", space, flags_s, seed, n, args.epochs)
+    if "random-per-layer" in plan and args.random_trials > args.trials:
+        space, flags = plan["random-per-layer"]
+        for seed in seeds[: args.random_seeds or len(seeds)]:
+            runs[("random-per-layer-big", seed)] = sweep(
+                storage, f"{args.space}-random-per-layer-{args.random_trials}-s{seed}", space, flags, seed,
+                args.random_trials, args.epochs)
     names = list(dict.fromkeys(a for a, _ in runs))
     dense = {s: dense_accuracy([runs[(a, s)]["path"] for a in names if (a, s) in runs], "val_accuracy")
              for s in seeds}
@@ -175,14 +181,15 @@ def main() -> None:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     hv: dict[str, list[float]] = {}
+    seeds_of = {arm: [s for s in seeds if (arm, s) in runs] for arm in names}
     for arm in names:
-        vals = [log_hv(runs[(arm, s)]["path"], dense[s] - MARGIN, "val_accuracy") for s in seeds]
+        vals = [log_hv(runs[(arm, s)]["path"], dense[s] - MARGIN, "val_accuracy") for s in seeds_of[arm]]
         hv[arm] = vals
-        secs = [runs[(arm, s)]["seconds"] for s in seeds]
+        secs = [runs[(arm, s)]["seconds"] for s in seeds_of[arm]]
         diffs = [v - d for v, d in zip(vals, hv.get("default", vals))]
         n = args.random_trials if arm.endswith("-big") else args.trials
         per_cpu_h = statistics.median(vals) / (statistics.median(secs) * 2 / 3600)
-        lines.append(f"| {arm} | {n} | {', '.join(fmt(v) for v in vals)} | **{fmt(statistics.median(vals))}** | "
+        lines.append(f"| {arm} | {n} | {', '.join(fmt(v) for v in vals)} (seeds {', '.join(map(str, seeds_of[arm]))}) | **{fmt(statistics.median(vals))}** | "
                      f"{fmt(statistics.median(diffs), '+.4f')} | {statistics.median(secs) / 60:.1f} | "
                      f"{fmt(per_cpu_h, '.3f')} |")
     if "default" in hv:
@@ -197,7 +204,7 @@ def main() -> None:
     if "default" in hv and "random-per-layer-big" in hv:
         target = statistics.median(hv["default"])
         need = []
-        for s in seeds:
+        for s in seeds_of["random-per-layer-big"]:
             path = runs[("random-per-layer-big", s)]["path"]
             hit = next((k for k in range(1, args.random_trials + 1)
                         if log_hv(path, dense[s] - MARGIN, "val_accuracy", first=k) >= target), None)
@@ -212,8 +219,8 @@ def main() -> None:
     for arm in names:
         cells = []
         for lv in LEVELS:
-            vals = [best_at(runs[(arm, s)]["path"], lv, "test_accuracy") for s in seeds]
-            base_vals = [best_at(runs[("default", s)]["path"], lv, "test_accuracy") for s in seeds] \
+            vals = [best_at(runs[(arm, s)]["path"], lv, "test_accuracy") for s in seeds_of[arm]]
+            base_vals = [best_at(runs[("default", s)]["path"], lv, "test_accuracy") for s in seeds_of[arm]] \
                 if "default" in hv else vals
             med = float(np.nanmedian(vals)) if any(v == v for v in vals) else float("nan")
             diffs = [a - b for a, b in zip(vals, base_vals) if a == a and b == b]
