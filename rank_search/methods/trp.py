@@ -2,10 +2,12 @@
 
 The dense model is trained, but every ``interval`` iterations each planned weight is replaced
 (under no_grad, before the forward pass) by its truncated SVD in the scheme's matrix, so the
-loss and gradients are taken at low-rank weights. After each backward pass the stochastic
-sub-gradient of ``nuclear_weight * ||W||_*``, ``lambda * U_r V_r^T``, is added to the
-gradient. The run ends with a projection at the final rank spec; the weights are then exactly
-low-rank and the conversion to the compact model is exact. Compression is an outcome of
+loss and gradients are taken at low-rank weights. After the backward pass of each projection
+iteration the stochastic sub-gradient of ``nuclear_weight * ||W||_*``, ``lambda * U_r V_r^T``,
+is added to the gradient (the authors' code: ``batch_idx % period == 0``; ``subgradient:
+iteration`` adds it after every backward pass instead). The run ends with a projection at the
+final rank spec (default ``value:0.05``, the authors' conversion threshold); the weights are then
+exactly low-rank and the conversion to the compact model is exact. Compression is an outcome of
 the training, measured from the compact model.
 
 Rank specs are policies resolved against the *current* weights at every projection
@@ -34,30 +36,43 @@ from .base import Method, check_init, is_plan_file, spectrum_policy
 # name -> (U_r [rows, r], Vh_r [r, cols]) of the last SVD, on the weights' device
 Factors = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
+#: When the nuclear sub-gradient is added: on projection iterations only (the authors' code), or
+#: after every backward pass with the factors of the last projection (or fresh ones).
+SUBGRADIENT_MODES = ("projection", "iteration")
+#: The authors' final conversion threshold: singular values below it are dropped.
+AUTHORS_FINAL_RANKS = "value:0.05"
+
 
 @dataclass(frozen=True)
 class TRPKnobs:
     """Attributes:
     interval: projection period m in iterations (iteration t projects when t % m == 0);
-        default 5, as in the paper's scripts (the paper code's default is 1).
+        default 5, as in the paper's scripts. The code's default, and the period of the
+        README's anchor runs, is 1 (``trp.interval=1``).
     nuclear_weight: lambda of the nuclear-norm sub-gradient ``lambda * U_r V_r^T`` added to
-        the gradient after each backward pass (README: 3e-4); 0 disables it.
-    final_ranks: rank spec of the final projection and conversion, e.g. ``value:0.05`` (the
-        TRP code's threshold) or ``energy:0.9``; empty/None *(our choice)* = the training
-        rank spec (``--ranks``).
-    fresh_subgradient: on iterations without a projection, take U_r, V_r from a fresh SVD of
-        the current weights (at the ranks of the last projection) instead of reusing the
-        factors of the last projection; default False *(our choice: cheaper, and the
-        factors change little within an interval)*.
+        the gradient (README: 3e-4); 0 disables it.
+    subgradient: when it is added: ``projection`` (default, the authors' code: after the
+        backward pass of each projection iteration, with that projection's factors) or
+        ``iteration`` (after every backward pass; between projections with the last factors,
+        which multiplies the effective weight by ``interval``).
+    final_ranks: rank spec of the final projection and conversion; default ``value:0.05``
+        (the authors' code: the trained weights are low-rank, so a small value threshold drops
+        only what training left near zero); e.g. ``energy:0.9`` or a plan .yaml; empty/None =
+        the training rank spec (``--ranks``), which keeps fixed training ranks as they are.
+    fresh_subgradient: with ``subgradient: iteration``, on iterations without a projection take
+        U_r, V_r from a fresh SVD of the current weights (at the ranks of the last projection)
+        instead of reusing the factors of the last projection; default False *(our choice:
+        cheaper, and the factors change little within an interval)*.
     init: ``scratch`` (the paper's choice: TRP trains from scratch) or ``dense``: in a sweep,
         whether trials start from the sweep's dense reference.
     """
 
     interval: int = 5
     nuclear_weight: float = 3e-4
-    final_ranks: str | None = None
+    final_ranks: str | None = AUTHORS_FINAL_RANKS
     fresh_subgradient: bool = False
     init: str = "scratch"
+    subgradient: str = "projection"
 
     def __post_init__(self) -> None:
         check_init("trp", self.init)
@@ -68,6 +83,13 @@ class TRPKnobs:
             raise RankSearchError(f"trp.nuclear_weight must be a finite number >= 0, got {self.nuclear_weight!r}")
         if not isinstance(self.fresh_subgradient, bool):
             raise RankSearchError(f"trp.fresh_subgradient must be true or false, got {self.fresh_subgradient!r}")
+        if self.subgradient not in SUBGRADIENT_MODES:
+            raise RankSearchError(
+                f"trp.subgradient must be one of {', '.join(SUBGRADIENT_MODES)}, got {self.subgradient!r}")
+        if self.fresh_subgradient and self.subgradient != "iteration":
+            raise RankSearchError(
+                "trp.fresh_subgradient=true needs trp.subgradient=iteration (on projection iterations the "
+                f"factors are always fresh), got trp.subgradient={self.subgradient!r}")
         if self.final_ranks is not None and str(self.final_ranks).strip() and not is_plan_file(self.final_ranks):
             try:
                 parse_rank_policy(self.final_ranks)
@@ -192,8 +214,11 @@ class TRP(Method):
         lam = self.knobs.nuclear_weight
         if lam <= 0:
             return
+        projected = trainer.global_step % self.knobs.interval == 0
+        if self.knobs.subgradient == "projection" and not projected:
+            return
         model = trainer.model
-        if self.knobs.fresh_subgradient and trainer.global_step % self.knobs.interval != 0:
+        if self.knobs.fresh_subgradient and not projected:
             _, factors = project_layers(model, self.plan, write=False)
             self._set_factors(factors, model)
         for name, direction in self._directions.items():

@@ -163,9 +163,10 @@ def _step_grads(model: nn.Module, method: TRP, trainer) -> tuple[dict[str, torch
 
 @pytest.mark.parametrize("scheme", ["channel", "spatial"])
 def test_nuclear_subgradient_is_lambda_u_vt(scheme: str) -> None:
+    """``subgradient: iteration`` (the knob of the former default): after every backward pass."""
     lam, rank = 0.01, 2
     model = tiny_model()
-    method = TRP({"nuclear_weight": lam, "interval": 3}, ranks=rank, scheme=scheme)
+    method = TRP({"nuclear_weight": lam, "interval": 3, "subgradient": "iteration"}, ranks=rank, scheme=scheme)
     trainer = fake_trainer(model)
     method.on_train_start(trainer)
     before = weights(model)
@@ -178,7 +179,7 @@ def test_nuclear_subgradient_is_lambda_u_vt(scheme: str) -> None:
         u, _, vh = torch.linalg.svd(scheme_matrix(w0.double(), s), full_matrices=False)
         expected[name] = lam * scheme_unmatrix(u[:, :rank] @ vh[:rank], w0.shape, s)
         torch.testing.assert_close((added[name] - plain[name]).double(), expected[name], atol=2e-6, rtol=1e-4)
-    # Next iteration (no projection): the factors of the last SVD are reused (the default).
+    # Next iteration (no projection): the factors of the last SVD are reused (fresh_subgradient=false).
     with torch.no_grad():
         model.get_submodule("2").weight.mul_(1.5).add_(0.1)
     trainer.global_step = 1
@@ -188,10 +189,38 @@ def test_nuclear_subgradient_is_lambda_u_vt(scheme: str) -> None:
         torch.testing.assert_close((added[name] - plain[name]).double(), expected[name], atol=2e-6, rtol=1e-4)
 
 
+@pytest.mark.parametrize("scheme", ["channel", "spatial"])
+def test_subgradient_only_on_projection_iterations_by_default(scheme: str) -> None:
+    """The authors' code adds lambda U_r V_r^T only when ``batch_idx % period == 0``."""
+    lam, rank = 0.01, 2
+    model = tiny_model()
+    method = TRP({"nuclear_weight": lam, "interval": 3}, ranks=rank, scheme=scheme)
+    assert method.knobs.subgradient == "projection"
+    trainer = fake_trainer(model)
+    method.on_train_start(trainer)
+    for step in range(7):
+        trainer.global_step = step
+        before = weights(model)
+        method.before_forward(trainer)
+        plain, added = _step_grads(model, method, trainer)
+        for name in PLANNED:
+            if step % 3:
+                assert torch.equal(added[name], plain[name]), (step, name)
+                continue
+            s = layer_scheme(model, name, scheme)
+            w0 = before[f"{name}.weight"]
+            u, _, vh = torch.linalg.svd(scheme_matrix(w0.double(), s), full_matrices=False)
+            expected = lam * scheme_unmatrix(u[:, :rank] @ vh[:rank], w0.shape, s)
+            torch.testing.assert_close((added[name] - plain[name]).double(), expected, atol=2e-6, rtol=1e-4)
+        with torch.no_grad():  # an optimizer step would move the weights between projections
+            for name in PLANNED:
+                model.get_submodule(name).weight.add_(0.05 * torch.randn_like(model.get_submodule(name).weight))
+
+
 def test_fresh_subgradient_uses_the_current_weights() -> None:
     lam, rank = 0.01, 2
     model = tiny_model()
-    method = TRP({"nuclear_weight": lam, "fresh_subgradient": True}, ranks=rank)
+    method = TRP({"nuclear_weight": lam, "fresh_subgradient": True, "subgradient": "iteration"}, ranks=rank)
     trainer = fake_trainer(model)
     method.on_train_start(trainer)
     method.before_forward(trainer)
@@ -264,7 +293,8 @@ def test_projection_happens_exactly_every_interval(monkeypatch) -> None:
     assert calls == [(t, True) for t in range(0, 32, 3)] + [("final", True)]
 
     calls.clear()  # fresh sub-gradients: an SVD (without writing) on every other iteration
-    train(RunSpec(**SYNTH, ranks="ratio:0.5", settings={"trp.interval": 3, "trp.fresh_subgradient": True}))
+    train(RunSpec(**SYNTH, ranks="ratio:0.5", settings={"trp.interval": 3, "trp.fresh_subgradient": True,
+                                                        "trp.subgradient": "iteration"}))
     assert [t for t, write in calls if write] == [*range(0, 32, 3), "final"]
     assert [t for t, write in calls if not write] == [t for t in range(32) if t % 3]
 
@@ -272,8 +302,16 @@ def test_projection_happens_exactly_every_interval(monkeypatch) -> None:
 def test_defaults_and_registration() -> None:
     assert METHODS.get("trp") is TRP
     method = create_method("trp")
-    assert method.knobs == TRPKnobs(interval=5, nuclear_weight=3e-4, final_ranks=None, fresh_subgradient=False)
+    # the authors' conversion threshold and sub-gradient schedule
+    assert method.knobs == TRPKnobs(interval=5, nuclear_weight=3e-4, final_ranks="value:0.05",
+                                    fresh_subgradient=False, subgradient="projection")
+    assert (method.ranks, method.scheme, method.final_spec) == ("energy:0.9", "channel", "value:0.05")
+    # the former defaults, through their knobs: the training spec at conversion, every-iteration sub-gradient
+    method = create_method("trp", {"final_ranks": None, "subgradient": "iteration"})
+    assert method.knobs == TRPKnobs(interval=5, nuclear_weight=3e-4, final_ranks=None, fresh_subgradient=False,
+                                    subgradient="iteration")
     assert (method.ranks, method.scheme) == ("energy:0.9", "channel")
+    assert method.final_spec == "energy:0.9" == create_method("trp", {"final_ranks": ""}).final_spec
     method = create_method("trp", {"interval": 7, "final_ranks": "value:0.05"}, scheme="spatial")
     assert (method.knobs.interval, method.knobs.final_ranks, method.final_spec) == (7, "value:0.05", "value:0.05")
 
@@ -288,6 +326,9 @@ def test_defaults_and_registration() -> None:
         ({"final_ranks": "energy:1.5"}, {}, r"trp\.final_ranks must be a rank spec .* got 'energy:1\.5'"),
         ({"final_ranks": "bogus:1"}, {}, r"trp\.final_ranks must be a rank spec .* got 'bogus:1'"),
         ({"fresh_subgradient": "yes"}, {}, r"trp\.fresh_subgradient must be true or false, got 'yes'"),
+        ({"subgradient": "always"}, {}, r"trp\.subgradient must be one of projection, iteration, got 'always'"),
+        ({"fresh_subgradient": True}, {},
+         r"trp\.fresh_subgradient=true needs trp\.subgradient=iteration .* got trp\.subgradient='projection'"),
         ({"period": 5}, {}, r"unknown setting 'trp\.period'; valid settings: trp\.interval"),
         ({}, {"scheme": "tucker2"}, r"trp supports schemes channel, spatial; got scheme 'tucker2'$"),
     ],
@@ -334,6 +375,26 @@ def test_end_to_end_compact_model_is_exact_and_smaller(ranks, scheme, settings, 
         s = layer_scheme(dense, name, scheme or "channel")
         w = dense.get_submodule(name).weight.detach()
         assert torch.linalg.matrix_rank(scheme_matrix(w, s)).item() == lp.rank
+
+
+@pytest.mark.parametrize("final_ranks", ["default", "value:0.7", None])
+def test_final_conversion_uses_the_authors_value_threshold_by_default(final_ranks) -> None:
+    settings = {"trp.interval": 3}
+    if final_ranks != "default":
+        settings["trp.final_ranks"] = final_ranks
+    threshold = 0.05 if final_ranks == "default" else 0.7
+    trainer = train(RunSpec(**SYNTH, ranks="ratio:0.5", settings=settings)).trainer
+    fixed = trainer.method.plan_for(trainer.dense, "ratio:0.5")
+    for name, lp in trainer.method.plan.items():
+        w = trainer.model.get_submodule(name).weight.detach().double()
+        sv = torch.linalg.svdvals(scheme_matrix(w, lp.scheme))
+        if final_ranks is None:  # the training spec (the former default): the ratio's fixed ranks
+            assert lp.rank == fixed[name].rank
+        else:  # a value threshold on the trained weights: the values kept are those >= it, the rest is gone
+            assert lp.rank == max(1, int((sv >= threshold).sum())), name
+        assert float(torch.cat([sv[lp.rank:], sv.new_zeros(1)]).max()) < 1e-5
+    if final_ranks == "value:0.7":
+        assert any(lp.rank < fixed[name].rank for name, lp in trainer.method.plan.items())
 
 
 def test_compact_model_mid_training_leaves_the_training_state_alone() -> None:
