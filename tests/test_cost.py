@@ -7,10 +7,11 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from rank_search import schema
-from rank_search.cost import Cost, compression_metrics, count_macs, count_params, model_cost
+from rank_search.cost import Cost, compression_metrics, count_macs, count_params, model_cost, trp_layers
+from rank_search.errors import RankSearchError
 from rank_search.layers import SCHEMES, get_scheme
 from rank_search.models import create_model
-from rank_search.plan import uniform_plan
+from rank_search.plan import build_plan, uniform_plan
 from rank_search.surgery import compress
 
 # (model, in_channels, image size, stub the decompositions). VGG-16's 512x4608 SVDs and
@@ -160,3 +161,52 @@ def test_compression_metrics() -> None:
         schema.DENSE_PARAMS: 1000, schema.COMPACT_PARAMS: 250, schema.DENSE_MACS: 9000,
         schema.COMPACT_MACS: 2000, schema.PARAMS_COMPRESSION: 4.0, schema.MACS_COMPRESSION: 4.5,
     }
+
+
+# ---- the TRP authors' counting (their README's reductions) ----
+
+
+def test_trp_layers_are_the_stride_1_3x3_convs_after_the_stem() -> None:
+    resnet = create_model("resnet20", in_channels=3, num_classes=10, image_size=8)
+    names = trp_layers(resnet)
+    convs = [n for n, m in resnet.named_modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 19 and len(names) == 16
+    assert set(convs) - set(names) == {"conv1", "layer2.0.conv1", "layer3.0.conv1"}  # stem, the stride-2 convs
+    assert names == [n for n in convs if n in names]  # module order
+    lenet = create_model("lenet5", in_channels=1, num_classes=10, image_size=8)
+    assert trp_layers(lenet) == ["features.3"]  # a 5x5 stride-1 conv; the stem and the Linears are out
+    with_1x1 = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 3, stride=2), nn.Conv2d(4, 4, 3))
+    assert trp_layers(with_1x1) == ["3"]
+
+
+def test_trp_counting_leaves_out_the_classifier_and_counts_factorized_convs() -> None:
+    torch.manual_seed(0)
+    resnet = create_model("resnet20", in_channels=3, num_classes=10, image_size=8)
+    shape = (3, 8, 8)
+    total, per = count_macs(resnet, shape)
+    trp_total, trp_per = count_macs(resnet, shape, counting="trp")
+    assert per["fc"] == 64 * 10 and trp_per == {k: v for k, v in per.items() if k != "fc"}
+    assert trp_total == total - 64 * 10
+    # the authors' reduction: their decomposed layers at rank r, convolutions only
+    rank = 8
+    plan = build_plan(resnet, {"layers": {n: rank for n in trp_layers(resnet)}}, scheme="channel")
+    compact = compress(resnet, plan)
+    saved = 0
+    for name in trp_layers(resnet):
+        n, c, kh, kw = resnet.get_submodule(name).weight.shape
+        positions = per[name] // (n * c * kh * kw)
+        saved += (n * c * kh * kw - rank * (c * kh * kw + n)) * positions
+    assert model_cost(compact, shape, counting="trp").macs == trp_total - saved
+    assert model_cost(compact, shape).macs == total - saved  # the default counting keeps the classifier
+
+
+def test_trp_counting_skips_linear_layers_in_any_form() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 16, 8), nn.Linear(8, 3))
+    plan = build_plan(model, {"layers": {"2": {"scheme": "tiled", "rank": 2, "tiles": [2, 2]}, "3": 2}})
+    compact = compress(model, plan)
+    shape = (1, 4, 4)
+    assert count_macs(compact, shape, counting="trp") == (4 * 9 * 16, {"0": 4 * 9 * 16})
+    assert count_macs(compact, shape)[0] > 4 * 9 * 16
+    with pytest.raises(RankSearchError, match=r"counting must be one of all, trp, got 'authors'"):
+        count_macs(model, shape, counting="authors")

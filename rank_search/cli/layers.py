@@ -12,11 +12,15 @@ def add_parser(sub) -> None:
     p.add_argument("--model", required=True, help="model name, or your own builder package.module:function")
     p.add_argument("--dataset", default="mnist5k", help="sets input channels, classes and image size")
     p.add_argument("--data-root")
+    p.add_argument("--counting", choices=("all", "trp"), default="all",
+                   help="all: every Conv2d and Linear, '*' marks a uniform plan's layers; trp: the TRP authors' "
+                        "counting, '*' marks the stride-1 3x3 convs they decompose and MACs count convolutions "
+                        "only (no classifier)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cost import count_macs, count_params
+    from ..cost import count_macs, count_params, trp_layers
     from ..data import dataset_info
     from ..layers import SCHEMES, get_scheme
     from ..models import create_model_for
@@ -25,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
     info = dataset_info(args.dataset, data_root=args.data_root)
     model = create_model_for(args.model, info)
     shape = (info.in_channels, info.image_size, info.image_size)
-    total_macs, macs = count_macs(model, shape)
-    eligible = eligible_layers(model)
+    total_macs, macs = count_macs(model, shape, counting=args.counting)
+    eligible = trp_layers(model) if args.counting == "trp" else eligible_layers(model)
     schemes = SCHEMES.names()
     header = ["", "layer", "type", "weight shape", *[f"max[{s}]" for s in schemes], "params", "MACs"]
     rows = [header]
@@ -45,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    print(f"\n{args.model} on {args.dataset} {shape}: {count_params(model):,} params, {total_macs:,} MACs; "
-          f"{len(eligible)} layers in a uniform plan (*)")
+    if args.counting == "trp":
+        print(f"\n{args.model} on {args.dataset} {shape}: {count_params(model):,} params, {total_macs:,} MACs of "
+              f"the convolutions (the TRP authors' counting); {len(eligible)} stride-1 non-1x1 convs after the "
+              "stem, which they decompose (*)")
+    else:
+        print(f"\n{args.model} on {args.dataset} {shape}: {count_params(model):,} params, {total_macs:,} MACs; "
+              f"{len(eligible)} layers in a uniform plan (*)")
     return 0
