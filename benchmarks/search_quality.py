@@ -137,22 +137,21 @@ def main() -> None:
         plan = {k: v for k, v in plan.items() if k in args.arms.split(",")}
     seeds = list(range(args.seeds))
     runs: dict[tuple[str, int], dict] = {}
-    # arms first, seeds inside, the long random sweeps last: a cut-short run still compares every arm
-    for arm, (space, flags) in plan.items():
-        for seed in seeds:
-            n = args.trials
-            if arm.startswith(("uniform-grid", "alloc-")) and ("default", seed) in runs:
-                # the same dense reference as the default arm of this seed (trained once)
-                flags_s = [*flags, "--dense", os.path.join(runs[("default", seed)]["path"], "dense.pt")]
-            else:
-                flags_s = flags
-            runs[(arm, seed)] = sweep(storage, f"{args.space}-{arm}-{n}-s{seed}", space, flags_s, seed, n, args.epochs)
+    # arms first, seeds inside (a cut-short run still compares the arms that matter most): the
+    # default, the uniform grid, today's random search at the same and at the large budget, then
+    # each proxy's allocation alone
+    order = [a for a in ("default", "uniform-grid", "random-per-layer") if a in plan]
+    jobs = [(arm, seed, args.trials) for arm in order for seed in seeds]
     if "random-per-layer" in plan and args.random_trials > args.trials:
-        space, flags = plan["random-per-layer"]
-        for seed in seeds[: args.random_seeds or len(seeds)]:
-            runs[("random-per-layer-big", seed)] = sweep(
-                storage, f"{args.space}-random-per-layer-{args.random_trials}-s{seed}", space, flags, seed,
-                args.random_trials, args.epochs)
+        jobs += [("random-per-layer-big", seed, args.random_trials) for seed in seeds[: args.random_seeds or len(seeds)]]
+    jobs += [(arm, seed, args.trials) for arm in plan if arm not in order for seed in seeds]
+    for arm, seed, n in jobs:
+        space, flags = plan["random-per-layer" if arm == "random-per-layer-big" else arm]
+        if arm.startswith(("uniform-grid", "alloc-")) and ("default", seed) in runs:
+            # the same dense reference as the default arm of this seed (trained once)
+            flags = [*flags, "--dense", os.path.join(runs[("default", seed)]["path"], "dense.pt")]
+        name = f"{args.space}-{arm.replace('-big', '')}-{n}-s{seed}"
+        runs[(arm, seed)] = sweep(storage, name, space, flags, seed, n, args.epochs)
     names = list(dict.fromkeys(a for a, _ in runs))
     dense = {s: dense_accuracy([runs[(a, s)]["path"] for a in names if (a, s) in runs], "val_accuracy")
              for s in seeds}
