@@ -16,11 +16,13 @@ from .svd import truncated_svd
 Factors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def batched_truncated_svd(matrices: Sequence[torch.Tensor], ranks: Sequence[int]) -> list[Factors]:
-    """``truncated_svd(m, r)`` for every pair, computed in same-shape batches.
+def batched_truncated_svd(matrices: Sequence[torch.Tensor], ranks: Sequence[int], *,
+                          randomized: bool | None = None) -> list[Factors]:
+    """``truncated_svd(m, r, randomized=randomized)`` for every pair, computed in same-shape batches.
 
-    Each group is decomposed at the largest rank it needs (randomized when that rank is far
-    below the matrix size) and every member's factors are sliced to its own rank.
+    Each group is decomposed at the largest rank it needs (by default randomized when that rank
+    is far below the matrix size; ``randomized=False`` always exact) and every member's factors
+    are sliced to its own rank.
     """
     if len(matrices) != len(ranks):
         raise ValueError(f"got {len(matrices)} matrices but {len(ranks)} ranks")
@@ -31,13 +33,14 @@ def batched_truncated_svd(matrices: Sequence[torch.Tensor], ranks: Sequence[int]
     for idx in groups.values():
         top = max(ranks[i] for i in idx)
         stack = torch.stack([matrices[i] for i in idx]) if len(idx) > 1 else matrices[idx[0]].unsqueeze(0)
-        u, s, vh = truncated_svd(stack, top)
+        u, s, vh = truncated_svd(stack, top, randomized=randomized)
         for j, i in enumerate(idx):
             r = ranks[i]
             out[i] = (u[j, :, :r], s[j, :r], vh[j, :r, :])
     return out  # type: ignore[return-value]
 
 
-def batched_low_rank(matrices: Sequence[torch.Tensor], ranks: Sequence[int]) -> list[torch.Tensor]:
+def batched_low_rank(matrices: Sequence[torch.Tensor], ranks: Sequence[int], *,
+                     randomized: bool | None = None) -> list[torch.Tensor]:
     """Best rank-r approximations of every matrix, batched by shape."""
-    return [(u * s) @ vh for u, s, vh in batched_truncated_svd(matrices, ranks)]
+    return [(u * s) @ vh for u, s, vh in batched_truncated_svd(matrices, ranks, randomized=randomized)]

@@ -18,7 +18,8 @@ def truncated_svd(
         matrix: one matrix or a batch of same-shape matrices, on any device.
         rank: number of singular triplets kept.
         randomized: force (True) or forbid (False) ``torch.svd_lowrank``; by default it is used
-            when the rank is far below the matrix size.
+            when the rank is far below the matrix size. ``torch.svd_lowrank`` draws from the
+            global RNG of the matrix's device; the exact path draws nothing.
     """
     m, n = matrix.shape[-2:]
     k = min(m, n)
@@ -37,9 +38,10 @@ def truncated_svd(
     return u.to(matrix.dtype), s.to(matrix.dtype), vh.to(matrix.dtype)
 
 
-def low_rank_approx(matrix: torch.Tensor, rank: int) -> torch.Tensor:
-    """Best rank-``rank`` approximation (Eckart-Young) of ``matrix`` ([..., m, n])."""
-    u, s, vh = truncated_svd(matrix, rank)
+def low_rank_approx(matrix: torch.Tensor, rank: int, *, randomized: bool | None = None) -> torch.Tensor:
+    """Best rank-``rank`` approximation (Eckart-Young) of ``matrix`` ([..., m, n]); ``randomized``
+    as in :func:`truncated_svd` (False: exactly the ``torch.linalg.svd`` truncation)."""
+    u, s, vh = truncated_svd(matrix, rank, randomized=randomized)
     return (u * s.unsqueeze(-2)) @ vh
 
 

@@ -80,7 +80,12 @@ class FactorizedLayer(nn.Module):
 
     @classmethod
     def project(cls, weight: torch.Tensor, rank: Rank, **opts) -> torch.Tensor:
-        """Low-rank reconstruction of a dense weight, same shape (used by TRP/DeepTwist)."""
+        """Low-rank reconstruction of a dense weight, same shape (used by DeepTwist).
+
+        The SVD schemes take ``randomized`` (see ``decomp.truncated_svd``; False: the exact
+        ``torch.linalg.svd`` truncation, no RNG drawn); Tucker-2 is always tensorly's
+        SVD-initialised HOOI.
+        """
         raise NotImplementedError
 
     @classmethod

@@ -38,8 +38,8 @@ class ChannelFactorized(FactorizedLayer):
         return [singular_values(cls.matrix(weight))]
 
     @classmethod
-    def project(cls, weight: torch.Tensor, rank: Rank, **opts) -> torch.Tensor:
-        return low_rank_approx(cls.matrix(weight), int(rank)).reshape(weight.shape)
+    def project(cls, weight: torch.Tensor, rank: Rank, *, randomized: bool | None = None, **opts) -> torch.Tensor:
+        return low_rank_approx(cls.matrix(weight), int(rank), randomized=randomized).reshape(weight.shape)
 
     @classmethod
     def build(cls, layer: nn.Module, rank: Rank, *, name: str = "layer", **opts) -> "ChannelFactorized":

@@ -48,8 +48,8 @@ class SpatialFactorized(FactorizedLayer):
         return [singular_values(cls.matrix(weight))]
 
     @classmethod
-    def project(cls, weight: torch.Tensor, rank: Rank, **opts) -> torch.Tensor:
-        return cls.unmatrix(low_rank_approx(cls.matrix(weight), int(rank)), weight.shape)
+    def project(cls, weight: torch.Tensor, rank: Rank, *, randomized: bool | None = None, **opts) -> torch.Tensor:
+        return cls.unmatrix(low_rank_approx(cls.matrix(weight), int(rank), randomized=randomized), weight.shape)
 
     @classmethod
     def build(cls, layer: nn.Module, rank: Rank, *, name: str = "layer", **opts) -> "SpatialFactorized":

@@ -74,9 +74,10 @@ class TiledFactorized(FactorizedLayer):
         return [s.mean(dim=(0, 1))]
 
     @classmethod
-    def project(cls, weight: torch.Tensor, rank: Rank, *, tiles=None, **opts) -> torch.Tensor:
+    def project(cls, weight: torch.Tensor, rank: Rank, *, tiles=None, randomized: bool | None = None,
+                **opts) -> torch.Tensor:
         blocks = _blocks(weight, tile_grid(weight, tiles))
-        return _unblocks(low_rank_approx(blocks, int(rank)), weight.shape)
+        return _unblocks(low_rank_approx(blocks, int(rank), randomized=randomized), weight.shape)
 
     @classmethod
     def build(cls, layer: nn.Module, rank: Rank, *, name: str = "layer", tiles=None, **opts) -> "TiledFactorized":

@@ -2,7 +2,7 @@
 
 Steps, on the ``channel`` matrix ``M [n, c*kh*kw]`` of one layer:
     1. BN rectification: ``M~ = diag(a) M``, ``a = gamma / sqrt(running_var + eps)``;
-    2. top-k SVD of ``M~`` (same-shape layers batched);
+    2. top-k SVD of ``M~`` (same-shape layers batched; exact by default, as the authors' code);
     3. energy transfer: ``s_i <- sqrt(alpha) s_i`` (i <= k), ``s_i <- beta s_i`` (i > k),
        ``alpha = (||s||^2 - beta^2 ||s_{k+1:}||^2) / ||s_{1:k}||^2``;
     4. undo the BN scaling with a regularised inverse ``diag(a / (a^2 + 1e-5))``;
@@ -61,6 +61,7 @@ def project_matrices(
     beta: float = 0.0,
     energy_transfer: bool = True,
     degenerate: str = "skip",
+    randomized: bool | None = False,
 ) -> list[torch.Tensor | None]:
     """Steps 1-5 for many layers at once, on the matrices' own device.
 
@@ -75,6 +76,9 @@ def project_matrices(
         degenerate: what a layer with ``s_1 < SKIP_BELOW`` gets: ``skip`` (None, left as it is)
             or ``truncate`` (the plain rank-k truncation of ``M``, for a final projection that
             must leave every layer at rank <= k).
+        randomized: the SVD of step 2 (``decomp.truncated_svd``): False (default) the exact one,
+            as the authors' code; None randomized where k is far below the matrix size (this
+            draws from the global RNG: the caller forks it).
 
     Returns:
         The projected matrices (input dtype), None for skipped layers.
@@ -92,12 +96,13 @@ def project_matrices(
     for m, a in zip(matrices, scales):
         w = _work(m)
         work.append(w if a is None else rectify(w, a.to(w.device, w.dtype)))
-    factors = batched_truncated_svd(work, [int(k) for k in ranks])
+    factors = batched_truncated_svd(work, [int(k) for k in ranks], randomized=randomized)
     top = torch.stack([s[0].to(work[0].device) for _, s, _ in factors]).tolist()  # one sync
     out: list[torch.Tensor | None] = []
     for m, mt, a, (u, s, vh), k, s1 in zip(matrices, work, scales, factors, ranks, top):
         if s1 < SKIP_BELOW:
-            out.append(None if degenerate == "skip" else low_rank_approx(mt if a is None else _work(m), int(k)).to(m.dtype))
+            out.append(None if degenerate == "skip" else
+                       low_rank_approx(mt if a is None else _work(m), int(k), randomized=randomized).to(m.dtype))
             continue
         low = (u * s.unsqueeze(0)) @ vh
         new = low

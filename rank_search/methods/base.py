@@ -33,6 +33,25 @@ def check_init(method: str, value: Any) -> None:
         raise RankSearchError(f"{method}.init must be one of {', '.join(INITS)}, got {value!r}")
 
 
+SVD_MODES = ("exact", "randomized")
+
+
+def check_svd(method: str, value: Any) -> None:
+    """The ``<method>.svd`` knob of the projection methods: ``exact`` (the papers' and the
+    authors' code: ``torch.linalg.svd``, truncated) or ``randomized`` (``torch.svd_lowrank`` where
+    the rank is far below the matrix size, oversample 8, 2 power iterations; cheaper on big
+    layers, approximate, and run under a forked RNG)."""
+    if value not in SVD_MODES:
+        raise RankSearchError(f"{method}.svd must be one of {', '.join(SVD_MODES)}, got {value!r}")
+
+
+def svd_randomized(value: str) -> bool | None:
+    """The ``randomized`` argument of ``decomp.truncated_svd`` for an ``svd`` knob value:
+    False (never randomized) for ``exact``, None (randomized where the rank is far below the
+    matrix size) for ``randomized``."""
+    return False if value == "exact" else None
+
+
 def is_plan_file(spec: Any) -> bool:
     """Whether the rank spec ``spec`` names a plan file (``.yaml``/``.yml``)."""
     return isinstance(spec, str) and spec.strip().lower().endswith((".yaml", ".yml"))

@@ -13,8 +13,9 @@ the last step, so training always ends on a distortion: with T iterations in all
 ``(T - 1) // S_D + 1`` distortions. The compact model is ``surgery.compress`` of those distorted
 weights, whose decomposition reproduces them exactly (they already have the plan's ranks).
 
-Decompositions never draw from the training RNG stream (``torch.svd_lowrank`` does, so it runs
-under a forked RNG); the trajectory between distortions is that of dense training.
+The SVD is exact by default (``svd: exact``, as the paper; ``randomized`` is a knob). Decompositions
+never draw from the training RNG stream (they run under a forked RNG, which ``torch.svd_lowrank``
+needs); the trajectory between distortions is that of dense training.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from ..layers import get_scheme
 from ..plan import candidate_layers
 from ..surgery import compress
 from ._registry import register_method
-from .base import Method, check_init
+from .base import Method, check_init, check_svd, svd_randomized
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,19 @@ class DeepTwistKnobs:
     init: ``dense`` (the paper's choice: distort a trained network) starts from the run's
         trained dense weights (`train --init`, a sweep's dense reference); ``scratch`` trains
         from a fresh initialisation in a sweep.
+    svd: ``exact`` (default: the paper's SVD, ``torch.linalg.svd`` truncated) or ``randomized``
+        (``torch.svd_lowrank`` where the rank is far below the layer size) for the ``channel``
+        and ``tiled`` distortions; Tucker-2 always uses tensorly's SVD-initialised HOOI.
     """
 
     distortion_step: int = 100
     tiles: tuple[int, int] = (2, 2)
     init: str = "dense"
+    svd: str = "exact"
 
     def __post_init__(self) -> None:
         check_init("deeptwist", self.init)
+        check_svd("deeptwist", self.svd)
         s = self.distortion_step
         if isinstance(s, bool) or not isinstance(s, int) or s < 1:
             raise RankSearchError(f"deeptwist.distortion_step must be an integer >= 1, got {s!r}")
@@ -92,11 +98,14 @@ class DeepTwist(Method):
         in place, on the weight's device."""
         model = trainer.model
         layers = candidate_layers(model)
-        # A randomized SVD draws from the global RNG: keep the training stream untouched.
+        randomized = svd_randomized(self.knobs.svd)
+        # The exact SVD draws no random numbers; the fork keeps the training stream untouched
+        # whatever a decomposition does (a randomized SVD draws from the global RNG).
         with torch.random.fork_rng(devices=rng_devices(model)):
             for name, lp in self.plan.items():
                 weight = layers[name].weight
-                weight.copy_(get_scheme(lp.scheme).project(weight.detach(), lp.rank, tiles=lp.tiles))
+                weight.copy_(get_scheme(lp.scheme).project(weight.detach(), lp.rank, tiles=lp.tiles,
+                                                           randomized=randomized))
         self.distortions += 1
         self.last_distortion_step = trainer.global_step
 

@@ -14,18 +14,20 @@ fractional; a plan.yaml with integer ranks gives the paper's k exactly.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 
 import torch
 
+from ..engine.trainer import rng_devices
 from ..errors import RankSearchError
 from ..layers import ChannelFactorized
 from ..plan import candidate_layers
 from ..surgery import compress
 from ._lrpet_ops import bn_scale, following_batchnorms, project_matrices
 from ._registry import register_method
-from .base import Method, check_init
+from .base import Method, check_init, check_svd, svd_randomized
 
 INTERVAL_UNITS = ("epoch", "iter")
 
@@ -48,6 +50,9 @@ class LRPETKnobs:
         Layers without a BatchNorm (or whose BatchNorm keeps no running stats) use a = 1.
     init: ``scratch`` (the paper's choice) or ``dense``: in a sweep, whether trials start from
         the sweep's dense reference.
+    svd: ``exact`` (default: the paper's and the authors' code's SVD) or ``randomized``
+        (``torch.svd_lowrank`` where k is far below the layer size: cheaper on big layers, but
+        the projected weights differ by 5-11% on 64-channel layers; under a forked RNG).
     """
 
     interval: int = 1
@@ -56,9 +61,11 @@ class LRPETKnobs:
     beta: float = 0.0
     bn_rectification: bool = True
     init: str = "scratch"
+    svd: str = "exact"
 
     def __post_init__(self) -> None:
         check_init("lrpet", self.init)
+        check_svd("lrpet", self.svd)
         if isinstance(self.interval, bool) or not isinstance(self.interval, int) or self.interval < 1:
             raise RankSearchError(f"lrpet.interval must be an integer >= 1, got {self.interval!r}")
         if self.interval_unit not in INTERVAL_UNITS:
@@ -151,14 +158,20 @@ class LRPET(Method):
         scales = [bn_scale(model.get_submodule(bns[n])) if bns.get(n) else None for n in names]
         weights = [layers[n].weight for n in names]
         beta = 0.0 if final else self.knobs.beta
-        new = project_matrices(
-            [ChannelFactorized.matrix(w.detach()) for w in weights],
-            [int(self.plan[n].rank) for n in names],
-            scales=scales,
-            beta=beta,
-            energy_transfer=self.knobs.energy_transfer,
-            degenerate="truncate" if final else "skip",
-        )
+        randomized = svd_randomized(self.knobs.svd)
+        # The exact SVD draws no random numbers; a randomized one must not move the training RNG.
+        with contextlib.ExitStack() as stack:
+            if randomized is not False:
+                stack.enter_context(torch.random.fork_rng(devices=rng_devices(model)))
+            new = project_matrices(
+                [ChannelFactorized.matrix(w.detach()) for w in weights],
+                [int(self.plan[n].rank) for n in names],
+                scales=scales,
+                beta=beta,
+                energy_transfer=self.knobs.energy_transfer,
+                degenerate="truncate" if final else "skip",
+                randomized=randomized,
+            )
         for w, m in zip(weights, new):
             if m is not None:
                 w.copy_(m.reshape(w.shape))

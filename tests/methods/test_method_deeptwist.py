@@ -183,6 +183,7 @@ def test_knob_validation(knobs, match) -> None:
 def test_knob_defaults() -> None:
     knobs = create_method("deeptwist").knobs
     assert knobs == DeepTwistKnobs(distortion_step=100, tiles=(2, 2))
+    assert knobs.svd == "exact"
     with pytest.raises(RankSearchError, match=r"distortion_step must be an integer >= 1, got True"):
         DeepTwistKnobs(distortion_step=True)
 
@@ -196,3 +197,49 @@ def test_spatial_scheme_rejected() -> None:
         method.resolve_plan(_Net())
     with pytest.raises(RankSearchError, match=rf"{rule}; got scheme 'spatial'$"):
         prepare(RunSpec(model="lenet5", dataset="synthetic", method="deeptwist", scheme="spatial", epochs=1))
+
+
+# ---- the SVD: exact by default, randomized on request ----
+class _Wide(nn.Module):
+    """A 128 -> 128 3x3 conv (128 x 1152 channel matrix; 64 x 576 tiles under a 2 x 2 grid), where
+    the default truncated_svd would take the randomized path at rank 2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 128, 3, padding=1)
+        self.c1 = nn.Conv2d(128, 128, 3, padding=1)
+        self.head = nn.Linear(128, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.c1(self.stem(x)).mean((2, 3)))
+
+
+def _best(matrix: torch.Tensor, r: int) -> torch.Tensor:
+    u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
+    return (u[..., :r] * s[..., None, :r]) @ vh[..., :r, :]
+
+
+@pytest.mark.parametrize("scheme", ["channel", "tiled"])
+@pytest.mark.parametrize("svd", ["exact", "randomized"])
+def test_distortion_svd_is_exact_unless_a_knob_says_otherwise(scheme, svd, monkeypatch) -> None:
+    calls = []
+    real = torch.svd_lowrank
+    monkeypatch.setattr(torch, "svd_lowrank", lambda *a, **kw: calls.append(a[0].shape) or real(*a, **kw))
+    torch.manual_seed(0)
+    model = _Wide()
+    before = model.c1.weight.detach().clone()
+    knobs = {} if svd == "exact" else {"svd": svd}
+    method = create_method("deeptwist", knobs, ranks={"c1": {"scheme": scheme, "rank": 2}}, scheme=scheme)
+    rng = torch.get_rng_state()
+    after = _distort_once(method, model)["c1"]
+    assert torch.equal(torch.get_rng_state(), rng)
+    if scheme == "channel":
+        exact = _best(before.reshape(128, -1), 2).reshape(before.shape)
+    else:  # the 2 x 2 tile grid: rows split the outputs, columns the inputs (whole kernels)
+        tiles = before.reshape(2, 64, 2, 64 * 9).permute(0, 2, 1, 3)
+        exact = _best(tiles, 2).permute(0, 2, 1, 3).reshape(before.shape)
+    error = float((after - exact).norm() / exact.norm())
+    if svd == "exact":
+        assert calls == [] and error < 1e-5
+    else:
+        assert calls and error > 1e-3

@@ -1,6 +1,8 @@
 """LRPET: projection math against full SVDs, BN mapping, schedule, end-to-end exactness, resume."""
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 from torch import nn
@@ -251,6 +253,7 @@ def test_knob_validation(knobs, match) -> None:
 def test_defaults() -> None:
     k = create_method("lrpet").knobs
     assert (k.interval, k.interval_unit, k.energy_transfer, k.beta, k.bn_rectification) == (1, "epoch", True, 0.0, True)
+    assert k.svd == "exact"
 
 
 def test_rejects_other_schemes() -> None:
@@ -261,3 +264,44 @@ def test_rejects_other_schemes() -> None:
     with pytest.raises(RankSearchError,
                        match=r"lrpet supports scheme channel; layer 'features\.4' has scheme 'tucker2'$"):
         method.resolve_plan(model)
+
+
+# ---- the SVD: exact by default, randomized on request ----
+def _big_layer_model() -> nn.Module:
+    """A 64 -> 64 3x3 conv (64 x 576 matrix) between a stem and a classifier: at k = 6 the
+    default truncated_svd would take the randomized path."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.Conv2d(64, 64, 3, padding=1),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+
+
+def _project_big_layer(monkeypatch, knobs) -> tuple[torch.Tensor, torch.Tensor, list]:
+    calls = []
+    real = torch.svd_lowrank
+    monkeypatch.setattr(torch, "svd_lowrank", lambda *a, **kw: calls.append(a[0].shape) or real(*a, **kw))
+    model = _big_layer_model()
+    before = model[1].weight.detach().clone()
+    method = create_method("lrpet", {"bn_rectification": False, "energy_transfer": False, **knobs}, ranks=6)
+    method.resolve_plan(model)
+    rng = torch.get_rng_state()
+    method._project_weights(model, types.SimpleNamespace(model=model), final=True)
+    assert torch.equal(torch.get_rng_state(), rng)  # the global RNG is untouched either way
+    return before, model[1].weight.detach(), calls
+
+
+def test_projection_is_the_exact_svd_truncation_by_default(monkeypatch) -> None:
+    before, after, calls = _project_big_layer(monkeypatch, {})
+    assert create_method("lrpet").knobs.svd == "exact" and calls == []
+    u, s, vh = torch.linalg.svd(before.reshape(64, -1), full_matrices=False)
+    torch.testing.assert_close(after.reshape(64, -1), (u[:, :6] * s[:6]) @ vh[:6], atol=1e-5, rtol=1e-5)
+
+
+def test_randomized_svd_is_a_knob(monkeypatch) -> None:
+    before, after, calls = _project_big_layer(monkeypatch, {"svd": "randomized"})
+    assert calls == [torch.Size([1, 64, 576])]
+    u, s, vh = torch.linalg.svd(before.reshape(64, -1), full_matrices=False)
+    exact = (u[:, :6] * s[:6]) @ vh[:6]
+    assert float((after.reshape(64, -1) - exact).norm() / exact.norm()) > 1e-3  # approximate on a flat spectrum
+    assert torch.linalg.matrix_rank(after.reshape(64, -1)).item() == 6
+    with pytest.raises(RankSearchError, match=r"lrpet\.svd must be one of exact, randomized, got 'fast'"):
+        create_method("lrpet", {"svd": "fast"})
