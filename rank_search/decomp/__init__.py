@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from .batched import batched_low_rank, batched_truncated_svd
 from .policies import POLICY_KINDS, RankPolicy, parse_rank_policy
-from .svd import low_rank_approx, singular_values, truncated_svd
+from .svd import as_working, low_rank_approx, singular_values, truncated_svd
 from .tucker import mode_spectra, tucker2, tucker2_reconstruct
 
 __all__ = [
     "POLICY_KINDS",
     "RankPolicy",
+    "as_working",
     "batched_low_rank",
     "batched_truncated_svd",
     "low_rank_approx",

@@ -9,6 +9,12 @@ RANDOMIZED_MIN_SIZE = 64
 OVERSAMPLE = 8
 
 
+def as_working(matrix: torch.Tensor) -> torch.Tensor:
+    """``matrix`` in a dtype the SVD routines take: half precision promoted to float32, float32
+    and float64 kept (a float64 model is decomposed in float64)."""
+    return matrix.float() if matrix.dtype in (torch.float16, torch.bfloat16) else matrix
+
+
 def truncated_svd(
     matrix: torch.Tensor, rank: int, *, randomized: bool | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -25,7 +31,7 @@ def truncated_svd(
     k = min(m, n)
     if not 1 <= rank <= k:
         raise ValueError(f"rank must be in [1, {k}] for a {m}x{n} matrix, got {rank}")
-    work = matrix.float() if matrix.dtype in (torch.float16, torch.bfloat16) else matrix
+    work = as_working(matrix)
     if randomized is None:
         randomized = k >= RANDOMIZED_MIN_SIZE and rank + OVERSAMPLE <= RANDOMIZED_MAX_FRACTION * k
     if randomized:
@@ -47,4 +53,4 @@ def low_rank_approx(matrix: torch.Tensor, rank: int, *, randomized: bool | None 
 
 def singular_values(matrix: torch.Tensor) -> torch.Tensor:
     """All singular values, descending."""
-    return torch.linalg.svdvals(matrix.float()).to(matrix.dtype)
+    return torch.linalg.svdvals(as_working(matrix)).to(matrix.dtype)

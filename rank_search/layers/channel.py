@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..decomp.svd import low_rank_approx, singular_values, truncated_svd
+from ..decomp.svd import as_working, low_rank_approx, singular_values, truncated_svd
 from .base import FactorizedLayer, Rank, check_rank, conv_geometry
 
 
@@ -53,15 +53,15 @@ class ChannelFactorized(FactorizedLayer):
         else:
             reduce = nn.Conv2d(layer.in_channels, rank, bias=False, **conv_geometry(layer))
             expand = nn.Conv2d(rank, layer.out_channels, 1, bias=has_bias)
-        device = layer.weight.device
-        return cls(reduce.to(device), expand.to(device), rank)
+        where = {"device": layer.weight.device, "dtype": layer.weight.dtype}  # the dense layer's
+        return cls(reduce.to(**where), expand.to(**where), rank)
 
     @classmethod
     def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", **opts):
         new = cls.build(layer, rank, name=name)
         w = layer.weight.detach()
         with torch.no_grad():
-            u, s, vh = truncated_svd(cls.matrix(w).float(), new.rank, randomized=False)
+            u, s, vh = truncated_svd(as_working(cls.matrix(w)), new.rank, randomized=False)
             out_scale, in_scale = _split(s, balance)
             new.reduce.weight.copy_((vh * in_scale.unsqueeze(1)).reshape(new.reduce.weight.shape))
             new.expand.weight.copy_((u * out_scale.unsqueeze(0)).reshape(new.expand.weight.shape))

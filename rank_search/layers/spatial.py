@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..decomp.svd import low_rank_approx, singular_values, truncated_svd
+from ..decomp.svd import as_working, low_rank_approx, singular_values, truncated_svd
 from .base import FactorizedLayer, Rank, check_rank, conv_geometry
 from .channel import _split
 
@@ -62,8 +62,8 @@ class SpatialFactorized(FactorizedLayer):
         horizontal = nn.Conv2d(
             rank, n, (1, kw), stride=(1, sw), padding=(0, pw), dilation=(1, dw), bias=layer.bias is not None
         )
-        device = layer.weight.device
-        return cls(vertical.to(device), horizontal.to(device), rank)
+        where = {"device": layer.weight.device, "dtype": layer.weight.dtype}  # the dense layer's
+        return cls(vertical.to(**where), horizontal.to(**where), rank)
 
     @classmethod
     def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", **opts):
@@ -71,7 +71,7 @@ class SpatialFactorized(FactorizedLayer):
         w = layer.weight.detach()
         n, c, kh, kw = w.shape
         with torch.no_grad():
-            u, s, vh = truncated_svd(cls.matrix(w).float(), rank, randomized=False)
+            u, s, vh = truncated_svd(as_working(cls.matrix(w)), rank, randomized=False)
             out_scale, in_scale = _split(s, balance)
             a = (u * in_scale.unsqueeze(0)).t()  # [r, c*kh]
             b = vh * out_scale.unsqueeze(1)  # [r, n*kw]

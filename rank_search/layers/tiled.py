@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from ..decomp.svd import low_rank_approx, singular_values, truncated_svd
+from ..decomp.svd import as_working, low_rank_approx, singular_values, truncated_svd
 from ..errors import RankSearchError
 from .base import FactorizedLayer, Rank, check_rank, conv_geometry
 
@@ -89,8 +89,8 @@ class TiledFactorized(FactorizedLayer):
         g = {"kernel_size": (1, 1)} if linear else conv_geometry(layer)
         reduce = nn.Conv2d(c, ct * rt * rank, groups=ct, bias=False, **g)
         expand = nn.Conv2d(rt * ct * rank, n, 1, groups=rt, bias=layer.bias is not None)
-        device = layer.weight.device
-        return cls(reduce.to(device), expand.to(device), rank, grid, linear)
+        where = {"device": layer.weight.device, "dtype": layer.weight.dtype}  # the dense layer's
+        return cls(reduce.to(**where), expand.to(**where), rank, grid, linear)
 
     @classmethod
     def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", tiles=None, **opts):
@@ -100,7 +100,7 @@ class TiledFactorized(FactorizedLayer):
         w4 = w[:, :, None, None] if new.linear else w
         n, c, kh, kw = w4.shape
         with torch.no_grad():
-            u, s, vh = truncated_svd(_blocks(w4, new.grid).float(), rank, randomized=False)
+            u, s, vh = truncated_svd(as_working(_blocks(w4, new.grid)), rank, randomized=False)
             scale = s.sqrt() if balance else torch.ones_like(s)
             a = vh * scale.unsqueeze(-1)  # [R, C, r, cols_t]
             b = u * (s / scale).unsqueeze(-2)  # [R, C, rows_t, r]

@@ -66,8 +66,8 @@ class Tucker2Factorized(FactorizedLayer):
         reduce = nn.Conv2d(c, r_in, 1, bias=False)
         core = nn.Conv2d(r_in, r_out, bias=False, **conv_geometry(layer))
         expand = nn.Conv2d(r_out, n, 1, bias=layer.bias is not None)
-        device = layer.weight.device
-        return cls(reduce.to(device), core.to(device), expand.to(device), (r_out, r_in))
+        where = {"device": layer.weight.device, "dtype": layer.weight.dtype}  # the dense layer's
+        return cls(reduce.to(**where), core.to(**where), expand.to(**where), (r_out, r_in))
 
     @classmethod
     def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", **opts):

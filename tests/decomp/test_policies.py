@@ -220,3 +220,17 @@ def test_randomized_path_is_accurate_on_exact_low_rank(monkeypatch) -> None:
     u, s, vh = out[0]
     recon = (u * s) @ vh
     assert float((recon - low).norm() / low.norm()) < 1e-5
+
+
+def test_exact_path_on_request_is_the_linalg_truncation_and_draws_nothing(monkeypatch) -> None:
+    monkeypatch.setattr(torch, "svd_lowrank", lambda *a, **kw: pytest.fail("randomized SVD called"))
+    gen = torch.Generator().manual_seed(0)
+    mats = [torch.randn(160, 120, generator=gen), torch.randn(160, 120, generator=gen)]
+    rng = torch.get_rng_state()
+    out = batched_truncated_svd(mats, [5, 3], randomized=False)  # the default would go randomized here
+    assert torch.equal(torch.get_rng_state(), rng)
+    for m, r, (u, s, vh), approx in zip(mats, [5, 3], out, batched_low_rank(mats, [5, 3], randomized=False)):
+        torch.testing.assert_close((u * s) @ vh, _best_rank_r(m, r), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(approx, _best_rank_r(m, r), atol=1e-5, rtol=1e-5)
+    double = truncated_svd(mats[0].double(), 4, randomized=False)
+    assert all(t.dtype == torch.float64 for t in double)  # float64 stays float64

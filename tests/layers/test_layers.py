@@ -442,3 +442,44 @@ def test_build_gives_the_structure_from_dense_gives(scheme: str, layer_factory) 
     built.load_state_dict(decomposed.state_dict())
     x = torch.randn(2, 12) if isinstance(layer, nn.Linear) else torch.randn(2, 6, 9, 11)
     torch.testing.assert_close(built(x), decomposed(x))
+
+
+# ---- dtype and device: the dense layer's ----
+
+@pytest.mark.parametrize("scheme,make", LAYER_CASES)
+def test_float64_layers_stay_float64_and_exact(scheme: str, make) -> None:
+    cls = get_scheme(scheme)
+    dense = make(dtype=torch.float64)
+    fact = cls.from_dense(dense, cls.max_rank(dense))
+    assert {p.dtype for p in fact.parameters()} == {torch.float64}
+    x = _input_for(dense)
+    torch.testing.assert_close(fact(x), dense(x), atol=1e-10, rtol=1e-10)  # decomposed in float64
+    small = cls.from_dense(dense, _small_rank(cls, dense))
+    assert small(x).dtype == torch.float64
+
+
+@pytest.mark.parametrize("scheme,make", LAYER_CASES)
+def test_build_keeps_the_dense_layers_device_and_dtype(scheme: str, make) -> None:
+    cls = get_scheme(scheme)
+    dense = make(dtype=torch.float16).to("meta")  # a device and a dtype other than the defaults
+    built = cls.build(dense, _small_rank(cls, dense))
+    assert {(p.device.type, p.dtype) for p in built.parameters()} == {("meta", torch.float16)}
+
+
+@pytest.mark.parametrize("scheme", SCHEMES.names())
+def test_a_float64_model_compresses_and_runs(scheme: str) -> None:
+    from rank_search.cost import count_macs
+    from rank_search.models import create_model
+    from rank_search.plan import uniform_plan
+    from rank_search.surgery import compress
+
+    torch.manual_seed(0)
+    model = create_model("lenet5_wide", in_channels=1, num_classes=10, image_size=8).double().eval()
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    compact = compress(model, uniform_plan(model, "ratio:0.5", scheme=scheme)).eval()
+    assert {p.dtype for p in compact.parameters()} == {torch.float64}
+    with torch.no_grad():
+        assert compact(x).dtype == torch.float64
+        full = compress(model, uniform_plan(model, "ratio:1.0", scheme=scheme)).eval()
+        torch.testing.assert_close(full(x), model(x), atol=1e-9, rtol=1e-9)
+    assert count_macs(compact, (1, 8, 8))[0] < count_macs(model, (1, 8, 8))[0]
