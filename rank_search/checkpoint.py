@@ -30,17 +30,44 @@ def save_compact(path: str, compact: nn.Module, *, plan: RankPlan, model: str, d
     }, path)
 
 
-def read_compact(path: str) -> dict[str, Any]:
-    """The raw checkpoint dict; a missing, corrupt or foreign file is a one-line error."""
-    if not os.path.isfile(path):
-        raise RankSearchError(f"checkpoint {path!r} does not exist")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt/unsafe files
-        raise RankSearchError(f"checkpoint {path!r} cannot be read safely: {type(exc).__name__}") from None
+# What a compact checkpoint must hold to rebuild its model, with the types it must have.
+_FIELDS = {"model": str, "in_channels": int, "num_classes": int, "image_size": int, "plan": dict, "state_dict": dict}
+
+
+def _check(data: Any, path: str) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise RankSearchError(f"{path!r} is not a rank-search compact checkpoint (format {FORMAT})")
+    missing = [k for k in _FIELDS if k not in data]
+    if missing:
+        raise RankSearchError(f"checkpoint {path!r} lacks {', '.join(missing)}: not a complete compact checkpoint")
+    wrong = [f"{k} ({type(data[k]).__name__}, not {t.__name__})" for k, t in _FIELDS.items()
+             if not isinstance(data[k], t) or isinstance(data[k], bool)]
+    if wrong:
+        raise RankSearchError(f"checkpoint {path!r} has fields of the wrong type: {', '.join(wrong)}")
     return data
+
+
+def _load(source, path: str) -> dict[str, Any]:
+    try:
+        data = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt/unsafe files
+        raise RankSearchError(f"checkpoint {path!r} cannot be read safely: {type(exc).__name__}") from None
+    return _check(data, path)
+
+
+def read_compact(path: str) -> dict[str, Any]:
+    """The raw checkpoint dict; a missing, corrupt, foreign or incomplete file is a one-line error."""
+    if not os.path.isfile(path):
+        raise RankSearchError(f"checkpoint {path!r} does not exist")
+    return _load(path, path)
+
+
+def read_compact_bytes(data: bytes, *, label: str) -> dict[str, Any]:
+    """:func:`read_compact` of a file's bytes (read from a URI, say); ``label`` names it in errors.
+    Loaded with ``weights_only=True``: a booby-trapped pickle is refused, not run."""
+    import io
+
+    return _load(io.BytesIO(data), label)
 
 
 def load_compact(path: str) -> nn.Module:
@@ -56,9 +83,16 @@ def compact_from_checkpoint(data: dict[str, Any], *, path: str) -> nn.Module:
     from .models import create_model
     from .surgery import compress
 
-    dense = create_model(data["model"], in_channels=data["in_channels"], num_classes=data["num_classes"],
-                         image_size=data["image_size"])
-    compact = compress(dense, RankPlan.from_dict(data["plan"]), decompose=False)
+    data = _check(data, path)
+    try:
+        dense = create_model(data["model"], in_channels=data["in_channels"], num_classes=data["num_classes"],
+                             image_size=data["image_size"])
+        compact = compress(dense, RankPlan.from_dict(data["plan"]), decompose=False)
+    except RankSearchError as exc:
+        raise RankSearchError(f"checkpoint {path!r}: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+        raise RankSearchError(f"checkpoint {path!r} does not fit model {data['model']!r}: "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     try:
         compact.load_state_dict(data["state_dict"])
     except RuntimeError as exc:
