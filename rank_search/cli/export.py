@@ -40,6 +40,41 @@ def _atomic_write(path: str, data: bytes) -> None:
         raise
 
 
+#: The metrics an export carries, named as `train` writes them in metrics.json.
+METRIC_KEYS = (schema.VAL_ACCURACY, schema.TEST_ACCURACY, schema.DENSE_PARAMS, schema.COMPACT_PARAMS,
+               schema.DENSE_MACS, schema.COMPACT_MACS, schema.PARAMS_COMPRESSION, schema.MACS_COMPRESSION,
+               schema.EPOCHS)
+COUNT_KEYS = (schema.DENSE_PARAMS, schema.COMPACT_PARAMS, schema.DENSE_MACS, schema.COMPACT_MACS, schema.EPOCHS)
+
+
+def absolute(path: str) -> str:
+    """A local path made absolute (found from any folder); a URI as it is."""
+    return path if schema.is_uri(path) else os.path.abspath(path)
+
+
+def trial_metrics(loc, ckpt: str, trial) -> dict:
+    """The trial's final metrics under ``train``'s names, exactly as it wrote them: from the final
+    checkpoint's metrics.json (integers stay integers, floats are the trial's own), else from its
+    last reported row (where a table made every number a float), counts turned back into integers."""
+    import json
+
+    written = {}
+    if loc.exists(f"{ckpt}/{schema.METRICS_FILE}"):
+        written = json.loads(loc.read_text(f"{ckpt}/{schema.METRICS_FILE}"))
+    out = {}
+    for key in METRIC_KEYS:
+        # a trial reports the epoch it finished as ``epoch``; train writes the total as ``epochs``
+        names = (key, schema.EPOCH) if key == schema.EPOCHS else (key,)
+        value = next((source[n] for source in (written, trial) for n in names
+                      if n in source and source[n] is not None), None)
+        if isinstance(value, float) and value != value:  # NaN: not reported
+            value = None
+        if value is not None:
+            value = int(value) if key in COUNT_KEYS else float(value)
+        out[key] = value
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from ..storage import Location
     from analysis.loading import load_experiment
@@ -56,16 +91,13 @@ def run(args: argparse.Namespace) -> int:
         raise RankSearchError(f"trial {trial['trial_id']} has no final checkpoint with {RUN_FILE} in {args.experiment!r}")
     run_record = yaml.safe_load(loc.read_text(f"{ckpt}/{RUN_FILE}"))["run"]
     launch = (exp.sweep or {}).get("launch", {})
-    metric_keys = (schema.VAL_ACCURACY, schema.TEST_ACCURACY, schema.DENSE_PARAMS, schema.COMPACT_PARAMS,
-                   schema.DENSE_MACS, schema.COMPACT_MACS, schema.PARAMS_COMPRESSION, schema.MACS_COMPRESSION,
-                   schema.EPOCH)
     record = {
         "run": run_record,
-        "metrics": {k: (float(trial[k]) if k in trial and trial[k] is not None else None) for k in metric_keys},
+        "metrics": trial_metrics(loc, ckpt, trial),
         "provenance": {
             "trial_id": str(trial["trial_id"]),
             "trial_folder": str(trial["folder"]),
-            "experiment": str(exp.path),
+            "experiment": absolute(args.experiment),
             "sweep": launch.get("name"),
             "space": launch.get("space"),
             "searcher": launch.get("searcher"),
@@ -81,7 +113,12 @@ def run(args: argparse.Namespace) -> int:
         if not loc.exists(weights_rel):
             raise RankSearchError(f"trial {trial['trial_id']} has no {schema.COMPACT_WEIGHTS_FILE} in its final checkpoint")
         weights_path = os.path.splitext(args.out)[0] + ".pt"
-        _atomic_write(weights_path, loc.read_bytes(weights_rel))
+        from ..checkpoint import read_compact_bytes
+
+        data = loc.read_bytes(weights_rel)
+        # loaded with weights_only=True before it is copied: a booby-trapped file is refused, never run
+        read_compact_bytes(data, label=f"{args.experiment.rstrip('/')}/{weights_rel}")
+        _atomic_write(weights_path, data)
         record["weights"] = os.path.basename(weights_path)
     _atomic_write(args.out, yaml.safe_dump(record, sort_keys=False).encode())
     m = record["metrics"]
