@@ -14,7 +14,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+import os
+import socket
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -41,6 +43,10 @@ class Experiment:
     path: str
     sweep: dict | None
     trials: pd.DataFrame
+    # whether a `launch`/`resume` drives the sweep now: "running", "gone" (it ended, or was
+    # killed on this host) or "unknown" (no driver record, or another host's)
+    driver: str = "unknown"
+    damaged: dict = field(default_factory=dict)  # trial id -> what is wrong with its result.json
 
     @property
     def objectives(self) -> list[tuple[str, str]]:
@@ -64,13 +70,17 @@ def _state_statuses(loc: Location) -> dict[str, dict[str, Any]]:
         return {}
     try:
         data = json.loads(loc.read_text(sorted(states)[-1]))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
         return {}  # a snapshot being rewritten: fall back to the trial folders
+    items = data.get("trial_data") if isinstance(data, dict) else None
     out = {}
-    for item in data.get("trial_data", []):
-        meta = _decode(item[0])
-        runtime = _decode(item[1]) if len(item) > 1 else {}
-        folder = meta.get("relative_logdir") or meta.get("custom_dirname")
+    for item in items if isinstance(items, list) else []:
+        try:
+            meta = _decode(item[0])
+            runtime = _decode(item[1]) if len(item) > 1 else {}
+            folder = meta.get("relative_logdir") or meta.get("custom_dirname")
+        except (TypeError, AttributeError, IndexError, KeyError, json.JSONDecodeError):
+            continue  # a damaged entry: that trial is read from its folder
         if folder:
             runtime = runtime if isinstance(runtime, dict) else {}
             out[folder] = {"status": meta.get("status"), "trial_id": meta.get("trial_id"),
@@ -78,19 +88,55 @@ def _state_statuses(loc: Location) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _read_results(loc: Location, folder: str) -> list[dict[str, Any]]:
+def _parse_results(loc: Location, folder: str) -> tuple[list[dict[str, Any]], str | None, bool]:
+    """(rows, problem, only_the_last_line): the result lines up to the first that is not a JSON
+    object, what is wrong (None if nothing) and whether that is the last line (which may be one
+    being written right now)."""
     rel = f"{folder}/result.json"
     if not loc.exists(rel):
-        return []
+        return [], None, False
+    try:
+        text = loc.read_bytes(rel).decode("utf-8")
+    except UnicodeDecodeError:
+        return [], "result.json is not UTF-8 text", False
+    except OSError as exc:
+        return [], f"result.json cannot be read: {exc.strerror or type(exc).__name__}", False
+    lines = [(i, line.strip()) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
     rows = []
-    for line in loc.read_text(rel).splitlines():
-        line = line.strip()
-        if line:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line being written right now
-    return rows
+    for k, (number, line) in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict):
+            return rows, f"result.json line {number} is not a JSON object", k == len(lines) - 1
+        rows.append(row)
+    return rows, None, False
+
+
+def _read_results(loc: Location, folder: str) -> list[dict[str, Any]]:
+    return _parse_results(loc, folder)[0]
+
+
+def _driver_state(loc: Location) -> str:
+    """"running", "gone" or "unknown" from the driver record `launch`/`resume` keep."""
+    try:
+        record = json.loads(loc.read_text(schema.DRIVER_FILE)) if loc.is_file(schema.DRIVER_FILE) else None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return "unknown"
+    if not isinstance(record, dict):
+        return "unknown"
+    if record.get("ended"):
+        return "gone"
+    if record.get("host") != socket.gethostname() or not isinstance(record.get("pid"), int):
+        return "unknown"
+    try:
+        os.kill(record["pid"], 0)
+    except ProcessLookupError:
+        return "gone"
+    except (PermissionError, OSError):
+        return "running"
+    return "running"
 
 
 def _read_sweep(loc: Location) -> dict | None:
@@ -148,10 +194,15 @@ def load_experiment(path: str) -> Experiment:
             f"{path!r} is not a Ray Tune experiment (no {STATE_PREFIX}*.json, no trial folders with params.json)"
         )
     rows = []
+    damaged = {}
     for folder in sorted(set(folders) | set(statuses)):
         info = statuses.get(folder, {})
         config = _read_params(loc, folder) if folder in folders else {}
-        results = _read_results(loc, folder) if folder in folders else []
+        results, problem, last_line = _parse_results(loc, folder) if folder in folders else ([], None, False)
+        # a cut last line is one being written, unless Tune says the trial ended
+        if problem and (not last_line or info.get("status") in ("TERMINATED", "ERROR")):
+            damaged[str(info.get("trial_id") or (results[-1].get("trial_id") if results else None) or folder)] = \
+                f"{folder}/{problem}"
         last = results[-1] if results else {}
         if isinstance(last.get("config"), dict):
             # params.json has its keys sorted; the reported config keeps the sampler's order
@@ -175,11 +226,13 @@ def load_experiment(path: str) -> Experiment:
         for metric in (schema.VAL_ACCURACY,):
             values = [r[metric] for r in results if isinstance(r.get(metric), (int, float))]
             row[f"best/{metric}"] = max(values) if values else None
+        if damaged:
+            row[schema.RESULTS_DAMAGED] = damaged.get(str(row["trial_id"]))
         rows.append(row)
     trials = pd.DataFrame(rows)
     if not trials.empty:
         trials = trials.sort_values("trial_id", kind="stable").reset_index(drop=True)
-    return Experiment(path=path, sweep=sweep, trials=trials)
+    return Experiment(path=path, sweep=sweep, trials=trials, driver=_driver_state(loc), damaged=damaged)
 
 
 def in_trial_order(trials: pd.DataFrame) -> pd.DataFrame:

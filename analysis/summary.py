@@ -25,6 +25,8 @@ def usable_mask(trials: pd.DataFrame, metrics: Sequence[str]) -> pd.Series:
         ok &= pd.to_numeric(trials[m], errors="coerce").notna() if m in trials else False
     if schema.DIVERGED in trials:
         ok &= ~trials[schema.DIVERGED].map(_truthy).astype(bool)
+    if schema.RESULTS_DAMAGED in trials:  # its metrics are an earlier epoch's, or none
+        ok &= trials[schema.RESULTS_DAMAGED].isna()
     return ok
 
 
@@ -82,18 +84,37 @@ def front_text(exp: Experiment) -> str:
     return f"Pareto front over {objectives}: {len(f)} of {len(usable_trials(exp))} trials\n" + table(f, cols)
 
 
+def shown_statuses(exp: Experiment) -> pd.Series:
+    """Tune's status of each trial, with RUNNING and PENDING shown as INTERRUPTED when no driver
+    runs the sweep any more (Tune's last snapshot, written at Ctrl-C or before a kill, keeps them)."""
+    status = exp.trials["status"]
+    if exp.driver != "gone":
+        return status
+    return status.where(~status.isin(["RUNNING", "PENDING"]), schema.INTERRUPTED)
+
+
+def damaged_lines(exp: Experiment) -> list[str]:
+    """One line per trial whose result.json is damaged (left out of fronts and export)."""
+    return [f"damaged results: trial {tid} ({why}); left out of the Pareto front and export"
+            for tid, why in sorted(exp.damaged.items())]
+
+
 def status_text(exp: Experiment, *, top: int = 5) -> str:
-    t = exp.trials
     expected = (exp.sweep or {}).get("launch", {}).get("num_samples")
     lines = [f"experiment {exp.path}"]
-    if t.empty:
+    if exp.trials.empty:
         lines.append(f"no trial started yet (of {expected})" if expected else "no trial started yet")
         return "\n".join(lines)
+    t = exp.trials.assign(status=shown_statuses(exp))
+    exp = Experiment(exp.path, exp.sweep, t, exp.driver, exp.damaged)
     counts = t["status"].value_counts()
     parts = ", ".join(f"{k} {int(v)}" for k, v in counts.items())
     lines.append(f"trials: {len(t)}" + (f" of {expected}" if expected else "") + f" ({parts})")
     if schema.DIVERGED in t and t[schema.DIVERGED].fillna(False).astype(bool).any():
         lines.append(f"diverged: {int(t[schema.DIVERGED].fillna(False).astype(bool).sum())}")
+    if (t["status"] == schema.INTERRUPTED).any():
+        lines.append(f"interrupted: no driver runs this sweep; finish it with `rank-search resume {exp.path}`")
+    lines += damaged_lines(exp)
     usable = usable_trials(exp)
     if not usable.empty:
         best = usable.sort_values(schema.VAL_ACCURACY, ascending=False).head(top)

@@ -137,3 +137,17 @@ LATENCY_REPEATS = "repeats"
 def latency_key(batch_size: int) -> str:
     """``latency_ms_batch1``: the median milliseconds of one forward pass of a batch."""
     return f"latency_ms_batch{batch_size}"
+
+# `launch --objectives`: the metrics every trial report carries (a diverged one's too), so the
+# searcher can always read them; test accuracy is only reported, never searched.
+OBJECTIVE_METRICS = (VAL_ACCURACY, VAL_LOSS, TRAIN_LOSS, PARAMS_COMPRESSION, MACS_COMPRESSION, COMPACT_PARAMS,
+                     COMPACT_MACS, DENSE_PARAMS, DENSE_MACS)
+
+# The driver of a running sweep (`launch` / `resume`) at the experiment root: host and pid, so
+# `status` tells trials Tune's last snapshot calls RUNNING from trials whose driver is gone.
+DRIVER_FILE = "rank_search_driver.json"
+INTERRUPTED = "INTERRUPTED"  # the status `status` shows for those
+
+# A trial whose result.json has lines that are not JSON (truncated, binary): `status` names it,
+# `export` and the Pareto fronts skip it.
+RESULTS_DAMAGED = "results_damaged"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from ..errors import RankSearchError
@@ -46,10 +45,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise RankSearchError(f"--reference: {exc}") from None
     check_out_dir(args.out, overwrite=args.overwrite)
-    with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # a report folder others may read, not mkdtemp's private 0700
+    with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:  # umask permissions, not 0700
         result = analyze(args.experiments, tmp, labels=args.labels, objectives=objectives, reference=reference,
                          log=_say)
     print(result.summary)

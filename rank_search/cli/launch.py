@@ -57,18 +57,25 @@ def add_parser(sub) -> None:
                         "per method, at most half the budget; 0 = none)")
     p.set_defaults(func=run_launch)
 
-    r = sub.add_parser("resume", help="finish an interrupted sweep",
+    r = sub.add_parser("resume", help="finish an interrupted sweep (loads Ray's pickles: only your own experiments)",
                        description="Continue unfinished and errored trials from their checkpoints with the "
-                                   "searcher state restored; finished trials are kept as they are.")
-    r.add_argument("experiment", metavar="EXP_DIR")
+                                   "searcher state restored; finished trials are kept as they are. The "
+                                   "experiment may have been moved or copied since launch. Trust: resume "
+                                   "loads Ray Tune's pickled state (tuner.pkl, the searcher files), and "
+                                   "unpickling runs code, so resume only experiments that you or your "
+                                   "cluster wrote. status, export and analyze unpickle nothing.")
+    r.add_argument("experiment", metavar="EXP_DIR", help="the experiment folder or URI, wherever it is now")
     r.set_defaults(func=run_resume)
 
 
 def _finish(outcome) -> int:
     from analysis.loading import load_experiment
-    from analysis.summary import front_text
+    from analysis.summary import front, front_text
 
     exp = load_experiment(outcome.path)
+    if outcome.nothing_to_do:
+        print(f"nothing to resume: all {outcome.counts.get('TERMINATED', 0)} trials of {outcome.path} finished",
+              file=sys.stderr)
     print(front_text(exp))
     print(f"\nexperiment: {outcome.path}")
     counts = outcome.counts
@@ -81,6 +88,10 @@ def _finish(outcome) -> int:
         print(f"{counts['ERROR']} trial(s) failed after their retries (see error.txt in their folders); "
               f"retry them with: rank-search resume {outcome.path}", file=sys.stderr)
         return EXIT_TRIALS_FAILED
+    if front(exp).empty:
+        print("no trial reported usable objectives (all diverged?): nothing to export; try a smaller "
+              "learning rate or other knob ranges", file=sys.stderr)
+        return 0
     print(f"next: rank-search export {outcome.path} --out best.yaml")
     return 0
 

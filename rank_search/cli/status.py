@@ -17,5 +17,9 @@ def run(args: argparse.Namespace) -> int:
     from analysis.loading import load_experiment
     from analysis.summary import status_text
 
+    from ..errors import RankSearchError
+
+    if args.top < 0:
+        raise RankSearchError(f"--top must be >= 0, got {args.top}")
     print(status_text(load_experiment(args.experiment), top=args.top))
     return 0

@@ -43,6 +43,7 @@ def check_space(space: SearchSpace) -> list[str]:
             if cls.uses_plan:
                 for r in ratio:
                     build_plan(model, f"ratio:{float(r)}", scheme=m.scheme)
+    _check_epoch_budget(space)
     if space.rank_mode == "sensitivity":
         _check_targets(space, model, (info.in_channels, info.image_size, info.image_size))
         return []
@@ -66,3 +67,23 @@ def _check_targets(space: SearchSpace, model, input_shape) -> None:
                     f"space {space.name!r}: ranks.target reaches {high:g}x MACs compression, but {space.model} in "
                     f"the {scheme} scheme (method {method}) reaches at most {reachable:.2f}x (every eligible layer "
                     f"at rank 1); lower the target range")
+
+
+def _check_epoch_budget(space: SearchSpace) -> None:
+    """A method that trains dense first and then fine-tunes (``finetune_epochs``, posthoc) needs
+    more epochs than it fine-tunes when it starts from scratch; from the dense reference it
+    fine-tunes every epoch, so any budget works."""
+    for method, knobs in space.methods.items():
+        default = METHODS.get(method).Knobs()
+        if not hasattr(default, "finetune_epochs"):
+            continue
+        inits = _probe_values(knobs["init"]) if "init" in knobs else [getattr(default, "init", "scratch")]
+        if "scratch" not in inits:
+            continue
+        finetune = max(_probe_values(knobs["finetune_epochs"]) if "finetune_epochs" in knobs
+                       else [default.finetune_epochs])
+        if finetune >= space.epochs:
+            raise RankSearchError(
+                f"space {space.name!r}: {method} from scratch trains dense for epochs - finetune_epochs, so "
+                f"epochs must be > {method}.finetune_epochs ({finetune}), got {space.epochs}; raise --epochs, "
+                f"lower {method}.finetune_epochs or start it from the dense reference ({method}.init: dense)")

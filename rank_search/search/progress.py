@@ -29,7 +29,8 @@ class ProgressPrinter(Callback):
             f"  macs_x {_fmt(result, schema.MACS_COMPRESSION, '.2f')}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.finished += 1
+        # counted from Tune's trial list, so a resumed sweep counts the trials finished before it
+        self.finished = 1 + sum(t.status == "TERMINATED" for t in trials if t is not trial)
         last = trial.last_result or {}
         tag = " DIVERGED" if last.get(schema.DIVERGED) else ""
         say(f"[{self.finished}/{self.total}] trial {trial.trial_id} done{tag}: {trial.config.get('method')} "

@@ -1,17 +1,55 @@
 """Start or join Ray for a sweep. A private local Ray by default; nothing here runs ``ray stop``."""
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import tempfile
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+# Lines Ray and Tune print that do not apply to a rank-search sweep: our own resume hint replaces
+# Tune's ``Tuner.restore(...)`` one, and the token-auth notice is for clusters users start by hand.
+_QUIET = ("Experiment has been interrupted", "Trials did not complete", "Token authentication is enabled")
+
+
+class _DropNotices(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(_QUIET)
+
+
+def quiet_ray_notices() -> None:
+    """Drop Tune's own resume hint and failure summary (the CLI prints ours) and Tune's progress
+    box (``RAY_AIR_NEW_OUTPUT=0`` with ``verbose=0`` prints nothing, the TensorBoard hint included)."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    for name in ("ray.tune.tune", "ray._private.authentication.authentication_token_setup"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNotices) for f in logger.filters):
+            logger.addFilter(_DropNotices())
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created in memory" line
+    except ImportError:  # pragma: no cover - optuna is a dependency
+        pass
 
 
 def init_ray(address: str, *, num_gpus: float | None = None) -> bool:
-    """Connect or start Ray; returns whether this call started it (and must shut it down)."""
+    """Connect or start Ray; returns whether this call started it (and must shut it down).
+
+    Prefer :func:`ray_session`, which also removes the private Ray's temporary folder.
+    """
+    return _init(address, num_gpus=num_gpus) is not None
+
+
+def _init(address: str, *, num_gpus: float | None = None) -> str | None:
+    """Connect or start Ray; the temporary folder of a Ray this call started ("" when it joined a
+    cluster), None when Ray was already initialised."""
     import ray
 
     if ray.is_initialized():
-        return False
+        return None
+    quiet_ray_notices()
     # Tune warns about frequent snapshots: we checkpoint every epoch on purpose (exact resume).
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if address == "local":
@@ -23,7 +61,27 @@ def init_ray(address: str, *, num_gpus: float | None = None) -> bool:
                                   "log_to_driver": False}
         if num_gpus is not None:
             kwargs["num_gpus"] = num_gpus
-        ray.init(**kwargs)
-    else:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-    return True
+        try:
+            ray.init(**kwargs)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+        return temp
+    ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    return ""
+
+
+@contextmanager
+def ray_session(address: str, *, num_gpus: float | None = None) -> Iterator[bool]:
+    """Ray for the block (yields whether it was started here); a Ray started here is shut down
+    afterwards and a private one's temporary folder removed (nothing left in ``$TMPDIR``)."""
+    temp = _init(address, num_gpus=num_gpus)
+    try:
+        yield temp is not None
+    finally:
+        if temp is not None:
+            import ray
+
+            ray.shutdown()
+            if temp:
+                shutil.rmtree(temp, ignore_errors=True)

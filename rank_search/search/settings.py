@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 
 from .. import schema
@@ -10,6 +11,7 @@ from ..schema import is_uri
 
 SEARCHERS = ("nsga2", "tpe", "random")
 SCHEDULERS = ("fifo", "asha")
+_BUILTIN_RESOURCES = ("CPU", "GPU", "MEMORY", "OBJECT_STORE_MEMORY")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,23 @@ class LaunchConfig:
         for metric, mode in self.objectives:
             if mode not in schema.OBJECTIVE_MODES:
                 raise RankSearchError(f"objective {metric!r} mode must be max or min, got {mode!r}")
+            if metric not in schema.OBJECTIVE_METRICS:
+                raise RankSearchError(f"objective metric must be one every trial reports "
+                                      f"({', '.join(schema.OBJECTIVE_METRICS)}), got {metric!r}")
+        if len({m for m, _ in self.objectives}) != len(self.objectives):
+            raise RankSearchError(f"--objectives must name each metric once, got "
+                                  f"{','.join(schema.format_objectives(self.objectives))!r}")
+        if self.max_failures < 0:
+            raise RankSearchError(f"--max-failures must be >= 0, got {self.max_failures}")
+        for name, amount in self.resources.items():
+            if not name or name.upper() in _BUILTIN_RESOURCES:
+                raise RankSearchError(f"--resource names a custom resource, not {name!r} "
+                                      "(use --cpus-per-trial / --gpus-per-trial)")
+            if not amount > 0:
+                raise RankSearchError(f"--resource {name}={amount:g}: the amount must be > 0")
+        if self.name is not None and (not self.name or self.name in (".", "..") or "/" in self.name
+                                      or "\\" in self.name):
+            raise RankSearchError(f"--name must be a plain folder name (no '/', not '.' or '..'), got {self.name!r}")
 
 
 def resolve_storage(cfg: LaunchConfig) -> str:
@@ -78,3 +97,25 @@ def resolve_storage(cfg: LaunchConfig) -> str:
         )
     storage = cfg.storage or "runs"
     return storage if is_uri(storage) else os.path.abspath(storage)
+
+
+def check_storage(storage: str) -> None:
+    """A local ``--storage`` (a path or ``file://``) must be a folder, or creatable, and writable:
+    checked before any folder is made or Ray started. Other URIs are checked by the first write."""
+    if is_uri(storage) and not storage.startswith("file://"):
+        return
+    local = storage[len("file://"):] if storage.startswith("file://") else storage
+    local = os.path.abspath(local)
+    if os.path.exists(local) and not os.path.isdir(local):
+        raise RankSearchError(f"--storage {storage!r} is a file, not a folder")
+    existing = local
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise RankSearchError(f"--storage {storage!r} cannot be created: {existing} is a file")
+    try:  # a real write: os.access says yes to root even where nothing can be written (/proc)
+        probe = tempfile.mkdtemp(prefix=".rank-search-probe-", dir=existing)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise RankSearchError(f"--storage {storage!r} is not writable: {existing}: "
+                              f"{exc.strerror or type(exc).__name__}") from None

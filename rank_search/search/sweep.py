@@ -1,20 +1,32 @@
-"""Run a sweep with Ray Tune: `launch` a new one or `resume` an interrupted one."""
+"""Run a sweep with Ray Tune: `launch` a new one or `resume` an interrupted one.
+
+Everything a user can get wrong is checked before any folder is made or Ray started (the space,
+the settings, ``--storage``, an existing experiment at any URI); what needs Ray (can any node
+fit a trial?) right after it starts, before the experiment folder exists. A launch that fails
+before its trials start removes the folder it made.
+"""
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import json
 import os
+import socket
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 from search_spaces import SpaceSampler, get_space
 
+from .. import schema
 from ..errors import RankSearchError
 from ..schema import is_uri
 from ..storage import Location
 from .check import check_space
 from .progress import say
-from .ray_session import init_ray
-from .settings import LaunchConfig, resolve_storage
+from .ray_session import ray_session
+from .restore import FINISHED, moved_experiment, read_tune_state
+from .settings import LaunchConfig, check_storage, resolve_storage
 from .sweep_record import config_from_record, read_sweep_record, write_sweep_record
 from .reference import check_dense_weights, prepare_references
 from .tune_setup import make_run_config, make_scheduler, make_searcher, make_trainable, study_storage, trial_dirname
@@ -45,12 +57,21 @@ class SweepOutcome:
     complete: bool
     counts: dict
     num_samples: int
+    nothing_to_do: bool = False  # `resume` of a sweep whose trials had all finished
 
 
-def launch(cfg: LaunchConfig) -> SweepOutcome:
-    """Start a new sweep; returns when it ends or is interrupted (then ``complete`` is False)."""
-    from ray import tune
+@dataclass(frozen=True)
+class Preflight:
+    """A launch checked before anything is made: the space as run, its rank groups, the folder."""
 
+    cfg: LaunchConfig
+    space: object
+    groups: list
+    path: str
+
+
+def preflight(cfg: LaunchConfig) -> Preflight:
+    """Every check of `launch` that needs neither Ray nor a folder; raises ``RankSearchError``."""
     space = narrow_targets(get_space(cfg.space), cfg.min_compression, cfg.max_compression)
     if cfg.epochs is not None:
         space = dataclasses.replace(space, epochs=cfg.epochs)
@@ -58,43 +79,104 @@ def launch(cfg: LaunchConfig) -> SweepOutcome:
     if cfg.dense:
         check_dense_weights(space, cfg.dense)
     storage = resolve_storage(cfg)
+    check_storage(storage)
     name = cfg.name or f"{space.name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     path = f"{storage.rstrip('/')}/{name}"
     if Location(path).exists():
         raise RankSearchError(f"experiment {path!r} already exists; resume it with `rank-search resume {path}` "
                               "or choose another --name")
-    cfg = dataclasses.replace(cfg, name=name, storage=storage)
-    started = init_ray(cfg.address, num_gpus=None)
-    try:
-        write_sweep_record(path, cfg, space.to_plain())
-        ranks = (f"{space.grouping} ranks over {len(groups)} group(s)" if space.rank_mode == "per_group" else
-                 f"ranks allocated ({', '.join(space.allocations)}) to targets {space.target.to_plain()}")
-        say(f"sweep {name}: {cfg.num_samples} trials of space {space.name!r} ({space.model} on {space.dataset}, "
-            f"{space.epochs} epochs, methods {', '.join(space.methods)}, {ranks}), searcher {cfg.searcher}, "
-            f"scheduler {cfg.scheduler}")
-        say(f"experiment folder: {path}")
-        refs = prepare_references(path, space, cfg)
-        points = warm_start_points(space, groups, cfg.num_samples, cfg.warm_start)
-        if points:
-            say(f"warm start: the first {len(points)} trials are enqueued (every method, "
-                f"{'targets' if space.rank_mode == 'sensitivity' else 'uniform ratios'} over the range)")
-        searcher = make_searcher(cfg, SpaceSampler(space, groups, refs.constants()), points=points,
-                                 storage=study_storage(path))
-        tuner = tune.Tuner(
-            make_trainable(cfg),
-            tune_config=tune.TuneConfig(
-                search_alg=searcher, scheduler=make_scheduler(cfg),
-                num_samples=cfg.num_samples, max_concurrent_trials=cfg.max_concurrent, reuse_actors=True,
-                trial_dirname_creator=trial_dirname,
-            ),
-            run_config=make_run_config(cfg, storage, name, space.epochs),
-        )
-        results = tuner.fit()
-    finally:
-        if started:
-            import ray
+    return Preflight(dataclasses.replace(cfg, name=name, storage=storage), space, groups, path)
 
-            ray.shutdown()
+
+def check_resources(cfg: LaunchConfig) -> None:
+    """Some live node of the Ray cluster can run a trial; otherwise Tune would leave every trial
+    PENDING for ever. Names what the nodes have."""
+    import ray
+
+    need = {"CPU": cfg.cpus_per_trial, "GPU": cfg.gpus_per_trial, **cfg.resources}
+    need = {k: float(v) for k, v in need.items() if v > 0}
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if any(all(n.get("Resources", {}).get(k, 0.0) >= v for k, v in need.items()) for n in nodes):
+        return
+    shown = ("CPU", "GPU", *cfg.resources)
+    have = "; ".join(
+        f"{n.get('NodeManagerAddress', '?')}: " + ", ".join(f"{k} {n.get('Resources', {}).get(k, 0.0):g}" for k in shown)
+        for n in nodes) or "no live node"
+    want = ", ".join(f"{k} {v:g}" for k, v in need.items())
+    raise RankSearchError(f"no node of the Ray cluster can ever run a trial needing {want} "
+                          f"(--cpus-per-trial/--gpus-per-trial/--resource); the nodes have: {have}")
+
+
+@contextmanager
+def _driver_file(path: str) -> Iterator[None]:
+    """``rank_search_driver.json`` at the experiment root: this process drives the sweep, and
+    when it ends (normally or by Ctrl-C) that it ended. `status` reads it to tell running trials
+    from trials whose driver is gone (a ``kill -9`` leaves the file without ``ended``)."""
+    loc = Location(path)
+    record = {"host": socket.gethostname(), "pid": os.getpid(),
+              "started": _dt.datetime.now().isoformat(timespec="seconds")}
+    loc.write_text(schema.DRIVER_FILE, json.dumps(record))
+    try:
+        yield
+    finally:
+        record["ended"] = _dt.datetime.now().isoformat(timespec="seconds")
+        try:
+            loc.write_text(schema.DRIVER_FILE, json.dumps(record))
+        except OSError:
+            pass
+
+
+def _remove(path: str) -> None:
+    """Remove the experiment folder a failed launch made (before any trial ran)."""
+    loc = Location(path)
+    try:
+        if loc.uri:
+            loc.fs.delete_dir(loc.root)
+        else:
+            import shutil
+
+            shutil.rmtree(loc.root)
+    except (OSError, FileNotFoundError):
+        pass
+
+
+def launch(cfg: LaunchConfig) -> SweepOutcome:
+    """Start a new sweep; returns when it ends or is interrupted (then ``complete`` is False)."""
+    from ray import tune
+
+    pre = preflight(cfg)
+    cfg, space, groups, path = pre.cfg, pre.space, pre.groups, pre.path
+    with ray_session(cfg.address, num_gpus=None):
+        check_resources(cfg)
+        write_sweep_record(path, cfg, space.to_plain())
+        try:
+            ranks = (f"{space.grouping} ranks over {len(groups)} group(s)" if space.rank_mode == "per_group" else
+                     f"ranks allocated ({', '.join(space.allocations)}) to targets {space.target.to_plain()}")
+            say(f"sweep {cfg.name}: {cfg.num_samples} trials of space {space.name!r} ({space.model} on "
+                f"{space.dataset}, {space.epochs} epochs, methods {', '.join(space.methods)}, {ranks}), "
+                f"searcher {cfg.searcher}, scheduler {cfg.scheduler}")
+            say(f"experiment folder: {path}")
+            refs = prepare_references(path, space, cfg)
+            points = warm_start_points(space, groups, cfg.num_samples, cfg.warm_start)
+            if points:
+                say(f"warm start: the first {len(points)} trials are enqueued (every method, "
+                    f"{'targets' if space.rank_mode == 'sensitivity' else 'uniform ratios'} over the range)")
+            searcher = make_searcher(cfg, SpaceSampler(space, groups, refs.constants()), points=points,
+                                     storage=study_storage(path))
+            tuner = tune.Tuner(
+                make_trainable(cfg),
+                tune_config=tune.TuneConfig(
+                    search_alg=searcher, scheduler=make_scheduler(cfg),
+                    num_samples=cfg.num_samples, max_concurrent_trials=cfg.max_concurrent, reuse_actors=True,
+                    trial_dirname_creator=trial_dirname,
+                ),
+                run_config=make_run_config(cfg, cfg.storage, cfg.name, space.epochs),
+            )
+        except BaseException:
+            _remove(path)  # nothing ran yet: leave no half-made experiment behind
+            raise
+        with _driver_file(path):
+            results = tuner.fit()
     return _outcome(path, results, cfg.num_samples)
 
 
@@ -102,34 +184,41 @@ def resume(path: str) -> SweepOutcome:
     """Finish an interrupted sweep: unfinished and errored trials continue from their checkpoints,
     the searcher state is restored, finished trials are left as they are.
 
-    ``path`` is a local folder or a URI (``file://``, ``s3://``, ...). Tune restores its state by
-    unpickling the experiment's ``tuner.pkl`` and searcher files: resume only experiments that you
-    or your cluster wrote.
+    ``path`` is a local folder or a URI (``file://``, ``s3://``, ...), wherever the experiment is
+    now (it may have been moved since launch). Tune restores its state by unpickling the
+    experiment's ``tuner.pkl`` and searcher files: resume only experiments that you or your
+    cluster wrote. Damaged state is a one-line error, and a sweep whose trials all finished is
+    left alone (Ray is not started).
     """
     from ray import tune
 
-    path = path if is_uri(path) else os.path.abspath(path)
+    path = path.rstrip("/") if is_uri(path) else os.path.abspath(path)
     cfg = config_from_record(read_sweep_record(path))
-    if not tune.Tuner.can_restore(path):
+    loc = Location(path)
+    state = read_tune_state(path)
+    if state is None or not loc.is_file("tuner.pkl"):
         raise RankSearchError(f"{path!r} holds no Tune experiment state to resume (was the sweep ever started?)")
-    started = init_ray(cfg.address)
-    try:
+    if len(state.statuses) >= cfg.num_samples and all(s == FINISHED for s in state.statuses.values()):
+        counts = {FINISHED: len(state.statuses)}
+        return SweepOutcome(path, True, counts, cfg.num_samples, nothing_to_do=True)
+    with ray_session(cfg.address):
+        check_resources(cfg)
         say(f"resuming sweep {cfg.name} at {path}")
-        tuner = tune.Tuner.restore(path, trainable=make_trainable(cfg), resume_unfinished=True, resume_errored=True,
-                                   restart_errored=False)
-        results = tuner.fit()
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
+        with moved_experiment(path), _driver_file(path):
+            tuner = tune.Tuner.restore(path, trainable=make_trainable(cfg), resume_unfinished=True,
+                                       resume_errored=True, restart_errored=False)
+            results = tuner.fit()
     return _outcome(path, results, cfg.num_samples)
 
 
 def _outcome(path: str, results, num_samples: int) -> SweepOutcome:
-    """Trial counts by status from Tune's own ``ResultGrid`` (the search does not read its
-    results back through ``analysis``)."""
-    terminated, errored = results.num_terminated, results.num_errors
-    counts = {"TERMINATED": terminated, "ERROR": errored, "UNFINISHED": len(results) - terminated - errored}
+    """Trial counts by status from Tune's last snapshot on disk, written before ``fit`` returns.
+    (Tune's ``ResultGrid`` calls the trials it stopped on Ctrl-C TERMINATED; the snapshot keeps
+    them RUNNING, which is what they are: unfinished.)"""
+    state = read_tune_state(path)
+    statuses = list(state.statuses.values()) if state is not None else []
+    terminated, errored = statuses.count(FINISHED), statuses.count("ERROR")
+    counts = {"TERMINATED": terminated, "ERROR": errored, "UNFINISHED": len(statuses) - terminated - errored}
     counts = {k: v for k, v in counts.items() if v}
-    return SweepOutcome(path, terminated + errored >= num_samples, counts, num_samples)
+    return SweepOutcome(path, terminated + errored >= num_samples and not counts.get("UNFINISHED"), counts,
+                        num_samples)

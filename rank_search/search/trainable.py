@@ -71,12 +71,44 @@ def _local_init(spec):
     return dataclasses.replace(spec, init=local)
 
 
+def _experiment_now(like: str) -> str:
+    """Where this trial's experiment folder is now (a path, or a URI in the scheme of ``like``)."""
+    import pyarrow.fs as pafs
+
+    storage = tune.get_context().get_storage()
+    fs_path = storage.experiment_fs_path
+    if isinstance(storage.storage_filesystem, pafs.LocalFileSystem):
+        return f"file://{fs_path}" if like.startswith("file://") else fs_path
+    scheme = like.split("://", 1)[0] if schema.is_uri(like) else storage.storage_filesystem.type_name
+    return f"{scheme}://{fs_path}"
+
+
+def _references_here(config: dict[str, Any]) -> dict[str, Any]:
+    """The trial config with the sweep's dense reference and profile read from the experiment
+    folder where it is now: the config names the folder the sweep was launched in, which a user
+    may have moved or copied (off a cluster, say) before `resume`."""
+    import posixpath
+
+    from .trial import DENSE_KEY, PROFILE_KEY
+
+    dense, profile = config.get(DENSE_KEY), config.get(PROFILE_KEY)
+    if not dense and not profile:
+        return config
+    here = _experiment_now(str(dense or profile))
+    out = dict(config)
+    if dense and posixpath.basename(str(dense)) == schema.DENSE_WEIGHTS_FILE:
+        out[DENSE_KEY] = posixpath.join(here, schema.DENSE_WEIGHTS_FILE)
+    if profile:
+        out[PROFILE_KEY] = here
+    return out
+
+
 def rank_search_trainable(config: dict[str, Any]) -> None:
     """Tune function trainable (current ``ray.tune`` API: ``tune.report`` / ``tune.get_checkpoint``)."""
     import ray
 
     torch.set_num_threads(_cpu_share())
-    spec = _local_init(spec_from_config(config))
+    spec = _local_init(spec_from_config(_references_here(config)))
     finished = [0]  # epochs finished so far, read by the progress hook
     trainer = prepare(spec, progress=lambda message: _maybe_inject_crash(finished[0]))
     checkpoint = tune.get_checkpoint()
@@ -113,5 +145,5 @@ def rank_search_trainable(config: dict[str, Any]) -> None:
         dense_cost = model_cost(trainer.dense, trainer.input_shape)
         tune.report({
             schema.EPOCH: exc.epoch + 1, schema.VAL_ACCURACY: 0.0, schema.DIVERGED: True,
-            schema.TRAIN_LOSS: float("nan"), **where, **target, **compression_metrics(dense_cost, dense_cost),
+            schema.TRAIN_LOSS: float("nan"), schema.VAL_LOSS: float("nan"), **where, **target, **compression_metrics(dense_cost, dense_cost),
         })

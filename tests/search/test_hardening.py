@@ -1,0 +1,419 @@
+"""Sweeps that survive what users do to them (issue 10): a killed sweep moved before its resume,
+damaged Tune state, resume of a finished sweep, status after a kill, errors found before any
+folder or Ray, impossible resources, booby-trapped pickles."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from analysis.loading import epoch_history, load_experiment
+from rank_search import schema
+from rank_search.cli import main
+
+# The real MNIST subset makes an epoch last a second or more, so a kill lands mid-sweep; the
+# budget-driven ranks make every trial read the sweep's dense reference and profile.
+SLOW_SPACE = {
+    "model": "lenet5", "dataset": "mnist5k", "epochs": 2,
+    "methods": {"posthoc": {}, "factorized": {}},
+    "train": {"lr": {"float": [0.02, 0.1], "log": True}, "batch_size": 16},
+    "ranks": {"allocation": "sensitivity", "target": {"float": [1.5, 3.0], "log": True}, "proxy": "energy"},
+}
+EPOCHS = 2
+TRIALS = 4
+
+
+def rank_search(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rank_search", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def finished_on_disk(path: str, epochs: int = EPOCHS) -> dict[str, str]:
+    """trial folder -> result.json text, for trials whose last result is their final epoch."""
+    out = {}
+    for folder in sorted(os.listdir(path)):
+        result = Path(path, folder, "result.json")
+        if result.is_file():
+            rows = []
+            for line in result.read_text().splitlines():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break
+            if rows and rows[-1].get("epoch") == epochs:
+                out[folder] = result.read_text()
+    return out
+
+
+def started_on_disk(path: str) -> set[str]:
+    return {f for f in os.listdir(path) if f.startswith("trial_")}
+
+
+def assert_complete_once(path: str, trials: int = TRIALS, epochs: int = EPOCHS) -> None:
+    """Every trial finished, each once: one folder per trial, epochs 1..E each reported once
+    after its last restore, and the Optuna study holds each trial once."""
+    exp = load_experiment(path)
+    assert len(exp.trials) == trials and exp.trials["trial_id"].is_unique, exp.trials[["trial_id", "status"]]
+    assert (exp.trials["status"] == "TERMINATED").all(), exp.trials[["trial_id", "status"]]
+    for folder in exp.trials["folder"]:
+        history = epoch_history(path, folder)
+        epochs_seen = [r["epoch"] for r in history]
+        last = epochs_seen[-1] if not history[-1].get(schema.DIVERGED) else epochs  # a diverged trial ends early
+        assert last == epochs and sorted(set(epochs_seen)) == list(range(1, max(epochs_seen) + 1)), (folder, epochs_seen)
+        assert epochs_seen == sorted(set(epochs_seen)), f"trial {folder} ran an epoch twice: {epochs_seen}"
+    configs = [json.dumps({k: v for k, v in r.items() if not k.startswith("space.")}, sort_keys=True)
+               for r in (json.loads(Path(path, f, "params.json").read_text()) for f in exp.trials["folder"])]
+    assert len(set(configs)) == len(configs), "a trial's config was run twice"
+
+
+@pytest.fixture(scope="module")
+def killed_sweep(tmp_path_factory) -> str:
+    """A sweep whose launch process group got ``kill -9`` with one trial finished and one running
+    (two not yet created). The moved-sweep test moves this folder; the others use copies of
+    ``pristine`` (taken right after the kill)."""
+    root = tmp_path_factory.mktemp("killed")
+    space = root / "slow.yaml"
+    space.write_text(yaml.safe_dump(SLOW_SPACE))
+    path = str(root / "runs" / "killed")
+    cmd = [sys.executable, "-m", "rank_search", "launch", "--space", str(space), "--num-samples", str(TRIALS),
+           "--max-concurrent", "1", "--storage", str(root / "runs"), "--name", "killed", "--seed", "1"]
+    with open(root / "launch.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(lambda: os.path.isdir(path) and len(finished_on_disk(path)) >= 1
+                     and len(started_on_disk(path)) > len(finished_on_disk(path)), 600,
+                     "one finished trial and one started")
+            time.sleep(1.0)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert 1 <= len(finished_on_disk(path)) < TRIALS
+    shutil.copytree(path, root / "pristine")
+    return path
+
+
+def copy_of(path: str, dest: Path) -> str:
+    """A copy of the killed sweep as it was right after the kill."""
+    shutil.copytree(Path(path).parents[1] / "pristine", dest)
+    return str(dest)
+
+
+# -- item 1: a moved, interrupted sweep resumes once, every trial once ------------------------
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_moved_killed_sweep_resumes_once_and_every_trial_finishes(killed_sweep, tmp_path) -> None:
+    moved = tmp_path / "elsewhere" / "renamed"
+    moved.parent.mkdir()
+    shutil.move(killed_sweep, moved)  # `mv`: the launch location is gone
+    before = finished_on_disk(str(moved))
+    made_once = {f: Path(moved, f).read_bytes() for f in ("dense.pt", "sensitivity.csv")}
+
+    resume = rank_search("resume", str(moved))
+    assert resume.returncode == 0, resume.stderr[-3000:]
+    assert "Unable to set up cluster storage" not in resume.stderr
+    assert not os.path.exists(killed_sweep), "resume wrote to the launch location"
+    assert_complete_once(str(moved))
+    after = finished_on_disk(str(moved))
+    for folder, text in before.items():
+        assert after[folder] == text, f"finished trial {folder} was run again"
+    for f, data in made_once.items():
+        assert Path(moved, f).read_bytes() == data
+    assert "training the dense reference" not in resume.stderr
+
+
+# -- hand-made experiments (Tune's layout), for the checks that need no Ray ----------------------
+
+def hand_made(root: Path, *, trials: dict[str, str] | None = None, epochs: int = 2, num_samples: int = 2) -> Path:
+    """An experiment folder as Tune and rank-search lay it out: the sweep record, a state snapshot
+    and finished trials, each with a run record and a real compact.pt in its last checkpoint."""
+    import torch
+
+    from rank_search.checkpoint import save_compact
+    from rank_search.models import create_model
+    from rank_search.plan import build_plan
+    from rank_search.surgery import compress
+
+    exp = root / "exp"
+    exp.mkdir(parents=True)
+    record = {"launch": {"space": "tiny", "num_samples": num_samples, "name": "exp", "storage": str(root),
+                         "objectives": ["val_accuracy:max", "macs_compression:max"], "searcher": "nsga2"},
+              "space": {"name": "tiny", "model": "lenet5", "dataset": "synthetic", "epochs": epochs}}
+    (exp / schema.SWEEP_FILE).write_text(yaml.safe_dump(record))
+    trials = trials if trials is not None else {"a": "TERMINATED", "b": "TERMINATED"}
+    model = create_model("lenet5", in_channels=1, num_classes=10, image_size=8)
+    plan = build_plan(model, "ratio:0.5", scheme="channel")
+    compact = compress(model, plan)
+    for i, tid in enumerate(trials):
+        folder = exp / f"trial_{tid}"
+        folder.mkdir()
+        config = {"method": "factorized", "rank.all": 0.5, "space.epochs": epochs, "space.model": "lenet5"}
+        (folder / "params.json").write_text(json.dumps(config, sort_keys=True))
+        lines = []
+        for epoch in range(1, epochs + 1):
+            ckpt = folder / f"checkpoint_{epoch - 1:06d}"
+            ckpt.mkdir()
+            (ckpt / schema.RUN_FILE).write_text(yaml.safe_dump({"run": {"method": "factorized", "seed": 0}}))
+            row = {schema.EPOCH: epoch, schema.VAL_ACCURACY: 0.5 + 0.1 * i + 0.01 * epoch,
+                   schema.MACS_COMPRESSION: 2.0 - 0.5 * i, schema.DIVERGED: False, "trial_id": tid,
+                   "checkpoint_dir_name": ckpt.name, "done": False, "timestamp": 100 + 10 * epoch,
+                   "time_this_iter_s": 10.0}
+            if epoch == epochs:
+                row[schema.TEST_ACCURACY] = 0.5
+                save_compact(str(ckpt / schema.COMPACT_WEIGHTS_FILE), compact, plan=plan, model="lenet5",
+                             dataset="synthetic", method="factorized", in_channels=1, num_classes=10, image_size=8)
+            lines.append(json.dumps(row))
+        (folder / "result.json").write_text("".join(line + "\n" for line in lines))
+    data = [[json.dumps({"trial_id": tid, "status": status, "relative_logdir": f"trial_{tid}"}),
+             json.dumps({"num_failures": 0, "start_time": 1.0})] for tid, status in trials.items()]
+    (exp / "experiment_state-2026-01-01_00-00-00.json").write_text(
+        json.dumps({"trial_data": data, "runner_data": {}, "stats": {}}))
+    (exp / "tuner.pkl").write_bytes(b"")
+    assert torch  # the compact files above are real
+    return exp
+
+
+class _Trap:
+    """Unpickling this runs ``touch MARKER``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def booby_trap(exp: Path, marker: Path) -> None:
+    """Replace every pickle Tune keeps (tuner.pkl, the searcher and search-generator states) and
+    every trial's compact.pt with files whose unpickling runs code."""
+    import pickle
+
+    import torch
+
+    payload = pickle.dumps(_Trap(marker))
+    for name in ("tuner.pkl", "searcher-state-2026-01-01_00-00-00.pkl", "search_gen_state-2026-01-01_00-00-00.json"):
+        (exp / name).write_bytes(payload)
+    for compact in exp.glob(f"trial_*/checkpoint_*/{schema.COMPACT_WEIGHTS_FILE}"):
+        torch.save({"format": schema.COMPACT_FILE_FORMAT, "trap": _Trap(marker)}, compact)
+    assert not marker.exists()
+
+
+# -- item 2: status, export and analyze unpickle nothing; resume says it does -----------------
+
+def test_status_export_analyze_run_no_code_from_booby_trapped_pickles(tmp_path, capsys) -> None:
+    exp = hand_made(tmp_path / "sweeps")
+    marker = tmp_path / "code-ran"
+    booby_trap(exp, marker)
+    assert main(["status", str(exp)]) == 0
+    assert main(["export", str(exp), "--out", str(tmp_path / "best.yaml")]) == 0
+    assert main(["analyze", str(exp), "--out", str(tmp_path / "report")]) == 0
+    capsys.readouterr()
+    # --weights checks the compact file it copies with weights_only=True: refused, nothing written
+    assert main(["export", str(exp), "--weights", "--out", str(tmp_path / "w.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be read safely" in err[0] and "compact.pt" in err[0]
+    assert not (tmp_path / "w.yaml").exists() and not (tmp_path / "w.pt").exists()
+    assert not marker.exists(), "a command ran code from a pickle"
+
+
+def test_export_weights_copies_a_checked_compact_file(tmp_path, capsys) -> None:
+    exp = hand_made(tmp_path / "sweeps")
+    assert main(["export", str(exp), "--weights", "--out", str(tmp_path / "best.yaml")]) == 0
+    from rank_search.checkpoint import load_compact
+
+    assert type(load_compact(str(tmp_path / "best.pt"))).__name__ == "LeNet5"
+
+
+def test_resume_states_its_trust_boundary() -> None:
+    from rank_search.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    text = " ".join(sub.choices["resume"].format_help().split())
+    assert "pickle" in text and "only experiments that you or your cluster wrote" in text
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
+    assert "unpickling runs code" in readme and "only experiments that you or your cluster wrote" in readme
+
+
+# -- item 4: launch errors are found before any folder or Ray -------------------------------
+
+TINY = {
+    "model": "lenet5", "dataset": "synthetic", "epochs": 2,
+    "methods": {"posthoc": {"init": "scratch"}, "factorized": {}},
+    "train": {"lr": {"float": [0.02, 0.1], "log": True}},
+    "ranks": {"grouping": "per_layer", "ratio": {"float": [0.1, 0.9]}},
+}
+
+
+def _one_line_exit_2(capsys, argv: list[str]) -> str:
+    import ray
+
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert not ray.is_initialized(), "the error was found only after Ray started"
+    return err[0]
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--epochs", "1"], "posthoc from scratch trains dense for epochs - finetune_epochs"),
+    (["--objectives", "bogus_metric:max,macs_compression:max"], "objective metric must be one every trial reports"),
+    (["--objectives", "test_accuracy:max,macs_compression:max"], "got 'test_accuracy'"),
+    (["--objectives", "val_accuracy:max,val_accuracy:min"], "must name each metric once"),
+    (["--storage", "FILE"], "is a file, not a folder"),
+    (["--storage", "FILE/below"], "cannot be created"),
+    (["--storage", "/proc/rank-search-x"], "is not writable"),
+    (["--storage", "file:///proc/rank-search-x"], "is not writable"),
+    (["--name", "../escape"], "--name must be a plain folder name"),
+    (["--resource", "CPU=1"], "--resource names a custom resource"),
+    (["--resource", "slot=0"], "the amount must be > 0"),
+    (["--max-failures", "-1"], "--max-failures must be >= 0"),
+])
+def test_launch_errors_come_before_any_folder_or_ray(tmp_path, capsys, monkeypatch, extra, expected) -> None:
+    monkeypatch.chdir(tmp_path)
+    space = tmp_path / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY))
+    (tmp_path / "FILE").write_text("not a folder")
+    extra = [e.replace("FILE", str(tmp_path / "FILE")) for e in extra]
+    argv = ["launch", "--space", str(space), *(["--storage", str(tmp_path / "runs")] if "--storage" not in extra else []),
+            *extra]
+    before = sorted(os.listdir(tmp_path))
+    line = _one_line_exit_2(capsys, argv)
+    assert expected in line
+    assert sorted(os.listdir(tmp_path)) == before, "a folder was left behind"
+
+
+def test_demo_with_one_epoch_passes_the_preflight(tmp_path) -> None:
+    """What a user tries first: every method of the demo runs in one epoch (posthoc fine-tunes its
+    epoch from the dense reference)."""
+    from rank_search.search import LaunchConfig
+    from rank_search.search.sweep import preflight
+
+    pre = preflight(LaunchConfig(space="demo", epochs=1, storage=str(tmp_path / "runs"), name="x"))
+    assert pre.space.epochs == 1 and len(pre.space.methods) == 5
+    assert not (tmp_path / "runs").exists()
+
+
+# -- item 3: an existing experiment is refused at any URI -------------------------------------
+
+@pytest.mark.parametrize("form", ["path", "file-uri", "file-uri-trailing-slash"])
+def test_launch_refuses_an_existing_experiment_at_any_uri(tmp_path, capsys, form) -> None:
+    exp = hand_made(tmp_path / "store")
+    before = sorted(p.name for p in exp.iterdir())
+    storage = {"path": str(exp.parent), "file-uri": exp.parent.as_uri(),
+               "file-uri-trailing-slash": exp.parent.as_uri() + "/"}[form]
+    space = tmp_path / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY))
+    line = _one_line_exit_2(capsys, ["launch", "--space", str(space), "--storage", storage, "--name", "exp"])
+    assert "already exists" in line and "rank-search resume" in line
+    assert sorted(p.name for p in exp.iterdir()) == before
+
+
+# -- item 5: damaged Tune state is a clear error, never extra trials --------------------------
+
+def _tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda text: text[: len(text) // 2], "not valid JSON"),
+    (lambda text: "\x00\xff garbage", "not valid JSON"),
+    (lambda text: json.dumps({"trial_data": [["{not json", "{}"]], "runner_data": {}}), "trial entry 0 is unreadable"),
+    (lambda text: json.dumps({"stats": {}}), "no trial_data list"),
+])
+def test_resume_of_damaged_tune_state_is_one_line_exit_2(tmp_path, capsys, damage, expected) -> None:
+    exp = hand_made(tmp_path / "sweeps", trials={"a": "TERMINATED", "b": "RUNNING"})
+    (state,) = exp.glob("experiment_state-*.json")
+    state.write_text(damage(state.read_text()))
+    before = _tree(exp)
+    line = _one_line_exit_2(capsys, ["resume", str(exp)])
+    assert "experiment state" in line and state.name in line and expected in line
+    assert _tree(exp) == before
+
+
+def test_damaged_newest_state_names_the_previous_snapshot(tmp_path, capsys) -> None:
+    exp = hand_made(tmp_path / "sweeps", trials={"a": "TERMINATED", "b": "RUNNING"})
+    (state,) = exp.glob("experiment_state-*.json")
+    newer = exp / "experiment_state-2026-02-02_00-00-00.json"
+    newer.write_text(state.read_text()[:100])
+    line = _one_line_exit_2(capsys, ["resume", str(exp)])
+    assert newer.name in line and f"move it away to resume from the previous snapshot {state.name}" in line
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_resume_of_a_killed_sweep_with_truncated_state_runs_nothing(killed_sweep, tmp_path) -> None:
+    path = Path(copy_of(killed_sweep, tmp_path / "truncated"))
+    for state in path.glob("experiment_state-*.json"):
+        state.write_text(state.read_text()[:-200])
+    folders = sorted(p.name for p in path.iterdir())
+    resume = rank_search("resume", str(path))
+    err = resume.stderr.strip().splitlines()
+    assert resume.returncode == 2 and len(err) == 1 and "is damaged" in err[0], resume.stderr[-2000:]
+    assert "Traceback" not in resume.stderr
+    assert sorted(p.name for p in path.iterdir()) == folders, "resume made trials from damaged state"
+
+
+# -- item 10: the aftermath of Ctrl-C or a kill -----------------------------------------------
+
+def test_resume_of_a_finished_sweep_says_so_without_ray(tmp_path, capsys) -> None:
+    import ray
+
+    exp = hand_made(tmp_path / "sweeps")
+    before = _tree(exp)
+    assert main(["resume", str(exp)]) == 0
+    captured = capsys.readouterr()
+    assert "nothing to resume: all 2 trials" in captured.err
+    assert not ray.is_initialized() and _tree(exp) == before
+
+
+@pytest.mark.parametrize("driver, shown", [
+    ({"host": "HOST", "pid": "DEAD"}, "INTERRUPTED"),  # kill -9: the record has no end
+    ({"host": "HOST", "pid": "ME", "ended": "2026-01-01T00:00:00"}, "INTERRUPTED"),  # Ctrl-C: ended
+    ({"host": "HOST", "pid": "ME"}, "RUNNING"),  # a live driver
+    ({"host": "elsewhere", "pid": 1}, "RUNNING"),  # another host's driver: Tune's word stands
+    (None, "RUNNING"),  # an experiment from before the driver record
+])
+def test_status_shows_interrupted_trials_when_no_driver_runs(tmp_path, capsys, driver, shown) -> None:
+    import socket
+
+    exp = hand_made(tmp_path / "sweeps", trials={"a": "TERMINATED", "b": "RUNNING"})
+    if driver is not None:
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        record = {**driver, "host": socket.gethostname() if driver["host"] == "HOST" else driver["host"],
+                  "pid": {"DEAD": dead.pid, "ME": os.getpid()}.get(driver["pid"], driver["pid"])}
+        (exp / schema.DRIVER_FILE).write_text(json.dumps(record))
+    assert main(["status", str(exp)]) == 0
+    out = capsys.readouterr().out
+    assert f"TERMINATED 1, {shown} 1" in out
+    assert ("rank-search resume" in out) == (shown == "INTERRUPTED")
+
+
+def test_progress_counter_counts_trials_finished_before_a_resume() -> None:
+    from types import SimpleNamespace
+
+    from rank_search.search.progress import ProgressPrinter
+
+    printer = ProgressPrinter(total=6, epochs=2)
+    done = [SimpleNamespace(status="TERMINATED") for _ in range(5)]
+    last = SimpleNamespace(status="RUNNING", trial_id="x", config={"method": "full"}, last_result={})
+    printer.on_trial_complete(0, done + [last], last)
+    assert printer.finished == 6
