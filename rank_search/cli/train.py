@@ -49,7 +49,7 @@ def spec_from_args(args: argparse.Namespace):
         try:
             with open(args.config, encoding="utf-8") as fh:
                 data = yaml.safe_load(fh)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, UnicodeDecodeError):  # a .pt or other binary file: not YAML either
             raise RankSearchError(f"config file {args.config!r} is not valid YAML") from None
         if not isinstance(data, dict):
             raise RankSearchError(f"config file {args.config!r} must hold a mapping")
