@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
-import tempfile
+import sys
 
 import yaml
 
@@ -24,20 +24,14 @@ def add_parser(sub) -> None:
     p.add_argument("--max-macs", type=float, help="only trials whose compact model has <= M MACs")
     p.add_argument("--weights", action="store_true", help="also copy the trial's compact weights (OUT.pt)")
     p.add_argument("--out", required=True, help="output YAML file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (and OUT.pt)")
     p.set_defaults(func=run)
 
 
 def _atomic_write(path: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from ._common import write_file_atomically
+
+    write_file_atomically(path, data)  # whole or not at all, with the umask's permissions (not 0600)
 
 
 #: The metrics an export carries, named as `train` writes them in metrics.json.
@@ -80,10 +74,22 @@ def run(args: argparse.Namespace) -> int:
     from analysis.loading import load_experiment
     from analysis.select import pick_trial
 
+    from ._common import check_writable
+
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):
         raise RankSearchError(f"folder of --out {args.out!r} does not exist: {out_dir}")
+    for target in [args.out] + ([os.path.splitext(args.out)[0] + ".pt"] if args.weights else []):
+        if os.path.isdir(target):
+            raise RankSearchError(f"--out {target!r} is a folder; give a file name")
+        if os.path.exists(target) and not args.overwrite:
+            raise RankSearchError(f"--out {target!r} already exists; choose another or pass --overwrite")
+    check_writable(out_dir, what=f"--out {args.out!r}")
     exp = load_experiment(args.experiment)
+    from analysis.summary import damaged_lines
+
+    for line in damaged_lines(exp):
+        print(f"export: {line}", file=sys.stderr)
     trial = pick_trial(exp, pick=args.pick, min_accuracy=args.min_accuracy, max_macs=args.max_macs)
     loc = Location(args.experiment)
     ckpt = f"{trial['folder']}/{trial['checkpoint']}"
