@@ -112,6 +112,9 @@ PROFILE_FILE = "sensitivity.csv"  # one row per (layer, scheme, ratio)
 PROFILE_META_FILE = "sensitivity.yaml"  # the dense baseline and settings the profile was measured with
 STUDY_FILE = "optuna_study.log"  # the Optuna study (JournalStorage), for optuna-dashboard
 RANK_RATIOS_KEY = "rank_ratios"  # run record: {layer: rank / max rank} of every planned layer
+# run record: what the run ran with beyond its settings (torch threads, device, package
+# versions, git commit), so a re-run on the same machine can be checked against it
+ENVIRONMENT_KEY = "environment"
 
 # `rank-search deploy`: an exported compact model (ONNX or torch.export) and its side-car YAML.
 DEPLOY_FORMATS = ("onnx", "torch-export")

@@ -37,26 +37,31 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def read_config(path: str | None) -> dict:
+    """The run section of a ``--config`` file (its ``run:`` mapping, or the whole file); {} for none."""
+    if not path:
+        return {}
+    if not os.path.isfile(path):
+        raise RankSearchError(f"config file {path!r} does not exist")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except (yaml.YAMLError, UnicodeDecodeError):  # a .pt or other binary file: not YAML either
+        raise RankSearchError(f"config file {path!r} is not valid YAML") from None
+    if not isinstance(data, dict):
+        raise RankSearchError(f"config file {path!r} must hold a mapping")
+    base = data.get("run", data)
+    if not isinstance(base, dict):
+        raise RankSearchError(f"'run' in config file {path!r} must be a mapping, got {type(base).__name__}")
+    return dict(base)
+
+
 def spec_from_args(args: argparse.Namespace):
     """Merge ``--config`` (its ``run:`` section, or the whole file) with the flags."""
     from ..overrides import parse_assignments
     from ..run import RunSpec
 
-    base: dict = {}
-    if args.config:
-        if not os.path.isfile(args.config):
-            raise RankSearchError(f"config file {args.config!r} does not exist")
-        try:
-            with open(args.config, encoding="utf-8") as fh:
-                data = yaml.safe_load(fh)
-        except (yaml.YAMLError, UnicodeDecodeError):  # a .pt or other binary file: not YAML either
-            raise RankSearchError(f"config file {args.config!r} is not valid YAML") from None
-        if not isinstance(data, dict):
-            raise RankSearchError(f"config file {args.config!r} must hold a mapping")
-        base = data.get("run", data)
-        if not isinstance(base, dict):
-            raise RankSearchError(f"'run' in config file {args.config!r} must be a mapping, got {type(base).__name__}")
-        base = dict(base)
+    base = read_config(args.config)
     flags = {"model": args.model, "dataset": args.dataset, "method": args.method, "ranks": args.ranks,
              "scheme": args.scheme, "epochs": args.epochs, "seed": args.seed, "data_root": args.data_root,
              "download": args.download, "init": args.init}
@@ -83,9 +88,17 @@ def run(args: argparse.Namespace) -> int:
 
     progress = Progress()
 
+    recorded = read_config(args.config).get(schema.ENVIRONMENT_KEY)
+
     def on_prepared(tr) -> None:
+        from ..run.environment import differences, environment
+
         progress.line(f"training {spec.model} on {spec.dataset} with {spec.method} for {spec.epochs} epochs "
-                      f"on {tr.device} ({tr.steps_per_epoch} batches/epoch)")
+                      f"on {tr.device}, {tr.threads} threads ({tr.steps_per_epoch} batches/epoch)")
+        changed = differences(recorded, environment(tr))
+        if changed:  # the config's run was recorded elsewhere: the results may differ
+            progress.line(f"note: the config was recorded with other versions ({'; '.join(changed)}); "
+                          "the metrics may differ from the recorded ones")
 
     def on_epoch(tr, r) -> None:
         progress.line(f"epoch {r.epoch}/{tr.epochs}  train_loss {r.train_loss:.4f}  "

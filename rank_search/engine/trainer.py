@@ -80,6 +80,9 @@ class Trainer:
         self.device = resolve_device(config.device)
         if config.threads:
             torch.set_num_threads(config.threads)
+        # The intra-op threads the run trains with: results depend on it (the order of float
+        # reductions), so the run record keeps it and a re-run applies it.
+        self.threads = torch.get_num_threads()
         self.dense = dense
         self.input_shape = (data.in_channels, data.image_size, data.image_size)
         self.steps_per_epoch = len(data.train)

@@ -141,6 +141,11 @@ class Method(TrainingHooks):
             return self.plan_for(model)
         return self.plan
 
+    def ranks_of_record(self, trainer: "Trainer") -> Any:
+        """The rank spec a re-run needs to train this run again (the run record's ``ranks``): the
+        resolved plan, for methods that decide the ranks once (at the start or at a decomposition)."""
+        return self.plan
+
     # ---- state ----
     def state_dict(self) -> dict[str, Any]:
         return {"plan": self.plan.to_dict() if self.plan is not None else None}

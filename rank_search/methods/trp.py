@@ -31,7 +31,7 @@ from ..layers import ChannelFactorized, SpatialFactorized
 from ..plan import RankPlan
 from ..surgery import compress
 from ._registry import register_method
-from .base import Method, check_init, is_plan_file, spectrum_policy
+from .base import Method, check_init, is_plan_file, ranks_follow_weights, spectrum_policy
 
 # name -> (U_r [rows, r], Vh_r [r, cols]) of the last SVD, on the weights' device
 Factors = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -190,6 +190,14 @@ class TRP(Method):
 
     def validate(self, trainer) -> None:
         self._final_plan(trainer.dense)  # fail fast on a bad final_ranks plan
+
+    def ranks_of_record(self, trainer) -> Any:
+        """TRP's plan changes during training (energy/value ranks re-picked at every projection,
+        the final one at ``final_ranks``): a re-run needs the training spec as given where it
+        follows the weights, else the fixed plan it trained with, not the final plan."""
+        if ranks_follow_weights(self.ranks):
+            return self.ranks
+        return self.plan_for(trainer.dense)
 
     # ---- projections ----
     def _set_factors(self, factors: Factors, model: nn.Module) -> None:

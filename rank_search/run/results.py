@@ -2,8 +2,9 @@
 checkpoint alike.
 
 A finished run's folder holds ``metrics.json``, ``plan.yaml`` (integer ranks), the run record
-``run.yaml`` (the spec with its integer plan and its rank groups: what `export` hands to
-``train --config``) and ``compact.pt``. `train` adds ``config.yaml`` (the spec as given); a
+``run.yaml`` (the spec with its integer plan, every setting resolved, its rank groups and its
+environment: what `export` hands to ``train --config``, which re-runs it exactly) and
+``compact.pt``. `train` adds ``config.yaml`` (the spec as given); a
 trial checkpoint adds ``engine_state.pt`` (the full engine state, for exact resume) and writes
 the compact model and metrics only at the last epoch.
 """
@@ -19,19 +20,44 @@ from .. import schema
 from .spec import RunSpec
 
 
+def resolved_settings(trainer) -> dict[str, Any]:
+    """Every setting the run trained with, as ``--set`` keys: the whole ``TrainConfig`` (the data
+    set's learning rate and batch size filled in, ``train.threads`` the torch threads actually
+    used) and every knob of the method, defaults included. A re-run of these does not depend on
+    defaults that may change, nor on the machine's default thread count."""
+    from ..overrides import to_plain
+
+    train_cfg = to_plain(trainer.config)
+    train_cfg["threads"] = int(trainer.threads)
+    method = trainer.method
+    knobs = to_plain(method.knobs)
+    return {**{f"train.{k}": v for k, v in train_cfg.items()}, **{f"{method.name}.{k}": v for k, v in knobs.items()}}
+
+
 def run_record(trainer, spec: RunSpec) -> dict[str, Any]:
-    """The run with integer ranks (``ranks`` = the resolved plan for a method with one) and, for
-    grouped ranks, the layer -> rank group map under ``schema.GROUPS_KEY``."""
+    """The run with integer ranks (``ranks`` = the resolved plan for a method with one), every
+    setting resolved (:func:`resolved_settings`), the environment under
+    ``schema.ENVIRONMENT_KEY`` and, for grouped ranks, the layer -> rank group map under
+    ``schema.GROUPS_KEY``."""
     from ..groups import GroupRatios, layer_groups
+    from .environment import environment
+
+    from ..plan import RankPlan
 
     record = spec.to_dict()
-    plan = trainer.method.plan
-    if plan is not None and trainer.method.uses_plan:
-        record["ranks"] = plan.to_dict()
-        record[schema.RANK_RATIOS_KEY] = rank_ratios(trainer.dense, plan)
+    record["settings"] = resolved_settings(trainer)
+    method = trainer.method
+    if method.plan is not None and method.uses_plan:
+        ranks = method.ranks_of_record(trainer)
+        if isinstance(ranks, str) and os.path.isfile(ranks):
+            ranks = os.path.abspath(ranks)  # a plan file, found from any folder
+        record["ranks"] = ranks.to_dict() if hasattr(ranks, "to_dict") else ranks
+        record[schema.RANK_RATIOS_KEY] = rank_ratios(trainer.dense, ranks if isinstance(ranks, RankPlan)
+                                                     else method.plan)
     if isinstance(spec.ranks, GroupRatios):
         record[schema.GROUPS_KEY] = {"grouping": spec.ranks.grouping,
                                      "layers": layer_groups(trainer.dense, spec.ranks.grouping)}
+    record[schema.ENVIRONMENT_KEY] = environment(trainer)
     return record
 
 

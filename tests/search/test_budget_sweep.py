@@ -7,6 +7,7 @@ import json
 import os
 
 import pytest
+import torch
 import yaml
 
 from analysis.loading import epoch_history, in_trial_order, load_experiment
@@ -90,7 +91,12 @@ def test_exported_trial_from_the_dense_reference_retrains_identically(sweep, tmp
                  "--out", str(best)]) == 0
     exported = yaml.safe_load(best.read_text())
     out = tmp_path / "retrain"
-    assert main(["train", "--config", str(best), "--set", "train.threads=1", "--out", str(out)]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # a plain `train` on this machine; the trial ran with 1 (its run record says so)
+    try:
+        assert main(["train", "--config", str(best), "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
     metrics = json.loads((out / schema.METRICS_FILE).read_text())
     assert metrics[schema.VAL_ACCURACY] == exported["metrics"][schema.VAL_ACCURACY]
     assert len(epoch_history(path, posthoc["folder"])) == SPACE["epochs"]
