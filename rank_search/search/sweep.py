@@ -72,7 +72,11 @@ class Preflight:
 
 def preflight(cfg: LaunchConfig) -> Preflight:
     """Every check of `launch` that needs neither Ray nor a folder; raises ``RankSearchError``."""
-    space = narrow_targets(get_space(cfg.space), cfg.min_compression, cfg.max_compression)
+    try:
+        space = get_space(cfg.space)
+    except UnicodeDecodeError:
+        raise RankSearchError(f"--space {cfg.space!r} is not a YAML text file (not UTF-8)") from None
+    space = narrow_targets(space, cfg.min_compression, cfg.max_compression)
     if cfg.epochs is not None:
         space = dataclasses.replace(space, epochs=cfg.epochs)
     groups = check_space(space)
@@ -193,7 +197,7 @@ def resume(path: str) -> SweepOutcome:
     from ray import tune
 
     path = path.rstrip("/") if is_uri(path) else os.path.abspath(path)
-    cfg = config_from_record(read_sweep_record(path))
+    cfg = config_from_record(read_sweep_record(path), path=path)
     loc = Location(path)
     state = read_tune_state(path)
     if state is None or not loc.is_file("tuner.pkl"):

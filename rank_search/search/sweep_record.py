@@ -44,12 +44,45 @@ def read_sweep_record(path: str) -> dict[str, Any]:
     return record
 
 
-def config_from_record(record: dict) -> LaunchConfig:
-    """The ``LaunchConfig`` a record was written from."""
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def _check_types(launch: dict, where: str) -> None:
+    """Each setting has the type its LaunchConfig field declares (a hand-edited or damaged record)."""
+    for f in dataclasses.fields(LaunchConfig):
+        if f.name not in launch:
+            continue
+        value = launch[f.name]
+        kinds = [k.strip() for k in str(f.type).split("|")]
+        if value is None and "None" in kinds:
+            continue
+        allowed = tuple(t for k in kinds for t in _TYPES.get(k, ()))
+        if allowed and (not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)):
+            raise RankSearchError(f"{where}: launch.{f.name} must be {' or '.join(kinds)}, got {value!r}")
+
+
+def config_from_record(record: dict, *, path: str = "") -> LaunchConfig:
+    """The ``LaunchConfig`` a record was written from; a damaged record is a one-line error."""
+    where = f"{schema.SWEEP_FILE} in {path!r}" if path else schema.SWEEP_FILE
     launch = dict(record["launch"])
-    launch["objectives"] = schema.parse_objectives(",".join(launch["objectives"]))
-    launch["resources"] = dict(launch.get("resources") or {})
+    known = {f.name for f in dataclasses.fields(LaunchConfig)}
+    unknown = sorted(set(launch) - known)
+    if unknown:
+        raise RankSearchError(f"{where} holds settings this version does not know: {', '.join(map(str, unknown))}")
+    if not isinstance(launch.get("space"), str):
+        raise RankSearchError(f"{where}: launch.space must name the space, got {launch.get('space')!r}")
+    objectives = launch.get("objectives", schema.format_objectives(schema.DEFAULT_OBJECTIVES))
+    if not isinstance(objectives, list) or not all(isinstance(o, str) for o in objectives):
+        raise RankSearchError(f"{where}: launch.objectives must be a list of METRIC:max|min, got {objectives!r}")
+    resources = launch.get("resources") or {}
+    if not isinstance(resources, dict):
+        raise RankSearchError(f"{where}: launch.resources must be a mapping, got {resources!r}")
+    _check_types(launch, where)
+    # the --dense file was copied into the experiment (dense.pt) at launch; it need not exist now
+    launch["dense"] = None
     try:
+        launch["objectives"] = schema.parse_objectives(",".join(objectives))
+        launch["resources"] = {str(k): float(v) for k, v in resources.items()}
         return LaunchConfig(**launch)
-    except TypeError as exc:
-        raise RankSearchError(f"{schema.SWEEP_FILE} holds settings this version does not know: {exc}") from None
+    except (TypeError, ValueError) as exc:  # RankSearchError is a ValueError
+        raise RankSearchError(f"{where}: {str(exc).splitlines()[0]}") from None

@@ -19,6 +19,8 @@ from analysis.loading import epoch_history, load_experiment
 from rank_search import schema
 from rank_search.cli import main
 
+from _experiments import booby_trap, hand_made
+
 # The real MNIST subset makes an epoch last a second or more, so a kill lands mid-sweep; the
 # budget-driven ranks make every trial read the sweep's dense reference and profile.
 SLOW_SPACE = {
@@ -137,82 +139,6 @@ def test_moved_killed_sweep_resumes_once_and_every_trial_finishes(killed_sweep, 
     for f, data in made_once.items():
         assert Path(moved, f).read_bytes() == data
     assert "training the dense reference" not in resume.stderr
-
-
-# -- hand-made experiments (Tune's layout), for the checks that need no Ray ----------------------
-
-def hand_made(root: Path, *, trials: dict[str, str] | None = None, epochs: int = 2, num_samples: int = 2) -> Path:
-    """An experiment folder as Tune and rank-search lay it out: the sweep record, a state snapshot
-    and finished trials, each with a run record and a real compact.pt in its last checkpoint."""
-    import torch
-
-    from rank_search.checkpoint import save_compact
-    from rank_search.models import create_model
-    from rank_search.plan import build_plan
-    from rank_search.surgery import compress
-
-    exp = root / "exp"
-    exp.mkdir(parents=True)
-    record = {"launch": {"space": "tiny", "num_samples": num_samples, "name": "exp", "storage": str(root),
-                         "objectives": ["val_accuracy:max", "macs_compression:max"], "searcher": "nsga2"},
-              "space": {"name": "tiny", "model": "lenet5", "dataset": "synthetic", "epochs": epochs}}
-    (exp / schema.SWEEP_FILE).write_text(yaml.safe_dump(record))
-    trials = trials if trials is not None else {"a": "TERMINATED", "b": "TERMINATED"}
-    model = create_model("lenet5", in_channels=1, num_classes=10, image_size=8)
-    plan = build_plan(model, "ratio:0.5", scheme="channel")
-    compact = compress(model, plan)
-    for i, tid in enumerate(trials):
-        folder = exp / f"trial_{tid}"
-        folder.mkdir()
-        config = {"method": "factorized", "rank.all": 0.5, "space.epochs": epochs, "space.model": "lenet5"}
-        (folder / "params.json").write_text(json.dumps(config, sort_keys=True))
-        lines = []
-        for epoch in range(1, epochs + 1):
-            ckpt = folder / f"checkpoint_{epoch - 1:06d}"
-            ckpt.mkdir()
-            (ckpt / schema.RUN_FILE).write_text(yaml.safe_dump({"run": {"method": "factorized", "seed": 0}}))
-            row = {schema.EPOCH: epoch, schema.VAL_ACCURACY: 0.5 + 0.1 * i + 0.01 * epoch,
-                   schema.MACS_COMPRESSION: 2.0 - 0.5 * i, schema.DIVERGED: False, "trial_id": tid,
-                   "checkpoint_dir_name": ckpt.name, "done": False, "timestamp": 100 + 10 * epoch,
-                   "time_this_iter_s": 10.0}
-            if epoch == epochs:
-                row[schema.TEST_ACCURACY] = 0.5
-                save_compact(str(ckpt / schema.COMPACT_WEIGHTS_FILE), compact, plan=plan, model="lenet5",
-                             dataset="synthetic", method="factorized", in_channels=1, num_classes=10, image_size=8)
-            lines.append(json.dumps(row))
-        (folder / "result.json").write_text("".join(line + "\n" for line in lines))
-    data = [[json.dumps({"trial_id": tid, "status": status, "relative_logdir": f"trial_{tid}"}),
-             json.dumps({"num_failures": 0, "start_time": 1.0})] for tid, status in trials.items()]
-    (exp / "experiment_state-2026-01-01_00-00-00.json").write_text(
-        json.dumps({"trial_data": data, "runner_data": {}, "stats": {}}))
-    (exp / "tuner.pkl").write_bytes(b"")
-    assert torch  # the compact files above are real
-    return exp
-
-
-class _Trap:
-    """Unpickling this runs ``touch MARKER``."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def booby_trap(exp: Path, marker: Path) -> None:
-    """Replace every pickle Tune keeps (tuner.pkl, the searcher and search-generator states) and
-    every trial's compact.pt with files whose unpickling runs code."""
-    import pickle
-
-    import torch
-
-    payload = pickle.dumps(_Trap(marker))
-    for name in ("tuner.pkl", "searcher-state-2026-01-01_00-00-00.pkl", "search_gen_state-2026-01-01_00-00-00.json"):
-        (exp / name).write_bytes(payload)
-    for compact in exp.glob(f"trial_*/checkpoint_*/{schema.COMPACT_WEIGHTS_FILE}"):
-        torch.save({"format": schema.COMPACT_FILE_FORMAT, "trap": _Trap(marker)}, compact)
-    assert not marker.exists()
 
 
 # -- item 2: status, export and analyze unpickle nothing; resume says it does -----------------
@@ -417,3 +343,93 @@ def test_progress_counter_counts_trials_finished_before_a_resume() -> None:
     last = SimpleNamespace(status="RUNNING", trial_id="x", config={"method": "full"}, last_result={})
     printer.on_trial_complete(0, done + [last], last)
     assert printer.finished == 6
+
+
+# -- item 11: housekeeping --------------------------------------------------------------------
+
+def test_export_refuses_an_existing_out_and_writes_with_the_umask(tmp_path, capsys) -> None:
+    exp = hand_made(tmp_path / "sweeps")
+    out = tmp_path / "best.yaml"
+    old = os.umask(0o022)
+    try:
+        assert main(["export", str(exp), "--weights", "--out", str(out)]) == 0
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644 and (tmp_path / "best.pt").stat().st_mode & 0o777 == 0o644
+    capsys.readouterr()
+    out.write_text("mine")
+    line = _one_line_exit_2(capsys, ["export", str(exp), "--out", str(out)])
+    assert "already exists" in line and "--overwrite" in line and out.read_text() == "mine"
+    (tmp_path / "other.pt").write_text("mine too")  # --weights would overwrite OUT.pt
+    line = _one_line_exit_2(capsys, ["export", str(exp), "--weights", "--out", str(tmp_path / "other.yaml")])
+    assert "other.pt" in line and not (tmp_path / "other.yaml").exists()
+    assert main(["export", str(exp), "--out", str(out), "--overwrite"]) == 0 and out.read_text() != "mine"
+
+
+def test_train_and_analyze_out_folders_follow_the_umask(tmp_path) -> None:
+    from rank_search.cli._common import atomic_output_dir
+
+    old = os.umask(0o022)
+    try:
+        with atomic_output_dir(str(tmp_path / "out")) as tmp:
+            Path(tmp, "f").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+
+
+def test_status_top_must_not_be_negative(tmp_path, capsys) -> None:
+    exp = hand_made(tmp_path / "sweeps")
+    assert "--top must be >= 0" in _one_line_exit_2(capsys, ["status", str(exp), "--top", "-1"])
+
+
+# -- items 6 and 9: damaged result.json files are named, never read silently -----------------
+
+@pytest.mark.parametrize("damage", ["binary", "truncated", "middle"])
+def test_damaged_results_are_named_and_left_out(tmp_path, capsys, damage) -> None:
+    exp = hand_made(tmp_path / "sweeps")  # trial b is the more accurate one
+    result = exp / "trial_b" / "result.json"
+    text = result.read_text()
+    result.write_bytes({"binary": bytes(range(256)),
+                        "truncated": text[: len(text) - 40].encode(),  # the final epoch's line cut
+                        "middle": ("{oops\n" + text).encode()}[damage])
+    assert main(["status", str(exp)]) == 0
+    out = capsys.readouterr().out
+    assert "damaged results: trial b (trial_b/result.json" in out
+    assert main(["export", str(exp), "--pick", "max-accuracy", "--out", str(tmp_path / "best.yaml")]) == 0
+    captured = capsys.readouterr()
+    assert "damaged results: trial b" in captured.err
+    exported = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    assert exported["provenance"]["trial_id"] == "a"  # not b's earlier epoch
+    assert exported["metrics"][schema.TEST_ACCURACY] == 0.5
+    assert main(["analyze", str(exp), "--out", str(tmp_path / "report")]) == 0
+
+
+def test_a_line_being_written_by_a_running_trial_is_not_damage(tmp_path, capsys) -> None:
+    exp = hand_made(tmp_path / "sweeps", trials={"a": "TERMINATED", "b": "RUNNING"})
+    result = exp / "trial_b" / "result.json"
+    result.write_text(result.read_text() + '{"epoch": 3, "val_acc')
+    assert main(["status", str(exp)]) == 0
+    assert "damaged" not in capsys.readouterr().out
+
+
+# -- item 6: a damaged sweep record on resume; compact checkpoints that do not fit ------------
+
+def test_load_compact_of_a_checkpoint_naming_another_model_or_no_plan(tmp_path) -> None:
+    import torch
+
+    from rank_search.checkpoint import load_compact
+    from rank_search.errors import RankSearchError
+
+    exp = hand_made(tmp_path / "sweeps")
+    data = torch.load(next(exp.glob(f"trial_a/checkpoint_000001/{schema.COMPACT_WEIGHTS_FILE}")), weights_only=True)
+    for change, match in [({"model": "resnet20"}, r"does not fit model 'resnet20'"),
+                          ({"plan": None}, r"lacks plan"),
+                          ({"in_channels": "one"}, r"in_channels \(str, not int\)"),
+                          ({"model": "nope"}, r"unknown model 'nope'")]:
+        broken = {**data, **change}
+        if change.get("plan", 1) is None:
+            del broken["plan"]
+        torch.save(broken, tmp_path / "c.pt")
+        with pytest.raises(RankSearchError, match=match):
+            load_compact(str(tmp_path / "c.pt"))
