@@ -433,3 +433,28 @@ def test_load_compact_of_a_checkpoint_naming_another_model_or_no_plan(tmp_path) 
         torch.save(broken, tmp_path / "c.pt")
         with pytest.raises(RankSearchError, match=match):
             load_compact(str(tmp_path / "c.pt"))
+
+
+# -- item 7: a trial no node can fit is refused at start, not left PENDING for ever ----------
+
+@pytest.mark.ray
+def test_impossible_resources_are_refused_right_after_ray_starts(tmp_path, capsys, monkeypatch) -> None:
+    import ray
+
+    import tempfile
+
+    short = Path(tempfile.mkdtemp(prefix="rs-t-", dir="/tmp"))  # Ray's socket paths must stay short
+    monkeypatch.setattr(tempfile, "tempdir", str(short))  # where the private Ray's folder goes
+    space = tmp_path / "tiny.yaml"
+    space.write_text(yaml.safe_dump({**TINY, "methods": {"factorized": {}}}))
+    for extra, expected in [(["--cpus-per-trial", "64"], "CPU 64"), (["--resource", "fake_gpu=1"], "fake_gpu 1")]:
+        start = time.time()
+        code = main(["launch", "--space", str(space), "--storage", str(tmp_path / "runs"), "--name", "x", *extra])
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert code == 2 and len(err) == 1, err
+        assert "no node of the Ray cluster can ever run a trial needing" in err[0] and expected in err[0]
+        assert "the nodes have: " in err[0] and "CPU " in err[0].split("the nodes have: ")[1]
+        assert time.time() - start < 120
+        assert not (tmp_path / "runs" / "x").exists() and not ray.is_initialized()
+        assert not any(p.name.startswith("rs-ray-") for p in short.iterdir()), "the private Ray's folder was left"
+    shutil.rmtree(short, ignore_errors=True)
