@@ -44,7 +44,10 @@ def add_parser(sub) -> None:
     p.add_argument("--storage", help="experiment root: a folder (default ./runs) or a URI like s3://bucket/path;"
                                      " required on a cluster")
     p.add_argument("--name", help="experiment name (default SPACE-DATE-TIME)")
-    p.add_argument("--seed", type=int, default=0, help="searcher seed")
+    p.add_argument("--searcher-seed", dest="seed", type=int, default=0,
+                   help="seed of the Optuna sampler (default 0); the trials' training seed is the space's `seed`")
+    p.add_argument("--seed", dest="deprecated_seed", type=int, metavar="SEED",
+                   help="deprecated alias of --searcher-seed (not the training seed of `train --seed`)")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial from its checkpoint")
     p.add_argument("--dense", metavar="CKPT", help="trained dense weights (a state_dict of the space's model) to use "
                                                "as the dense reference instead of training one")
@@ -98,6 +101,10 @@ def _finish(outcome) -> int:
 
 def run_launch(args: argparse.Namespace) -> int:
     from ..search import LaunchConfig, parse_objectives
+
+    if args.deprecated_seed is not None:
+        print("rank-search launch: --seed is deprecated, use --searcher-seed", file=sys.stderr)
+        args.seed = args.deprecated_seed
 
     cfg = LaunchConfig(
         space=args.space, num_samples=args.num_samples, epochs=args.epochs, searcher=args.searcher,
