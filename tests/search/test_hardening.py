@@ -458,3 +458,53 @@ def test_impossible_resources_are_refused_right_after_ray_starts(tmp_path, capsy
         assert not (tmp_path / "runs" / "x").exists() and not ray.is_initialized()
         assert not any(p.name.startswith("rs-ray-") for p in short.iterdir()), "the private Ray's folder was left"
     shutil.rmtree(short, ignore_errors=True)
+
+
+# -- items 10 and 11: Ctrl-C, then status, resume and resume again, as a user sees them -------
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ctrl_c_then_status_resume_and_resume_again(tmp_path) -> None:
+    import tempfile
+
+    short = Path(tempfile.mkdtemp(prefix="rs-t-", dir="/tmp"))  # $TMPDIR of the commands
+    env = {**os.environ, "TMPDIR": str(short)}
+    space = tmp_path / "slow.yaml"
+    space.write_text(yaml.safe_dump(SLOW_SPACE))
+    path = str(tmp_path / "runs" / "cc")
+    trials = 3
+    cmd = [sys.executable, "-m", "rank_search", "launch", "--space", str(space), "--num-samples", str(trials),
+           "--max-concurrent", "1", "--storage", str(tmp_path / "runs"), "--name", "cc"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        wait_for(lambda: os.path.isdir(path) and len(finished_on_disk(path)) >= 1
+                 and len(started_on_disk(path)) > len(finished_on_disk(path)), 600, "one trial done, one started")
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the terminal's whole process group
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        assert proc.returncode == 130, err[-3000:]
+        assert err.count("rank-search resume") == 1 and "Tuner.restore" not in err, err[-3000:]
+        for noise in ("Traceback", "FileNotFoundError", "TensorBoard", "Token authentication", "study created",
+                      "Configuration for experiment"):
+            assert noise not in err + out, noise
+
+        status = rank_search("status", path)
+        assert status.returncode == 0 and "RUNNING" not in status.stdout and "INTERRUPTED" in status.stdout
+
+        resume = rank_search("resume", path)
+        assert resume.returncode == 0, resume.stderr[-3000:]
+        assert f"[{trials}/{trials}]" in resume.stderr, resume.stderr[-3000:]
+        assert "Traceback" not in resume.stderr
+        assert_complete_once(path, trials=trials)
+
+        before = {p: p.stat().st_mtime_ns for p in Path(path).rglob("*") if p.is_file()}
+        again = rank_search("resume", path, timeout=120)
+        assert again.returncode == 0 and "nothing to resume" in again.stderr
+        assert {p: p.stat().st_mtime_ns for p in Path(path).rglob("*") if p.is_file()} == before
+        assert not any(p.name.startswith("rs-ray-") for p in short.iterdir()), "a private Ray's folder was left"
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
