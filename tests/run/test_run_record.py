@@ -18,7 +18,9 @@ from rank_search.methods import METHODS
 from rank_search.overrides import to_plain
 from rank_search.run import RunSpec, prepare, train
 from rank_search.run.environment import PACKAGES
-from rank_search.run.results import run_record, write_checkpoint
+from rank_search.run.results import run_record
+
+from _sweeps import fake_sweep
 
 SYNTH = dict(model="lenet5", dataset="synthetic", epochs=2)
 
@@ -69,35 +71,10 @@ def test_trp_records_the_ranks_it_trained_with_not_its_final_plan(threads) -> No
     assert run_record(prepare(energy), energy)["ranks"] == "energy:0.9"
 
 
-def _fake_sweep(root: Path, spec: RunSpec) -> Path:
-    """An experiment folder in Tune's layout around one real trial: its final checkpoint as the
-    trainable writes it (run record, metrics with ``epoch``), one result line per epoch."""
-    result = train(spec)
-    trainer = result.trainer
-    exp = root / "exp"
-    folder = exp / "trial_a"
-    ckpt = folder / "checkpoint_000001"
-    ckpt.mkdir(parents=True)
-    metrics = {k: v for k, v in result.metrics.items() if k not in (schema.EPOCHS, schema.WALL_SECONDS)}
-    metrics[schema.EPOCH] = trainer.epoch
-    write_checkpoint(str(ckpt), trainer, spec, metrics=metrics)
-    config = {"method": spec.method, "space.epochs": spec.epochs, "space.model": spec.model}
-    (folder / "params.json").write_text(json.dumps(config, sort_keys=True))
-    lines = [json.dumps({**metrics, schema.EPOCH: e, "trial_id": "a", "checkpoint_dir_name": f"checkpoint_{e - 1:06d}",
-                         "done": e == spec.epochs, "timestamp": 100.0 + e, "time_this_iter_s": 1.0, "config": config})
-             for e in range(1, spec.epochs + 1)]
-    (folder / "result.json").write_text("".join(line + "\n" for line in lines))
-    sweep = {"launch": {"name": "fake", "searcher": "nsga2", "seed": 0,
-                        "objectives": ["val_accuracy:max", "macs_compression:max"]},
-             "space": {"name": "fake", "model": spec.model, "dataset": spec.dataset, "epochs": spec.epochs}}
-    (exp / schema.SWEEP_FILE).write_text(yaml.safe_dump(sweep))
-    return exp
-
-
 def test_an_exported_trial_retrains_identically_on_another_thread_count(tmp_path, monkeypatch, threads) -> None:
     torch.set_num_threads(1)  # what a 1-CPU trial runs with
     spec = RunSpec(**SYNTH, method="posthoc", ranks="ratio:0.5", settings={"train.lr": 0.05})
-    exp = _fake_sweep(tmp_path, spec)
+    exp = fake_sweep(tmp_path, spec)
     monkeypatch.chdir(tmp_path)  # the exported config must not depend on the folder it is used from
     assert main(["export", "exp", "--out", "best.yaml"]) == 0
     exported = yaml.safe_load((tmp_path / "best.yaml").read_text())

@@ -1,0 +1,102 @@
+"""What makes the CLI scriptable: one-line argparse errors, every default in the help, lazy
+``choices=`` from the registries (no torch for ``rank-search --help``) and hints that print the
+command as it was invoked."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shlex
+import shutil
+import sys
+from typing import Callable, Iterable, Iterator
+
+PROG = "rank-search"
+
+
+class Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line, ``PROG COMMAND: error: ...``, exit code 2,
+    like every other rank-search error (the usage is one ``--help`` away)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to a flag's help where it has a default and does not state it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {shown})".strip()
+
+
+def make_parser(**kwargs) -> Parser:
+    """The parser class of every sub-command (``add_subparsers(parser_class=make_parser)``)."""
+    kwargs.setdefault("formatter_class", DefaultsFormatter)
+    return Parser(**kwargs)
+
+
+class LazyChoices:
+    """``choices=`` and ``type=`` of a flag whose valid values live in a registry or a constant
+    of a module that imports torch: loaded the first time a value is checked or the help is
+    shown, so building the parser (and ``rank-search --help``) imports nothing. A bad value is
+    the registry's own one-line message, ``unknown KIND 'x'; valid choices: a, b``.
+
+    Args:
+        kind: what a value names (``method``, ``scheme``, ...), for the error message.
+        load: returns the valid values.
+    """
+
+    def __init__(self, kind: str, load: Callable[[], Iterable[str]]) -> None:
+        self.kind, self._load, self._values = kind, load, None
+
+    @classmethod
+    def of(cls, kind: str, module: str, attr: str) -> "LazyChoices":
+        """The names of ``module.attr``: a ``Registry`` (its sorted names) or a tuple of values."""
+        def load() -> Iterable[str]:
+            values = getattr(importlib.import_module(module), attr)
+            return values.names() if hasattr(values, "names") else values
+
+        return cls(kind, load)
+
+    def values(self) -> list[str]:
+        if self._values is None:
+            self._values = list(self._load())
+        return self._values
+
+    def __contains__(self, value: object) -> bool:
+        return value in self.values()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values())
+
+    def __call__(self, value: str) -> str:  # the flag's ``type=``: checks before argparse's choices
+        if value not in self.values():
+            raise argparse.ArgumentTypeError(
+                f"unknown {self.kind} {value!r}; valid choices: {', '.join(sorted(self.values()))}")
+        return value
+
+
+def invoked_command() -> str:
+    """How the user ran rank-search, for hints they can paste: ``rank-search`` when that is
+    what the shell finds, the path they typed otherwise (``.venv/bin/rank-search``), or
+    ``python -m rank_search``."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    base = os.path.basename(argv0)
+    if base == PROG:
+        found = shutil.which(PROG)
+        if found and os.path.realpath(found) == os.path.realpath(argv0):
+            return PROG
+        return shlex.quote(argv0)  # the path as typed: the shell passes it on unchanged
+    if base == "__main__.py" and os.path.basename(os.path.dirname(os.path.abspath(argv0))) == "rank_search":
+        return f"{shlex.quote(sys.executable)} -m rank_search"
+    return PROG
+
+
+def command(*args: str) -> str:
+    """A rank-search command line to print: the invoked command and ``args``, shell-quoted."""
+    return " ".join([invoked_command(), *(shlex.quote(a) for a in args)])
