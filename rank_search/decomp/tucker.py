@@ -7,7 +7,9 @@ from tensorly.decomposition import partial_tucker
 
 from .svd import singular_values
 
-tl.set_backend("pytorch")
+#: tensorly's backend for our calls only, set per call in this thread (``tl.backend_context``): a
+#: global ``tl.set_backend`` at import would switch it for every other tensorly user of the process.
+BACKEND = "pytorch"
 
 
 def mode_spectra(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,7 +29,7 @@ def tucker2(
     n, c = weight.shape[:2]
     if not (1 <= r_out <= n and 1 <= r_in <= c):
         raise ValueError(f"Tucker-2 ranks must be in [1, {n}] x [1, {c}], got {ranks}")
-    with torch.no_grad():
+    with torch.no_grad(), tl.backend_context(BACKEND, local_threadsafe=True):
         work = weight.detach().double()
         (core, factors), _ = partial_tucker(
             work, rank=[r_out, r_in], modes=[0, 1], init="svd", n_iter_max=n_iter_max, tol=1e-10

@@ -234,3 +234,18 @@ def test_exact_path_on_request_is_the_linalg_truncation_and_draws_nothing(monkey
         torch.testing.assert_close(approx, _best_rank_r(m, r), atol=1e-5, rtol=1e-5)
     double = truncated_svd(mats[0].double(), 4, randomized=False)
     assert all(t.dtype == torch.float64 for t in double)  # float64 stays float64
+
+
+def test_tucker2_leaves_tensorlys_global_backend_alone() -> None:
+    import tensorly as tl
+
+    from rank_search.decomp import tucker2, tucker2_reconstruct
+
+    tl.set_backend("numpy")  # another tensorly user of the process
+    try:
+        w = torch.randn(6, 5, 3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        core, u_out, u_in = tucker2(w, (6, 5))  # full ranks: exact
+        assert isinstance(core, torch.Tensor) and tl.get_backend() == "numpy"
+        torch.testing.assert_close(tucker2_reconstruct(core, u_out, u_in), w, atol=1e-10, rtol=1e-10)
+    finally:
+        tl.set_backend("numpy")
