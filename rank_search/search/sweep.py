@@ -25,7 +25,7 @@ from ..storage import Location
 from .check import check_space
 from .progress import say
 from .ray_session import ray_session
-from .restore import FINISHED, moved_experiment, read_tune_state
+from .restore import FINISHED, eager_snapshots, moved_experiment, read_tune_state
 from .settings import LaunchConfig, check_storage, resolve_storage
 from .sweep_record import config_from_record, read_sweep_record, write_sweep_record
 from .reference import check_dense_weights, prepare_references
@@ -179,7 +179,7 @@ def launch(cfg: LaunchConfig) -> SweepOutcome:
         except BaseException:
             _remove(path)  # nothing ran yet: leave no half-made experiment behind
             raise
-        with _driver_file(path):
+        with _driver_file(path), eager_snapshots():
             results = tuner.fit()
     return _outcome(path, results, cfg.num_samples)
 
@@ -208,7 +208,7 @@ def resume(path: str) -> SweepOutcome:
     with ray_session(cfg.address):
         check_resources(cfg)
         say(f"resuming sweep {cfg.name} at {path}")
-        with moved_experiment(path), _driver_file(path):
+        with moved_experiment(path), _driver_file(path), eager_snapshots():
             tuner = tune.Tuner.restore(path, trainable=make_trainable(cfg), resume_unfinished=True,
                                        resume_errored=True, restart_errored=False)
             results = tuner.fit()

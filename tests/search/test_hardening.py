@@ -508,3 +508,38 @@ def test_ctrl_c_then_status_resume_and_resume_again(tmp_path) -> None:
         assert not any(p.name.startswith("rs-ray-") for p in short.iterdir()), "a private Ray's folder was left"
     finally:
         shutil.rmtree(short, ignore_errors=True)
+
+
+# -- item 8: a trial created just before a kill is resumed, not orphaned and run again -------
+
+def _snapshot_folders(path: str) -> set[str]:
+    from rank_search.search.restore import read_tune_state
+
+    state = read_tune_state(path)
+    return set(state.folders.values()) if state else set()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_trial_started_just_before_a_kill_is_in_the_snapshot_and_resumed(tmp_path) -> None:
+    space = tmp_path / "slow.yaml"
+    space.write_text(yaml.safe_dump(SLOW_SPACE))
+    path = str(tmp_path / "runs" / "orphan")
+    cmd = [sys.executable, "-m", "rank_search", "launch", "--space", str(space), "--num-samples", "3",
+           "--max-concurrent", "1", "--storage", str(tmp_path / "runs"), "--name", "orphan"]
+    with open(tmp_path / "launch.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:  # kill the moment the second trial's folder appears: before its first checkpoint
+            end = time.time() + 600
+            while time.time() < end and not (os.path.isdir(path) and len(started_on_disk(path)) >= 2):
+                time.sleep(0.02)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    on_disk = started_on_disk(path)
+    assert len(on_disk) >= 2
+    assert on_disk <= _snapshot_folders(path), f"orphaned: {sorted(on_disk - _snapshot_folders(path))}"
+    resume = rank_search("resume", path)
+    assert resume.returncode == 0, resume.stderr[-3000:]
+    assert_complete_once(path, trials=3)
+    assert started_on_disk(path) == _snapshot_folders(path), "a trial folder Tune does not know"
