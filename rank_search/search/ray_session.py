@@ -53,6 +53,11 @@ def _init(address: str, *, num_gpus: float | None = None) -> str | None:
     # Tune warns about frequent snapshots: we checkpoint every epoch on purpose (exact resume).
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if address == "local":
+        # ``_temp_dir`` is how ray.init takes a root temp folder (its docstring lists it among the
+        # "hidden" keyword options): Ray 2.60 has no public parameter for it. The alternatives
+        # are not per run: ``ray start --temp-dir`` is the CLI, and ``RAY_TMPDIR`` is process-wide
+        # (inherited by every child) and Ray adds its own ``ray/`` level under it. A private
+        # folder per launch is what lets us remove it afterwards and keep socket paths short.
         temp = tempfile.mkdtemp(prefix="rs-ray-")
         kwargs: dict[str, Any] = {"address": "local", "_temp_dir": temp, "include_dashboard": False,
                                   "configure_logging": True, "logging_level": "WARNING",

@@ -66,6 +66,10 @@ def make_searcher(cfg: LaunchConfig, sampler_fn: Callable, *, points: list[dict]
 def check_directions(search, cfg: LaunchConfig) -> None:
     """The Optuna study must really have one direction per objective (ray#35909 silently drops
     to single-objective when metric/mode are also set on TuneConfig)."""
+    # Private on purpose: Ray 2.60's OptunaSearch has no public accessor for the study it
+    # builds (it is created inside __init__ from metric/mode), and the public
+    # ``optuna.load_study`` cannot reach it when the study lives in memory (no storage: an
+    # experiment on a URI). The check guards against ray#35909, so it must see that very object.
     study = search._ot_study
     want = ["maximize" if m == "max" else "minimize" for _, m in cfg.objectives]
     got = [d.name.lower() for d in study.directions]
