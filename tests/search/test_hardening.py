@@ -543,3 +543,18 @@ def test_a_trial_started_just_before_a_kill_is_in_the_snapshot_and_resumed(tmp_p
     assert resume.returncode == 0, resume.stderr[-3000:]
     assert_complete_once(path, trials=3)
     assert started_on_disk(path) == _snapshot_folders(path), "a trial folder Tune does not know"
+
+
+def test_an_all_diverged_sweep_does_not_suggest_export(tmp_path, capsys) -> None:
+    from rank_search.cli.launch import _finish
+    from rank_search.search.sweep import SweepOutcome
+
+    exp = hand_made(tmp_path / "sweeps")
+    for result in exp.glob("trial_*/result.json"):
+        rows = [json.loads(line) for line in result.read_text().splitlines()]
+        rows[-1].update({schema.DIVERGED: True, schema.VAL_ACCURACY: 0.0})
+        result.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert _finish(SweepOutcome(str(exp), True, {"TERMINATED": 2}, 2)) == 0
+    captured = capsys.readouterr()
+    assert "rank-search export" not in captured.out + captured.err
+    assert "nothing to export" in captured.err
