@@ -175,6 +175,7 @@ class TRP(Method):
         self.factors: Factors = {}
         self.finalized = False
         self._directions: dict[str, torch.Tensor] = {}
+        self._trained_plan: RankPlan | None = None  # the fixed plan of a run record (ranks_of_record)
 
     # ---- plans ----
     @property
@@ -197,7 +198,9 @@ class TRP(Method):
         follows the weights, else the fixed plan it trained with, not the final plan."""
         if ranks_follow_weights(self.ranks):
             return self.ranks
-        return self.plan_for(trainer.dense)
+        if self._trained_plan is None:  # resolved once: trainer.dense never changes
+            self._trained_plan = self.plan_for(trainer.dense)
+        return self._trained_plan
 
     # ---- projections ----
     def _set_factors(self, factors: Factors, model: nn.Module) -> None:
