@@ -33,7 +33,8 @@ def package_versions() -> dict[str, str | None]:
 def git_state() -> dict[str, Any]:
     """``{"git_commit": sha, "git_dirty": bool}`` of the checkout rank_search is imported from,
     or Nones where it is not a git checkout (an installed wheel) or git is missing."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # rank_search/run/.. -> checkout
+    # rank_search/run/environment.py -> the checkout's root
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=10,

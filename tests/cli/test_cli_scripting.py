@@ -164,7 +164,8 @@ def test_fixed_value_flags_refuse_other_values_in_one_line(capsys) -> None:
     for argv, expected in [
         (["train", "--model", "lenet5", "--method", "magic", "--out", "o"], "unknown method 'magic'; valid choices:"),
         (["train", "--model", "lenet5", "--method", "full", "--scheme", "cp", "--out", "o"], "unknown scheme 'cp'"),
-        (["layers", "--model", "lenet5", "--counting", "authors"], "unknown counting 'authors'; valid choices: all, trp"),
+        (["layers", "--model", "lenet5", "--counting", "authors"],
+         "unknown counting 'authors'; valid choices: all, trp"),
         (["export", "nowhere", "--pick", "best", "--out", "o.yaml"], "unknown pick 'best'; valid choices: knee"),
     ]:
         assert main(argv) == 2

@@ -59,7 +59,8 @@ def test_the_record_holds_every_setting_resolved_and_reads_back(method: str, thr
 
 def test_trp_records_the_ranks_it_trained_with_not_its_final_plan(threads) -> None:
     torch.set_num_threads(1)
-    fixed = RunSpec(**SYNTH, method="trp", ranks="ratio:0.5", settings={"trp.interval": 3, "trp.final_ranks": "value:0.7"})
+    fixed = RunSpec(**SYNTH, method="trp", ranks="ratio:0.5",
+                    settings={"trp.interval": 3, "trp.final_ranks": "value:0.7"})
     result = train(fixed)
     record = run_record(result.trainer, fixed)
     trained = result.trainer.method.plan_for(result.trainer.dense, "ratio:0.5")
