@@ -100,6 +100,9 @@ class Method(TrainingHooks):
     supported_schemes: ClassVar[tuple[str, ...] | None] = None
     uses_plan: ClassVar[bool] = True
     default_ranks: ClassVar[str] = "ratio:0.5"
+    #: knob values a sweep's trials use unless the space sets them: what keeps the searched ranks
+    #: the trial's budget (e.g. TRP converts at them rather than at its own threshold)
+    search_defaults: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, knobs: Mapping[str, Any] | None = None, *, ranks: Any = None, scheme: str | None = None) -> None:
         self.knobs = replace_validated(self.Knobs(), dict(knobs or {}), prefix=f"{self.name}.")

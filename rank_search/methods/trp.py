@@ -170,6 +170,10 @@ class TRP(Method):
     default_ranks = "energy:0.9"  # the TRP code's energy threshold
     supported_schemes = ("channel", "spatial")
 
+    # in a sweep the searched ranks are the trial's budget: convert at them (the training spec),
+    # not at the authors' value threshold, unless the space sets trp.final_ranks
+    search_defaults = {"final_ranks": ""}
+
     def __init__(self, knobs=None, *, ranks=None, scheme=None) -> None:
         super().__init__(knobs, ranks=ranks, scheme=scheme)
         self.factors: Factors = {}

@@ -50,6 +50,8 @@ def spec_from_config(config: Mapping[str, Any]) -> RunSpec:
     settings = {k: v for k, v in config.items()
                 if (k.startswith("train.") or k.startswith(f"{method}.")) and k != scheme_key}
     cls = METHODS.get(method)
+    for knob, value in cls.search_defaults.items():
+        settings.setdefault(f"{method}.{knob}", value)
     scheme = config.get(scheme_key)
     ranks: Any = None
     if cls.uses_plan and config.get(SPACE_PREFIX + "rank_mode", "per_group") == "sensitivity":
