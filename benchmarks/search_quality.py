@@ -127,6 +127,8 @@ def main() -> None:
     p.add_argument("--arms", help="comma-separated subset of arms to run")
     p.add_argument("--random-seeds", type=int, help="seeds of the long random sweeps (default --seeds)")
     p.add_argument("--storage", default="runs/search_quality2")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: report the finished sweeps under --storage (of a run still going on)")
     p.add_argument("--out", help="append the markdown section to this file")
     args = p.parse_args()
     storage = os.path.abspath(args.storage)
@@ -151,6 +153,12 @@ def main() -> None:
             # the same dense reference as the default arm of this seed (trained once)
             flags = [*flags, "--dense", os.path.join(runs[("default", seed)]["path"], "dense.pt")]
         name = f"{args.space}-{arm.replace('-big', '')}-{n}-s{seed}"
+        if args.report_only:
+            done = os.path.join(storage, name, "benchmark.json")
+            if os.path.isfile(done):
+                with open(done, encoding="utf-8") as fh:
+                    runs[(arm, seed)] = json.load(fh)
+            continue
         runs[(arm, seed)] = sweep(storage, name, space, flags, seed, n, args.epochs)
     names = list(dict.fromkeys(a for a, _ in runs))
     dense = {s: dense_accuracy([runs[(a, s)]["path"] for a in names if (a, s) in runs], "val_accuracy")
@@ -162,7 +170,9 @@ def main() -> None:
         f"({dt.date.today()}, {platform.node()}, {os.cpu_count()} cores)",
         "",
         f"Command: `.venv/bin/python benchmarks/search_quality.py --space {args.space} --seeds {args.seeds} "
-        f"--trials {args.trials} --random-trials {args.random_trials} --epochs {args.epochs}`. Every arm is a real "
+        f"--trials {args.trials} --random-trials {args.random_trials} --epochs {args.epochs}"
+        + (f" --random-seeds {args.random_seeds}" if args.random_seeds else "")
+        + (f" --arms {args.arms}" if args.arms else "") + "`. Every arm is a real "
         f"`rank-search launch` ({args.epochs} epochs per trial, 2 concurrent trials, seed k trains with seed k in "
         "every arm). Arms: **default** = the space as shipped (dense reference, sensitivity profile, searched "
         "target and allocation, warm start, NSGA-II); **random-per-layer** = today's search before this change "
