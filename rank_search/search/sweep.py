@@ -146,42 +146,79 @@ def _remove(path: str) -> None:
 
 def launch(cfg: LaunchConfig) -> SweepOutcome:
     """Start a new sweep; returns when it ends or is interrupted (then ``complete`` is False)."""
+    pre = preflight(cfg)
+    with ray_session(pre.cfg.address, num_gpus=None):
+        check_resources(pre.cfg)
+        write_sweep_record(pre.path, pre.cfg, pre.space.to_plain())
+        return _start(pre.cfg, pre.space, pre.groups, pre.path, made_here=True)
+
+
+def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool) -> SweepOutcome:
+    """The sweep's references, searcher and tuner, then its trials (Ray is up, the record written).
+    A failure before the trials start removes the folder when this launch made it."""
     from ray import tune
 
-    pre = preflight(cfg)
-    cfg, space, groups, path = pre.cfg, pre.space, pre.groups, pre.path
-    with ray_session(cfg.address, num_gpus=None):
-        check_resources(cfg)
-        write_sweep_record(path, cfg, space.to_plain())
-        try:
-            ranks = (f"{space.grouping} ranks over {len(groups)} group(s)" if space.rank_mode == "per_group" else
-                     f"ranks allocated ({', '.join(space.allocations)}) to targets {space.target.to_plain()}")
-            say(f"sweep {cfg.name}: {cfg.num_samples} trials of space {space.name!r} ({space.model} on "
-                f"{space.dataset}, {space.epochs} epochs, methods {', '.join(space.methods)}, {ranks}), "
-                f"searcher {cfg.searcher}, scheduler {cfg.scheduler}")
-            say(f"experiment folder: {path}")
-            refs = prepare_references(path, space, cfg)
-            points = warm_start_points(space, groups, cfg.num_samples, cfg.warm_start)
-            if points:
-                say(f"warm start: the first {len(points)} trials are enqueued (every method, "
-                    f"{'targets' if space.rank_mode == 'sensitivity' else 'uniform ratios'} over the range)")
-            searcher = make_searcher(cfg, SpaceSampler(space, groups, refs.constants()), points=points,
-                                     storage=study_storage(path))
-            tuner = tune.Tuner(
-                make_trainable(cfg),
-                tune_config=tune.TuneConfig(
-                    search_alg=searcher, scheduler=make_scheduler(cfg),
-                    num_samples=cfg.num_samples, max_concurrent_trials=cfg.max_concurrent, reuse_actors=True,
-                    trial_dirname_creator=trial_dirname,
-                ),
-                run_config=make_run_config(cfg, cfg.storage, cfg.name, space.epochs),
-            )
-        except BaseException:
+    try:
+        ranks = (f"{space.grouping} ranks over {len(groups)} group(s)" if space.rank_mode == "per_group" else
+                 f"ranks allocated ({', '.join(space.allocations)}) to targets {space.target.to_plain()}")
+        say(f"sweep {cfg.name}: {cfg.num_samples} trials of space {space.name!r} ({space.model} on "
+            f"{space.dataset}, {space.epochs} epochs, methods {', '.join(space.methods)}, {ranks}), "
+            f"searcher {cfg.searcher}, scheduler {cfg.scheduler}")
+        say(f"experiment folder: {path}")
+        refs = prepare_references(path, space, cfg)
+        points = warm_start_points(space, groups, cfg.num_samples, cfg.warm_start)
+        if points:
+            say(f"warm start: the first {len(points)} trials are enqueued (every method, "
+                f"{'targets' if space.rank_mode == 'sensitivity' else 'uniform ratios'} over the range)")
+        searcher = make_searcher(cfg, SpaceSampler(space, groups, refs.constants()), points=points,
+                                 storage=study_storage(path))
+        tuner = tune.Tuner(
+            make_trainable(cfg),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher, scheduler=make_scheduler(cfg),
+                num_samples=cfg.num_samples, max_concurrent_trials=cfg.max_concurrent, reuse_actors=True,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=make_run_config(cfg, cfg.storage, cfg.name, space.epochs),
+        )
+    except BaseException:
+        if made_here:
             _remove(path)  # nothing ran yet: leave no half-made experiment behind
-            raise
-        with _driver_file(path), eager_snapshots():
-            results = tuner.fit()
-    return _outcome(path, results, cfg.num_samples)
+        raise
+    with _driver_file(path), eager_snapshots():
+        tuner.fit()
+    return _outcome(path, cfg.num_samples)
+
+
+# What a launch stopped before its first trial leaves besides its record and references: the
+# study's enqueued warm start and Tune's pickles. A restart makes them afresh (kept, the enqueued
+# points would run twice).
+_UNSTARTED = ("tuner.pkl", "search_gen_state-", "searcher-state-")
+
+
+def _restart(path: str, cfg: LaunchConfig, record: dict) -> SweepOutcome:
+    """Start, in its folder, a sweep whose launch was stopped before its first trial (no Tune
+    snapshot yet; the snapshot is written before any trial starts): its dense reference and
+    profile, when they were made, are reused."""
+    from search_spaces import space_from_mapping
+
+    from .restore import _split
+
+    plain = record.get("space")
+    if not isinstance(plain, dict):
+        raise RankSearchError(f"{schema.SWEEP_FILE} in {path!r} has no 'space' mapping")
+    space = space_from_mapping(plain, name=str(plain.get("name") or cfg.space))
+    groups = check_space(space)
+    storage, name = _split(path)
+    cfg = dataclasses.replace(cfg, storage=storage, name=name)  # where it is now
+    with ray_session(cfg.address):
+        check_resources(cfg)
+        say(f"sweep {name} was stopped before its first trial started: starting it now")
+        loc = Location(path)
+        for f in loc.listdir():
+            if f == schema.STUDY_FILE or f.startswith(_UNSTARTED):
+                (loc.fs.delete_file(loc.join(f)) if loc.uri else os.unlink(loc.join(f)))
+        return _start(cfg, space, groups, path, made_here=False)
 
 
 def resume(path: str) -> SweepOutcome:
@@ -191,17 +228,19 @@ def resume(path: str) -> SweepOutcome:
     ``path`` is a local folder or a URI (``file://``, ``s3://``, ...), wherever the experiment is
     now (it may have been moved since launch). Tune restores its state by unpickling the
     experiment's ``tuner.pkl`` and searcher files: resume only experiments that you or your
-    cluster wrote. Damaged state is a one-line error, and a sweep whose trials all finished is
-    left alone (Ray is not started).
+    cluster wrote. Damaged state is a one-line error, a sweep whose trials all finished is left
+    alone (Ray is not started), and one stopped before its first trial is started afresh.
     """
     from ray import tune
 
     path = path.rstrip("/") if is_uri(path) else os.path.abspath(path)
-    cfg = config_from_record(read_sweep_record(path), path=path)
-    loc = Location(path)
+    record = read_sweep_record(path)
+    cfg = config_from_record(record, path=path)
     state = read_tune_state(path)
-    if state is None or not loc.is_file("tuner.pkl"):
-        raise RankSearchError(f"{path!r} holds no Tune experiment state to resume (was the sweep ever started?)")
+    if state is None:
+        return _restart(path, cfg, record)
+    if not Location(path).is_file("tuner.pkl"):
+        raise RankSearchError(f"{path!r} holds no Tune experiment state to resume (a snapshot but no tuner.pkl)")
     if len(state.statuses) >= cfg.num_samples and all(s == FINISHED for s in state.statuses.values()):
         counts = {FINISHED: len(state.statuses)}
         return SweepOutcome(path, True, counts, cfg.num_samples, nothing_to_do=True)
@@ -211,11 +250,11 @@ def resume(path: str) -> SweepOutcome:
         with moved_experiment(path), _driver_file(path), eager_snapshots():
             tuner = tune.Tuner.restore(path, trainable=make_trainable(cfg), resume_unfinished=True,
                                        resume_errored=True, restart_errored=False)
-            results = tuner.fit()
-    return _outcome(path, results, cfg.num_samples)
+            tuner.fit()
+        return _outcome(path, cfg.num_samples)
 
 
-def _outcome(path: str, results, num_samples: int) -> SweepOutcome:
+def _outcome(path: str, num_samples: int) -> SweepOutcome:
     """Trial counts by status from Tune's last snapshot on disk, written before ``fit`` returns.
     (Tune's ``ResultGrid`` calls the trials it stopped on Ctrl-C TERMINATED; the snapshot keeps
     them RUNNING, which is what they are: unfinished.)"""

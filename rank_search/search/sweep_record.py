@@ -25,9 +25,38 @@ def write_sweep_record(path: str, cfg: LaunchConfig, space_plain: dict) -> None:
         "space": space_plain,
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
     }
+    text = yaml.safe_dump(record, sort_keys=False)
     loc = Location(path)
-    loc.makedirs()
-    loc.write_text(schema.SWEEP_FILE, yaml.safe_dump(record, sort_keys=False))
+    if loc.uri:
+        loc.makedirs()
+        loc.write_text(schema.SWEEP_FILE, text)
+        return
+    # locally the folder appears with its record or not at all: a kill in between would leave a
+    # folder that is neither an experiment (`resume` refuses it) nor free (`launch` refuses it)
+    import os
+    import tempfile
+
+    parent = os.path.dirname(loc.root)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(loc.root)}.partial-", dir=parent)
+    try:
+        with open(os.path.join(tmp, schema.SWEEP_FILE), "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o777 & ~_umask())
+        os.rename(tmp, loc.root)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_sweep_record(path: str) -> dict[str, Any]:

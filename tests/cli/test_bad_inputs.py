@@ -69,6 +69,7 @@ def inputs(tmp_path_factory) -> Path:
         "rec_nospace": lambda exp: _record(exp, lambda d: d["launch"].pop("space")),
         "state_cut": lambda exp: [p.write_text(p.read_text()[:50]) for p in exp.glob("experiment_state-*.json")],
         "no_state": lambda exp: [p.unlink() for p in exp.glob("experiment_state-*.json")],
+        "no_tuner": lambda exp: (exp / "tuner.pkl").unlink(),
         "result_binary": lambda exp: (exp / "trial_a" / "result.json").write_bytes(bytes(range(256))),
     }.items():
         shutil.copytree(root / "exp", root / name)
@@ -182,7 +183,8 @@ CASES = [
     ("resume-record-objectives", ["resume", "{in}/rec_objectives"], "launch.objectives must be a list"),
     ("resume-record-no-space", ["resume", "{in}/rec_nospace"], "launch.space must name the space"),
     ("resume-state-cut", ["resume", "{in}/state_cut"], "is damaged"),
-    ("resume-no-state", ["resume", "{in}/no_state"], "holds no Tune experiment state"),
+    ("resume-unstarted-bad-space", ["resume", "{in}/no_state"], "missing required key 'methods'"),
+    ("resume-state-no-tuner", ["resume", "{in}/no_tuner"], "holds no Tune experiment state"),
     # status
     ("status-missing", ["status", "{in}/missing"], "does not exist"),
     ("status-file", ["status", "{in}/afile"], "is a file"),

@@ -558,3 +558,44 @@ def test_an_all_diverged_sweep_does_not_suggest_export(tmp_path, capsys) -> None
     captured = capsys.readouterr()
     assert "rank-search export" not in captured.out + captured.err
     assert "nothing to export" in captured.err
+
+
+# -- a launch killed during its set-up (before its first trial): resume starts it ------------
+
+@pytest.mark.ray
+def test_resume_of_a_launch_stopped_before_its_first_trial_starts_it_once(private_ray, tmp_path, capsys) -> None:
+    from search_spaces import SpaceSampler, get_space
+
+    from rank_search.search import LaunchConfig
+    from rank_search.search.check import check_space
+    from rank_search.search.sweep import resume
+    from rank_search.search.sweep_record import write_sweep_record
+    from rank_search.search.tune_setup import make_searcher, study_storage
+    from rank_search.search.warm_start import warm_start_points
+
+    space_file = tmp_path / "tiny.yaml"
+    space_file.write_text(yaml.safe_dump({**TINY, "methods": {"factorized": {}, "full": {}}}))
+    path = str(tmp_path / "runs" / "early")
+    cfg = LaunchConfig(space=str(space_file), num_samples=3, storage=str(tmp_path / "runs"), name="early")
+    space = get_space(str(space_file))
+    write_sweep_record(path, cfg, space.to_plain())
+    # what the killed launch had made: its study with the warm start enqueued, Tune's pickle
+    groups = check_space(space)
+    make_searcher(cfg, SpaceSampler(space, groups, {}), points=warm_start_points(space, groups, 3),
+                  storage=study_storage(path))
+    Path(path, "tuner.pkl").write_bytes(b"half written")
+    out = resume(path)
+    assert out.complete and out.counts == {"TERMINATED": 3}, out
+    assert "stopped before its first trial started" in capsys.readouterr().err
+    assert_complete_once(path, trials=3)
+    assert _journal_trials(path) == 3, "the stale warm start ran too"
+
+
+def _journal_trials(path: str) -> int:
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name="rank_search",
+                              storage=JournalStorage(JournalFileBackend(os.path.join(path, "optuna_study.log"))))
+    return len(study.trials)
