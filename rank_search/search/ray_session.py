@@ -9,8 +9,11 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 # Lines Ray and Tune print that do not apply to a rank-search sweep: our own resume hint replaces
-# Tune's ``Tuner.restore(...)`` one, and the token-auth notice is for clusters users start by hand.
-_QUIET = ("Experiment has been interrupted", "Trials did not complete", "Token authentication is enabled")
+# Tune's ``Tuner.restore(...)`` one, the token-auth notice is for clusters users start by hand, and
+# at a restore Tune's result reader warns (FileNotFoundError) about trials that had not reported
+# yet, which resume then runs as usual.
+_QUIET = ("Experiment has been interrupted", "Trials did not complete", "Token authentication is enabled",
+          "Failed to fetch metrics")
 
 
 class _DropNotices(logging.Filter):
@@ -22,7 +25,8 @@ def quiet_ray_notices() -> None:
     """Drop Tune's own resume hint and failure summary (the CLI prints ours) and Tune's progress
     box (``RAY_AIR_NEW_OUTPUT=0`` with ``verbose=0`` prints nothing, the TensorBoard hint included)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    for name in ("ray.tune.tune", "ray._private.authentication.authentication_token_setup"):
+    for name in ("ray.tune.tune", "ray._private.authentication.authentication_token_setup",
+                 "ray.tune.analysis.experiment_analysis"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropNotices) for f in logger.filters):
             logger.addFilter(_DropNotices())

@@ -498,7 +498,7 @@ def test_ctrl_c_then_status_resume_and_resume_again(tmp_path) -> None:
         resume = rank_search("resume", path)
         assert resume.returncode == 0, resume.stderr[-3000:]
         assert f"[{trials}/{trials}]" in resume.stderr, resume.stderr[-3000:]
-        assert "Traceback" not in resume.stderr
+        assert "Traceback" not in resume.stderr and "FileNotFoundError" not in resume.stderr, resume.stderr[-3000:]
         assert_complete_once(path, trials=trials)
 
         before = {p: p.stat().st_mtime_ns for p in Path(path).rglob("*") if p.is_file()}
