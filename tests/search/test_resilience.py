@@ -131,12 +131,23 @@ def _journal_completed(path: str) -> int:
     return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
 
+def _progress(path: str) -> int:
+    """Epoch checkpoints written so far (the newest index of each trial: Tune keeps only the last two)."""
+    total = 0
+    for trial in Path(path).glob("trial_*"):
+        indices = [int(c.name.split("_")[1]) for c in trial.glob("checkpoint_*") if c.name.split("_")[1].isdigit()]
+        total += max(indices) + 1 if indices else 0
+    return total
+
+
 def test_ten_kills_at_random_moments_then_a_resume_loses_nothing_and_runs_nothing_twice(tmp_path) -> None:
+    """Half the kills land at any moment (set-up, restore, training), half a few seconds after the
+    session made progress (so trials finish between kills whatever the machine's load)."""
     rng = random.Random(int(os.environ.get("RANK_SEARCH_STRESS_SEED", "10")))
     space = tmp_path / "slow.yaml"
-    space.write_text(yaml.safe_dump({**SLOW_SPACE, "epochs": 3}))
+    space.write_text(yaml.safe_dump({**SLOW_SPACE, "epochs": 4}))
     path = str(tmp_path / "runs" / "stress")
-    trials, epochs = 6, 3
+    trials, epochs = 16, 4  # enough work that ten sessions cannot finish it even on a quiet machine
     launch = [sys.executable, "-m", "rank_search", "launch", "--space", str(space), "--num-samples", str(trials),
               "--max-concurrent", "2", "--storage", str(tmp_path / "runs"), "--name", "stress"]
     resume = [sys.executable, "-m", "rank_search", "resume", path]
@@ -145,9 +156,16 @@ def test_ten_kills_at_random_moments_then_a_resume_loses_nothing_and_runs_nothin
     kills = 0
     while kills < 10:
         cmd = launch if not os.path.isdir(path) else resume
-        delay = rng.uniform(5.0, 60.0)  # set-up (dense reference, profile) takes 20-40 s here
+        anytime = rng.random() < 0.5
+        delay = rng.uniform(2.0, 25.0) if anytime else rng.uniform(0.0, 3.0)
+        before = _progress(path) if os.path.isdir(path) else 0
+        start = time.time()
         with open(tmp_path / f"run{len(log)}.log", "w") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            if not anytime:  # wait for this session's first new checkpoint
+                while proc.poll() is None and time.time() - start < 600 and (
+                        not os.path.isdir(path) or _progress(path) <= before):
+                    time.sleep(0.2)
             try:
                 proc.wait(timeout=delay)
             except subprocess.TimeoutExpired:
@@ -156,19 +174,21 @@ def test_ten_kills_at_random_moments_then_a_resume_loses_nothing_and_runs_nothin
                 os.killpg(proc.pid, signal.SIGKILL)
                 kills += 1
             _kill_session(proc)  # also what the group kill missed
-        log.append((cmd[3], round(delay, 1), proc.returncode))
+        log.append((cmd[3], "any" if anytime else "after-progress", round(time.time() - start, 1), proc.returncode))
         assert proc.returncode in (0, -signal.SIGKILL, 130), f"a run failed by itself: {log}"
         assert len(log) < 40, f"no end in sight: {log}"
         if os.path.isdir(path):
             for folder, text in finished_on_disk(path, epochs).items():
                 assert finished.setdefault(folder, text) == text, f"finished trial {folder} changed after {log}"
-        if proc.returncode == 0 and len(finished) == trials:
+        if proc.returncode == 0:
             break  # the sweep finished between kills
     (tmp_path / "stress.json").write_text(json.dumps(log))
     final = rank_search("resume", path, timeout=1500)
     assert final.returncode == 0, final.stderr[-3000:]
-    print(f"stress: {kills} kills {log}; final resume: {final.stderr.strip().splitlines()[-1:]}")
+    print(f"stress: {kills} kills, {len(finished)} trials finished between them; {log}; final resume: "
+          f"{final.stderr.strip().splitlines()[-1:]}")
     assert kills == 10, f"the sweep finished after only {kills} kills: {log}"
+    assert finished, f"no trial finished between the kills, so none could be checked for a re-run: {log}"
     assert_complete_once(path, trials=trials, epochs=epochs)
     after = finished_on_disk(path, epochs)
     for folder, text in finished.items():
