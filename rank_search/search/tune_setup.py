@@ -49,6 +49,10 @@ def make_searcher(cfg: LaunchConfig, sampler_fn: Callable, *, points: list[dict]
         sampler = optuna.samplers.NSGAIISampler(seed=cfg.seed, population_size=nsga2_population(cfg.num_samples))
     elif cfg.searcher == "tpe":
         sampler = optuna.samplers.TPESampler(seed=cfg.seed)
+    elif cfg.searcher == "refine":
+        from .front_sampler import FrontSampler
+
+        sampler = FrontSampler(seed=cfg.seed)
     else:
         sampler = optuna.samplers.RandomSampler(seed=cfg.seed)
     metrics = [m for m, _ in cfg.objectives]

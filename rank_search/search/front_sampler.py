@@ -1,0 +1,184 @@
+"""The ``refine`` searcher: a steady-state local search around the Pareto front.
+
+Each new trial copies one parent from the current Pareto front of the finished trials and
+mutates it: a float or int parameter moves by a Gaussian step of ``step`` times its range (in
+log space for a log-scaled one), a categorical one changes to another choice with probability
+``switch``, a parameter the parent lacks (a knob of another method) is drawn from its prior.
+The parent is drawn with probability proportional to its exclusive hypervolume contribution
+(two objectives; plain uniform over the front with more), mixed half and half with a uniform
+draw, so the front's extremes and its sparse stretches are refined first, in the spirit of
+SMS-EMOA's hypervolume selection. With probability ``explore``, and while no trial has finished,
+a trial is drawn from the priors instead. A child equal to a trial already asked is mutated
+again, then drawn from the priors (NSGA-II in a small generation re-runs identical
+configurations).
+
+Why not NSGA-II or TPE for a budget-driven space: the warm start already spreads the target
+compression over the range with every method, and what is left to do is to move the good
+configurations along the front and improve them locally. A generation of four makes NSGA-II
+recombine the same parents into identical children, and TPE's density estimate needs more
+trials than a 16-trial sweep has (benchmarks/RESULTS.md, search quality).
+
+Parameters fixed by the caller (the enqueued warm-start points) are never sampled here.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+PARENT_KEY = "refine:parent"  # trial system attribute: number of the parent trial, -1 when drawn from the priors
+
+
+def front(values: np.ndarray) -> list[int]:
+    """Indices of the non-dominated rows of ``values`` (every column maximised)."""
+    keep = []
+    for i, v in enumerate(values):
+        dominated = np.any(np.all(values >= v, axis=1) & np.any(values > v, axis=1))
+        if not dominated:
+            keep.append(i)
+    return keep
+
+
+def contributions(points: np.ndarray) -> np.ndarray:
+    """Exclusive hypervolume contribution of each point of a two-objective front (both maximised),
+    reference point: each objective's minimum over the front less a tenth of its span (so the
+    extremes count too)."""
+    n = len(points)
+    if n == 1:
+        return np.ones(1)
+    span = points.max(axis=0) - points.min(axis=0)
+    span[span == 0] = 1.0
+    ref = points.min(axis=0) - 0.1 * span
+    order = np.argsort(points[:, 0])  # first objective ascending: second descending along a front
+    p = (points[order] - ref) / span
+    out = np.empty(n)
+    for k in range(n):
+        left = p[k - 1, 0] if k > 0 else 0.0
+        below = p[k + 1, 1] if k + 1 < n else 0.0
+        out[order[k]] = max(p[k, 0] - left, 0.0) * max(p[k, 1] - below, 0.0)
+    return out
+
+
+def _inside(value: Any, dist: BaseDistribution) -> bool:
+    """Whether ``value`` is a value of ``dist`` (a knob may share a name with another method's)."""
+    if isinstance(dist, CategoricalDistribution):
+        return value in dist.choices
+    if isinstance(dist, (FloatDistribution, IntDistribution)):
+        return isinstance(value, (int, float)) and dist.low <= value <= dist.high
+    return False
+
+
+class FrontSampler(BaseSampler):
+    """See the module docstring. ``seed`` makes the search reproducible."""
+
+    RETRIES = 10
+
+    def __init__(self, seed: int | None = None, *, step: float = 0.15, switch: float = 0.2,
+                 explore: float = 0.1) -> None:
+        if not (0 < step and 0 <= switch <= 1 and 0 <= explore <= 1):
+            raise ValueError(f"FrontSampler: need step > 0 and switch, explore in [0, 1], got {step}, {switch}, {explore}")
+        self._rng = np.random.RandomState(seed)
+        self._random = RandomSampler(seed=seed)
+        self.step, self.switch, self.explore = step, switch, explore
+        self._children: dict[int, dict[str, Any] | None] = {}
+
+    def reseed_rng(self) -> None:
+        self._rng.seed()
+        self._random.reseed_rng()
+
+    def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
+        return {}
+
+    def before_trial(self, study, trial) -> None:
+        # an enqueued (warm-start) trial samples what it does not fix from the priors
+        parent = None if "fixed_params" in trial.system_attrs else self._pick_parent(study)
+        self._children[trial.number] = None if parent is None else self._child(study, parent)
+        # Optuna's own samplers record their lineage the same way (NSGA-II's parents)
+        study._storage.set_trial_system_attr(trial._trial_id, PARENT_KEY, -1 if parent is None else parent.number)
+
+    def _pick_parent(self, study) -> FrozenTrial | None:
+        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values is not None]
+        if not done or self._rng.rand() < self.explore:
+            return None
+        signs = np.array([1.0 if d == StudyDirection.MAXIMIZE else -1.0 for d in study.directions])
+        values = np.array([t.values for t in done], dtype=float) * signs
+        ok = np.all(np.isfinite(values), axis=1)
+        done, values = [t for t, k in zip(done, ok) if k], values[ok]
+        if not done:
+            return None
+        idx = front(values)
+        pts = values[idx]
+        weights = np.full(len(idx), 1.0 / len(idx))
+        if pts.shape[1] == 2:
+            c = contributions(pts)
+            if c.sum() > 0:
+                weights = 0.5 * weights + 0.5 * c / c.sum()
+        return done[idx[self._rng.choice(len(idx), p=weights)]]
+
+    def _child(self, study, parent: FrozenTrial) -> dict[str, Any]:
+        """The parent's parameters mutated; a child equal to a trial asked before is mutated
+        again (``RETRIES`` times), then drawn from the priors (as often), then kept."""
+        seen = [t.params for t in study.get_trials(deepcopy=False) if t.params]
+        dists = parent.distributions
+        child: dict[str, Any] = {}
+        for attempt in range(2 * self.RETRIES + 1):
+            if attempt < self.RETRIES:
+                child = {k: self._mutate(v, dists[k]) for k, v in parent.params.items()}
+            elif attempt < 2 * self.RETRIES:
+                child = {k: self._prior(dists[k]) for k in parent.params}
+            if child not in seen:
+                break
+        return child
+
+    def sample_independent(self, study, trial, param_name: str, param_distribution: BaseDistribution) -> Any:
+        child = self._children.get(trial.number)
+        if child is None or param_name not in child or not _inside(child[param_name], param_distribution):
+            return self._random.sample_independent(study, trial, param_name, param_distribution)
+        return child[param_name]
+
+    def _mutate(self, value: Any, dist: BaseDistribution) -> Any:
+        if isinstance(dist, CategoricalDistribution):
+            others = [c for c in dist.choices if c != value]
+            if others and self._rng.rand() < self.switch:
+                return others[self._rng.randint(len(others))]
+            return value
+        if isinstance(dist, (FloatDistribution, IntDistribution)):
+            low, high = float(dist.low), float(dist.high)
+            if high <= low:
+                return dist.low
+            lo, hi = (math.log(low), math.log(high)) if dist.log else (low, high)
+            x = math.log(value) if dist.log else float(value)
+            x = min(max(x + self._rng.normal(0.0, self.step * (hi - lo)), lo), hi)
+            return self._snap(math.exp(x) if dist.log else x, dist)
+        return value
+
+    def _prior(self, dist: BaseDistribution) -> Any:
+        if isinstance(dist, CategoricalDistribution):
+            return dist.choices[self._rng.randint(len(dist.choices))]
+        if isinstance(dist, (FloatDistribution, IntDistribution)):
+            low, high = float(dist.low), float(dist.high)
+            if dist.log:
+                return self._snap(math.exp(self._rng.uniform(math.log(low), math.log(high))), dist)
+            return self._snap(self._rng.uniform(low, high), dist)
+        raise TypeError(f"FrontSampler: unsupported distribution {dist!r}")
+
+    @staticmethod
+    def _snap(v: float, dist) -> Any:
+        """``v`` on the distribution's grid (int, stepped float) and inside its bounds."""
+        if isinstance(dist, IntDistribution):
+            v = round((v - dist.low) / dist.step) * dist.step + dist.low
+            return int(min(max(v, dist.low), dist.high))
+        if dist.step is not None:
+            v = round((v - dist.low) / dist.step) * dist.step + dist.low
+        return float(min(max(v, dist.low), dist.high))
+
+    def after_trial(self, study, trial, state, values: Sequence[float] | None) -> None:
+        self._children.pop(trial.number, None)

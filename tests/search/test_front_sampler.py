@@ -1,0 +1,108 @@
+"""The ``refine`` searcher's sampler (pure Optuna, no Ray)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+
+from rank_search.search.front_sampler import PARENT_KEY, FrontSampler, _inside, contributions, front
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def test_front_keeps_the_non_dominated_rows():
+    v = np.array([[1.0, 5.0], [2.0, 4.0], [1.5, 3.0], [3.0, 1.0], [2.0, 4.0]])
+    assert front(v) == [0, 1, 3, 4]  # [1.5, 3] is dominated by [2, 4]; equal rows both stay
+
+
+def test_contributions_are_exclusive_areas():
+    pts = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
+    c = contributions(pts)
+    # span 1 on each axis, reference 0.1 below each minimum: the middle point owns 0.5 x 0.5,
+    # each end the 0.1-wide strip beyond the reference times its 0.5 step
+    assert c == pytest.approx([0.05, 0.25, 0.05])
+    assert contributions(pts[:1]) == pytest.approx([1.0])
+
+
+def _objective(trial):
+    method = trial.suggest_categorical("method", ["a", "b", "c"])
+    if method == "a":
+        trial.suggest_float("a.k", 0.0, 1.0)
+    lr = trial.suggest_float("lr", 0.01, 0.05, log=True)
+    epochs = trial.suggest_int("epochs", 1, 3)
+    target = trial.suggest_float("target", 1.5, 10.0, log=True)
+    quality = {"a": 0.97, "b": 0.95, "c": 0.90}[method] - 0.01 * math.log(target) - 0.02 * abs(math.log(lr / 0.02))
+    return quality + 0.001 * epochs, target
+
+
+def _study(seed: int, n: int = 20, warm: int = 4) -> optuna.Study:
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=FrontSampler(seed=seed))
+    for m, t in [("a", 1.5), ("b", 3.0), ("c", 6.0), ("a", 10.0)][:warm]:
+        study.enqueue_trial({"method": m, "target": t})
+    study.optimize(_objective, n_trials=n)
+    return study
+
+
+def test_warm_start_trials_sample_the_rest_from_the_priors_and_children_have_front_parents():
+    study = _study(0)
+    trials = study.trials
+    assert [t.system_attrs[PARENT_KEY] for t in trials[:4]] == [-1] * 4
+    assert [(t.params["method"], t.params["target"]) for t in trials[:4]] == [("a", 1.5), ("b", 3.0), ("c", 6.0), ("a", 10.0)]
+    children = [t for t in trials[4:] if t.system_attrs[PARENT_KEY] >= 0]
+    assert len(children) >= 12  # explore is 0.1: most trials refine a parent
+    for child in children:
+        before = [t for t in trials if t.number < child.number]
+        parent = trials[child.system_attrs[PARENT_KEY]]
+        values = np.array([t.values for t in before])
+        assert before.index(parent) in front(values)  # the parent was on the front when the child was asked
+        for name, dist in child.distributions.items():
+            assert _inside(child.params[name], dist)
+
+
+def test_children_stay_near_their_parent():
+    study = _study(1, n=40)
+    steps = []
+    for child in study.trials[4:]:
+        p = child.system_attrs[PARENT_KEY]
+        if p >= 0 and child.params["method"] == study.trials[p].params["method"]:
+            steps.append(abs(math.log(child.params["target"] / study.trials[p].params["target"])))
+    # Gaussian steps of 0.15 x the log range (1.9): median |step| about 0.19, far below a random draw's 0.6
+    assert steps and float(np.median(steps)) < 0.4
+
+
+def test_no_trial_repeats_an_earlier_configuration():
+    def small(trial):  # a space so small that unchecked mutation would repeat configurations
+        x = trial.suggest_int("x", 0, 3)
+        y = trial.suggest_categorical("y", ["p", "q"])
+        return float(x), float(y == "p")
+
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=FrontSampler(seed=0))
+    study.optimize(small, n_trials=6)
+    configs = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(configs)) == len(configs)
+
+
+def test_the_same_seed_gives_the_same_search():
+    a, b = _study(3), _study(3)
+    assert [t.params for t in a.trials] == [t.params for t in b.trials]
+    assert [t.params for t in a.trials] != [t.params for t in _study(4).trials]
+
+
+def test_three_objectives_and_one_objective_run():
+    def three(trial):
+        x = trial.suggest_float("x", 0.0, 1.0)
+        return x, 1 - x, x * (1 - x)
+
+    study = optuna.create_study(directions=["maximize", "minimize", "maximize"], sampler=FrontSampler(seed=0))
+    study.optimize(three, n_trials=10)
+    assert len(study.trials) == 10 and any(t.system_attrs[PARENT_KEY] >= 0 for t in study.trials)
+    single = optuna.create_study(direction="minimize", sampler=FrontSampler(seed=0))
+    single.optimize(lambda t: (t.suggest_float("x", -1.0, 1.0)) ** 2, n_trials=30)
+    assert single.best_value < 0.01  # local refinement of the best trial converges on the minimum
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="step > 0"):
+        FrontSampler(step=0.0)
