@@ -1,11 +1,10 @@
-"""CIFAR-10 / CIFAR-100 read straight from the official python pickle batches."""
+"""CIFAR-10 / CIFAR-100 through ``torchvision.datasets`` (which checks the md5 of every file
+before it unpickles one), as fixed seeded train/val/test splits."""
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from rank_search.data import DataSplits, register_dataset
@@ -19,53 +18,55 @@ CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 CIFAR_VAL_SIZE = 5000  # taken from train; 10 % of train when that is smaller
 
 _SPECS: dict[str, dict[str, Any]] = {
-    "cifar10": {
-        "folder": "cifar-10-batches-py",
-        "train": [f"data_batch_{i}" for i in range(1, 6)],
-        "test": ["test_batch"],
-        "label_key": "labels",
-        "num_classes": 10,
-        "mean": CIFAR10_MEAN,
-        "std": CIFAR10_STD,
-    },
-    "cifar100": {
-        "folder": "cifar-100-python",
-        "train": ["train"],
-        "test": ["test"],
-        "label_key": "fine_labels",
-        "num_classes": 100,
-        "mean": CIFAR100_MEAN,
-        "std": CIFAR100_STD,
-    },
+    "cifar10": {"dataset": "CIFAR10", "num_classes": 10, "mean": CIFAR10_MEAN, "std": CIFAR10_STD},
+    "cifar100": {"dataset": "CIFAR100", "num_classes": 100, "mean": CIFAR100_MEAN, "std": CIFAR100_STD},
 }
 
 
-def _read_batches(paths: list[Path], label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Concatenate pickle batches into uint8 ``[N, 3, 32, 32]`` images and long labels."""
-    images, labels = [], []
-    for path in paths:
-        try:
-            with path.open("rb") as f:
-                entry = pickle.load(f, encoding="bytes")
-            data = entry.get(b"data", entry.get("data"))
-            target = entry.get(label_key.encode(), entry.get(label_key))
-        except (OSError, pickle.UnpicklingError, AttributeError, EOFError) as exc:
-            raise RankSearchError(f"cannot read CIFAR batch {path}: {exc}") from None
-        if data is None or target is None:
-            raise RankSearchError(
-                f"CIFAR batch {path} lacks the 'data' or {label_key!r} entry"
-            )
-        images.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(target, dtype=np.int64))
-    return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
+def _dataset_class(name: str):
+    import torchvision.datasets
+
+    return getattr(torchvision.datasets, _SPECS[name]["dataset"])
 
 
-def _download(name: str, root: Path) -> None:
-    import torchvision
+def _files(cls) -> list[tuple[str, str]]:
+    """(file name, md5) of everything ``cls`` reads: its class attributes, which its own
+    integrity check walks too (torchvision has no public accessor for them)."""
+    return [*map(tuple, cls.train_list), *map(tuple, cls.test_list), (cls.meta["filename"], cls.meta["md5"])]
 
-    factory = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
-    for train in (True, False):
-        factory(str(root), train=train, download=True)
+
+def _refusal(name: str, cls, root: Path) -> str:
+    """Why torchvision refused ``root``, in one line: the first missing file, else the first whose
+    md5 is not the official one."""
+    from torchvision.datasets.utils import check_integrity
+
+    folder = root / cls.base_folder
+    files = _files(cls)
+    missing = [folder / f for f, _ in files if not (folder / f).is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        return (f"{name} files not found: expected {missing[0]}{more}; pass --download to fetch them or "
+                f"--data-root to point at the parent of {cls.base_folder}/")
+    damaged = [f for f, md5 in files if not check_integrity(str(folder / f), md5)]
+    if damaged:
+        more = f" and {len(damaged) - 1} more" if len(damaged) > 1 else ""
+        return (f"{name} files in {folder} fail torchvision's integrity check (md5 of {damaged[0]}{more}): "
+                "they are not the official files, or are damaged; pass --download to fetch them again")
+    return f"{name}: torchvision refused {folder}"
+
+
+def _split(name: str, cls, root: Path, *, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split as uint8 ``[N, 3, 32, 32]`` images and long labels."""
+    try:
+        ds = cls(str(root), train=train, download=download)
+    except RuntimeError:  # torchvision: "Dataset not found or corrupted"
+        raise RankSearchError(_refusal(name, cls, root)) from None
+    except OSError as exc:  # only a download touches the network (urllib's errors are OSErrors)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RankSearchError(f"{name}: download into {root} failed ({reason}); fetch {cls.url} where there is "
+                              f"network, unpack it and pass --data-root to the parent of {cls.base_folder}/") from None
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # torchvision keeps HWC
+    return images, torch.as_tensor(ds.targets, dtype=torch.long)
 
 
 def load_cifar(
@@ -80,36 +81,19 @@ def load_cifar(
     """Load ``cifar10`` or ``cifar100`` from ``data_root`` with a fixed seeded val split.
 
     Raises:
-        RankSearchError: No ``data_root``, or a batch file missing/unreadable.
+        RankSearchError: No ``data_root``, a file missing or not the official one, or a failed
+            ``download``.
     """
     spec = _SPECS[name]
+    cls = _dataset_class(name)
     if data_root is None:
         raise RankSearchError(
-            f"{name} needs a data root containing {spec['folder']}/; "
+            f"{name} needs a data root containing {cls.base_folder}/; "
             "pass --data-root DIR (add --download to fetch it)"
         )
     root = Path(data_root).expanduser()
-    if download:
-        _download(name, root)
-    folder = root / spec["folder"]
-    train_paths = [folder / f for f in spec["train"]]
-    test_paths = [folder / f for f in spec["test"]]
-    missing = [p for p in train_paths + test_paths if not p.is_file()]
-    if missing:
-        raise RankSearchError(
-            f"{name} files not found: expected {missing[0]}"
-            f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; "
-            "pass --download to fetch them or --data-root to point at the parent of "
-            f"{spec['folder']}/"
-        )
-    x_train, y_train = _read_batches(train_paths, spec["label_key"])
-    x_test, y_test = _read_batches(test_paths, spec["label_key"])
-    for split, y in (("train", y_train), ("test", y_test)):
-        if len(y) and (int(y.min()) < 0 or int(y.max()) >= spec["num_classes"]):
-            raise RankSearchError(
-                f"{name} {split} labels must lie in [0, {spec['num_classes']}), "
-                f"got range [{int(y.min())}, {int(y.max())}]"
-            )
+    x_train, y_train = _split(name, cls, root, train=True, download=download)
+    x_test, y_test = _split(name, cls, root, train=False, download=False)  # fetched with train, if at all
     val_size = min(CIFAR_VAL_SIZE, max(1, len(y_train) // 10))
     tr, va, _ = (torch.as_tensor(i) for i in split_indices(y_train.numpy(), val_size=val_size))
     train, val, test = make_loaders(

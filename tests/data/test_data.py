@@ -1,7 +1,6 @@
-"""Datasets and loaders: fixed splits, (seed, epoch) determinism, CIFAR pickles, image folders."""
+"""Datasets and loaders: fixed splits, (seed, epoch) determinism, image folders (CIFAR: test_cifar.py)."""
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -114,58 +113,6 @@ def test_cifar_augment_shape_and_determinism() -> None:
     flipped = cifar_augment(ramp, torch.Generator().manual_seed(0), padding=0)
     assert {bool(torch.equal(f, ramp[0].flip(-1))) or bool(torch.equal(f, ramp[0]))
             for f in flipped} == {True}
-
-
-def _write_pickle(path: Path, data: np.ndarray, label_key: bytes, labels: list[int]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as f:
-        pickle.dump({b"batch_label": b"x", b"data": data, label_key: labels}, f)
-
-
-@pytest.fixture()
-def cifar_root(tmp_path: Path) -> Path:
-    rng = np.random.default_rng(0)
-
-    def images(n: int) -> np.ndarray:
-        return rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-
-    c10 = tmp_path / "cifar-10-batches-py"
-    for i in range(1, 6):
-        _write_pickle(c10 / f"data_batch_{i}", images(20), b"labels", [j % 10 for j in range(20)])
-    _write_pickle(c10 / "test_batch", images(20), b"labels", list(range(10)) * 2)
-    c100 = tmp_path / "cifar-100-python"
-    _write_pickle(c100 / "train", images(60), b"fine_labels", [j * 7 % 100 for j in range(60)])
-    _write_pickle(c100 / "test", images(20), b"fine_labels", list(range(80, 100)))
-    return tmp_path
-
-
-@pytest.mark.parametrize(("name", "n_train", "n_classes"), [("cifar10", 100, 10),
-                                                            ("cifar100", 60, 100)])
-def test_cifar_from_pickles(cifar_root: Path, name: str, n_train: int, n_classes: int) -> None:
-    splits = load_dataset(name, data_root=str(cifar_root), seed=1, batch_size=8)
-    assert (splits.in_channels, splits.num_classes, splits.image_size) == (3, n_classes, 32)
-    n_val = n_train // 10
-    assert splits.val.num_samples == n_val and splits.train.num_samples == n_train - n_val
-    assert splits.test.num_samples == 20
-    assert splits.train.images.dtype == torch.uint8
-    assert splits.train.augment is cifar_augment and splits.val.augment is None
-    for loader in (splits.train, splits.val, splits.test):
-        for x, y in loader:
-            assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.float32
-            assert y.dtype == torch.long and 0 <= int(y.min()) and int(y.max()) < n_classes
-    assert not (_sample_keys(splits.train) & _sample_keys(splits.val))
-    again = load_dataset(name, data_root=str(cifar_root), seed=9)
-    assert torch.equal(again.val.images, splits.val.images)
-
-
-def test_cifar_missing_files(tmp_path: Path, cifar_root: Path) -> None:
-    with pytest.raises(RankSearchError, match=r"cifar10 needs a data root.*--data-root"):
-        load_dataset("cifar10")
-    with pytest.raises(RankSearchError, match=r"cifar-10-batches-py.*--download.*--data-root"):
-        load_dataset("cifar10", data_root=str(tmp_path / "nowhere"))
-    (cifar_root / "cifar-100-python" / "test").unlink()
-    with pytest.raises(RankSearchError, match=r"expected .*cifar-100-python[/\\]test"):
-        load_dataset("cifar100", data_root=str(cifar_root))
 
 
 def _write_pngs(folder: Path, classes: dict[str, int], size: int = 12) -> None:
