@@ -45,7 +45,10 @@ def add_parser(sub) -> None:
                                      " required on a cluster")
     p.add_argument("--name", help="experiment name (default SPACE-DATE-TIME)")
     p.add_argument("--searcher-seed", dest="seed", type=int, default=0,
-                   help="seed of the Optuna sampler (default 0); the trials' training seed is the space's `seed`")
+                   help="seed of the Optuna sampler (default 0): which configs are tried (not the training seed)")
+    p.add_argument("--train-seed", dest="train_seed", type=int, metavar="TRAIN_SEED",
+                   help="training seed of every trial and of the dense reference: weights, data order, "
+                        "augmentation, as `train --seed` (default: the space's `seed`, 0 if it sets none)")
     p.add_argument("--seed", dest="deprecated_seed", type=int, metavar="SEED",
                    help="deprecated alias of --searcher-seed (not the training seed of `train --seed`)")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial from its checkpoint")
@@ -110,9 +113,9 @@ def run_launch(args: argparse.Namespace) -> int:
         space=args.space, num_samples=args.num_samples, epochs=args.epochs, searcher=args.searcher,
         scheduler=args.scheduler, max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, resources=_resources(args.resource), address=args.address,
-        storage=args.storage, name=args.name, seed=args.seed, objectives=parse_objectives(args.objectives),
-        max_failures=args.max_failures, dense=args.dense, min_compression=args.min_compression,
-        max_compression=args.max_compression, warm_start=args.warm_start,
+        storage=args.storage, name=args.name, seed=args.seed, train_seed=args.train_seed,
+        objectives=parse_objectives(args.objectives), max_failures=args.max_failures, dense=args.dense,
+        min_compression=args.min_compression, max_compression=args.max_compression, warm_start=args.warm_start,
     )
     from ..search.sweep import launch
 

@@ -30,7 +30,8 @@ class LaunchConfig:
     address: str = "local"
     storage: str | None = None
     name: str | None = None
-    seed: int = 0
+    seed: int = 0  # the Optuna sampler's seed (`--searcher-seed`)
+    train_seed: int | None = None  # every trial's training seed (`--train-seed`; None: the space's `seed`)
     objectives: tuple[tuple[str, str], ...] = schema.DEFAULT_OBJECTIVES
     max_failures: int = 2
     dense: str | None = None  # the user's trained dense weights (a state_dict file)
@@ -74,6 +75,8 @@ class LaunchConfig:
         if len({m for m, _ in self.objectives}) != len(self.objectives):
             raise RankSearchError(f"--objectives must name each metric once, got "
                                   f"{','.join(schema.format_objectives(self.objectives))!r}")
+        if self.train_seed is not None and (isinstance(self.train_seed, bool) or self.train_seed < 0):
+            raise RankSearchError(f"--train-seed must be an integer >= 0, got {self.train_seed!r}")
         if self.max_failures < 0:
             raise RankSearchError(f"--max-failures must be >= 0, got {self.max_failures}")
         for name, amount in self.resources.items():

@@ -79,6 +79,8 @@ def preflight(cfg: LaunchConfig) -> Preflight:
     space = narrow_targets(space, cfg.min_compression, cfg.max_compression)
     if cfg.epochs is not None:
         space = dataclasses.replace(space, epochs=cfg.epochs)
+    if cfg.train_seed is not None:  # every trial (and the dense reference) trains with it
+        space = dataclasses.replace(space, seed=cfg.train_seed)
     groups = check_space(space)
     if cfg.dense:
         check_dense_weights(space, cfg.dense)
@@ -163,7 +165,7 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
                  f"ranks allocated ({', '.join(space.allocations)}) to targets {space.target.to_plain()}")
         say(f"sweep {cfg.name}: {cfg.num_samples} trials of space {space.name!r} ({space.model} on "
             f"{space.dataset}, {space.epochs} epochs, methods {', '.join(space.methods)}, {ranks}), "
-            f"searcher {cfg.searcher}, scheduler {cfg.scheduler}")
+            f"training seed {space.seed}, searcher {cfg.searcher} (seed {cfg.seed}), scheduler {cfg.scheduler}")
         say(f"experiment folder: {path}")
         refs = prepare_references(path, space, cfg)
         points = warm_start_points(space, groups, cfg.num_samples, cfg.warm_start)
