@@ -34,20 +34,14 @@ def compact_of(source: str, *, pick: str, min_accuracy: float | None, max_macs: 
     if os.path.isfile(source):
         yield source, source
         return
-    from analysis.loading import load_experiment
-    from analysis.select import pick_trial
-
     from ..storage import Location
+    from ._common import pick_checkpoint
 
-    loc = Location(source)
-    if not loc.is_dir():
+    if not Location(source).is_dir():
         raise RankSearchError(f"SOURCE {source!r} is neither a compact.pt file nor an experiment folder")
-    trial = pick_trial(load_experiment(source), pick=pick, min_accuracy=min_accuracy, max_macs=max_macs)
-    rel = f"{trial['folder']}/{trial['checkpoint']}/{schema.COMPACT_WEIGHTS_FILE}"
-    if not isinstance(trial["checkpoint"], str) or not loc.exists(rel):
-        raise RankSearchError(f"trial {trial['trial_id']} has no {schema.COMPACT_WEIGHTS_FILE} in its final "
-                              f"checkpoint in {source!r}")
-    label = f"{source.rstrip('/')}/{rel} (trial {trial['trial_id']}, pick {pick})"
+    picked = pick_checkpoint(source, pick=pick, min_accuracy=min_accuracy, max_macs=max_macs)
+    rel, loc = picked.compact_weights(), picked.loc
+    label = f"{source.rstrip('/')}/{rel} (trial {picked.trial_id}, pick {pick})"
     if not loc.uri:
         yield loc.join(rel), label
         return

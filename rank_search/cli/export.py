@@ -79,11 +79,10 @@ def trial_metrics(loc, ckpt: str, trial) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..storage import Location
     from analysis.loading import load_experiment
-    from analysis.select import pick_trial
+    from analysis.summary import damaged_lines
 
-    from ._common import check_writable
+    from ._common import check_writable, pick_checkpoint
 
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):
@@ -95,16 +94,12 @@ def run(args: argparse.Namespace) -> int:
             raise RankSearchError(f"--out {target!r} already exists; choose another or pass --overwrite")
     check_writable(out_dir, what=f"--out {args.out!r}")
     exp = load_experiment(args.experiment)
-    from analysis.summary import damaged_lines
-
     for line in damaged_lines(exp):
         print(f"export: {line}", file=sys.stderr)
-    trial = pick_trial(exp, pick=args.pick, min_accuracy=args.min_accuracy, max_macs=args.max_macs)
-    loc = Location(args.experiment)
-    ckpt = f"{trial['folder']}/{trial['checkpoint']}"
-    if not isinstance(trial["checkpoint"], str) or not loc.exists(f"{ckpt}/{RUN_FILE}"):
-        raise RankSearchError(f"trial {trial['trial_id']} has no final checkpoint with {RUN_FILE} in {args.experiment!r}")
-    run_record = yaml.safe_load(loc.read_text(f"{ckpt}/{RUN_FILE}"))["run"]
+    picked = pick_checkpoint(args.experiment, pick=args.pick, min_accuracy=args.min_accuracy,
+                             max_macs=args.max_macs, exp=exp)
+    trial, loc, ckpt = picked.trial, picked.loc, picked.checkpoint
+    run_record = yaml.safe_load(loc.read_text(picked.file(RUN_FILE)))["run"]
     launch = (exp.sweep or {}).get("launch", {})
     record = {
         "run": run_record,
@@ -124,9 +119,7 @@ def run(args: argparse.Namespace) -> int:
         },
     }
     if args.weights:
-        weights_rel = f"{ckpt}/{schema.COMPACT_WEIGHTS_FILE}"
-        if not loc.exists(weights_rel):
-            raise RankSearchError(f"trial {trial['trial_id']} has no {schema.COMPACT_WEIGHTS_FILE} in its final checkpoint")
+        weights_rel = picked.compact_weights()
         weights_path = os.path.splitext(args.out)[0] + ".pt"
         from ..checkpoint import read_compact_bytes
 
