@@ -28,7 +28,9 @@ class DefaultsFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if "default" in text or default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        # ``is``, not ``in``: a default of 0 or 0.0 equals False and must still be shown
+        if "default" in text or any(default is v for v in (None, False, argparse.SUPPRESS)) \
+                or not action.option_strings:
             return text
         shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
         return f"{text} (default: {shown})".strip()

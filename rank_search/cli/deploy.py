@@ -10,6 +10,11 @@ from typing import Iterator
 
 from .. import schema
 from ..errors import RankSearchError
+from ._scripting import LazyChoices
+
+
+PICKS = LazyChoices.of("pick", "analysis.select", "PICKS")
+FORMATS = LazyChoices.of("format", "rank_search.schema", "DEPLOY_FORMATS")
 
 
 def add_parser(sub) -> None:
@@ -19,11 +24,15 @@ def add_parser(sub) -> None:
                                    "in the file's metadata and in FILE.yaml, and check the file against the "
                                    "PyTorch compact model (max abs difference <= 1e-4) before keeping it.")
     p.add_argument("source", metavar="SOURCE", help="a compact.pt (from `train` or a trial), or an experiment folder")
-    p.add_argument("--format", dest="fmt", required=True, help="onnx | torch-export")
+    p.add_argument("--format", dest="fmt", required=True, type=FORMATS, choices=FORMATS, metavar="FORMAT",
+                   help="one of %(choices)s")
     p.add_argument("--out", required=True, help="output file, e.g. model.onnx or model.pt2 (its side-car: OUT.yaml)")
-    p.add_argument("--pick", default="knee", help="for an experiment: knee (default) | max-accuracy | max-compression")
-    p.add_argument("--min-accuracy", type=float, help="for an experiment: only trials with val_accuracy >= A")
-    p.add_argument("--max-macs", type=float, help="for an experiment: only trials with <= M compact MACs")
+    p.add_argument("--pick", default="knee", type=PICKS, choices=PICKS, metavar="PICK",
+                   help="for an experiment, which trial of the Pareto front: one of %(choices)s")
+    p.add_argument("--min-accuracy", type=float, metavar="A",
+                   help="for an experiment: only trials with val_accuracy >= A (default: no bound)")
+    p.add_argument("--max-macs", type=float, metavar="M",
+                   help="for an experiment: only trials whose compact model has <= M MACs (default: no bound)")
     p.set_defaults(func=run)
 
 
@@ -53,8 +62,6 @@ def compact_of(source: str, *, pick: str, min_accuracy: float | None, max_macs: 
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.fmt not in schema.DEPLOY_FORMATS:
-        raise RankSearchError(f"--format must be one of {', '.join(schema.DEPLOY_FORMATS)}, got {args.fmt!r}")
     folder = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(folder):
         raise RankSearchError(f"folder of --out {args.out!r} does not exist: {folder}")

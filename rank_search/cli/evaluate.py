@@ -6,6 +6,9 @@ import argparse
 import json
 
 from .. import schema
+from ._scripting import LazyChoices
+
+DATASETS = LazyChoices.of("dataset", "rank_search.data", "DATASETS")
 
 
 def add_parser(sub) -> None:
@@ -13,10 +16,11 @@ def add_parser(sub) -> None:
                        description="Measure a compact.pt, an ONNX file (onnxruntime) or a torch.export archive "
                                    "on the test split of a data set: top-1 accuracy, the parameters stored in "
                                    "the file, MACs per image, and the median latency of batches of 1 and 64.")
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("--dataset", required=True, help="the data set the model was trained for, e.g. mnist5k")
-    p.add_argument("--data-root", help="folder holding the data set files (CIFAR, imagefolder)")
-    p.add_argument("--repeats", type=int, default=10, help="timed runs per batch size (median; default 10)")
+    p.add_argument("file", metavar="FILE", help="a compact.pt, an .onnx file or a torch.export archive (.pt2)")
+    p.add_argument("--dataset", required=True, type=DATASETS, choices=DATASETS, metavar="DATASET",
+                   help="the data set the model was trained for: one of %(choices)s")
+    p.add_argument("--data-root", help="folder holding the data set files (CIFAR, imagefolder; default: none)")
+    p.add_argument("--repeats", type=int, default=10, help="timed runs per batch size (their median is reported)")
     p.add_argument("--threads", type=int, help="intra-op threads of torch and onnxruntime (default: torch's, "
                                                 "usually the number of cores)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

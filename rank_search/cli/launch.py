@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import schema
 from ..errors import RankSearchError
+from ._scripting import LazyChoices
 
 EXIT_INTERRUPTED = 130
 EXIT_TRIALS_FAILED = 1
@@ -23,41 +25,63 @@ def _resources(items: list[str] | None) -> dict[str, float]:
     return out
 
 
+SEARCHERS = LazyChoices.of("searcher", "rank_search.search.settings", "SEARCHERS")
+SCHEDULERS = LazyChoices.of("scheduler", "rank_search.search.settings", "SCHEDULERS")
+
+
+def _launch_defaults() -> dict:
+    """The defaults of ``LaunchConfig``, the one owner of each launch setting's default (no torch)."""
+    import dataclasses
+
+    from ..search.settings import LaunchConfig
+
+    return {f.name: f.default for f in dataclasses.fields(LaunchConfig) if f.default is not dataclasses.MISSING}
+
+
 def add_parser(sub) -> None:
+    d = _launch_defaults()
     p = sub.add_parser("launch", help="start a rank search sweep (Ray Tune + Optuna)",
                        description="Run a multi-objective search (validation accuracy vs compression) over "
-                                   "methods, knobs and per-layer ranks. Local by default (a private Ray).")
-    p.add_argument("--space", required=True, help="shipped space name (demo, resnet20_cifar10, ...) or space.yaml")
-    p.add_argument("--num-samples", type=int, default=16, help="number of trials (default 16)")
-    p.add_argument("--epochs", type=int, help="override the space's epoch budget per trial")
-    p.add_argument("--searcher", default="nsga2", help="nsga2 (default) | tpe | random (Optuna samplers)")
-    p.add_argument("--scheduler", default="fifo",
-                   help="fifo (default) | asha (early stopping on val_accuracy only)")
-    p.add_argument("--max-concurrent", type=int, help="at most K trials at once (default: as resources allow)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions allowed, e.g. 0.5")
+                                   "methods, knobs and per-layer ranks. Local by default (a private Ray). "
+                                   "Two seeds: --searcher-seed drives the Optuna sampler (which configs are "
+                                   "tried), --train-seed every trial's training (weights, data order).")
+    p.add_argument("--space", required=True, help="shipped space name (`rank-search list spaces`: demo, "
+                                                  "resnet20_cifar10, ...) or a space.yaml file")
+    p.add_argument("--num-samples", type=int, default=d["num_samples"], help="number of trials")
+    p.add_argument("--epochs", type=int, help="epoch budget per trial (default: the space's `epochs`)")
+    p.add_argument("--searcher", default=d["searcher"], type=SEARCHERS, choices=SEARCHERS, metavar="SEARCHER",
+                   help="the Optuna sampler: one of %(choices)s")
+    p.add_argument("--scheduler", default=d["scheduler"], type=SCHEDULERS, choices=SCHEDULERS, metavar="SCHEDULER",
+                   help="one of %(choices)s (asha: early stopping on val_accuracy only)")
+    p.add_argument("--max-concurrent", type=int, metavar="K",
+                   help="at most K trials at once (default: as resources allow)")
+    p.add_argument("--cpus-per-trial", type=float, default=d["cpus_per_trial"],
+                   help="CPUs Ray reserves per trial; a trial runs that many torch threads")
+    p.add_argument("--gpus-per-trial", type=float, default=d["gpus_per_trial"],
+                   help="GPUs Ray reserves per trial, fractions allowed (e.g. 0.5)")
     p.add_argument("--resource", action="append", metavar="NAME=AMOUNT",
-                   help="extra custom Ray resource per trial (e.g. a node label); repeatable")
-    p.add_argument("--objectives", default="val_accuracy:max,macs_compression:max",
-                   help="comma-separated METRIC:max|min (default val_accuracy:max,macs_compression:max)")
-    p.add_argument("--address", default="local", help="local (private Ray, default) | auto | HOST:PORT")
-    p.add_argument("--storage", help="experiment root: a folder (default ./runs) or a URI like s3://bucket/path;"
-                                     " required on a cluster")
-    p.add_argument("--name", help="experiment name (default SPACE-DATE-TIME)")
-    p.add_argument("--searcher-seed", dest="seed", type=int, default=0,
-                   help="seed of the Optuna sampler (default 0): which configs are tried (not the training seed)")
+                   help="extra custom Ray resource per trial (e.g. a node label); repeatable (default: none)")
+    p.add_argument("--objectives", default=",".join(schema.format_objectives(d["objectives"])),
+                   help="comma-separated METRIC:max|min")
+    p.add_argument("--address", default=d["address"], help="local (a private Ray) | auto | HOST:PORT")
+    p.add_argument("--storage", help="experiment root: a folder or a URI like s3://bucket/path (default: ./runs); "
+                                     "required on a cluster")
+    p.add_argument("--name", help="experiment name (default: SPACE-DATE-TIME)")
+    p.add_argument("--searcher-seed", dest="seed", type=int, default=d["seed"], metavar="SEARCHER_SEED",
+                   help="seed of the Optuna sampler: which configs are tried (not the training seed)")
     p.add_argument("--train-seed", dest="train_seed", type=int, metavar="TRAIN_SEED",
                    help="training seed of every trial and of the dense reference: weights, data order, "
                         "augmentation, as `train --seed` (default: the space's `seed`, 0 if it sets none)")
     p.add_argument("--seed", dest="deprecated_seed", type=int, metavar="SEED",
                    help="deprecated alias of --searcher-seed (not the training seed of `train --seed`)")
-    p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial from its checkpoint")
+    p.add_argument("--max-failures", type=int, default=d["max_failures"],
+                   help="retries of a crashed trial from its checkpoint")
     p.add_argument("--dense", metavar="CKPT", help="trained dense weights (a state_dict of the space's model) to use "
-                                               "as the dense reference instead of training one")
+                                                   "as the dense reference (default: the sweep trains one)")
     p.add_argument("--min-compression", type=float, metavar="X",
-                   help="lowest target MACs compression searched (a budget-driven space)")
+                   help="lowest target MACs compression searched, in a budget-driven space (default: the space's)")
     p.add_argument("--max-compression", type=float, metavar="Y",
-                   help="highest target MACs compression searched (a budget-driven space)")
+                   help="highest target MACs compression searched, in a budget-driven space (default: the space's)")
     p.add_argument("--warm-start", type=int, metavar="N",
                    help="trials enqueued before the sampler takes over (default: every method once, up to two "
                         "per method, at most half the budget; 0 = none)")

@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+from ._scripting import LazyChoices
+
+DATASETS = LazyChoices.of("dataset", "rank_search.data", "DATASETS")
+SCHEMES = LazyChoices.of("scheme", "rank_search.layers", "SCHEMES")
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("profile", help="measure how sensitive each layer is to its rank (sensitivity.csv)",
@@ -13,15 +18,17 @@ def add_parser(sub) -> None:
                                    "operator-norm error (energy, no evaluation). Writes sensitivity.csv and "
                                    "sensitivity.yaml to --out; `launch` of a budget-driven space does this itself.")
     p.add_argument("--model", required=True, help="model name or package.module:builder")
-    p.add_argument("--dataset", default="mnist5k", help="data set (default mnist5k, embedded)")
-    p.add_argument("--data-root", help="folder holding the data set files (CIFAR, imagefolder)")
+    p.add_argument("--dataset", default="mnist5k", type=DATASETS, choices=DATASETS, metavar="DATASET",
+                   help="one of %(choices)s (default: mnist5k, embedded)")
+    p.add_argument("--data-root", help="folder holding the data set files (CIFAR, imagefolder; default: none)")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--dense", metavar="CKPT", help="trained dense weights (a state_dict file)")
+    source.add_argument("--dense", metavar="CKPT",
+                        help="trained dense weights (a state_dict file; default: train them, see --epochs)")
     source.add_argument("--epochs", type=int, default=3, help="train the dense model this many epochs first "
                                                               "(default 3; ignored with --dense)")
-    p.add_argument("--scheme", action="append", metavar="S", help="scheme(s) to profile (default channel); repeatable")
-    p.add_argument("--proxies", default="bn,finetune,energy", help="comma-separated: bn, finetune, energy "
-                                                                  "(default all three)")
+    p.add_argument("--scheme", action="append", type=SCHEMES, choices=SCHEMES, metavar="SCHEME",
+                   help="scheme to profile, one of %(choices)s; repeatable (default: channel)")
+    p.add_argument("--proxies", default="bn,finetune,energy", help="comma-separated, some of: bn, finetune, energy")
     p.add_argument("--ratios", help="comma-separated rank ratios in (0, 1] (default 0.02 ... 1.0, ten values)")
     p.add_argument("--seed", type=int, default=0, help="training seed of the dense model (default 0)")
     p.add_argument("--out", required=True, help="output folder (written atomically)")
@@ -55,14 +62,10 @@ def run(args: argparse.Namespace) -> int:
         raise RankSearchError(f"--epochs must be >= 1, got {args.epochs}")
     check_out_dir(args.out, overwrite=args.overwrite)
     from ..allocation import save_profile
-    from ..layers import SCHEMES
     from ..profile import DEFAULT_RATIOS, measure_profile
     from ..run import RunSpec, train
 
     schemes = tuple(args.scheme or ["channel"])
-    for s in schemes:
-        if s not in SCHEMES:
-            raise RankSearchError(f"--scheme must be one of {', '.join(SCHEMES.names())}, got {s!r}")
     progress = Progress()
     with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
         spec = RunSpec(model=args.model, dataset=args.dataset, method="full", epochs=args.epochs or 1,

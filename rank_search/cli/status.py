@@ -8,8 +8,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("status", help="show a sweep's progress and Pareto front (works while it runs)",
                        description="Read the experiment folder (local or URI) and print trial counts by state, "
                                    "the best trials and the current Pareto front. Does not start Ray.")
-    p.add_argument("experiment", metavar="EXP_DIR")
-    p.add_argument("--top", type=int, default=5, help="how many best trials to list")
+    p.add_argument("experiment", metavar="EXP_DIR",
+                   help="the experiment folder or URI (from `rank-search launch`), running or not")
+    p.add_argument("--top", type=int, default=5, metavar="N", help="how many best trials to list (0: none)")
     p.set_defaults(func=run)
 
 

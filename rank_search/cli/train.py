@@ -28,11 +28,12 @@ def add_parser(sub) -> None:
                                    "plan.yaml, run.yaml (integer ranks), compact.pt and config.yaml to --out. "
                                    f"Exit codes: 0 done, 2 bad input, {EXIT_DIVERGED} the training diverged.")
     p.add_argument("--config", help="YAML run config (e.g. from `rank-search export`, or a run.yaml); the flags "
-                                    "override it")
+                                    "override it (default: none, the flags alone)")
     p.add_argument("--model", help="model name (`rank-search list models`), e.g. lenet5, or your own builder "
                                    "package.module:function (imported, so its code runs); required unless in --config")
     p.add_argument("--init", help="start from these dense weights: a state_dict file (torch.save; loaded with "
-                                  "weights_only=True, keys checked), e.g. a torchvision ImageNet file")
+                                  "weights_only=True, keys checked), e.g. a torchvision ImageNet file (default: none, "
+                                  "freshly initialised weights)")
     p.add_argument("--dataset", type=DATASETS, choices=DATASETS, metavar="DATASET",
                    help=f"one of %(choices)s (default: {DEFAULT_DATASET}, embedded, or the --config's)")
     p.add_argument("--method", type=METHODS, choices=METHODS, metavar="METHOD",

@@ -66,7 +66,7 @@ def test_errors_are_one_line_and_exit_2(run_dir, tmp_path, capsys) -> None:
     (tmp_path / "notes.txt").write_text("hi")
     cases = [
         (["deploy", compact, "--format", "tflite", "--out", str(tmp_path / "m")],
-         "--format must be one of onnx, torch-export, got 'tflite'"),
+         "argument --format: unknown format 'tflite'; valid choices: onnx, torch-export"),
         (["deploy", compact, "--format", "onnx", "--out", str(tmp_path / "no" / "m.onnx")], "folder of --out"),
         (["deploy", str(tmp_path / "missing.pt"), "--format", "onnx", "--out", str(tmp_path / "m.onnx")],
          "is neither a compact.pt file nor an experiment folder"),

@@ -132,18 +132,39 @@ def _help(*command: str) -> str:
     return " ".join(buf.getvalue().split())
 
 
-@pytest.mark.parametrize("command", ["train", "layers", "export", "list"])
-def test_every_flag_has_help_and_its_default(command: str) -> None:
+COMMANDS = ["train", "layers", "profile", "launch", "resume", "status", "export", "analyze", "deploy", "evaluate",
+            "list"]
+
+
+def _subparser(command: str):
     from rank_search.cli import build_parser
 
-    sub = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+    return next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+
+
+def test_every_command_is_checked() -> None:
+    from rank_search.cli import build_parser
+
+    assert sorted(next(a for a in build_parser()._actions if a.dest == "command").choices) == sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_flag_has_help_and_its_default(command: str) -> None:
+    import argparse
+
     text = _help(command)
-    for action in sub._actions:
+    for action in _subparser(command)._actions:
         if action.dest == "help":
             continue
-        assert action.help, (command, action.option_strings or action.dest)
-        if action.default not in (None, False):
-            assert f"default: {action.default}" in text or f"(default {action.default}" in text, action.dest
+        what = (command, action.option_strings or action.dest)
+        assert action.help, what
+        if not any(action.default is v for v in (None, False)):  # 0 and 0.0 are defaults to show too
+            shown = ",".join(map(str, action.default)) if isinstance(action.default, (list, tuple)) else action.default
+            assert f"default: {shown}" in text or f"(default {shown}" in text, what
+        elif (action.option_strings and action.nargs != 0 and not action.required
+              and not isinstance(action, argparse._StoreConstAction)):
+            # a flag taking a value with no default says what happens without it
+            assert any(word in action.help for word in ("default", "required", "deprecated alias")), what
 
 
 def test_help_states_the_run_defaults_and_the_registries() -> None:
@@ -158,6 +179,37 @@ def test_help_states_the_run_defaults_and_the_registries() -> None:
     assert f"(default: {defaults['seed']}, or the --config's)" in text
     assert "one of " + ", ".join(METHODS.names()) in text and "(default: mnist5k" in text
     assert "one of knee, max-accuracy, max-compression" in _help("export")
+
+
+def _choice_flags() -> list[tuple[str, str, list[str]]]:
+    """(command, flag, valid values) of every option with a fixed set of values."""
+    found = []
+    for command in COMMANDS:
+        for action in _subparser(command)._actions:
+            if action.choices is not None and action.option_strings:
+                found.append((command, action.option_strings[0], sorted(map(str, action.choices))))
+    return found
+
+
+def test_the_fixed_value_flags_have_choices() -> None:
+    flags = {(c, f) for c, f, _ in _choice_flags()}
+    assert flags >= {("train", "--dataset"), ("train", "--method"), ("train", "--scheme"), ("layers", "--dataset"),
+                     ("layers", "--counting"), ("profile", "--dataset"), ("profile", "--scheme"),
+                     ("launch", "--searcher"), ("launch", "--scheduler"), ("export", "--pick"),
+                     ("deploy", "--format"), ("deploy", "--pick"), ("evaluate", "--dataset")}
+
+
+@pytest.mark.parametrize("command, flag, valid", _choice_flags(), ids=lambda v: v if isinstance(v, str) else "")
+def test_a_bad_choice_exits_2_with_one_line_naming_the_value_and_the_choices(command, flag, valid, capsys) -> None:
+    from rank_search.search import SCHEDULERS, SEARCHERS
+
+    registries = {"--searcher": SEARCHERS, "--scheduler": SCHEDULERS}
+    if flag in registries:  # the choices are the registry's
+        assert valid == sorted(registries[flag])
+    assert main([command, flag, "no-such-value"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"rank-search {command}: error: argument {flag}: "), err
+    assert "'no-such-value'; valid choices: " + ", ".join(valid) in err[0], err
 
 
 def test_fixed_value_flags_refuse_other_values_in_one_line(capsys) -> None:
