@@ -54,17 +54,20 @@ def format_axis(axis, metric: str, *, log: bool = False) -> None:
 
 
 class FractionPercent(Formatter):
-    """Fractions as percent ticks with as few decimals as the tick spacing needs (97%, 97.5%)."""
+    """Fractions as percent ticks with as few decimals as the ticks need to read exactly
+    (97%, 97.5%): a tick at 92.5% is never written 92%."""
 
+    MAX_DECIMALS = 4
     _ticks: tuple[float, ...] = ()
 
     def set_locs(self, locs) -> None:
         self._ticks = tuple(sorted(locs))
 
     def __call__(self, x, pos=None) -> str:
-        locs = self._ticks
-        step = min((b - a for a, b in zip(locs, locs[1:]) if b > a), default=0.01) * 100
-        decimals = max(0, -math.floor(math.log10(step) + 1e-9)) if step > 0 else 1
+        percents = [100 * v for v in self._ticks] or [100 * x]
+        scale = max((abs(p) for p in percents), default=1.0) or 1.0
+        decimals = next((d for d in range(self.MAX_DECIMALS + 1)
+                         if all(abs(round(p, d) - p) <= 1e-9 * max(scale, 1.0) for p in percents)), self.MAX_DECIMALS)
         return f"{100 * x:.{decimals}f}%"
 
 

@@ -1,0 +1,83 @@
+"""The figures and the report as a new user reads them: every text inside the figure, legends
+that leave the axes the figure's width, units on the axes, the rank heatmap's maximum ranks and
+Tucker-2 colour, a colour per learning curve, and a front table that fits a 1280 px window."""
+from __future__ import annotations
+
+import html
+import re
+
+import pandas as pd
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+from matplotlib.font_manager import FontProperties
+from matplotlib.text import Text
+
+from analysis.plots import (_get_hypervolume_info, _get_learning_curves_info, _get_pareto_front_info,
+                            _get_rank_heatmap_info, plot_hypervolume, plot_learning_curves, plot_pareto_front,
+                            plot_rank_heatmap)
+from analysis.plots._common import PNG_DPI, FractionPercent
+from analysis.report import CSS, front_table_html
+from rank_search import schema
+
+ACC, MACS = schema.VAL_ACCURACY, schema.MACS_COMPRESSION
+OBJECTIVES = ((ACC, "max"), (MACS, "max"))
+METHODS = ("deeptwist", "elrt", "lrpet", "posthoc", "trp")
+
+
+def sweep(prefix: str, n: int = 12, shift: float = 0.0) -> pd.DataFrame:
+    """A sweep's trials spread like a real one: every method, accuracy falling with compression."""
+    return pd.DataFrame({
+        "trial_id": [f"{prefix}{i:07x}" for i in range(n)],
+        "config/method": [METHODS[i % len(METHODS)] for i in range(n)],
+        ACC: [0.98 - 0.004 * i - (0.03 if i % 3 == 0 else 0.0) + shift for i in range(n)],
+        MACS: [1.5 + 0.75 * i for i in range(n)],
+        "finished": [True] * (n - 1) + [False],
+    })
+
+
+def drawn(fig):
+    fig.set_dpi(PNG_DPI)  # as saved: text sizes are in points, the layout in inches
+    FigureCanvasAgg(fig).draw()
+    return fig, fig.canvas.get_renderer()
+
+
+def undrawn_tick_labels(fig) -> set[int]:
+    """Labels of ticks outside their axis' view (matplotlib keeps them but does not draw them)."""
+    found = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            slack = 1e-9 * max(abs(lo), abs(hi), 1.0)
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not lo - slack <= tick.get_loc() <= hi + slack:
+                    found |= {id(tick.label1), id(tick.label2)}
+    return found
+
+
+def outside(fig) -> list[str]:
+    """The drawn, non-empty texts of a figure that reach past its edge (1 px slack)."""
+    fig, renderer = drawn(fig)
+    box = fig.bbox
+    undrawn = undrawn_tick_labels(fig)
+    found = []
+    for text in fig.findobj(Text):
+        if not text.get_visible() or not text.get_text().strip() or id(text) in undrawn:
+            continue
+        ext = text.get_window_extent(renderer)
+        if ext.x0 < box.x0 - 1 or ext.y0 < box.y0 - 1 or ext.x1 > box.x1 + 1 or ext.y1 > box.y1 + 1:
+            found.append(text.get_text())
+    return found
+
+
+# -- axis ticks --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("locs", "expected"), [
+    ((0.9, 0.925, 0.95, 0.975), ["90.0%", "92.5%", "95.0%", "97.5%"]),
+    ((0.9, 0.95, 1.0), ["90%", "95%", "100%"]),
+    ((0.97, 0.9725, 0.975), ["97.00%", "97.25%", "97.50%"]),
+])
+def test_percent_ticks_read_exactly(locs, expected) -> None:
+    fmt = FractionPercent()
+    fmt.set_locs(list(locs))
+    assert [fmt(v) for v in locs] == expected
