@@ -93,7 +93,7 @@ def _get_pareto_front_info(sweeps: Mapping[str, pd.DataFrame], objectives: Seque
 
 def plot_pareto_front(info: ParetoFrontInfo) -> Figure:
     """Render ``_get_pareto_front_info``: colour = method, marker = sweep, hollow = unfinished."""
-    fig = new_figure(9.0, 5.6)
+    fig = new_figure(9.0, 6.2)
     ax = fig.add_subplot()
     colors = {m: method_color(m) for m in info.methods}
     several = len(info.sweeps) > 1
@@ -147,11 +147,13 @@ def plot_pareto_front(info: ParetoFrontInfo) -> Figure:
              f"{short_label(info.x_metric)} {arrow[info.x_metric]}")
     keys = [k for k, d in (("↑ higher is better", "max"), ("↓ lower is better", "min"))
             if any(mode == d for _, mode in info.objectives)]
-    title += f"  ({', '.join(keys)})"
+    subtitle = ", ".join(keys)
     if len(info.objectives) > 2:
         others = ", ".join(f"{short_label(m)} {arrow[m]}" for m, _ in info.objectives[2:])
-        title += f"\nfront over {len(info.objectives)} objectives (also {others}), drawn on the first two"
-    ax.set_title(title, fontsize=11)
+        subtitle += f"; front over {len(info.objectives)} objectives (also {others}), drawn on the first two"
+    # a figure title, not the axes': centred on the figure, the layout keeps it inside
+    fig.suptitle(title, fontsize=11)
+    ax.set_title(subtitle, fontsize=9, color="0.35")
     method_handles = [Line2D([], [], linestyle="none", marker="o", markerfacecolor=colors[m],
                              markeredgecolor=colors[m], label=m) for m in info.methods]
     points = [p for s in info.sweeps for p in s.points]
@@ -165,11 +167,34 @@ def plot_pareto_front(info: ParetoFrontInfo) -> Figure:
     if any(not p.finished for p in points):
         style_handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="none",
                                     markeredgecolor="0.4", label="unfinished (last epoch so far)"))
-    if method_handles:
-        fig.legend(handles=method_handles, loc="outside right upper", title="method", fontsize=9)
-    fig.legend(handles=sweep_handles + style_handles, loc="outside right lower", fontsize=9,
-               title="sweeps" if several else None)
-    if not points:
+    sections = [("colour = method", method_handles), ("points", style_handles),
+                ("marker and line = sweep" if several else "front", sweep_handles)]
+    rows = max(2, len(style_handles), len(sweep_handles), -(-len(method_handles) // 3))
+    if not points:  # no legend and no ticks for an empty plot (they would invent a scale)
+        ax.set_xticks([])
+        ax.set_yticks([])
         ax.text(0.5, 0.5, "no trial reported every objective yet", ha="center", va="center",
                 transform=ax.transAxes)
+        return fig
+    _legend_below(fig, [(head, handles) for head, handles in sections if handles], rows=rows)
     return fig
+
+
+def _legend_below(fig: Figure, sections: Sequence[tuple[str, Sequence[Line2D]]], *, rows: int) -> None:
+    """One legend under the axes, so the axes keep the figure's width: a column per ``rows``
+    entries of a section, the section's bold heading on top of its first column."""
+    blank = Line2D([], [], linestyle="none")
+    handles, labels, headings = [], [], []
+    for head, entries in sections:
+        for start in range(0, len(entries), rows):
+            chunk = list(entries[start:start + rows])
+            column = [(blank, head if start == 0 else "")] + [(h, h.get_label()) for h in chunk]
+            column += [(blank, "")] * (rows - len(chunk))
+            headings.append(len(handles))
+            for h, text in column:
+                handles.append(h)
+                labels.append(text)
+    legend = fig.legend(handles, labels, loc="outside lower center", ncols=len(headings), fontsize=9,
+                        columnspacing=1.6, handletextpad=0.5)
+    for i in headings:
+        legend.get_texts()[i].set_fontweight("bold")

@@ -81,3 +81,34 @@ def test_percent_ticks_read_exactly(locs, expected) -> None:
     fmt = FractionPercent()
     fmt.set_locs(list(locs))
     assert [fmt(v) for v in locs] == expected
+
+
+# -- the Pareto front --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("labels", [("default",), ("default", "uniform-grid"), ("a-long-sweep-label", "b", "c"),
+                                    ("demo-default-16-s0", "demo-uniform-grid-16-s0")])  # folder names
+def test_pareto_front_keeps_its_texts_inside_and_the_axes_wide(labels) -> None:
+    sweeps = {label: sweep(f"{i}", shift=-0.01 * i) for i, label in enumerate(labels)}
+    fig = plot_pareto_front(_get_pareto_front_info(sweeps, OBJECTIVES))
+    assert outside(fig) == []  # the title's first letter included
+    fig, renderer = drawn(fig)
+    (ax,) = fig.axes
+    # the axes take the figure's width: no column of legends leaving a blank band beside them
+    assert ax.get_position().width >= 0.8
+    axes_box = ax.get_window_extent(renderer)
+    for legend in fig.legends:
+        box = legend.get_window_extent(renderer)
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1
+        assert box.y1 <= axes_box.y0  # below the axes, not beside them
+    (legend,) = fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert set(METHODS) <= set(texts) and "colour = method" in texts
+    assert sum(t.startswith("front of ") for t in texts) == (len(labels) if len(labels) > 1 else 0)
+
+
+def test_pareto_front_of_three_objectives_keeps_its_subtitle_inside() -> None:
+    t = sweep("a").assign(x=range(12))
+    fig = plot_pareto_front(_get_pareto_front_info({"a": t}, OBJECTIVES + (("x", "min"),)))
+    assert outside(fig) == []
+    assert "front over 3 objectives" in fig.axes[0].get_title()
