@@ -8,7 +8,7 @@ from .. import __version__
 from ..errors import RankSearchError
 from . import analyze, deploy, evaluate, export, launch, layers, profile, status, train
 from . import list as list_command
-from ._scripting import PROG, Parser, make_parser
+from ._scripting import PROG, Parser, as_invoked, make_parser
 
 COMMANDS = (train, layers, profile, launch, status, export, analyze, deploy, evaluate, list_command)
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except RankSearchError as exc:
-        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{PROG} {args.command}: error: {as_invoked(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)

@@ -102,3 +102,11 @@ def invoked_command() -> str:
 def command(*args: str) -> str:
     """A rank-search command line to print: the invoked command and ``args``, shell-quoted."""
     return " ".join([invoked_command(), *(shlex.quote(a) for a in args)])
+
+
+def as_invoked(text: str) -> str:
+    """``text`` with each quoted hint `` `rank-search ...` `` of the library (a message of
+    ``search``, ``analysis``, ...) spelled as the command was invoked: the library cannot know
+    how, the CLI does."""
+    invoked = invoked_command()
+    return text if invoked == PROG else text.replace(f"`{PROG} ", f"`{invoked} ")

@@ -10,7 +10,7 @@ from typing import Iterator
 
 from .. import schema
 from ..errors import RankSearchError
-from ._scripting import LazyChoices
+from ._scripting import LazyChoices, command
 
 
 PICKS = LazyChoices.of("pick", "analysis.select", "PICKS")
@@ -76,5 +76,5 @@ def run(args: argparse.Namespace) -> int:
     if norm.get("mean") is not None:
         print(f"  input: float32 N x {' x '.join(map(str, norm['shape'][1:]))}, "
               f"(pixels * {norm['scale']:.6g} - mean {norm['mean']}) / std {norm['std']}")
-    print(f"measure it with: rank-search evaluate {args.out} --dataset {result.metadata['dataset']}")
+    print(f"measure it with: {command('evaluate', args.out, '--dataset', result.metadata['dataset'])}")
     return 0

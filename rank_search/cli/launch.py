@@ -6,7 +6,7 @@ import sys
 
 from .. import schema
 from ..errors import RankSearchError
-from ._scripting import LazyChoices
+from ._scripting import LazyChoices, command
 
 EXIT_INTERRUPTED = 130
 EXIT_TRIALS_FAILED = 1
@@ -112,17 +112,17 @@ def _finish(outcome) -> int:
     done = counts.get("TERMINATED", 0)
     if not outcome.complete:
         print(f"sweep interrupted: {done} of {outcome.num_samples} trials finished; resume with:\n"
-              f"  rank-search resume {outcome.path}", file=sys.stderr)
+              f"  {command('resume', outcome.path)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     if counts.get("ERROR"):
         print(f"{counts['ERROR']} trial(s) failed after their retries (see error.txt in their folders); "
-              f"retry them with: rank-search resume {outcome.path}", file=sys.stderr)
+              f"retry them with: {command('resume', outcome.path)}", file=sys.stderr)
         return EXIT_TRIALS_FAILED
     if front(exp).empty:
         print("no trial reported usable objectives (all diverged?): nothing to export; try a smaller "
               "learning rate or other knob ranges", file=sys.stderr)
         return 0
-    print(f"next: rank-search export {outcome.path} --out best.yaml")
+    print(f"next: {command('export', outcome.path, '--out', 'best.yaml')}")
     return 0
 
 

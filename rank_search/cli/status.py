@@ -19,8 +19,10 @@ def run(args: argparse.Namespace) -> int:
     from analysis.summary import status_text
 
     from ..errors import RankSearchError
+    from ._scripting import as_invoked
 
     if args.top < 0:
         raise RankSearchError(f"--top must be >= 0, got {args.top}")
-    print(status_text(load_experiment(args.experiment), top=args.top))
+    # its hints (`rank-search resume ...`) spelled as this command was invoked
+    print(as_invoked(status_text(load_experiment(args.experiment), top=args.top)))
     return 0

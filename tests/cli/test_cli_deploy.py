@@ -29,14 +29,18 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 @pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("torch-export", ".pt2")])
-def test_deploy_then_evaluate_gives_the_runs_test_accuracy(run_dir, tmp_path, capsys, fmt, suffix) -> None:
+def test_deploy_then_evaluate_gives_the_runs_test_accuracy(run_dir, tmp_path, capsys, monkeypatch, fmt,
+                                                           suffix) -> None:
+    import sys
+
     compact = run_dir / schema.COMPACT_WEIGHTS_FILE
     out = tmp_path / f"model{suffix}"
+    monkeypatch.setattr(sys, "argv", [".venv/bin/rank-search"])  # the hint is the command as invoked
     code, stdout, _ = _run(capsys, "deploy", str(compact), "--format", fmt, "--out", str(out))
     assert code == 0
     assert f"deployed {compact} as {fmt}: {out} (+ model{suffix}.yaml)" in stdout
     assert "BatchNorm folded: 3 layer(s); batch dimension dynamic" in stdout
-    assert f"rank-search evaluate {out} --dataset synthetic" in stdout
+    assert f"measure it with: .venv/bin/rank-search evaluate {out} --dataset synthetic" in stdout
     side = yaml.safe_load(Path(f"{out}.yaml").read_text())
     assert side["parity_max_abs_diff"] <= 1e-4 and side["source"] == str(compact)
 

@@ -255,3 +255,59 @@ def test_a_diverged_train_has_its_own_exit_code(tmp_path, capsys) -> None:
                  "--set", "train.lr=1e6", "--out", str(out)])
     assert code == EXIT_DIVERGED == 3 and not out.exists()
     assert capsys.readouterr().err.splitlines()[-1].startswith("rank-search train: error: training diverged")
+
+
+# ---- hints: the command as invoked, everywhere ----
+
+VENV = ".venv/bin/rank-search"
+
+
+def test_every_printed_hint_is_the_command_as_invoked(tmp_path, monkeypatch, capsys) -> None:
+    from rank_search import schema
+    from rank_search.cli.launch import _finish
+    from rank_search.search.sweep import SweepOutcome
+
+    from _experiments import hand_made
+
+    exp = hand_made(tmp_path, trials={"a": "TERMINATED", "b": "RUNNING"})
+    (exp / schema.DRIVER_FILE).write_text(json.dumps({"pid": 1, "ended": "2026-01-01T00:00:00"}))
+    monkeypatch.setattr(sys, "argv", [VENV])
+    # launch / resume at their end
+    assert _finish(SweepOutcome(str(exp), False, {"TERMINATED": 1, "UNFINISHED": 1}, 2)) == 130
+    assert f"\n  {VENV} resume {exp}\n" in capsys.readouterr().err
+    assert _finish(SweepOutcome(str(exp), True, {"TERMINATED": 1, "ERROR": 1}, 2)) == 1
+    assert f"retry them with: {VENV} resume {exp}\n" in capsys.readouterr().err
+    assert _finish(SweepOutcome(str(exp), True, {"TERMINATED": 2}, 2)) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"next: {VENV} export {exp} --out best.yaml"
+    # the library's hints: in status's text, and in an error of the search package
+    assert main(["status", str(exp)]) == 0
+    assert f"finish it with `{VENV} resume {exp}`" in capsys.readouterr().out
+    assert main(["launch", "--space", "demo", "--storage", str(tmp_path), "--name", "exp"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and f"resume it with `{VENV} resume {exp}`" in err[0], err
+    # run as `rank-search` (on PATH), the library's text is left as it is
+    monkeypatch.setattr(sys, "argv", ["rank-search"])
+    assert main(["status", str(exp)]) == 0
+    assert f"finish it with `rank-search resume {exp}`" in capsys.readouterr().out
+
+
+def test_no_printed_hint_spells_the_command_by_hand() -> None:
+    """Every hint the CLI prints goes through ``_scripting.command`` (or ``as_invoked``): no
+    string printed by rank_search/cli names ``rank-search COMMAND`` itself (``rank-search
+    COMMAND:`` is the error prefix, not a hint)."""
+    import ast
+    import re
+
+    import rank_search.cli as cli
+    from rank_search.cli import build_parser
+
+    commands = "|".join(next(a for a in build_parser()._actions if a.dest == "command").choices)
+    hint = re.compile(rf"rank-search ({commands})\b(?!:)")
+    found = []
+    for path in sorted(Path(cli.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
+                for part in ast.walk(node):
+                    if isinstance(part, ast.Constant) and isinstance(part.value, str) and hint.search(part.value):
+                        found.append(f"{path.name}:{part.lineno}: {part.value!r}")
+    assert found == []
