@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Sequence
 
 from rank_search import schema
 
@@ -26,9 +27,33 @@ _LABELS = {
 
 _SHORT = {
     schema.VAL_ACCURACY: "val. accuracy",
+    "best/" + schema.VAL_ACCURACY: "best val. accuracy",
     schema.TEST_ACCURACY: "test accuracy",
     schema.MACS_COMPRESSION: "MACs compression",
     schema.PARAMS_COMPRESSION: "param. compression",
+    schema.COMPACT_MACS: "compact MACs",
+    schema.COMPACT_PARAMS: "compact params",
+    schema.DENSE_MACS: "dense MACs",
+    schema.DENSE_PARAMS: "dense params",
+    schema.VAL_LOSS: "val. loss",
+    schema.TRAIN_LOSS: "train loss",
+    schema.WALL_SECONDS: "wall time",
+}
+
+# the unit of a metric's raw value (accuracies are stored as fractions, shown as percent)
+_UNITS = {
+    schema.VAL_ACCURACY: "fraction 0-1",
+    "best/" + schema.VAL_ACCURACY: "fraction 0-1",
+    schema.TEST_ACCURACY: "fraction 0-1",
+    schema.MACS_COMPRESSION: "×",
+    schema.PARAMS_COMPRESSION: "×",
+    schema.COMPACT_MACS: "multiply-adds",
+    schema.DENSE_MACS: "multiply-adds",
+    schema.COMPACT_PARAMS: "parameters",
+    schema.DENSE_PARAMS: "parameters",
+    schema.VAL_LOSS: "nats",
+    schema.TRAIN_LOSS: "nats",
+    schema.WALL_SECONDS: "s",
 }
 
 
@@ -39,6 +64,21 @@ def metric_label(metric: str) -> str:
 
 def short_label(metric: str) -> str:
     return _SHORT.get(metric, metric)
+
+
+def metric_unit(metric: str) -> str | None:
+    """The unit of the metric's raw value (``fraction 0-1`` for accuracies), ``None`` if unknown."""
+    return _UNITS.get(metric)
+
+
+def hypervolume_unit(metrics: Sequence[str]) -> str:
+    """The hypervolume's unit: the product of the objectives' units, in raw values
+    (``val. accuracy (fraction 0-1) × MACs compression (×)``)."""
+    parts = []
+    for m in metrics:
+        unit = metric_unit(m)
+        parts.append(f"{short_label(m)} ({unit})" if unit else short_label(m))
+    return " × ".join(parts)
 
 
 def format_value(metric: str, value) -> str:

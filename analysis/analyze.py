@@ -17,7 +17,7 @@ import yaml
 from rank_search import schema
 from rank_search.errors import RankSearchError
 
-from ._labels import format_value, short_label, slug
+from ._labels import format_value, hypervolume_unit, short_label, slug
 from .hypervolume import default_reference, hypervolume, reference_text
 from .loading import Experiment, epoch_history, load_experiment, read_profile, run_record
 from .pareto import pareto_mask
@@ -203,7 +203,8 @@ def analyze(paths: Sequence[str], out_dir: str, *, labels: Sequence[str] | None 
                 "highlighted and joined by its staircase, the knee circled.", files),
         _figure(plot_hypervolume(_get_hypervolume_info(by_label, objectives, ref)), out_dir, "hypervolume",
                 "Hypervolume vs trials", f"Volume dominated by the front of the first k trials (start order), "
-                f"bounded by the reference point {reference_text(objectives, ref)}.", files),
+                f"bounded by the reference point {reference_text(objectives, ref)}, in units of "
+                f"{hypervolume_unit(metrics)}.", files),
     ]
     report_sweeps = []
     stems = [slug(s.label) for s in sweeps]
@@ -241,7 +242,8 @@ def analyze(paths: Sequence[str], out_dir: str, *, labels: Sequence[str] | None 
     log("writing report.html")
     intro = [("sweeps", ", ".join(f"{s.label} ({s.experiment.path})" for s in sweeps)),
              ("objectives", ", ".join(f"{m} ({d})" for m, d in objectives)),
-             ("hypervolume reference", reference_text(objectives, ref))]
+             ("hypervolume reference", reference_text(objectives, ref)),
+             ("hypervolume unit", hypervolume_unit(metrics))]
     text = render_report(title="Rank search analysis: " + ", ".join(names), intro=intro, figures=overview,
                          sweeps=report_sweeps, summary_text=summary)
     path = os.path.join(out_dir, REPORT_FILE)

@@ -8,6 +8,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .._labels import hypervolume_unit
 from ..hypervolume import hypervolume_progress, reference_text
 from ..loading import in_trial_order
 from ..summary import usable_mask
@@ -31,6 +32,7 @@ class HypervolumeInfo(NamedTuple):
     objectives: tuple[tuple[str, str], ...]
     reference: tuple[float, ...]
     reference_text: str
+    unit: str  # the product of the objectives' units, e.g. "val. accuracy (fraction 0-1) × MACs compression (×)"
     curves: tuple[HypervolumeCurve, ...]
 
 
@@ -56,7 +58,7 @@ def _get_hypervolume_info(sweeps: Mapping[str, pd.DataFrame], objectives: Sequen
         hv = hypervolume_progress(values, directions, reference)
         curves.append(HypervolumeCurve(label, tuple(str(i) for i in t["trial_id"]), tuple(float(v) for v in hv)))
     ref = tuple(float(r) for r in reference)
-    return HypervolumeInfo(objectives, ref, reference_text(objectives, ref), tuple(curves))
+    return HypervolumeInfo(objectives, ref, reference_text(objectives, ref), hypervolume_unit(metrics), tuple(curves))
 
 
 def plot_hypervolume(info: HypervolumeInfo) -> Figure:
@@ -74,11 +76,13 @@ def plot_hypervolume(info: HypervolumeInfo) -> Figure:
                 color=colors[curve.label])
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trials run (in start order)")
-    ax.set_ylabel("hypervolume of the front so far\n(volume dominated beyond the reference point)")
+    # the volume is in the objectives' raw values: its unit is the product of theirs
+    ax.set_ylabel(f"hypervolume of the front so far\nunit: {info.unit}")
     ax.set_ylim(bottom=0)
     ax.set_xlim(left=0.5)
     ax.grid(True, alpha=0.3)
-    ax.set_title(f"Hypervolume vs trials (reference point: {info.reference_text})", fontsize=11)
+    fig.suptitle("Hypervolume vs trials: the volume the front dominates beyond the reference point", fontsize=11)
+    ax.set_title(f"reference point: {info.reference_text}", fontsize=9, color="0.35")
     if any(c.values for c in info.curves):
         ax.legend(loc="lower right", title="sweep (final hypervolume)", fontsize=9)
     return fig

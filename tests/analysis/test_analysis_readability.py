@@ -112,3 +112,18 @@ def test_pareto_front_of_three_objectives_keeps_its_subtitle_inside() -> None:
     fig = plot_pareto_front(_get_pareto_front_info({"a": t}, OBJECTIVES + (("x", "min"),)))
     assert outside(fig) == []
     assert "front over 3 objectives" in fig.axes[0].get_title()
+
+
+# -- hypervolume -------------------------------------------------------------------------------
+
+
+def test_hypervolume_axis_names_its_unit() -> None:
+    info = _get_hypervolume_info({"a": sweep("a"), "b": sweep("b")}, OBJECTIVES, [0.0, 1.0])
+    assert info.unit == "val. accuracy (fraction 0-1) × MACs compression (×)"
+    fig = plot_hypervolume(info)
+    assert f"unit: {info.unit}" in fig.axes[0].get_ylabel()
+    assert outside(fig) == []
+    three = ((ACC, "max"), (schema.COMPACT_PARAMS, "min"), ("custom", "max"))
+    t = sweep("a").assign(**{schema.COMPACT_PARAMS: range(100, 112), "custom": 1.0})
+    assert _get_hypervolume_info({"a": t}, three, [0.0, 200, 0.0]).unit == \
+        "val. accuracy (fraction 0-1) × compact params (parameters) × custom"
