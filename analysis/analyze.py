@@ -214,18 +214,21 @@ def analyze(paths: Sequence[str], out_dir: str, *, labels: Sequence[str] | None 
         exp = s.experiment
         records = {str(r["trial_id"]): run_record(exp.path, r["folder"], r.get("checkpoint"))
                    for _, r in s.front.iterrows()}
-        info = _get_rank_heatmap_info(s.front, objectives, label=s.label, run_records=records)
+        profile = read_profile(exp.path)
+        info = _get_rank_heatmap_info(s.front, objectives, label=s.label, run_records=records,
+                                      profile=profile[0] if profile else None)
         histories = {str(r["trial_id"]): epoch_history(exp.path, r["folder"]) for _, r in s.front.iterrows()}
         figs = [
             _figure(plot_rank_heatmap(info), out_dir, f"rank_heatmap-{stem}", "Per-layer ranks of the front",
                     "Rank ratio (rank / max rank) of every layer for each front trial; cell text is the "
-                    "integer rank from the trial's last checkpoint (Tucker-2: out×in ranks).", files),
+                    "integer rank from the trial's last checkpoint (Tucker-2: out×in ranks), and each layer's "
+                    "maximum rank is under its name. A Tucker-2 cell's colour is the mean of its two ratios "
+                    "(out rank / max out, in rank / max in).", files),
             _figure(plot_learning_curves(_get_learning_curves_info(s.front, histories, label=s.label)), out_dir,
                     f"learning_curves-{stem}", "Learning curves of the front",
                     "Validation accuracy after each epoch; the knee trial is drawn thicker, unfinished "
                     "trials dashed.", files),
         ]
-        profile = read_profile(exp.path)
         if profile is not None:
             log(f"drawing the sensitivity profile of sweep {s.label}")
             sens = _get_sensitivity_info(*profile, label=s.label)

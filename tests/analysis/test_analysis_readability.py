@@ -127,3 +127,57 @@ def test_hypervolume_axis_names_its_unit() -> None:
     t = sweep("a").assign(**{schema.COMPACT_PARAMS: range(100, 112), "custom": 1.0})
     assert _get_hypervolume_info({"a": t}, three, [0.0, 200, 0.0]).unit == \
         "val. accuracy (fraction 0-1) × compact params (parameters) × custom"
+
+
+# -- rank heatmap ------------------------------------------------------------------------------
+
+
+def heat_front() -> pd.DataFrame:
+    return pd.DataFrame([
+        {"trial_id": "a", "config/method": "deeptwist", ACC: 0.98, MACS: 1.5, "knee": False},
+        {"trial_id": "b", "config/method": "posthoc", ACC: 0.96, MACS: 9.0, "knee": True},
+    ])
+
+
+def heat_records(ratios_of_b: dict | None = None) -> dict:
+    return {
+        "a": {"ranks": {"layers": {"conv": {"scheme": "tucker2", "rank": [44, 22]},
+                                   "fc": {"scheme": "channel", "rank": 203}}},
+              schema.RANK_RATIOS_KEY: {"conv": 0.6875, "fc": 0.792969}},
+        "b": {"ranks": {"layers": {"conv": {"scheme": "channel", "rank": 4}, "fc": {"scheme": "channel", "rank": 17}}},
+              schema.RANK_RATIOS_KEY: ratios_of_b or {"conv": 0.0625, "fc": 0.066406}},
+    }
+
+
+PROFILE = [  # sensitivity.csv rows as read: strings
+    {"layer": "conv", "scheme": "channel", "ratio": "0.5", "rank": "32"},
+    {"layer": "conv", "scheme": "channel", "ratio": "1.0", "rank": "64"},
+    {"layer": "conv", "scheme": "tucker2", "ratio": "1.0", "rank": "64x32"},
+    {"layer": "fc", "scheme": "channel", "ratio": "1.0", "rank": "256"},
+]
+
+
+def test_rank_heatmap_shows_each_layers_max_rank_and_what_a_tucker2_colour_is() -> None:
+    info = _get_rank_heatmap_info(heat_front(), OBJECTIVES, run_records=heat_records(), profile=PROFILE)
+    assert info.schemes == (("tucker2", "channel"), ("channel", "channel")) and info.has_tucker2
+    assert info.max_ranks == ((("channel", "64"), ("tucker2", "64×32")), (("channel", "256"),))
+    fig = plot_rank_heatmap(info)
+    assert outside(fig) == []
+    ax = fig.axes[0]
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == ["conv\nmax 64 (channel)\nmax 64×32 (tucker2)", "fc\nmax 256"]
+    assert "Tucker-2 cell: the mean of its out and in ratios" in ax.get_title()
+    # without Tucker-2 cells the note says nothing about them
+    plain = _get_rank_heatmap_info(heat_front().iloc[1:], OBJECTIVES, run_records=heat_records(), profile=PROFILE)
+    assert not plain.has_tucker2 and "Tucker-2" not in plot_rank_heatmap(plain).axes[0].get_title()
+
+
+def test_rank_heatmap_derives_a_max_rank_only_where_the_rounded_ratio_allows_one() -> None:
+    # no profile: 203 / 0.792969 and 17 / 0.066406 both round to 256 only; 4 / 0.0625 = 64;
+    # a Tucker-2 ratio (the mean of two) names no maximum
+    info = _get_rank_heatmap_info(heat_front(), OBJECTIVES, run_records=heat_records())
+    assert info.max_ranks == ((("channel", "64"),), (("channel", "256"),))
+    # rank 4 at ratio 0.000244 (rounded to 6 decimals) fits any maximum from 16360 to 16427: none is shown
+    vague = _get_rank_heatmap_info(heat_front().iloc[1:], OBJECTIVES,
+                                   run_records=heat_records({"conv": 0.000244, "fc": 0.066406}))
+    assert vague.max_ranks == ((), (("channel", "256"),))
