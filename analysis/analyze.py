@@ -226,8 +226,9 @@ def analyze(paths: Sequence[str], out_dir: str, *, labels: Sequence[str] | None 
                     "(out rank / max out, in rank / max in).", files),
             _figure(plot_learning_curves(_get_learning_curves_info(s.front, histories, label=s.label)), out_dir,
                     f"learning_curves-{stem}", "Learning curves of the front",
-                    "Validation accuracy after each epoch; the knee trial is drawn thicker, unfinished "
-                    "trials dashed.", files),
+                    "Validation accuracy after each epoch: a colour per trial, a marker per method; the knee "
+                    "trial is drawn thicker, unfinished trials dashed, a curve that repeats an earlier trial's "
+                    "dotted over it.", files),
         ]
         if profile is not None:
             log(f"drawing the sensitivity profile of sweep {s.label}")

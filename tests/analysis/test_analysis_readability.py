@@ -181,3 +181,25 @@ def test_rank_heatmap_derives_a_max_rank_only_where_the_rounded_ratio_allows_one
     vague = _get_rank_heatmap_info(heat_front().iloc[1:], OBJECTIVES,
                                    run_records=heat_records({"conv": 0.000244, "fc": 0.066406}))
     assert vague.max_ranks == ((), (("channel", "256"),))
+
+
+# -- learning curves ---------------------------------------------------------------------------
+
+
+def test_learning_curves_give_each_trial_its_own_colour() -> None:
+    front = pd.DataFrame({"trial_id": ["p1", "p2", "p3", "t1"], "config/method": ["posthoc"] * 3 + ["trp"],
+                          "knee": [False, True, False, False]})
+    histories = {"p1": [{"epoch": 1, ACC: 0.95}, {"epoch": 2, ACC: 0.974}],
+                 "p2": [{"epoch": 1, ACC: 0.92}, {"epoch": 2, ACC: 0.964}],
+                 "p3": [{"epoch": 1, ACC: 0.95}, {"epoch": 2, ACC: 0.974}],  # p1 again (a re-suggested config)
+                 "t1": [{"epoch": 1, ACC: 0.91}, {"epoch": 2, ACC: 0.966}]}
+    info = _get_learning_curves_info(front, histories)
+    assert [c.same_as for c in info.curves] == [None, None, "p1", None]
+    fig = plot_learning_curves(info)
+    assert outside(fig) == []
+    lines = fig.axes[0].get_lines()
+    assert len({line.get_color() for line in lines}) == 4  # one method, three colours
+    assert [line.get_marker() for line in lines][:3] == [lines[0].get_marker()] * 3  # marker = method
+    assert lines[3].get_marker() != lines[0].get_marker()
+    assert lines[2].get_linestyle() == ":"  # dotted over p1's curve, so both show
+    assert "p3 posthoc, same curve as p1" in [t.get_text() for t in fig.legends[0].get_texts()]
