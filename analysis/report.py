@@ -9,17 +9,23 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ._labels import format_value
+from ._labels import format_value, short_label
 
 HEADERS = {"trial_id": "trial", "config/method": "method", "epochs_run": "epochs"}
 
+# Tables fit the page: headers and text cells wrap (long words too), numbers stay on one line,
+# and a table still wider than the page (a narrow window) scrolls in its own box, not the page.
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1200px;
        padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 0.6em 0 1.2em; }
-th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
-th { background: #f3f3f3; } td.text, th.text { text-align: left; }
+.table-wrap { max-width: 100%; overflow-x: auto; margin: 0.6em 0 1.2em; }
+table { border-collapse: collapse; font-size: 0.85em; table-layout: auto; }
+table.front { width: 100%; }
+th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: right; vertical-align: top; }
+th { background: #f3f3f3; white-space: normal; overflow-wrap: anywhere; }
+td.num { white-space: nowrap; } td.text { white-space: normal; overflow-wrap: anywhere; }
+td.text, th.text { text-align: left; }
 tr.knee td { font-weight: bold; background: #fff7e0; }
 figure { margin: 1em 0 2em; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto;
@@ -64,8 +70,8 @@ def front_table_html(front: pd.DataFrame, columns: Sequence[str]) -> str:
     cols = [c for c in columns if c in front.columns]
     if front.empty or not cols:
         return '<p class="muted">No trial on the front yet.</p>'
-    head = "".join(f'<th class="{"num" if _numeric_column(front[c]) else "text"}">{_esc(HEADERS.get(c, c))}</th>'
-                   for c in cols)
+    head = "".join(f'<th class="{"num" if _numeric_column(front[c]) else "text"}" title="{_esc(c)}">'
+                   f'{_esc(header(c))}</th>' for c in cols)
     rows = []
     for _, row in front.iterrows():
         cells = []
@@ -79,12 +85,19 @@ def front_table_html(front: pd.DataFrame, columns: Sequence[str]) -> str:
             cells.append(f'<td class="{"num" if numeric else "text"}">{_esc(text)}</td>')
         cls = ' class="knee"' if bool(row.get("knee", False)) else ""
         rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return (f'<div class="table-wrap"><table class="front"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></div>")
+
+
+def header(column: str) -> str:
+    """A front table's column heading: a short human label (``val. accuracy``); the column's
+    own name (as in the CSV files) goes into its tooltip."""
+    return HEADERS.get(column) or short_label(column)
 
 
 def _facts(facts: Sequence[tuple[str, str]]) -> str:
     body = "".join(f'<tr><th class="text">{_esc(k)}</th><td class="text">{_esc(v)}</td></tr>' for k, v in facts)
-    return f"<table>{body}</table>"
+    return f'<div class="table-wrap"><table>{body}</table></div>'
 
 
 def render_report(*, title: str, intro: Sequence[tuple[str, str]], figures: Sequence[ReportFigure],

@@ -203,3 +203,67 @@ def test_learning_curves_give_each_trial_its_own_colour() -> None:
     assert lines[3].get_marker() != lines[0].get_marker()
     assert lines[2].get_linestyle() == ":"  # dotted over p1's curve, so both show
     assert "p3 posthoc, same curve as p1" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+# -- the report's front table ------------------------------------------------------------------
+
+
+def css_rules() -> dict[str, str]:
+    return {sel.strip(): body for sel, body in re.findall(r"([^{}]+)\{([^}]*)\}", CSS)}
+
+
+def real_front() -> pd.DataFrame:
+    """The front table of the default objectives, as ``analyze`` shows it (values of a real sweep)."""
+    return pd.DataFrame({
+        "trial_id": ["947d75f8", "09e8261a"], "config/method": ["deeptwist", "posthoc"],
+        "status": ["TERMINATED"] * 2, ACC: [0.978, 0.964], MACS: [1.5007, 9.0058],
+        schema.TEST_ACCURACY: [0.961, 0.959], schema.PARAMS_COMPRESSION: [1.0675, 11.2643],
+        schema.COMPACT_MACS: [7837536, 1305984], schema.COMPACT_PARAMS: [330690, 31338],
+        "epochs_run": [2, 2], "knee": [False, True]})
+
+
+COLUMNS = ["trial_id", "config/method", "status", ACC, MACS, schema.TEST_ACCURACY, schema.PARAMS_COMPRESSION,
+           schema.COMPACT_MACS, schema.COMPACT_PARAMS, "epochs_run", "knee"]
+
+
+def test_front_table_markup_wraps_and_scrolls_in_its_own_box() -> None:
+    rules = css_rules()
+    table = front_table_html(real_front(), COLUMNS)
+    assert table.startswith('<div class="table-wrap"><table class="front">')
+    assert "overflow-x: auto" in rules[".table-wrap"] and "table-layout: auto" in rules["table"]
+    assert "width: 100%" in rules["table.front"]
+    # only numbers stay on one line; headings and text may wrap, long words too
+    assert [sel for sel, body in rules.items() if "nowrap" in body] == ["td.num"]
+    assert "white-space: normal" in rules["th"] and "overflow-wrap: anywhere" in rules["th"]
+    assert "overflow-wrap: anywhere" in rules["td.text"]
+    heads = re.findall(r'<th class="\w+" title="([^"]*)">([^<]*)</th>', table)
+    assert ("params_compression", "param. compression") in heads and ("val_accuracy", "val. accuracy") in heads
+
+
+def test_front_table_fits_a_1280px_window() -> None:
+    """Auto table layout never makes a table narrower than the sum of its columns' narrowest
+    widths (min-content): measured here in DejaVu Sans (what ``system-ui`` falls back to on a
+    bare Linux browser), 0.85 em of 16 px, it must fit the page's 1200 px at a 1280 px window."""
+    rules = css_rules()
+    pad = float(re.search(r"padding: \d+px (\d+)px", rules["th, td"]).group(1))
+    renderer = RendererAgg(10, 10, 72)
+
+    def width(text: str, bold: bool) -> float:
+        prop = FontProperties(family="DejaVu Sans", size=16 * 0.85, weight="bold" if bold else "normal")
+        return renderer.get_text_width_height_descent(text, prop, ismath=False)[0] if text else 0.0
+
+    table = front_table_html(real_front(), COLUMNS)
+    columns: list[float] = []
+    for attrs, row in re.findall(r"<tr([^>]*)>(.*?)</tr>", table):
+        cells = re.findall(r'<(th|td) class="(\w+)"[^>]*>([^<]*)</\1>', row)
+        for i, (tag, cls, text) in enumerate(cells):
+            text, bold = html.unescape(text), tag == "th" or "knee" in attrs
+            wraps = not (tag == "td" and cls == "num")  # see the markup test
+            need = max((width(w, bold) for w in text.split()), default=0.0) if wraps else width(text, bold)
+            need += 2 * pad + 1
+            if i < len(columns):
+                columns[i] = max(columns[i], need)
+            else:
+                columns.append(need)
+    assert len(columns) == len(COLUMNS)
+    assert sum(columns) <= 1200 - 40, [round(c) for c in columns]  # some room for a wider font
