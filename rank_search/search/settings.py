@@ -9,7 +9,7 @@ from .. import schema
 from ..errors import RankSearchError
 from ..schema import is_uri
 
-SEARCHERS = ("nsga2", "tpe", "random")
+SEARCHERS = ("refine", "nsga2", "tpe", "random")
 SCHEDULERS = ("fifo", "asha")
 _BUILTIN_RESOURCES = ("CPU", "GPU", "MEMORY", "OBJECT_STORE_MEMORY")
 
@@ -21,7 +21,7 @@ class LaunchConfig:
     space: str
     num_samples: int = 16
     epochs: int | None = None
-    searcher: str = "nsga2"
+    searcher: str = "refine"  # see search/front_sampler.py and benchmarks/RESULTS.md
     scheduler: str = "fifo"
     max_concurrent: int | None = None
     cpus_per_trial: float = 1.0
