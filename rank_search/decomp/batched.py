@@ -11,11 +11,13 @@ from typing import Sequence
 
 import torch
 
+from .precision import full_precision
 from .svd import truncated_svd
 
 Factors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
+@full_precision()
 def batched_truncated_svd(matrices: Sequence[torch.Tensor], ranks: Sequence[int], *,
                           randomized: bool | None = None) -> list[Factors]:
     """``truncated_svd(m, r, randomized=randomized)`` for every pair, computed in same-shape batches.
@@ -40,6 +42,7 @@ def batched_truncated_svd(matrices: Sequence[torch.Tensor], ranks: Sequence[int]
     return out  # type: ignore[return-value]
 
 
+@full_precision()
 def batched_low_rank(matrices: Sequence[torch.Tensor], ranks: Sequence[int], *,
                      randomized: bool | None = None) -> list[torch.Tensor]:
     """Best rank-r approximations of every matrix, batched by shape."""

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from .precision import full_precision
+
 # Below this rank fraction of min(m, n) (and above a minimum size) a randomized SVD is used.
 RANDOMIZED_MAX_FRACTION = 0.25
 RANDOMIZED_MIN_SIZE = 64
@@ -15,6 +17,7 @@ def as_working(matrix: torch.Tensor) -> torch.Tensor:
     return matrix.float() if matrix.dtype in (torch.float16, torch.bfloat16) else matrix
 
 
+@full_precision()
 def truncated_svd(
     matrix: torch.Tensor, rank: int, *, randomized: bool | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -44,6 +47,7 @@ def truncated_svd(
     return u.to(matrix.dtype), s.to(matrix.dtype), vh.to(matrix.dtype)
 
 
+@full_precision()
 def low_rank_approx(matrix: torch.Tensor, rank: int, *, randomized: bool | None = None) -> torch.Tensor:
     """Best rank-``rank`` approximation (Eckart-Young) of ``matrix`` ([..., m, n]); ``randomized``
     as in :func:`truncated_svd` (False: exactly the ``torch.linalg.svd`` truncation)."""
@@ -51,6 +55,7 @@ def low_rank_approx(matrix: torch.Tensor, rank: int, *, randomized: bool | None 
     return (u * s.unsqueeze(-2)) @ vh
 
 
+@full_precision()
 def singular_values(matrix: torch.Tensor) -> torch.Tensor:
     """All singular values, descending."""
     return torch.linalg.svdvals(as_working(matrix)).to(matrix.dtype)

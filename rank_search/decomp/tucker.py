@@ -5,6 +5,7 @@ import tensorly as tl
 import torch
 from tensorly.decomposition import partial_tucker
 
+from .precision import full_precision
 from .svd import singular_values
 
 #: tensorly's backend for our calls only, set per call in this thread (``tl.backend_context``): a
@@ -20,6 +21,7 @@ def mode_spectra(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return singular_values(out_unfold), singular_values(in_unfold)
 
 
+@full_precision()
 def tucker2(
     weight: torch.Tensor, ranks: tuple[int, int], *, n_iter_max: int = 20
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -39,6 +41,7 @@ def tucker2(
     return core.to(dtype), u_out.to(dtype), u_in.to(dtype)
 
 
+@full_precision()
 def tucker2_reconstruct(core: torch.Tensor, u_out: torch.Tensor, u_in: torch.Tensor) -> torch.Tensor:
     """``core x0 U_out x1 U_in`` -> ``W[n, c, kh, kw]``."""
     return torch.einsum("abhw,na,cb->nchw", core, u_out, u_in)

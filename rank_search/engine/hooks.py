@@ -6,6 +6,10 @@ Hook order, per run:
         backward, after_backward, optimizer step -> on_epoch_end
     -> finalize -> compact_model
 
+Only the forward pass runs under autocast (``train.amp``): every hook, ``regularization_loss``
+included, runs outside it on the float32 weights, and ``after_backward`` sees the true
+gradients (unscaled first under ``train.amp=fp16``).
+
 A resumed run calls ``validate`` and ``build_model``, then ``load_state_dict`` instead of
 ``on_train_start``. ``compact_model`` may also be called at any epoch end.
 """

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from ..errors import RankSearchError
 
 SCHEDULES = ("cosine", "step", "constant")
+#: ``train.amp``: no autocast, bfloat16 autocast, float16 autocast with a grad scaler (CUDA only).
+AMP_MODES = ("off", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,12 @@ class TrainConfig:
         warmup_epochs: linear warm-up length (may be fractional).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``.
         threads: torch CPU threads (0 = leave torch's default).
+        amp: mixed precision of the training forward pass: ``off``, ``bf16`` (autocast to
+            bfloat16; CPU and CUDA) or ``fp16`` (autocast to float16 with a grad scaler; CUDA
+            only). Weights, optimizer state, SVDs, projections, regularizers and the evaluation
+            stay float32.
+        channels_last: keep the model's 4-D weights and the input batches in the
+            ``channels_last`` memory format (faster convolutions on tensor cores).
     """
 
     lr: float | None = None
@@ -36,6 +44,8 @@ class TrainConfig:
     nesterov: bool = False
     device: str = "auto"
     threads: int = 0
+    amp: str = "off"
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
@@ -56,6 +66,12 @@ class TrainConfig:
             raise RankSearchError(f"train.threads must be >= 0, got {self.threads}")
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise RankSearchError(f"train.device must be auto, cpu or cuda[:N], got {self.device!r}")
+        if self.amp not in AMP_MODES:
+            raise RankSearchError(f"train.amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        if self.amp == "fp16" and self.device == "cpu":
+            raise fp16_needs_cuda("train.device='cpu'")
+        if not isinstance(self.channels_last, bool):
+            raise RankSearchError(f"train.channels_last must be true or false, got {self.channels_last!r}")
 
     def with_defaults(self, *, lr: float, batch_size: int) -> "TrainConfig":
         """Fill the unset learning rate and batch size (from the dataset's recommendation)."""
@@ -77,3 +93,10 @@ class TrainConfig:
         if self.schedule == "step":
             return self.lr * self.gamma ** sum(frac >= m for m in self.milestones)
         return self.lr
+
+
+def fp16_needs_cuda(device: str) -> RankSearchError:
+    """The error of ``train.amp=fp16`` on a CPU device. *Our choice*: refuse rather than run it:
+    float16 autocast on CPU is slower than float32 and has no grad scaler to keep small
+    gradients from flushing to zero; bfloat16 keeps float32's range and needs none."""
+    return RankSearchError(f"train.amp='fp16' needs a CUDA device (use train.amp=bf16 on cpu), got {device}")

@@ -12,9 +12,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..decomp import as_working, full_precision
 from ..errors import RankSearchError
 from .train_config import TrainConfig
 from .hooks import TrainingHooks
+from .precision import autocast, batch_to, check_amp, grad_scaler, to_channels_last
 
 
 class DivergedError(RuntimeError):
@@ -65,7 +67,9 @@ class Trainer:
         dense: the freshly initialised dense model (kept untouched as the cost reference).
         method: the hooks driving compression (a method plugin).
         data: a ``DataSplits`` (train/val/test loaders with ``set_epoch``).
-        config: optimiser and schedule settings.
+        config: optimiser, schedule and precision settings (``amp``: the forward pass and the loss
+            under autocast, every hook outside it; ``channels_last``: model and batches in that
+            memory format).
         epochs: number of epochs.
         seed: seeds torch, numpy, python and the data order.
         progress: optional ``callable(message)`` for per-batch progress text.
@@ -78,6 +82,8 @@ class Trainer:
         self.config, self.method, self.data = config, method, data
         self.epochs, self.seed, self.progress = epochs, seed, progress
         self.device = resolve_device(config.device)
+        check_amp(config.amp, self.device, setting=config.device)
+        self.scaler = grad_scaler(config.amp, self.device)  # kept across set_model: it scales losses
         if config.threads:
             torch.set_num_threads(config.threads)
         # The intra-op threads the run trains with: results depend on it (the order of float
@@ -101,6 +107,8 @@ class Trainer:
     def set_model(self, model: nn.Module) -> None:
         """Swap the trained module (e.g. after a post-hoc decomposition); rebuilds the optimiser."""
         self.model = model.to(self.device).train()
+        if self.config.channels_last:
+            to_channels_last(self.model)
         self._compact = None
         c = self.config
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=c.lr, momentum=c.momentum,
@@ -129,22 +137,33 @@ class Trainer:
         loss_sum, seen = 0.0, 0
         n_batches = len(self.data.train)
         for i, (x, y) in enumerate(self.data.train):
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x = batch_to(x, self.device, channels_last=self.config.channels_last)
+            y = y.to(self.device, non_blocking=True)
             lr = self.current_lr()
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             self.method.before_forward(self)
-            logits = self.model(x)
-            loss = nn.functional.cross_entropy(logits, y)
+            with autocast(self.config.amp, self.device):
+                logits = self.model(x)
+            # The loss in float32 (half-precision logits promoted), and every hook outside
+            # autocast: a regularizer is computed in the weights' float32.
+            loss = nn.functional.cross_entropy(as_working(logits), y)
             reg = self.method.regularization_loss(self)
             total = loss if reg is None else loss + reg
             value = loss.item()
             if not math.isfinite(value) or not math.isfinite(total.item()):
                 raise DivergedError(epoch, self.global_step, value)
             self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            self.method.after_backward(self)
-            self.optimizer.step()
+            if self.scaler is None:
+                total.backward()
+                self.method.after_backward(self)
+                self.optimizer.step()
+            else:
+                self.scaler.scale(total).backward()
+                self.scaler.unscale_(self.optimizer)  # hooks edit true gradients, not scaled ones
+                self.method.after_backward(self)
+                self.scaler.step(self.optimizer)  # skipped where a gradient overflowed
+                self.scaler.update()
             self.global_step += 1
             loss_sum += value * y.numel()
             seen += y.numel()
@@ -167,18 +186,20 @@ class Trainer:
         if self._compact is None:
             # Building it can draw random numbers (new layers' default init, a randomized SVD):
             # the forked RNG keeps evaluating from changing the training run.
-            with torch.random.fork_rng(devices=rng_devices(self.model)):
-                self._compact = self.method.compact_model(self)
+            with torch.random.fork_rng(devices=rng_devices(self.model)), full_precision():
+                compact = self.method.compact_model(self)
+            self._compact = to_channels_last(compact) if self.config.channels_last else compact
         return self._compact
 
     # ---- state ----
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: model, optimiser, method, RNG, counters."""
+        """Everything needed to continue exactly: model, optimiser, grad scaler, method, RNG, counters."""
         return {
             "epoch": self.epoch,
             "global_step": self.global_step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "method": self.method.state_dict(),
             "rng": rng_state(),
             "history": [r.__dict__ for r in self.history],
@@ -186,10 +207,18 @@ class Trainer:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._compact = None
+        saved_scaler = state.get("scaler")
+        if (saved_scaler is None) != (self.scaler is None):
+            trained = "with" if saved_scaler is not None else "without"
+            raise RankSearchError(
+                f"the saved state was trained {trained} train.amp='fp16' (a grad scaler) but this run has "
+                f"train.amp={self.config.amp!r}: resume it with the train.amp it was trained with")
         self.method.load_state_dict(state["method"], self)
         self.model.load_state_dict(state["model"])
         self.set_model(self.model)
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None:
+            self.scaler.load_state_dict(saved_scaler)
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.history = [EpochResult(**r) for r in state.get("history", [])]

@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from ..decomp import batched_truncated_svd, low_rank_approx
+from ..decomp import batched_truncated_svd, full_precision, low_rank_approx
 
 #: The regulariser of the inverse BN scale in step 4: ``a / (a^2 + BN_REGULARIZER)``.
 BN_REGULARIZER = 1e-5
@@ -53,6 +53,7 @@ def _work(matrix: torch.Tensor) -> torch.Tensor:
     return matrix.float() if matrix.dtype in (torch.float16, torch.bfloat16) else matrix
 
 
+@full_precision()
 def project_matrices(
     matrices: Sequence[torch.Tensor],
     ranks: Sequence[int],

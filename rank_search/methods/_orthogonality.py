@@ -14,6 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from .._registry import Registry
+from ..decomp import as_working, full_precision
 
 Regularizer = Callable[..., torch.Tensor]
 REGULARIZERS: Registry[Regularizer] = Registry("orthogonality regularizer")
@@ -87,10 +88,12 @@ def get_regularizer(name: str, *, srip_iters: int = 2) -> Callable[[torch.Tensor
     return fn
 
 
+@full_precision()
 def orthogonality_penalty(factors: Sequence[torch.Tensor], regularizer: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Sum of ``regularizer`` over ``factors`` (2-D, rank on the columns), one call per shape."""
+    """Sum of ``regularizer`` over ``factors`` (2-D, rank on the columns), one call per shape; in
+    full precision (half-precision factors promoted to float32) under any autocast."""
     groups: dict[tuple, list[torch.Tensor]] = {}
-    for f in factors:
+    for f in map(as_working, factors):
         groups.setdefault((tuple(f.shape), f.dtype, f.device), []).append(f)
     if not groups:
         raise ValueError("orthogonality_penalty needs at least one factor matrix")

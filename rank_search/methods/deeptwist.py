@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..decomp import full_precision
 from ..engine.trainer import rng_devices
 from ..errors import RankSearchError
 from ..layers import get_scheme
@@ -93,6 +94,7 @@ class DeepTwist(Method):
 
     # ---- distortion ----
     @torch.no_grad()
+    @full_precision()
     def distort(self, trainer) -> None:
         """Replace every planned weight of ``trainer.model`` by its low-rank reconstruction,
         in place, on the weight's device."""

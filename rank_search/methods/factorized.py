@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ..decomp import full_precision
 from ..layers import FactorizedLayer
 from ..plan import candidate_layers
 from ..surgery import compress
@@ -16,6 +17,7 @@ from ._registry import register_method
 from .base import Method
 
 
+@full_precision()
 def norm_preserving_factorize(dense, plan):
     """Compact model from ``dense``'s current weights, each factorized layer rescaled to the
     dense layer's Frobenius norm, input-side factors orthonormal."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..decomp import full_precision
 from ..engine.trainer import rng_devices
 from ..errors import RankSearchError
 from ..layers import ChannelFactorized
@@ -148,6 +149,7 @@ class LRPET(Method):
         self.last_projection_step = trainer.global_step
 
     @torch.no_grad()
+    @full_precision()
     def _project_weights(self, model, trainer, *, final: bool) -> bool:
         """Project every planned layer of ``model`` in place; True when all end at rank <= k."""
         if self.plan is None:

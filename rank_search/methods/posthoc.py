@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..decomp import full_precision
 from ..errors import RankSearchError
 from ..surgery import compress
 from ._registry import register_method
@@ -60,6 +61,7 @@ class Posthoc(Method):
                 f"posthoc.finetune_epochs must be < epochs ({trainer.epochs}), got {self.knobs.finetune_epochs}"
             )
 
+    @full_precision()
     def _decompose(self, trainer) -> None:
         self.plan = self.current_plan(trainer.model)  # energy/value specs: on the trained weights
         model = compress(trainer.model, self.plan)

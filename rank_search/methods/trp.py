@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..decomp import RankPolicy, batched_truncated_svd, parse_rank_policy
+from ..decomp import RankPolicy, batched_truncated_svd, full_precision, parse_rank_policy
 from ..errors import RankSearchError
 from ..layers import ChannelFactorized, SpatialFactorized
 from ..plan import RankPlan
@@ -111,6 +111,7 @@ def from_matrix(scheme: str, matrix: torch.Tensor, shape: torch.Size) -> torch.T
 
 
 @torch.no_grad()
+@full_precision()
 def project_layers(model: nn.Module, plan: RankPlan, *, policy: RankPolicy | None = None,
                    write: bool = True) -> tuple[RankPlan, Factors]:
     """Replace each planned weight of ``model`` by its truncated SVD in its scheme's matrix.
@@ -151,6 +152,7 @@ def project_layers(model: nn.Module, plan: RankPlan, *, policy: RankPolicy | Non
     return new_plan, cached
 
 
+@full_precision()
 def subgradient_directions(plan: RankPlan, factors: Factors, model: nn.Module) -> dict[str, torch.Tensor]:
     """``U_r V_r^T`` of every layer, reshaped to its weight's shape."""
     schemes = {n: lp.scheme for n, lp in plan.items()}

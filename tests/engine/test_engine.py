@@ -104,7 +104,8 @@ def test_huge_learning_rate_diverges() -> None:
 # ---- settings ----
 
 TRAIN_KEYS = ("train.lr, train.momentum, train.weight_decay, train.batch_size, train.schedule, train.gamma, "
-              "train.milestones, train.warmup_epochs, train.nesterov, train.device, train.threads")
+              "train.milestones, train.warmup_epochs, train.nesterov, train.device, train.threads, train.amp, "
+              "train.channels_last")
 
 
 @pytest.mark.parametrize("settings,match", [
