@@ -11,7 +11,8 @@ from rank_search import schema
 from .loading import Experiment
 from .pareto import knee_index, log_scaled, pareto_mask
 
-SHOWN = (schema.VAL_ACCURACY, schema.TEST_ACCURACY, schema.MACS_COMPRESSION, schema.PARAMS_COMPRESSION)
+SHOWN = (schema.VAL_ACCURACY, schema.TEST_ACCURACY, schema.MACS_COMPRESSION, schema.PARAMS_COMPRESSION,
+         schema.LATENCY_SPEEDUP, schema.LATENCY_MS)
 
 
 def _truthy(value) -> bool:

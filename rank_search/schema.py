@@ -15,6 +15,12 @@ DENSE_MACS = "dense_macs"
 COMPACT_MACS = "compact_macs"
 PARAMS_COMPRESSION = "params_compression"
 MACS_COMPRESSION = "macs_compression"
+# Measured at every epoch report of a trial: median milliseconds of one forward pass of the
+# compact and the dense model, interleaved in one run, and their ratio (dense / compact; load on
+# a shared node largely cancels in it).
+LATENCY_MS = "latency_ms"
+DENSE_LATENCY_MS = "dense_latency_ms"
+LATENCY_SPEEDUP = "latency_speedup"
 EPOCH = "epoch"
 EPOCHS = "epochs"
 WALL_SECONDS = "wall_seconds"
@@ -144,7 +150,12 @@ def latency_key(batch_size: int) -> str:
 # `launch --objectives`: the metrics every trial report carries (a diverged one's too), so the
 # searcher can always read them; test accuracy is only reported, never searched.
 OBJECTIVE_METRICS = (VAL_ACCURACY, VAL_LOSS, TRAIN_LOSS, PARAMS_COMPRESSION, MACS_COMPRESSION, COMPACT_PARAMS,
-                     COMPACT_MACS, DENSE_PARAMS, DENSE_MACS)
+                     COMPACT_MACS, DENSE_PARAMS, DENSE_MACS, LATENCY_SPEEDUP, LATENCY_MS, DENSE_LATENCY_MS)
+
+# The batch size a trial's latency is measured at: a constant of the sweep under SPACE_PREFIX in
+# every trial's config (the deployment's batch, independent of ``train.batch_size``).
+LATENCY_BATCH_SIZE_KEY = SPACE_PREFIX + "latency_batch_size"
+DEFAULT_LATENCY_BATCH_SIZE = 1
 
 # The driver of a running sweep (`launch` / `resume`) at the experiment root: host and pid, so
 # `status` tells trials Tune's last snapshot calls RUNNING from trials whose driver is gone.

@@ -2,8 +2,6 @@
 ONNX or a torch.export file, each measured on the file itself."""
 from __future__ import annotations
 
-import statistics
-import time
 from typing import Any
 
 import torch
@@ -83,15 +81,11 @@ def file_macs(opened: OpenedModel) -> int:
 
 
 def latency_ms(opened: OpenedModel, batch_size: int, *, repeats: int, warmup: int = 2) -> float:
-    """Median wall milliseconds of one forward pass of a ``batch_size`` batch."""
+    """Median wall milliseconds of one forward pass of a ``batch_size`` batch (every repeat run)."""
+    from ..latency import median_forward_ms
+
     x = torch.randn((batch_size, *opened.input_shape), generator=torch.Generator().manual_seed(0))
-    times = []
-    for i in range(warmup + repeats):
-        start = time.perf_counter()
-        opened.forward(x)
-        if i >= warmup:
-            times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times)
+    return median_forward_ms([opened.forward], x, repeats=repeats, warmup=warmup)[0]
 
 
 def accuracy_on_test(opened: OpenedModel, data) -> float:

@@ -49,6 +49,21 @@ def compression(trainer) -> dict[str, Any]:
                                model_cost(trainer.compact_model(), trainer.input_shape))
 
 
+def latency(trainer, *, batch_size: int = schema.DEFAULT_LATENCY_BATCH_SIZE, compact: bool = True) -> dict[str, float]:
+    """Measured latency of the compact model of the current state against the dense model, on
+    the run's device with its thread count, interleaved in one run (``rank_search.latency``).
+
+    Args:
+        batch_size: the batch one forward pass takes (the deployment's, not training's).
+        compact: False when there is no usable compact model (a diverged run): the dense
+            model is timed alone and stands in for it (speed-up 1), as in ``compression``.
+    """
+    from ..latency import measure_latency
+
+    return measure_latency(trainer.dense, trainer.compact_model() if compact else None, trainer.input_shape,
+                           batch_size=batch_size, device=trainer.device, threads=trainer.threads)
+
+
 def accuracy_on_test(trainer) -> float:
     """Accuracy of the current compact model on the test split."""
     from ..engine import evaluate

@@ -1,8 +1,14 @@
 """The Ray Tune trainable: one trial = one engine run, reported and checkpointed every epoch.
 
 A restored or retried trial continues from its last epoch checkpoint (full engine state). A
-diverging trial (NaN/inf loss) reports ``diverged=True`` with ``val_accuracy=0`` and
-compression 1.0 (no usable compact model) and ends cleanly, so the sweep goes on.
+diverging trial (NaN/inf loss) reports ``diverged=True`` with ``val_accuracy=0``, compression
+1.0 and speed-up 1.0 (no usable compact model) and ends cleanly, so the sweep goes on.
+
+Every report carries the measured latency of the compact model against the dense one
+(``run.prepare.latency``: interleaved on the trial's device and threads, at the sweep's
+``space.latency_batch_size``, default 1), so ``latency_speedup`` or ``latency_ms`` can be an
+objective, and a scheduler can stop a trial at any epoch: Tune requires every searched metric in
+every result.
 """
 from __future__ import annotations
 
@@ -17,8 +23,9 @@ from ray import tune
 from .. import schema
 from ..cost import compression_metrics, model_cost
 from ..engine import DivergedError
+from ..errors import RankSearchError
 from ..run import prepare
-from ..run.prepare import accuracy_on_test, compression
+from ..run.prepare import accuracy_on_test, compression, latency
 from ..run.results import write_checkpoint
 from .trial import spec_from_config
 
@@ -103,12 +110,23 @@ def _references_here(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def latency_batch_size(config: dict[str, Any]) -> int:
+    """The batch size the trial's latency is measured at (``space.latency_batch_size``, default 1)."""
+    value = config.get(schema.LATENCY_BATCH_SIZE_KEY)
+    if value is None:
+        return schema.DEFAULT_LATENCY_BATCH_SIZE
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RankSearchError(f"{schema.LATENCY_BATCH_SIZE_KEY} must be an integer >= 1, got {value!r}")
+    return value
+
+
 def rank_search_trainable(config: dict[str, Any]) -> None:
     """Tune function trainable (current ``ray.tune`` API: ``tune.report`` / ``tune.get_checkpoint``)."""
     import ray
 
     torch.set_num_threads(_cpu_share())
     spec = _local_init(spec_from_config(_references_here(config)))
+    batch = latency_batch_size(config)
     finished = [0]  # epochs finished so far, read by the progress hook
     trainer = prepare(spec, progress=lambda message: _maybe_inject_crash(finished[0]))
     checkpoint = tune.get_checkpoint()
@@ -130,6 +148,7 @@ def rank_search_trainable(config: dict[str, Any]) -> None:
             **where,
             **target,
             **compression(tr),
+            **latency(tr, batch_size=batch),
         }
         final = tr.epoch == tr.epochs
         if final:
@@ -146,4 +165,5 @@ def rank_search_trainable(config: dict[str, Any]) -> None:
         tune.report({
             schema.EPOCH: exc.epoch + 1, schema.VAL_ACCURACY: 0.0, schema.DIVERGED: True,
             schema.TRAIN_LOSS: float("nan"), schema.VAL_LOSS: float("nan"), **where, **target, **compression_metrics(dense_cost, dense_cost),
+            **latency(trainer, batch_size=batch, compact=False),
         })

@@ -1,0 +1,120 @@
+"""Measured latency: median wall milliseconds of forward passes, several models interleaved in one
+run so that load on a shared machine hits them alike and their ratio stays meaningful.
+
+The one place forward passes are timed: a trial's compact-vs-dense measurement (``run``) and
+`rank-search evaluate` (``deploy``) both call :func:`median_forward_ms`.
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from . import schema
+from .errors import RankSearchError
+
+#: A trial's measurement: WARMUP untimed passes of each model, then up to REPEATS timed rounds
+#: (one pass of each model per round), stopped once MAX_SECONDS of timed passes are spent, after
+#: at least MIN_REPEATS rounds. *Our choice*: cheap enough to run at every epoch report (about
+#: 10 ms on the tiny models; on a large one about MAX_SECONDS plus the warm-up), enough rounds for
+#: a stable median of the ratio.
+WARMUP = 1
+REPEATS = 10
+MIN_REPEATS = 3
+MAX_SECONDS = 0.25
+
+
+def _check_count(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise RankSearchError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def median_forward_ms(forwards: Sequence[Callable[[torch.Tensor], Any]], x: torch.Tensor, *, repeats: int,
+                      warmup: int = WARMUP, max_seconds: float | None = None, min_repeats: int = MIN_REPEATS,
+                      synchronize: Callable[[], None] | None = None) -> list[float]:
+    """Median milliseconds of one ``forward(x)`` for each of ``forwards``, measured interleaved.
+
+    Each round times every forward once; odd rounds run them in reverse order, so none always
+    runs right after another (which would give it the other's warm caches).
+
+    Args:
+        repeats: timed rounds at most.
+        warmup: untimed passes of each forward first.
+        max_seconds: stop once the timed passes took this long in all (after ``min_repeats``
+            rounds); None runs every round.
+        synchronize: called before each clock read (``torch.cuda.synchronize`` on a GPU).
+    """
+    _check_count("repeats", repeats, 1)
+    _check_count("warmup", warmup, 0)
+    sync = synchronize or (lambda: None)
+    for _ in range(warmup):
+        for forward in forwards:
+            forward(x)
+    times: list[list[float]] = [[] for _ in forwards]
+    spent = 0.0
+    for round_ in range(repeats):
+        order = range(len(forwards)) if round_ % 2 == 0 else reversed(range(len(forwards)))
+        for i in order:
+            sync()
+            start = time.perf_counter()
+            forwards[i](x)
+            sync()
+            elapsed = time.perf_counter() - start
+            times[i].append(elapsed * 1000.0)
+            spent += elapsed
+        if max_seconds is not None and round_ + 1 >= min(min_repeats, repeats) and spent >= max_seconds:
+            break
+    return [statistics.median(t) for t in times]
+
+
+def latency_metrics(dense_ms: float, compact_ms: float) -> dict[str, float]:
+    """The two medians and their ratio (dense / compact), under their schema names."""
+    return {schema.LATENCY_MS: compact_ms, schema.DENSE_LATENCY_MS: dense_ms,
+            schema.LATENCY_SPEEDUP: dense_ms / compact_ms if compact_ms > 0 else float("nan")}
+
+
+def _on(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` on ``device``: itself when it is there already, else a copy (never moved)."""
+    param = next(model.parameters(), None)
+    if param is None or param.device == device:
+        return model
+    return copy.deepcopy(model).to(device)
+
+
+def measure_latency(dense: nn.Module, compact: nn.Module | None, input_shape: tuple[int, ...], *, batch_size: int,
+                    device: torch.device | str = "cpu", threads: int | None = None, repeats: int = REPEATS,
+                    warmup: int = WARMUP, max_seconds: float | None = MAX_SECONDS) -> dict[str, float]:
+    """Compact vs dense latency on ``device`` at ``batch_size``, interleaved in one run.
+
+    Both models run in eval mode without autograd (their modes are restored; neither is
+    mutated), on one random batch, with ``threads`` intra-op threads (default: torch's).
+    ``compact=None`` (no usable compact model, e.g. a diverged run) times the dense model alone
+    and reports it for both (speed-up 1).
+
+    Returns:
+        ``latency_ms`` (compact), ``dense_latency_ms`` and ``latency_speedup`` (dense / compact).
+    """
+    _check_count("latency batch size", batch_size, 1)
+    device = torch.device(device)
+    models = [_on(dense, device)] + ([] if compact is None else [_on(compact, device)])
+    modes = [m.training for m in models]
+    x = torch.randn((batch_size, *input_shape), generator=torch.Generator().manual_seed(0)).to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    before = torch.get_num_threads()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        for m in models:
+            m.eval()
+        with torch.no_grad():
+            medians = median_forward_ms(models, x, repeats=repeats, warmup=warmup, max_seconds=max_seconds,
+                                        synchronize=sync)
+    finally:
+        for m, mode in zip(models, modes):
+            m.train(mode)
+        torch.set_num_threads(before)
+    return latency_metrics(medians[0], medians[-1])
