@@ -8,7 +8,8 @@ dense end, interpolated in log ratio, and evaluated on every rank of a log-space
 grid; layers choose a candidate (or stay dense) by a Lagrangian relaxation of the multiple-choice
 knapsack (min sum cost + lambda * MACs, lambda bisected to fit the budget), then a greedy fill
 spends the remaining MACs on the upgrades with the best cost saved per MAC. Candidates whose
-factorized layer costs at least the dense layer's MACs are never chosen (the layer stays dense).
+factorized layer costs at least the dense layer's MACs (``cost.stays_dense``, the rule plans use)
+are never chosen (the layer stays dense).
 The single-layer costs are assumed additive.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 from torch import nn
 
+from .cost import stays_dense
 from .decomp.policies import RankPolicy
 from .errors import RankSearchError
 from .layers import get_scheme
@@ -164,8 +166,10 @@ def _candidates(macs: LayerMacs, name: str, scheme: str, cost_of) -> list[_Choic
         if rank in choices:
             continue
         m = macs.factorized(name, scheme, rank)
-        if m >= macs.dense[name]:
-            continue  # at or above break-even: the dense layer is cheaper
+        # at or above break-even the dense layer is cheaper: the plans' rule (a plan of these
+        # ranks keeps every layer), and dense stays the costliest choice of every layer
+        if stays_dense(layer, scheme, rank, measured=(macs.dense[name], m)):
+            continue
         choices[rank] = _Choice(rank, m, cost_of(ratio))
     return sorted(choices.values(), key=lambda c: c.macs)
 
@@ -187,7 +191,8 @@ def uniform_allocation(macs: LayerMacs, target: float, *, scheme: str) -> RankPl
         for n, layer in macs.layers.items():
             rank = resolve_rank(n, layer, schemes[n], RankPolicy("ratio", ratio))
             m = macs.factorized(n, schemes[n], rank)
-            out[n] = _Choice(rank, m, 0.0) if m < macs.dense[n] else options[n][-1]
+            dense = stays_dense(layer, schemes[n], rank, measured=(macs.dense[n], m))
+            out[n] = options[n][-1] if dense else _Choice(rank, m, 0.0)
         return out
 
     lo, hi = math.log(1e-4), 0.0

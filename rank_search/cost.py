@@ -1,14 +1,18 @@
-"""Exact parameter and MAC counts (METHODS.md section 1: 1 MAC = one multiply-add)."""
+"""Exact parameter and MAC counts (METHODS.md section 1: 1 MAC = one multiply-add), and the
+break-even rule: a layer whose factorized form costs at least its dense MACs stays dense."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from . import schema
 from .errors import RankSearchError
-from .layers import TiledFactorized
+from .layers import TiledFactorized, get_scheme
+from .layers.base import conv_geometry
 
 #: How MACs are totalled: ``all`` (every Conv2d and Linear, the default) or ``trp`` (the TRP
 #: authors' README counting: convolutions only, the classifier and every Linear left out).
@@ -107,3 +111,86 @@ def compression_metrics(dense: Cost, compact: Cost) -> dict[str, float]:
         schema.PARAMS_COMPRESSION: dense.params / compact.params,
         schema.MACS_COMPRESSION: dense.macs / compact.macs,
     }
+
+
+# ---- break-even ----
+#: *Our choice*: a plan has no input size, so a layer's break-even is decided per output
+#: position: its dense and factorized MACs when it computes a BREAK_EVEN_SIDE x BREAK_EVEN_SIDE
+#: output from an input of stride x that (plus the kernel's overhang where the layer does not pad
+#: it). That is the exact ratio at any input size for every factor that runs at the output
+#: resolution (the channel and tiled schemes, Linear layers) and for a 'same'-padded conv under
+#: the spatial and Tucker-2 schemes; only an unpadded conv under those two depends (a little) on
+#: the size. Plans and the budget allocation both decide with :func:`stays_dense`.
+BREAK_EVEN_SIDE = 16
+BREAK_EVEN_REASON = "factorized cost >= dense"
+
+
+def _geometry_key(layer: nn.Module) -> tuple:
+    if isinstance(layer, nn.Linear):
+        return ("linear", layer.in_features, layer.out_features)
+    g = conv_geometry(layer)
+    return ("conv", layer.in_channels, layer.out_channels, g["kernel_size"], g["stride"], g["padding"], g["dilation"])
+
+
+def _shape_only(key: tuple) -> nn.Module:
+    """A parameter-free (meta) copy of a layer's geometry: building its factorized form on it
+    allocates and initialises nothing."""
+    with torch.device("meta"):
+        if key[0] == "linear":
+            return nn.Linear(key[1], key[2])
+        _, c, n, kernel, stride, padding, dilation = key
+        return nn.Conv2d(c, n, kernel, stride=stride, padding=padding, dilation=dilation)
+
+
+def _chain_macs(module: nn.Module, hw: tuple[int, int]) -> int:
+    """MACs of the Conv2d/Linear sub-modules of ``module`` applied one after another (the
+    factorized layers are chains, registered in the order they run) to an ``hw`` input, as
+    :func:`count_macs` counts them: weight size times output positions."""
+    total = 0
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            g = conv_geometry(m)
+            hw = tuple((size + 2 * p - d * (k - 1) - 1) // s + 1 for size, k, s, p, d in
+                       zip(hw, g["kernel_size"], g["stride"], g["padding"], g["dilation"]))
+            total += m.weight.numel() * hw[0] * hw[1]
+        elif isinstance(m, nn.Linear):
+            total += m.weight.numel()
+    return total
+
+
+def _probe_hw(key: tuple) -> tuple[int, int]:
+    if key[0] == "linear":
+        return (1, 1)
+    _, _, _, kernel, stride, padding, dilation = key
+    return tuple(s * BREAK_EVEN_SIDE + max(0, d * (k - 1) - 2 * p)
+                 for k, s, p, d in zip(kernel, stride, padding, dilation))
+
+
+@functools.lru_cache(maxsize=8192)
+def _break_even_macs(key: tuple, scheme: str, rank: Any, tiles: tuple[int, int] | None) -> tuple[int, int]:
+    layer = _shape_only(key)
+    with torch.device("meta"):
+        built = get_scheme(scheme).build(layer, rank, **({"tiles": tiles} if tiles else {}))
+    hw = _probe_hw(key)
+    return _chain_macs(layer, hw), _chain_macs(built, hw)
+
+
+def break_even_macs(layer: nn.Module, scheme: str, rank: Any, *, tiles=None) -> tuple[int, int]:
+    """(dense, factorized) MACs of ``layer`` at ``rank`` on the break-even probe (see
+    BREAK_EVEN_SIDE); computed from shapes alone, cached."""
+    rank = tuple(rank) if isinstance(rank, list) else rank
+    return _break_even_macs(_geometry_key(layer), scheme, rank, tuple(tiles) if tiles else None)
+
+
+def stays_dense(layer: nn.Module, scheme: str, rank: Any, *, tiles=None,
+                measured: tuple[int, int] | None = None) -> bool:
+    """The break-even rule: True when ``layer`` factorized at ``rank`` costs at least as many MACs
+    as the dense layer (so factorizing it cannot make the model faster).
+
+    Args:
+        measured: (dense, factorized) MACs at the model's real input size, where the caller
+            has them (the budget allocation): the layer then also stays dense when those say so
+            (they differ from the probe's only for an unpadded conv under spatial/Tucker-2).
+    """
+    dense, factorized = break_even_macs(layer, scheme, rank, tiles=tiles)
+    return factorized >= dense or (measured is not None and measured[1] >= measured[0])

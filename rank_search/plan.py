@@ -2,6 +2,24 @@
 
 A plan is built uniform from a rank policy (``ratio:0.5``, ``energy:0.9``, ...) or read from
 YAML, and always resolved to integer ranks validated against the model.
+
+No layer slower than dense: in a plan from :func:`build_plan` (what every method resolves its
+rank spec with), a layer whose factorized form at its resolved rank costs at least as many MACs
+as the dense layer stays dense (``cost.stays_dense``, the rule the budget allocation uses too);
+the plan lists it in ``kept_dense`` and `rank-search layers --ranks` shows it as
+``dense: factorized cost >= dense``. A plan file forces such a layer with ``force: true``, per
+layer (``conv2: {rank: 16, force: true}``) or for every layer of the file
+(``{force: true, layers: {...}}``, beside ``scheme`` and ``tiles``, like them a default of each
+entry); a forced entry keeps ``force: true`` in the plans written from it. A rank an energy or
+value policy picks is not judged here: it follows the weights while a method trains (TRP
+re-picks it at every projection, on the layers of its first plan), so a rank picked from
+freshly initialised weights says nothing about the final one. ``uniform_plan`` and
+``plan_from_mapping`` only resolve ranks.
+
+Rank rounding to a multiple (``ratio:0.3,multiple=8``, ``decomp.policies.RankPolicy.multiple``,
+rounding up, capped at the max rank) is the GPU-friendly choice: cuBLAS and cuDNN kernels, on
+tensor cores above all, are most efficient when channel counts are multiples of 8 (fp16/bf16),
+so the factors' inner width (the rank) should be one; the few extra MACs rarely cost time.
 """
 from __future__ import annotations
 
@@ -12,6 +30,7 @@ from typing import Any, Iterator, Mapping, Protocol, runtime_checkable
 import yaml
 from torch import nn
 
+from .cost import stays_dense
 from .decomp.policies import RankPolicy, parse_rank_policy
 from .errors import RankSearchError
 from .layers import SCHEMES, Rank, as_pair, get_scheme
@@ -21,24 +40,33 @@ DEFAULT_SCHEME = "channel"
 
 @dataclass(frozen=True)
 class LayerPlan:
-    """The scheme and integer rank of one layer (``tiles`` only for the tiled scheme)."""
+    """The scheme and integer rank of one layer (``tiles`` only for the tiled scheme; ``force``:
+    factorized even at or above break-even)."""
 
     scheme: str
     rank: Rank
     tiles: tuple[int, int] | None = None
+    force: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"scheme": self.scheme, "rank": list(self.rank) if isinstance(self.rank, tuple) else self.rank}
         if self.tiles is not None:
             out["tiles"] = list(self.tiles)
+        if self.force:
+            out["force"] = True
         return out
 
 
 @dataclass(frozen=True)
 class RankPlan:
-    """An ordered mapping layer name -> ``LayerPlan``; layers not in it stay dense."""
+    """An ordered mapping layer name -> ``LayerPlan``; layers not in it stay dense.
+
+    ``kept_dense``: the layers the rank spec named that stay dense by the break-even rule (for
+    reports; not part of the plan's identity or of its YAML).
+    """
 
     entries: tuple[tuple[str, LayerPlan], ...] = field(default_factory=tuple)
+    kept_dense: tuple[str, ...] = field(default=(), compare=False)
 
     def __getitem__(self, name: str) -> LayerPlan:
         return dict(self.entries)[name]
@@ -65,7 +93,7 @@ class RankPlan:
         for name, d in data["layers"].items():
             rank = tuple(d["rank"]) if isinstance(d["rank"], list) else d["rank"]
             tiles = tuple(d["tiles"]) if d.get("tiles") is not None else None
-            entries.append((name, LayerPlan(d["scheme"], rank, tiles)))
+            entries.append((name, LayerPlan(d["scheme"], rank, tiles, bool(d.get("force", False)))))
         return cls(tuple(entries))
 
     def to_yaml(self, **header: Any) -> str:
@@ -143,19 +171,57 @@ def uniform_plan(model: nn.Module, policy: RankPolicy | str, *, scheme: str = DE
     return RankPlan(tuple(entries))
 
 
+def keep_dense_at_break_even(model: nn.Module, plan: RankPlan, *, follow_weights=()) -> RankPlan:
+    """``plan`` less its unforced layers at or above break-even (``cost.stays_dense``), which
+    are listed in ``kept_dense``; the layers in ``follow_weights`` (ranks an energy or value
+    policy picks) are kept as they are."""
+    layers = candidate_layers(model)
+    kept, dense = [], []
+    for name, lp in plan.items():
+        if (not lp.force and name not in follow_weights
+                and stays_dense(layers[name], lp.scheme, lp.rank, tiles=lp.tiles)):
+            dense.append(name)
+        else:
+            kept.append((name, lp))
+    return RankPlan(tuple(kept), tuple(dense))
+
+
+def _follows_weights(rank: Any) -> bool:
+    """Whether a plan entry's rank is an energy or value policy (picked from the weights)."""
+    if isinstance(rank, (list, tuple)):
+        return any(_follows_weights(r) for r in rank)
+    if isinstance(rank, RankPolicy):
+        return rank.needs_spectrum
+    return isinstance(rank, str) and parse_rank_policy(rank).needs_spectrum
+
+
+def _force_flag(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise RankSearchError(f"force {where} must be true or false, got {value!r}")
+    return value
+
+
 def plan_from_mapping(model: nn.Module, data: Mapping[str, Any], *, scheme: str = DEFAULT_SCHEME) -> RankPlan:
     """A plan from a parsed YAML mapping.
 
-    Accepted forms: ``{layers: {name: RANK}, scheme: S, tiles: [R, C]}`` or a flat
+    Accepted forms: ``{layers: {name: RANK}, scheme: S, tiles: [R, C], force: B}`` or a flat
     ``{name: RANK}``; RANK is an int, ``[r_out, r_in]`` (tucker2), a policy string
-    (``ratio:0.3``) or ``{scheme: S, rank: RANK, tiles: [R, C]}``.
+    (``ratio:0.3``) or ``{scheme: S, rank: RANK, tiles: [R, C], force: B}``. ``force`` is kept
+    on the entries; the break-even rule is applied by :func:`build_plan`.
     """
+    return RankPlan(_mapping_entries(model, data, scheme=scheme)[0])
+
+
+def _mapping_entries(model: nn.Module, data: Mapping[str, Any], *, scheme: str) -> tuple[tuple, set[str]]:
+    """The resolved entries of a plan mapping, and the layers whose rank follows the weights."""
     if not isinstance(data, Mapping):
         raise RankSearchError(f"a rank plan must be a mapping of layer name -> rank, got {type(data).__name__}")
     default_tiles = None
+    default_force = False
     if "layers" in data:
         scheme = data.get("scheme", scheme)
         default_tiles = data.get("tiles")
+        default_force = _force_flag("in a rank plan", data.get("force", False))
         data = data["layers"]
         if not isinstance(data, Mapping):
             raise RankSearchError("'layers' in a rank plan must be a mapping of layer name -> rank")
@@ -163,21 +229,24 @@ def plan_from_mapping(model: nn.Module, data: Mapping[str, Any], *, scheme: str 
         raise RankSearchError(f"unknown scheme {scheme!r}; valid choices: {', '.join(SCHEMES.names())}")
     layers = candidate_layers(model)
     entries = []
+    follow: set[str] = set()
     for name, value in data.items():
         if name not in layers:
             raise RankSearchError(
                 f"unknown layer {name!r} in rank plan; valid layers: {', '.join(layers)}"
             )
-        layer_scheme, tiles, rank = scheme, default_tiles, value
+        layer_scheme, tiles, rank, force = scheme, default_tiles, value, default_force
         if isinstance(value, Mapping):
-            unknown = set(value) - {"scheme", "rank", "tiles"}
+            unknown = set(value) - {"scheme", "rank", "tiles", "force"}
             if unknown or "rank" not in value:
                 raise RankSearchError(
-                    f"plan entry for layer {name!r} must have 'rank' and may have 'scheme', 'tiles'; got keys {sorted(value)}"
+                    f"plan entry for layer {name!r} must have 'rank' and may have 'scheme', 'tiles', 'force'; got keys "
+                    f"{sorted(value)}"
                 )
             layer_scheme = value.get("scheme", scheme)
             tiles = value.get("tiles", default_tiles)
             rank = value["rank"]
+            force = _force_flag(f"for layer {name!r}", value.get("force", default_force))
         if layer_scheme not in SCHEMES:
             raise RankSearchError(
                 f"unknown scheme {layer_scheme!r} for layer {name!r}; valid choices: {', '.join(SCHEMES.names())}"
@@ -186,8 +255,11 @@ def plan_from_mapping(model: nn.Module, data: Mapping[str, Any], *, scheme: str 
         if tiles is not None and layer_scheme == "tiled" and not isinstance(tiles, (list, tuple)):
             raise RankSearchError(f"tiles for layer {name!r} must be [row_tiles, col_tiles], got {tiles!r}")
         tiles = tuple(tiles) if (tiles is not None and layer_scheme == "tiled") else None
-        entries.append((name, LayerPlan(layer_scheme, resolve_rank(name, layers[name], layer_scheme, rank, tiles=tiles), tiles)))
-    return RankPlan(tuple(entries))
+        entries.append((name, LayerPlan(layer_scheme, resolve_rank(name, layers[name], layer_scheme, rank, tiles=tiles),
+                                        tiles, force)))
+        if _follows_weights(rank):
+            follow.add(name)
+    return tuple(entries), follow
 
 
 def load_plan_yaml(path: str) -> Any:
@@ -212,13 +284,19 @@ class ResolvableRanks(Protocol):
 
 def build_plan(model: nn.Module, ranks: Any, *, scheme: str = DEFAULT_SCHEME, tiles=None) -> RankPlan:
     """A resolved plan from a spec: a policy string, a ``.yaml`` path, a mapping, a RankPlan or a
-    ``ResolvableRanks`` (one ratio per rank group)."""
+    ``ResolvableRanks`` (one ratio per rank group); layers at or above break-even stay dense
+    unless forced or their rank follows the weights (see the module docstring)."""
+    follow: Any = ()
     if isinstance(ranks, ResolvableRanks):
-        return ranks.resolve(model, scheme=scheme)
-    if isinstance(ranks, RankPlan):
-        return plan_from_mapping(model, ranks.to_dict(), scheme=scheme)
-    if isinstance(ranks, Mapping):
-        return plan_from_mapping(model, ranks, scheme=scheme)
-    if isinstance(ranks, str) and ranks.lower().endswith((".yaml", ".yml")):
-        return plan_from_mapping(model, load_plan_yaml(ranks), scheme=scheme)
-    return uniform_plan(model, ranks, scheme=scheme, tiles=tiles)
+        plan = ranks.resolve(model, scheme=scheme)
+    elif isinstance(ranks, RankPlan):
+        plan = plan_from_mapping(model, ranks.to_dict(), scheme=scheme)
+    elif isinstance(ranks, Mapping) or (isinstance(ranks, str) and ranks.lower().endswith((".yaml", ".yml"))):
+        entries, follow = _mapping_entries(model, ranks if isinstance(ranks, Mapping) else load_plan_yaml(ranks),
+                                           scheme=scheme)
+        plan = RankPlan(entries)
+    else:
+        plan = uniform_plan(model, ranks, scheme=scheme, tiles=tiles)
+        if _follows_weights(ranks):
+            follow = set(plan)
+    return keep_dense_at_break_even(model, plan, follow_weights=follow)
