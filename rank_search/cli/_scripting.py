@@ -1,15 +1,17 @@
 """What makes the CLI scriptable: one-line argparse errors, every default in the help, lazy
-``choices=`` from the registries (no torch for ``rank-search --help``) and hints that print the
-command as it was invoked."""
+``choices=`` from the registries (no torch for ``rank-search --help``), hints that print the
+command as it was invoked, and ``--json`` output that is strict JSON."""
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import math
 import os
 import shlex
 import shutil
 import sys
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 PROG = "rank-search"
 
@@ -110,3 +112,29 @@ def as_invoked(text: str) -> str:
     how, the CLI does."""
     invoked = invoked_command()
     return text if invoked == PROG else text.replace(f"`{PROG} ", f"`{invoked} ")
+
+
+def json_value(value: Any) -> Any:
+    """``value`` as plain JSON data: numpy and pandas scalars as Python numbers, NaN, infinities
+    and pandas' missing values as null (strict JSON has no NaN), mappings and sequences walked."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_value(v) for v in value]
+    if type(value).__module__ == "numpy" and callable(getattr(value, "item", None)):
+        value = value.item()  # numpy.int64 -> int, numpy.bool_ -> bool, ...
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (bool, int)):
+        return value
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return None
+    return str(value)
+
+
+def print_json(out: Mapping[str, Any], keys: Sequence[str]) -> None:
+    """Print ``out`` as one strict JSON object on stdout (and nothing else), its keys exactly
+    ``keys`` in that order: the documented, stable key set of a command's ``--json``."""
+    print(json.dumps({k: json_value(out[k]) for k in keys}, indent=2, allow_nan=False))
