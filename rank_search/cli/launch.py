@@ -74,6 +74,13 @@ def add_parser(sub) -> None:
                         "augmentation, as `train --seed` (default: the space's `seed`, 0 if it sets none)")
     p.add_argument("--seed", dest="deprecated_seed", type=int, metavar="SEED",
                    help="deprecated alias of --searcher-seed (not the training seed of `train --seed`)")
+    p.add_argument("--data-root", metavar="DIR",
+                   help="folder holding the data set files (CIFAR, imagefolder) for every trial and the dense "
+                        "reference, as `train --data-root`; kept in the sweep record for resume (default: the "
+                        "space's `data_root`)")
+    p.add_argument("--download", action="store_true",
+                   help="download the data set (CIFAR) into the data root once, in this process, before Ray "
+                        "starts; on a cluster the data root must be a folder every node reads")
     p.add_argument("--max-failures", type=int, default=d["max_failures"],
                    help="retries of a crashed trial from its checkpoint")
     p.add_argument("--dense", metavar="CKPT", help="trained dense weights (a state_dict of the space's model) to use "
@@ -138,6 +145,7 @@ def run_launch(args: argparse.Namespace) -> int:
         scheduler=args.scheduler, max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, resources=_resources(args.resource), address=args.address,
         storage=args.storage, name=args.name, seed=args.seed, train_seed=args.train_seed,
+        data_root=args.data_root, download=args.download,
         objectives=parse_objectives(args.objectives), max_failures=args.max_failures, dense=args.dense,
         min_compression=args.min_compression, max_compression=args.max_compression, warm_start=args.warm_start,
     )

@@ -1,4 +1,6 @@
-"""Datasets: fixed seeded train/val/test splits behind one ``load_dataset`` entry point.
+"""Datasets: fixed seeded train/val/test splits behind one ``load_dataset`` entry point, and
+``check_data``, which tells without reading them whether a data set's files are where
+``load_dataset`` would look (a sweep's pre-flight calls it before Ray starts).
 
 Every split is drawn with :data:`~rank_search.data.loader.SPLIT_SEED`, never with the
 training seed, so all runs share one partition. ``val`` drives searches; ``test`` is only
@@ -37,6 +39,13 @@ DatasetBuilder = Callable[..., DataSplits]
 
 DATASETS: Registry[DatasetBuilder] = Registry("dataset")
 register_dataset = DATASETS.register
+
+#: ``check(*, data_root, download)`` of each data set read from files: raises a one-line
+#: ``RankSearchError`` when they are not there. Data sets embedded in a package or generated
+#: have none.
+PresenceCheck = Callable[..., None]
+PRESENCE_CHECKS: Registry[PresenceCheck] = Registry("data presence check")
+register_presence_check = PRESENCE_CHECKS.register
 
 
 def load_dataset(
@@ -119,6 +128,34 @@ def dataset_info(name: str, *, data_root: str | None = None) -> DatasetInfo:
     return info
 
 
+def check_data(name: str, *, data_root: str | None = None, download: bool = False) -> None:
+    """Fail, in one line and without reading any file, where ``load_dataset(name, data_root=...,
+    download=...)`` would not find the data set's files. Cheap: it looks for the files and
+    folders (their content, e.g. CIFAR's md5s, is checked when they are loaded); with
+    ``download`` only that a download can go somewhere.
+
+    Raises:
+        RankSearchError: an unknown name (lists the valid ones), no ``data_root`` where one is
+            needed, a missing file or folder (named), or ``download`` of a data set that cannot be.
+    """
+    DATASETS.get(name)
+    if name in PRESENCE_CHECKS:
+        PRESENCE_CHECKS.get(name)(data_root=data_root, download=download)
+
+
+def fetch_data(name: str, *, data_root: str | None) -> None:
+    """Download ``name``'s files into ``data_root`` where they are missing or damaged (as
+    ``load_dataset(download=True)`` does, which it calls once and drops), e.g. once in a sweep's
+    driver so that its trials only read. Nothing to do for a data set that has no files.
+
+    Raises:
+        RankSearchError: as :func:`check_data` with ``download``, or a failed download.
+    """
+    check_data(name, data_root=data_root, download=True)
+    if name in PRESENCE_CHECKS:
+        load_dataset(name, data_root=data_root, download=True)
+
+
 def list_datasets(pattern: str = "*") -> list[str]:
     """Sorted registered dataset names matching the glob ``pattern``."""
     return DATASETS.names(pattern)
@@ -129,17 +166,21 @@ from rank_search.data import cifar, digits, imagefolder, mnist, synthetic  # noq
 
 __all__ = [
     "DATASETS",
+    "PRESENCE_CHECKS",
     "SPLIT_SEED",
     "DataSplits",
     "DatasetInfo",
     "DatasetBuilder",
     "Loader",
     "TensorLoader",
+    "check_data",
     "cifar_augment",
     "epoch_seed",
     "dataset_info",
+    "fetch_data",
     "list_datasets",
     "load_dataset",
     "register_dataset",
+    "register_presence_check",
     "split_indices",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from rank_search.data import DataSplits, register_dataset
+from rank_search.data import DataSplits, register_dataset, register_presence_check
 from rank_search.data.loader import cifar_augment, make_loaders, split_indices
 from rank_search.errors import RankSearchError
 
@@ -35,18 +35,31 @@ def _files(cls) -> list[tuple[str, str]]:
     return [*map(tuple, cls.train_list), *map(tuple, cls.test_list), (cls.meta["filename"], cls.meta["md5"])]
 
 
+def _no_root(name: str, cls) -> str:
+    return f"{name} needs a data root containing {cls.base_folder}/; pass --data-root DIR (add --download to fetch it)"
+
+
+def _missing(name: str, cls, root: Path) -> str | None:
+    """The first file torchvision would read that is not under ``root``, in one line (None: all there)."""
+    folder = root / cls.base_folder
+    missing = [folder / f for f, _ in _files(cls) if not (folder / f).is_file()]
+    if not missing:
+        return None
+    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    return (f"{name} files not found: expected {missing[0]}{more}; pass --download to fetch them or "
+            f"--data-root to point at the parent of {cls.base_folder}/")
+
+
 def _refusal(name: str, cls, root: Path) -> str:
     """Why torchvision refused ``root``, in one line: the first missing file, else the first whose
     md5 is not the official one."""
     from torchvision.datasets.utils import check_integrity
 
+    missing = _missing(name, cls, root)
+    if missing:
+        return missing
     folder = root / cls.base_folder
     files = _files(cls)
-    missing = [folder / f for f, _ in files if not (folder / f).is_file()]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        return (f"{name} files not found: expected {missing[0]}{more}; pass --download to fetch them or "
-                f"--data-root to point at the parent of {cls.base_folder}/")
     damaged = [f for f, md5 in files if not check_integrity(str(folder / f), md5)]
     if damaged:
         more = f" and {len(damaged) - 1} more" if len(damaged) > 1 else ""
@@ -87,10 +100,7 @@ def load_cifar(
     spec = _SPECS[name]
     cls = _dataset_class(name)
     if data_root is None:
-        raise RankSearchError(
-            f"{name} needs a data root containing {cls.base_folder}/; "
-            "pass --data-root DIR (add --download to fetch it)"
-        )
+        raise RankSearchError(_no_root(name, cls))
     root = Path(data_root).expanduser()
     x_train, y_train = _split(name, cls, root, train=True, download=download)
     x_test, y_test = _split(name, cls, root, train=False, download=False)  # fetched with train, if at all
@@ -108,6 +118,31 @@ def load_cifar(
     return DataSplits(
         name, train, val, test, in_channels=3, num_classes=spec["num_classes"], image_size=32
     )
+
+
+def check_cifar(name: str, *, data_root: str | None, download: bool = False) -> None:
+    """``data_root`` holds every file of ``name`` (looked for, not read: the md5s are checked on
+    loading), or ``download`` will fetch them there.
+
+    Raises:
+        RankSearchError: no ``data_root``, or a file missing (the first one named).
+    """
+    cls = _dataset_class(name)
+    if data_root is None:
+        raise RankSearchError(_no_root(name, cls))
+    missing = None if download else _missing(name, cls, Path(data_root).expanduser())
+    if missing:
+        raise RankSearchError(missing)
+
+
+@register_presence_check("cifar10")
+def _check_cifar10(**kwargs: Any) -> None:
+    check_cifar("cifar10", **kwargs)
+
+
+@register_presence_check("cifar100")
+def _check_cifar100(**kwargs: Any) -> None:
+    check_cifar("cifar100", **kwargs)
 
 
 @register_dataset("cifar10")

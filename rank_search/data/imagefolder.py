@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from rank_search.data import DataSplits, register_dataset
+from rank_search.data import DataSplits, register_dataset, register_presence_check
 from rank_search.data.loader import SPLIT_SEED, Batch, epoch_seed
 from rank_search.errors import RankSearchError
 
@@ -87,6 +87,23 @@ def _image_folder(path: Path, transform: object) -> ImageFolder:
         raise RankSearchError(f"imagefolder: cannot read {path}: {exc}") from None
 
 
+@register_presence_check("imagefolder")
+def check_imagefolder(*, data_root: str | None, download: bool = False) -> None:
+    """``data_root`` holds ``train/`` and ``val/`` folders (their images are read on loading).
+
+    Raises:
+        RankSearchError: ``download`` (nothing to fetch from), no ``data_root``, or a folder missing.
+    """
+    if download:
+        raise RankSearchError("imagefolder cannot be downloaded; pass --data-root DIR")
+    if data_root is None:
+        raise RankSearchError("imagefolder needs --data-root DIR containing train/ and val/")
+    root = Path(data_root).expanduser()
+    for sub in ("train", "val"):
+        if not (root / sub).is_dir():
+            raise RankSearchError(f"imagefolder: expected folder {root / sub}/<class>/*; check --data-root")
+
+
 @register_dataset("imagefolder")
 def imagefolder(
     *,
@@ -106,18 +123,10 @@ def imagefolder(
     """
     from torchvision import transforms as T
 
-    if download:
-        raise RankSearchError("imagefolder cannot be downloaded; pass --data-root DIR")
-    if data_root is None:
-        raise RankSearchError("imagefolder needs --data-root DIR containing train/ and val/")
+    check_imagefolder(data_root=data_root, download=download)
     if image_size < 8:
         raise RankSearchError(f"imagefolder image_size must be >= 8, got {image_size}")
     root = Path(data_root).expanduser()
-    for sub in ("train", "val"):
-        if not (root / sub).is_dir():
-            raise RankSearchError(
-                f"imagefolder: expected folder {root / sub}/<class>/*; check --data-root"
-            )
     workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
     norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     train_tf = T.Compose([

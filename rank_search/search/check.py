@@ -1,17 +1,19 @@
 """Check a search space against the registries before a sweep: every method, knob value,
-train setting and scheme must build (data files are not needed for this)."""
+train setting and scheme must build (data files are not needed for this); and the data set's
+files, where its trials will read them (``--download`` fetches them first, once)."""
 from __future__ import annotations
 
 from search_spaces import Dim, SearchSpace
 
 from ..overrides import replace_validated
-from ..data import dataset_info
+from ..data import PRESENCE_CHECKS, check_data, dataset_info, fetch_data
 from ..engine import TrainConfig
 from ..errors import RankSearchError
 from ..methods import METHODS, create_method
 from ..models import create_model_for
 from ..plan import build_plan
 from ..groups import group_names
+from .progress import say
 
 
 def _probe_values(dim: Dim) -> list:
@@ -87,3 +89,26 @@ def _check_epoch_budget(space: SearchSpace) -> None:
                 f"space {space.name!r}: {method} from scratch trains dense for epochs - finetune_epochs, so "
                 f"epochs must be > {method}.finetune_epochs ({finetune}), got {space.epochs}; raise --epochs, "
                 f"lower {method}.finetune_epochs or start it from the dense reference ({method}.init: dense)")
+
+
+def download_data(dataset: str, data_root: str | None) -> None:
+    """``--download``: fetch the data set once, in this process, before Ray starts (its trials
+    and the dense reference only read it)."""
+    if dataset not in PRESENCE_CHECKS:
+        say(f"download: nothing to fetch, {dataset} is read from no files")
+        return
+    say(f"download: {dataset} into {data_root} (where its files are missing or damaged)")
+    fetch_data(dataset, data_root=data_root)
+
+
+def check_recorded_data(record: dict, *, download: bool) -> None:
+    """Before `resume` starts Ray: the data set of the space as run (the sweep record's) is where
+    its trials read it, fetched again where the launch had ``--download``. A record without a
+    space passes (that is refused where the space is needed)."""
+    plain = record.get("space")
+    if not isinstance(plain, dict) or not isinstance(plain.get("dataset"), str):
+        return
+    if download:
+        download_data(plain["dataset"], plain.get("data_root"))
+    else:
+        check_data(plain["dataset"], data_root=plain.get("data_root"))

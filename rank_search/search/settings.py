@@ -35,6 +35,8 @@ class LaunchConfig:
     objectives: tuple[tuple[str, str], ...] = schema.DEFAULT_OBJECTIVES
     max_failures: int = 2
     dense: str | None = None  # the user's trained dense weights (a state_dict file)
+    data_root: str | None = None  # every trial's data folder (`--data-root`; None: the space's `data_root`)
+    download: bool = False  # fetch the data set into it once, in the driver, before Ray starts
     min_compression: float | None = None  # narrow a budget-driven space's target range
     max_compression: float | None = None
     warm_start: int | None = None  # trials enqueued first (None: search.warm_start.warm_start_size)
@@ -77,6 +79,13 @@ class LaunchConfig:
                                   f"{','.join(schema.format_objectives(self.objectives))!r}")
         if self.train_seed is not None and (isinstance(self.train_seed, bool) or self.train_seed < 0):
             raise RankSearchError(f"--train-seed must be an integer >= 0, got {self.train_seed!r}")
+        if self.data_root is not None and (not isinstance(self.data_root, str) or not self.data_root.strip()):
+            raise RankSearchError(f"--data-root must name a folder, got {self.data_root!r}")
+        if self.data_root is not None and is_uri(self.data_root):
+            raise RankSearchError(f"--data-root must be a local folder (a path every node reads, e.g. on NFS), "
+                                  f"not a URI, got {self.data_root!r}")
+        if not isinstance(self.download, bool):
+            raise RankSearchError(f"--download must be true or false, got {self.download!r}")
         if self.max_failures < 0:
             raise RankSearchError(f"--max-failures must be >= 0, got {self.max_failures}")
         for name, amount in self.resources.items():

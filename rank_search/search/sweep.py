@@ -1,7 +1,8 @@
 """Run a sweep with Ray Tune: `launch` a new one or `resume` an interrupted one.
 
 Everything a user can get wrong is checked before any folder is made or Ray started (the space,
-the settings, ``--storage``, an existing experiment at any URI); what needs Ray (can any node
+the settings, the data set's files, ``--storage``, an existing experiment at any URI); with
+``--download`` the data set is then fetched, once, in this process; what needs Ray (can any node
 fit a trial?) right after it starts, before the experiment folder exists. A launch that fails
 before its trials start removes the folder it made.
 """
@@ -19,10 +20,11 @@ from typing import Iterator
 from search_spaces import SpaceSampler, get_space
 
 from .. import schema
+from ..data import check_data
 from ..errors import RankSearchError
 from ..schema import is_uri
 from ..storage import Location
-from .check import check_space
+from .check import check_recorded_data, check_space, download_data
 from .progress import say
 from .ray_session import ray_session
 from .restore import FINISHED, eager_snapshots, moved_experiment, read_tune_state
@@ -81,7 +83,12 @@ def preflight(cfg: LaunchConfig) -> Preflight:
         space = dataclasses.replace(space, epochs=cfg.epochs)
     if cfg.train_seed is not None:  # every trial (and the dense reference) trains with it
         space = dataclasses.replace(space, seed=cfg.train_seed)
+    if cfg.data_root is not None:  # absolute: trials run in other folders, resume from anywhere
+        cfg = dataclasses.replace(cfg, data_root=os.path.abspath(os.path.expanduser(cfg.data_root)))
+        space = dataclasses.replace(space, data_root=cfg.data_root)
     groups = check_space(space)
+    # the files are there (or can be fetched there), rather than every trial failing to find them
+    check_data(space.dataset, data_root=space.data_root, download=cfg.download)
     if cfg.dense:
         check_dense_weights(space, cfg.dense)
     storage = resolve_storage(cfg)
@@ -149,6 +156,8 @@ def _remove(path: str) -> None:
 def launch(cfg: LaunchConfig) -> SweepOutcome:
     """Start a new sweep; returns when it ends or is interrupted (then ``complete`` is False)."""
     pre = preflight(cfg)
+    if pre.cfg.download:
+        download_data(pre.space.dataset, pre.space.data_root)
     with ray_session(pre.cfg.address, num_gpus=None):
         check_resources(pre.cfg)
         write_sweep_record(pre.path, pre.cfg, pre.space.to_plain())
@@ -213,6 +222,7 @@ def _restart(path: str, cfg: LaunchConfig, record: dict) -> SweepOutcome:
     groups = check_space(space)
     storage, name = _split(path)
     cfg = dataclasses.replace(cfg, storage=storage, name=name)  # where it is now
+    check_recorded_data(record, download=cfg.download)
     with ray_session(cfg.address):
         check_resources(cfg)
         say(f"sweep {name} was stopped before its first trial started: starting it now")
@@ -231,7 +241,8 @@ def resume(path: str) -> SweepOutcome:
     now (it may have been moved since launch). Tune restores its state by unpickling the
     experiment's ``tuner.pkl`` and searcher files: resume only experiments that you or your
     cluster wrote. Damaged state is a one-line error, a sweep whose trials all finished is left
-    alone (Ray is not started), and one stopped before its first trial is started afresh.
+    alone (Ray is not started), and one stopped before its first trial is started afresh. The data
+    set is checked (or, after a ``--download`` launch, fetched) before Ray starts.
     """
     from ray import tune
 
@@ -246,6 +257,7 @@ def resume(path: str) -> SweepOutcome:
     if len(state.statuses) >= cfg.num_samples and all(s == FINISHED for s in state.statuses.values()):
         counts = {FINISHED: len(state.statuses)}
         return SweepOutcome(path, True, counts, cfg.num_samples, nothing_to_do=True)
+    check_recorded_data(record, download=cfg.download)
     with ray_session(cfg.address):
         check_resources(cfg)
         say(f"resuming sweep {cfg.name} at {path}")

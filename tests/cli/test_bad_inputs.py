@@ -59,6 +59,10 @@ def inputs(tmp_path_factory) -> Path:
     (root / "scratch.yaml").write_text(yaml.safe_dump(SCRATCH_SPACE))
     (root / "dense_wrong.pt").write_bytes(b"")
     torch.save({"a": torch.zeros(1)}, root / "dense_wrong.pt")
+    # a data set whose files are not there: launch and resume refuse it before any folder or Ray
+    cifar = {**SCRATCH_SPACE, "dataset": "cifar10", "methods": {"factorized": {}}}  # a space that passes otherwise
+    (root / "cifar.yaml").write_text(yaml.safe_dump(cifar))
+    (root / "cifar_rooted.yaml").write_text(yaml.safe_dump({**cifar, "data_root": str(root / "empty")}))
     for name, change in {
         "rec_yaml": lambda exp: (exp / schema.SWEEP_FILE).write_text("launch: [unclosed\n"),
         "rec_binary": lambda exp: (exp / schema.SWEEP_FILE).write_bytes(bytes(range(256))),
@@ -71,6 +75,8 @@ def inputs(tmp_path_factory) -> Path:
         "no_state": lambda exp: [p.unlink() for p in exp.glob("experiment_state-*.json")],
         "no_tuner": lambda exp: (exp / "tuner.pkl").unlink(),
         "result_binary": lambda exp: (exp / "trial_a" / "result.json").write_bytes(bytes(range(256))),
+        "cifar_missing": lambda exp: _record(exp, lambda d: (d["launch"].update(num_samples=3), d["space"].update(
+            dataset="cifar10", data_root=str(root / "empty")))),
     }.items():
         shutil.copytree(root / "exp", root / name)
         change(root / name)
@@ -187,13 +193,33 @@ CASES = [
     ("resume-record-no-space", ["resume", "{in}/rec_nospace"], "launch.space must name the space"),
     ("resume-state-cut", ["resume", "{in}/state_cut"], "is damaged"),
     ("resume-unstarted-bad-space", ["resume", "{in}/no_state"], "missing required key 'methods'"),
+    ("launch-cifar-no-root", ["launch", "--space", "{in}/cifar.yaml"], "cifar10 needs a data root containing "
+                                                                        "cifar-10-batches-py/; pass --data-root"),
+    ("launch-cifar-empty-root", ["launch", "--space", "{in}/cifar.yaml", "--data-root", "{in}/empty"],
+     "cifar10 files not found: expected {in}/empty/cifar-10-batches-py/data_batch_1 (and 6 more); pass --download"),
+    ("launch-cifar-space-root", ["launch", "--space", "{in}/cifar_rooted.yaml"],
+     "cifar10 files not found: expected {in}/empty/cifar-10-batches-py/data_batch_1"),
+    ("launch-shipped-cifar-space", ["launch", "--space", "resnet20_cifar10", "--data-root", "{in}/missing"],
+     "cifar10 files not found: expected {in}/missing/cifar-10-batches-py/"),
+    ("launch-download-no-root", ["launch", "--space", "{in}/cifar.yaml", "--download"], "cifar10 needs a data root"),
+    ("launch-download-imagefolder", ["launch", "--space", "resnet18_imagenet", "--download", "--data-root",
+                                     "{in}/empty"], "imagefolder cannot be downloaded"),
+    ("launch-imagefolder-empty-root", ["launch", "--space", "resnet18_imagenet", "--data-root", "{in}/empty"],
+     "imagefolder: expected folder {in}/empty/train/<class>/*"),
+    ("launch-data-root-uri", ["launch", "--space", "{in}/cifar.yaml", "--data-root", "s3://bucket/cifar"],
+     "--data-root must be a local folder"),
+    ("launch-data-root-blank", ["launch", "--space", "{in}/cifar.yaml", "--data-root", " "],
+     "--data-root must name a folder, got ' '"),
     ("resume-state-no-tuner", ["resume", "{in}/no_tuner"], "holds no Tune experiment state"),
+    ("resume-data-missing", ["resume", "{in}/cifar_missing"], "cifar10 files not found: expected {in}/empty/"),
     # status
     ("status-missing", ["status", "{in}/missing"], "does not exist"),
     ("status-file", ["status", "{in}/afile"], "is a file"),
     ("status-empty", ["status", "{in}/empty"], "is not a Ray Tune experiment"),
     ("status-top-negative", ["status", "{in}/exp", "--top", "-1"], "--top must be >= 0"),
     ("status-top-text", ["status", "{in}/exp", "--top", "x"], "invalid int value"),
+    ("status-json-missing", ["status", "{in}/missing", "--json"], "does not exist"),
+    ("status-json-top-negative", ["status", "{in}/exp", "--json", "--top", "-1"], "--top must be >= 0"),
     # export
     ("export-missing", ["export", "{in}/missing", "--out", "{work}/b.yaml"], "does not exist"),
     ("export-not-experiment", ["export", "{in}/empty", "--out", "{work}/b.yaml"], "is not a Ray Tune experiment"),
@@ -262,6 +288,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(inputs, tmp_path, monke
     monkeypatch.setenv("TMPDIR", str(scratch))
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     argv = [a.replace("{in}", str(inputs)).replace("{work}", str(work)) for a in argv]
+    expected = expected.replace("{in}", str(inputs)).replace("{work}", str(work))
     before = _listing(work, scratch, inputs)
     try:
         code = main(argv)
