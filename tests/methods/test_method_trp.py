@@ -240,7 +240,9 @@ def test_fresh_subgradient_uses_the_current_weights() -> None:
 def test_full_rank_subgradient_equals_autograd_of_nuclear_norm(scheme: str) -> None:
     lam = 0.05
     model = tiny_model()
-    method = TRP({"nuclear_weight": lam}, ranks="ratio:1.0", scheme=scheme)
+    # full rank costs more than dense: forced, or the plan keeps the layers dense
+    full = {n: {"rank": "ratio:1.0", "scheme": layer_scheme(model, n, scheme)} for n in PLANNED}
+    method = TRP({"nuclear_weight": lam}, ranks={"force": True, "layers": full}, scheme=scheme)
     trainer = fake_trainer(model)
     method.on_train_start(trainer)
     method.before_forward(trainer)  # full-rank projection: W is (numerically) unchanged
