@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from rank_search.schema import ALLOCATION_KEY, METHOD_KEY, RANK_PREFIX, SPACE_PREFIX, TARGET_KEY
+from rank_search.schema import ALLOCATION_KEY, LATENCY_BATCH_SIZE_KEY, METHOD_KEY, RANK_PREFIX, SPACE_PREFIX, TARGET_KEY
 
 from ._space import SearchSpace
 
@@ -64,6 +64,7 @@ class SpaceSampler:
             SPACE_PREFIX + "grouping": s.grouping,
             SPACE_PREFIX + "data_root": s.data_root,
             SPACE_PREFIX + "rank_mode": s.rank_mode,
+            LATENCY_BATCH_SIZE_KEY: s.latency_batch_size,
             **({SPACE_PREFIX + "proxy": s.proxy} if s.rank_mode == "sensitivity" else {}),
             **self.constants,
         })

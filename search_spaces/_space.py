@@ -9,6 +9,7 @@ A space file::
     epochs: 3
     seed: 0                         # optional, training seed of every trial
     data_root: null                 # optional
+    latency_batch_size: 1           # optional, the batch each trial's latency is measured at
     methods:                        # methods to consider and their knob ranges
       trp:
         scheme: [channel, spatial]  # list -> categorical
@@ -46,12 +47,13 @@ from typing import Any, Mapping
 import yaml
 
 from rank_search.errors import RankSearchError
-from rank_search.schema import ALLOCATIONS, GROUPINGS, PROFILE_PROXIES
+from rank_search.schema import ALLOCATIONS, DEFAULT_LATENCY_BATCH_SIZE, GROUPINGS, PROFILE_PROXIES
 
 RANK_MODES = ("per_group", "sensitivity")
 RANKS_KEYS = {"per_group": ("allocation", "grouping", "ratio"),
               "sensitivity": ("allocation", "target", "proxy", "allocations")}
-SPACE_KEYS = ("name", "description", "model", "dataset", "epochs", "seed", "data_root", "methods", "train", "ranks")
+SPACE_KEYS = ("name", "description", "model", "dataset", "epochs", "seed", "data_root", "latency_batch_size", "methods",
+              "train", "ranks")
 
 
 class SpaceError(RankSearchError):
@@ -153,10 +155,14 @@ class SearchSpace:
     seed: int = 0
     data_root: str | None = None
     description: str = ""
+    latency_batch_size: int = DEFAULT_LATENCY_BATCH_SIZE  # the deployment's batch, not train.batch_size
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             raise SpaceError(f"space {self.name!r}: epochs must be an integer >= 1, got {self.epochs!r}")
+        b = self.latency_batch_size
+        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+            raise SpaceError(f"space {self.name!r}: latency_batch_size must be an integer >= 1, got {b!r}")
         if not self.methods:
             raise SpaceError(f"space {self.name!r}: 'methods' must name at least one method")
         if self.rank_mode not in RANK_MODES:
@@ -210,6 +216,7 @@ class SearchSpace:
         return {
             "name": self.name, "description": self.description, "model": self.model, "dataset": self.dataset,
             "epochs": self.epochs, "seed": self.seed, "data_root": self.data_root,
+            "latency_batch_size": self.latency_batch_size,
             "methods": {m: {k: d.to_plain() for k, d in knobs.items()} for m, knobs in self.methods.items()},
             "train": {k: d.to_plain() for k, d in self.train.items()},
             "ranks": self.ranks_plain(),
@@ -265,6 +272,7 @@ def space_from_mapping(data: Any, *, name: str = "space") -> SearchSpace:
         name=name, model=str(data["model"]), dataset=str(data["dataset"]), epochs=data["epochs"],
         methods=methods, train=train, grouping=str(ranks.get("grouping", "uniform")),
         seed=int(data.get("seed", 0)), data_root=data.get("data_root"),
+        latency_batch_size=data.get("latency_batch_size", DEFAULT_LATENCY_BATCH_SIZE),
         description=str(data.get("description", "")), **kwargs,
     )
 
