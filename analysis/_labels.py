@@ -8,7 +8,7 @@ from typing import Sequence
 from rank_search import schema
 
 FRACTION_METRICS = frozenset({schema.VAL_ACCURACY, schema.TEST_ACCURACY, "best/" + schema.VAL_ACCURACY})
-RATIO_METRICS = frozenset({schema.MACS_COMPRESSION, schema.PARAMS_COMPRESSION})
+RATIO_METRICS = frozenset({schema.MACS_COMPRESSION, schema.PARAMS_COMPRESSION, schema.LATENCY_SPEEDUP})
 
 _LABELS = {
     schema.VAL_ACCURACY: "validation accuracy (%)",
@@ -23,6 +23,9 @@ _LABELS = {
     schema.VAL_LOSS: "validation loss (cross-entropy)",
     schema.TRAIN_LOSS: "training loss (cross-entropy)",
     schema.WALL_SECONDS: "wall time (s)",
+    schema.LATENCY_SPEEDUP: "measured speed-up (×, dense / compact latency)",
+    schema.LATENCY_MS: "compact model latency (ms per batch)",
+    schema.DENSE_LATENCY_MS: "dense model latency (ms per batch)",
 }
 
 _SHORT = {
@@ -38,6 +41,9 @@ _SHORT = {
     schema.VAL_LOSS: "val. loss",
     schema.TRAIN_LOSS: "train loss",
     schema.WALL_SECONDS: "wall time",
+    schema.LATENCY_SPEEDUP: "speed-up",
+    schema.LATENCY_MS: "latency",
+    schema.DENSE_LATENCY_MS: "dense latency",
 }
 
 # the unit of a metric's raw value (accuracies are stored as fractions, shown as percent)
@@ -54,6 +60,9 @@ _UNITS = {
     schema.VAL_LOSS: "nats",
     schema.TRAIN_LOSS: "nats",
     schema.WALL_SECONDS: "s",
+    schema.LATENCY_SPEEDUP: "×",
+    schema.LATENCY_MS: "ms",
+    schema.DENSE_LATENCY_MS: "ms",
 }
 
 

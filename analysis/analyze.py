@@ -30,7 +30,7 @@ from .summary import front, table
 
 DEFAULT_OBJECTIVES = schema.DEFAULT_OBJECTIVES
 SHOWN = (schema.VAL_ACCURACY, schema.TEST_ACCURACY, schema.MACS_COMPRESSION, schema.PARAMS_COMPRESSION,
-         schema.COMPACT_MACS, schema.COMPACT_PARAMS)
+         schema.LATENCY_SPEEDUP, schema.COMPACT_MACS, schema.COMPACT_PARAMS)
 TRIALS_FILE, PARETO_FILE, QUALITY_FILE, REPORT_FILE = "trials.csv", "pareto.csv", "quality.csv", "report.html"
 
 

@@ -25,7 +25,7 @@ from .pareto import as_matrix, nondominated
 
 # Natural "worst useful" values: a model at zero accuracy, or no smaller than the dense one.
 ZERO_IS_WORST = (schema.VAL_ACCURACY, schema.TEST_ACCURACY)
-DENSE_IS_WORST_RATIO = (schema.MACS_COMPRESSION, schema.PARAMS_COMPRESSION)
+DENSE_IS_WORST_RATIO = (schema.MACS_COMPRESSION, schema.PARAMS_COMPRESSION, schema.LATENCY_SPEEDUP)
 DENSE_COUNT = {schema.COMPACT_MACS: schema.DENSE_MACS, schema.COMPACT_PARAMS: schema.DENSE_PARAMS}
 NADIR_MARGIN = 0.1
 
