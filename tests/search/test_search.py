@@ -232,7 +232,7 @@ def test_nsga2_generation_fits_the_budget(num_samples: int, population: int) -> 
 
     from rank_search.search.tune_setup import make_searcher
 
-    cfg = LaunchConfig(space="x", num_samples=num_samples)
+    cfg = LaunchConfig(space="x", num_samples=num_samples, searcher="nsga2")
     search = make_searcher(cfg, SpaceSampler(space_from_mapping(TINY_SPACE, name="t"), ["a"]))
     sampler = search._ot_study.sampler
     assert sampler._population_size == population
