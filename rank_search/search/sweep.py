@@ -86,6 +86,9 @@ def preflight(cfg: LaunchConfig) -> Preflight:
     if cfg.data_root is not None:  # absolute: trials run in other folders, resume from anywhere
         cfg = dataclasses.replace(cfg, data_root=os.path.abspath(os.path.expanduser(cfg.data_root)))
         space = dataclasses.replace(space, data_root=cfg.data_root)
+    elif space.data_root and not is_uri(space.data_root) and not os.path.isabs(space.data_root):
+        # a relative data_root in the space file means the launching folder, as --data-root does
+        space = dataclasses.replace(space, data_root=os.path.abspath(os.path.expanduser(space.data_root)))
     groups = check_space(space)
     # the files are there (or can be fetched there), rather than every trial failing to find them
     check_data(space.dataset, data_root=space.data_root, download=cfg.download)

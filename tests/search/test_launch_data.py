@@ -74,6 +74,9 @@ def test_preflight_gives_every_trial_the_absolute_root(tmp_path, monkeypatch) ->
     assert pre.cfg.data_root == pre.space.data_root == str(tmp_path / "data")  # found from any folder
     assert pre.space.to_plain()["data_root"] == str(tmp_path / "data")  # the space as run, in the record
     assert not Path(storage).exists() and not (tmp_path / "data").exists()
+    # a relative data_root in the space file is the launching folder's too (trials run elsewhere)
+    relative = _space(tmp_path, {**CIFAR_SPACE, "dataset": "synthetic", "data_root": "rel/d"}, "rel.yaml")
+    assert preflight(LaunchConfig(space=relative, storage=storage, name="b")).space.data_root == str(tmp_path / "rel/d")
 
 
 def test_preflight_finds_the_files_or_refuses_in_one_line(tmp_path) -> None:
