@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from .evaluate import evaluate_file
 from .export import Deployment, deploy, sidecar_path
+from .fast import LayerChoice, Prepared, exact_forms, prepare_for_inference
 from .fold import fold_batchnorm, foldable_pairs
 from .metadata import input_normalization
 from .runtime import KINDS, OpenedModel, detect_kind, open_model
 
-__all__ = ["KINDS", "Deployment", "OpenedModel", "deploy", "detect_kind", "evaluate_file", "fold_batchnorm",
-           "foldable_pairs", "input_normalization", "open_model", "sidecar_path"]
+__all__ = ["KINDS", "Deployment", "LayerChoice", "OpenedModel", "Prepared", "deploy", "detect_kind", "evaluate_file",
+           "exact_forms", "fold_batchnorm", "foldable_pairs", "input_normalization", "open_model",
+           "prepare_for_inference", "sidecar_path"]

@@ -21,12 +21,13 @@ import yaml
 
 from .. import schema
 from ..errors import RankSearchError
-from .fold import fold_batchnorm
+from .fast import prepare_for_inference
 from .metadata import deploy_metadata, flat_props
 from .runtime import open_model
 
 PARITY_BATCHES = (8, 1)  # two sizes: the batch dimension must really be dynamic
 EXAMPLE_BATCH = 2  # torch.export specialises a dimension of size 0 or 1
+MEASURE_BATCH = 16  # our choice: a batch at which to time each layer's exact forms (benchmarks/compact_speed.py)
 
 
 @dataclass(frozen=True)
@@ -108,12 +109,16 @@ def _atomic_text(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def deploy(source: str, *, fmt: str, out: str, source_label: str | None = None) -> Deployment:
+def deploy(source: str, *, fmt: str, out: str, source_label: str | None = None,
+           measure_batch: int | None = None) -> Deployment:
     """Export the compact model of the ``compact.pt`` at ``source`` to ``out`` (and its side-car).
 
     Args:
         fmt: ``onnx`` or ``torch-export`` (``schema.DEPLOY_FORMATS``).
         source_label: how the metadata names the source (default: ``source``).
+        measure_batch: time each factorized layer's exact forms at this batch size (e.g.
+            ``MEASURE_BATCH``) and keep the fastest, which may be a merged form with more MACs
+            than the compact model; None (default) keeps the compact model's MACs.
 
     Raises:
         RankSearchError: a bad format or folder, a model torch.export cannot capture, or an
@@ -134,9 +139,12 @@ def deploy(source: str, *, fmt: str, out: str, source_label: str | None = None) 
     compact = compact_from_checkpoint(checkpoint, path=source)
     shape = (checkpoint["in_channels"], checkpoint["image_size"], checkpoint["image_size"])
     example = torch.randn((EXAMPLE_BATCH, *shape), generator=torch.Generator().manual_seed(0))
-    folded, pairs = fold_batchnorm(compact, example)
-    program = export_program(folded, example)
+    # BatchNorm folded, channels_last weights, each factorized layer in its chosen exact form
+    prepared = prepare_for_inference(compact, example, measure_batch=measure_batch)
+    pairs = prepared.folded
+    program = export_program(prepared.module, example)
     metadata = deploy_metadata(checkpoint, fmt=fmt, folded=pairs, source=source_label or source)
+    metadata["inference_forms"] = prepared.forms()
     # the runtimes want their own suffix (torch.export.load warns on any other)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.partial-", dir=folder,
                                suffix=".onnx" if fmt == "onnx" else ".pt2")
