@@ -13,8 +13,10 @@ Two variants of the same measurement:
 * ``before``: what the code gave before issue 9's fixes: eager = the compact model as
   ``compress`` builds it (BatchNorm kept) against the dense model as built; ONNX = both
   BatchNorm-folded (``fold_batchnorm``, what ``deploy`` did) and exported.
-* ``after``: both models through ``rank_search.deploy.prepare_for_inference`` (what ``deploy``
-  and ``evaluate`` now apply), eager and exported.
+* ``after``: both models through ``rank_search.deploy.prepare_for_inference`` with
+  ``measure_batch=MEASURE_BATCH`` (BatchNorm folded, channels_last, each factorized layer in its
+  fastest exact form as timed; ``deploy(..., measure_batch=16)``), eager and exported. The default
+  ``deploy`` does the same without the timing (a layer is merged only where that saves MACs).
 
     .venv/bin/python benchmarks/compact_speed.py --variant before --storage runs/compact_speed
     .venv/bin/python benchmarks/compact_speed.py --variant after --storage runs/compact_speed
@@ -200,7 +202,8 @@ def report(storage: Path) -> str:
         "Random weights (speed does not depend on training); uniform rank ratio per scheme by bisection on the "
         "exact compact MACs. `before`: eager = compact model as `compress` builds it vs the dense model "
         "(BatchNorm kept in both), ONNX = both BatchNorm-folded and exported (the old `deploy`). `after`: both "
-        "through `prepare_for_inference` (what `deploy` now applies). Share = speed-up / MACs compression.", "",
+        "through `prepare_for_inference(measure_batch=16)`: BatchNorm folded, channels_last weights, each "
+        "factorized layer in the fastest of its exact forms timed at batch 16 (`deploy(..., measure_batch=16)`). Share = speed-up / MACs compression.", "",
         "| model | scheme | target | batch | MACs x | eager speed-up before / after | eager share before / after "
         "| ORT speed-up before / after | ORT share before / after |",
         "|---|---|---|---|---|---|---|---|---|",
