@@ -33,6 +33,10 @@ def add_parser(sub) -> None:
                    help="for an experiment: only trials with val_accuracy >= A (default: no bound)")
     p.add_argument("--max-macs", type=float, metavar="M",
                    help="for an experiment: only trials whose compact model has <= M MACs (default: no bound)")
+    p.add_argument("--measure-batch", type=int, metavar="N",
+                   help="time each factorized layer's exact forms (itself, merged, dense) at batch N on this "
+                        "machine and keep the fastest, which may cost more MACs (default: keep the compact "
+                        "model's MACs, merging only where that saves MACs)")
     p.set_defaults(func=run)
 
 
@@ -62,13 +66,15 @@ def compact_of(source: str, *, pick: str, min_accuracy: float | None, max_macs: 
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.measure_batch is not None and args.measure_batch < 1:
+        raise RankSearchError(f"--measure-batch must be an integer >= 1, got {args.measure_batch}")
     folder = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(folder):
         raise RankSearchError(f"folder of --out {args.out!r} does not exist: {folder}")
     from ..deploy import deploy
 
     with compact_of(args.source, pick=args.pick, min_accuracy=args.min_accuracy, max_macs=args.max_macs) as (path, label):
-        result = deploy(path, fmt=args.fmt, out=args.out, source_label=label)
+        result = deploy(path, fmt=args.fmt, out=args.out, source_label=label, measure_batch=args.measure_batch)
     norm = result.metadata["input"]
     print(f"deployed {label} as {args.fmt}: {args.out} (+ {os.path.basename(result.sidecar)})")
     print(f"  BatchNorm folded: {len(result.folded)} layer(s); batch dimension dynamic; "

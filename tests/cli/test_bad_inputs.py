@@ -241,6 +241,8 @@ CASES = [
     ("analyze-no-out", ["analyze", "{in}/exp"], "required: --out"),
     # deploy
     ("deploy-format", ["deploy", "{in}/compact.pt", "--format", "nope", "--out", "{work}/m.onnx"], "--format"),
+    ("deploy-measure-batch-0", ["deploy", "{in}/compact.pt", "--format", "onnx", "--out", "{work}/m.onnx",
+                                "--measure-batch", "0"], "--measure-batch must be an integer >= 1"),
     ("deploy-source-missing", ["deploy", "{in}/missing.pt", "--format", "onnx", "--out", "{work}/m.onnx"],
      "neither a compact.pt file nor an experiment folder"),
     ("deploy-garbage", ["deploy", "{in}/garbage.pt", "--format", "onnx", "--out", "{work}/m.onnx"],

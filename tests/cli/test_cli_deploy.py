@@ -88,3 +88,15 @@ def test_errors_are_one_line_and_exit_2(run_dir, tmp_path, capsys) -> None:
         assert stderr.startswith(f"rank-search {argv[0]}: error: ") and message in stderr, (argv, stderr)
         assert stderr.count("\n") == 1, stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "notes.txt"]  # nothing half-written
+
+
+def test_deploy_measure_batch_times_the_forms_and_keeps_the_accuracy(run_dir, tmp_path, capsys) -> None:
+    compact = run_dir / schema.COMPACT_WEIGHTS_FILE
+    out = tmp_path / "timed.onnx"
+    code, _, _ = _run(capsys, "deploy", str(compact), "--format", "onnx", "--out", str(out), "--measure-batch", "2")
+    assert code == 0
+    side = yaml.safe_load(Path(f"{out}.yaml").read_text())
+    assert side["parity_max_abs_diff"] <= 1e-4 and side["inference_forms"]  # a form chosen per factorized layer
+    code, stdout, _ = _run(capsys, "evaluate", str(out), "--dataset", "synthetic", "--json", "--repeats", "2")
+    metrics = json.loads((run_dir / schema.METRICS_FILE).read_text())
+    assert code == 0 and json.loads(stdout)[schema.TEST_ACCURACY] == metrics[schema.TEST_ACCURACY]
