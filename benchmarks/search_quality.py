@@ -56,6 +56,9 @@ def arms(base: dict, trials: int, random_trials: int) -> dict[str, tuple[dict, l
         "default-scratch": ({**base, "methods": scratch}, []),
         "random-per-layer": ({**base, "methods": scratch, "ranks": per_layer}, ["--searcher", "random",
                                                                                 "--warm-start", "0"]),
+        # the same random per-layer search with the space's methods as given (from the dense reference):
+        # what the search adds when both start from the same trained weights
+        "random-per-layer-dense": ({**base, "ranks": per_layer}, ["--searcher", "random", "--warm-start", "0"]),
         "uniform-grid": ({**base, "ranks": {**budget, "allocations": ["uniform"]}}, ["--warm-start", str(trials)]),
     }
     for proxy in ("energy", "bn", "finetune"):
@@ -150,6 +153,26 @@ def best_at(path: str, level: float, metric: str, pick: str | None = None) -> fl
     return float(t.sort_values([pick, "macs_compression"], ascending=False)[metric].iloc[0])
 
 
+def train_dense(storage: str, tag: str, space, seed: int, epochs: int, run: bool = True) -> dict | None:
+    """Train (or find) the dense reference of ``seed`` once with `rank-search train` (the space's model,
+    data and train settings at their midpoints, 1 thread): every arm of that seed gets it by ``--dense``."""
+    out = os.path.join(storage, f"{tag}-dense-e{epochs}-s{seed}")
+    metrics = os.path.join(out, "metrics.json")
+    if not os.path.isfile(metrics):
+        if not run:
+            return None
+        sets = [f"train.{k}={d.midpoint()}" for k, d in space.train.items()] + ["train.threads=1"]
+        cmd = [sys.executable, "-m", "rank_search", "train", "--model", space.model, "--dataset", space.dataset,
+               "--method", "full", "--epochs", str(epochs), "--train-seed", str(seed), "--out", out, "--overwrite",
+               *[a for kv in sets for a in ("--set", kv)]]
+        print(f"training the dense reference of seed {seed} ({epochs} epochs)", file=sys.stderr, flush=True)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    with open(metrics, encoding="utf-8") as fh:
+        m = json.load(fh)
+    return {"weights": os.path.join(out, "compact.pt"), "val_accuracy": m["val_accuracy"],
+            "test_accuracy": m["test_accuracy"], "seconds": m["wall_seconds"]}
+
+
 def fmt(v: float, spec: str = ".4f") -> str:
     return "-" if v != v else format(v, spec)
 
@@ -163,6 +186,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--arms", help="comma-separated subset of arms to run")
     p.add_argument("--random-seeds", type=int, help="seeds of the long random sweeps (default --seeds)")
+    p.add_argument("--dense-epochs", type=int,
+                   help="train one dense reference per seed for this many epochs (rank-search train) and give it "
+                        "to every arm by --dense (default: each arm's space trains its own at --epochs)")
     p.add_argument("--storage", default="runs/search_quality3")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: report the finished sweeps under --storage (of a run still going on)")
@@ -170,7 +196,9 @@ def main() -> None:
     args = p.parse_args()
     storage = os.path.abspath(args.storage)
     os.makedirs(storage, exist_ok=True)
-    base = get_space(args.space).to_plain()
+    base_space = get_space(args.space)
+    base = base_space.to_plain()
+    tag = os.path.splitext(os.path.basename(args.space))[0]  # a space path names its sweeps by file name
     plan = arms(base, args.trials, args.random_trials)
     if args.arms:
         plan = {k: v for k, v in plan.items() if k in args.arms.split(",")}
@@ -179,20 +207,28 @@ def main() -> None:
     # arms first, seeds inside (a cut-short run still compares the arms that matter most): the
     # default, the uniform grid, today's random search at the same and at the large budget, then
     # each proxy's allocation alone
-    order = [a for a in ("default", "uniform-grid", "random-per-layer") if a in plan]
+    randoms = [a for a in ("random-per-layer", "random-per-layer-dense") if a in plan]
+    order = [a for a in ("default", "uniform-grid", *randoms) if a in plan]
     jobs = [(arm, seed, args.trials) for arm in order for seed in seeds]
-    if "random-per-layer" in plan and args.random_trials > args.trials:
-        jobs += [("random-per-layer-big", seed, args.random_trials) for seed in seeds[: args.random_seeds or len(seeds)]]
+    if args.random_trials > args.trials:
+        jobs += [(f"{arm}-big", seed, args.random_trials) for arm in randoms
+                 for seed in seeds[: args.random_seeds or len(seeds)]]
     # then the rest, the most telling first
     rest = ["default-1ep", "default-1ep-dense", "alloc-bn", "default-scratch", "alloc-finetune", "alloc-energy", "default-nsga2"]
     rest = [a for a in rest if a in plan] + [a for a in plan if a not in order and a not in rest]
     jobs += [(arm, seed, args.trials) for arm in rest for seed in seeds]
+    given: dict[int, dict] = {}
     for arm, seed, n in jobs:
-        space, flags = plan["random-per-layer" if arm == "random-per-layer-big" else arm]
-        if arm.startswith(("uniform-grid", "alloc-", "default-1ep-dense")) and ("default", seed) in runs:
+        space, flags = plan[arm.removesuffix("-big")]
+        if args.dense_epochs:
+            if seed not in given:
+                given[seed] = train_dense(storage, tag, base_space, seed, args.dense_epochs, run=not args.report_only)
+            if given[seed] is not None:
+                flags = [*flags, "--dense", given[seed]["weights"]]
+        elif arm.startswith(("uniform-grid", "alloc-", "default-1ep-dense")) and ("default", seed) in runs:
             # the same dense reference as the default arm of this seed (trained once)
             flags = [*flags, "--dense", os.path.join(runs[("default", seed)]["path"], "dense.pt")]
-        name = f"{args.space}-{arm.replace('-big', '')}-{n}-s{seed}"
+        name = f"{tag}-{arm.removesuffix('-big')}-{n}-s{seed}"
         if args.report_only:
             done = os.path.join(storage, name, "benchmark.json")
             if os.path.isfile(done):
@@ -212,6 +248,7 @@ def main() -> None:
         f"Command: `.venv/bin/python benchmarks/search_quality.py --space {args.space} --seeds {args.seeds} "
         f"--trials {args.trials} --random-trials {args.random_trials} --epochs {args.epochs}"
         + (f" --random-seeds {args.random_seeds}" if args.random_seeds else "")
+        + (f" --dense-epochs {args.dense_epochs}" if args.dense_epochs else "")
         + (f" --arms {args.arms}" if args.arms else "") + f" --storage {os.path.relpath(storage)}`. Every arm is a real "
         f"`rank-search launch` ({args.epochs} epochs per trial, 2 concurrent trials, seed k trains with seed k in "
         "every arm). Arms: **default** = the space as shipped (dense reference, sensitivity profile, searched "
@@ -220,9 +257,14 @@ def main() -> None:
         "**default-1ep-dense** = 1 epoch per trial from the default arm's dense reference (2 epochs, paid once); "
         "**default-nsga2** = the same searched by NSGA-II; **random-per-layer** = today's search before this change "
         "(per-layer ratios in [0.05, 0.6], random sampler, every method from scratch, no warm start), at "
-        f"{args.trials} and {args.random_trials} trials; **uniform-grid** = {args.trials} uniform-ratio trials at "
+        f"{args.trials} and {args.random_trials} trials; **random-per-layer-dense** = the same with the space's "
+        "methods as given (from the dense reference); **uniform-grid** = {args.trials} uniform-ratio trials at "
         "targets spread over the range (every method in turn), no search; **alloc-PROXY** = the same grid with the "
-        "profile allocation of that proxy, no search.",
+        "profile allocation of that proxy, no search."
+        + (f" Every arm of seed k starts from one dense reference trained for {args.dense_epochs} epochs with seed k "
+           "(`rank-search train --method full`, given by `--dense`; its cost is not in the arms' columns: "
+           + ", ".join(f"{given[s]['seconds'] / 60:.1f}" for s in seeds if given.get(s)) + " min per seed)."
+           if args.dense_epochs and given else ""),
         "",
         f"Log hypervolume: area in (log2 MACs compression, validation accuracy) above the dense reference's "
         f"validation accuracy minus {MARGIN * 100:.0f} pt (dense val accuracy per seed: "
@@ -257,15 +299,17 @@ def main() -> None:
         lines += ["", f"The default's own warm start (its first {n_warm} trials, enqueued) reaches a log hypervolume "
                       f"of {', '.join(fmt(v) for v in warm)} (median {fmt(statistics.median(warm))}); the searched "
                       f"trials after it add {', '.join(fmt(d, '+.4f') for d in diffs)} per seed."]
-    if "default" in hv and "random-per-layer-big" in hv:
+    for big in (f"{a}-big" for a in ("random-per-layer", "random-per-layer-dense")):
+        if "default" not in hv or big not in hv:
+            continue
         target = statistics.median(hv["default"])
         need = []
-        for s in seeds_of["random-per-layer-big"]:
-            path = runs[("random-per-layer-big", s)]["path"]
+        for s in seeds_of[big]:
+            path = runs[(big, s)]["path"]
             hit = next((k for k in range(1, args.random_trials + 1)
                         if log_hv(path, dense[s] - MARGIN, "val_accuracy", first=k) >= target), None)
             need.append(hit)
-        lines += ["", f"Trials random per-layer search needed to reach the default's median log hypervolume at "
+        lines += ["", f"Trials `{big.removesuffix('-big')}` needed to reach the default's median log hypervolume at "
                       f"{args.trials} trials ({fmt(target)}), per seed: "
                       f"{', '.join(str(n) if n else f'not within {args.random_trials}' for n in need)}."]
     tables = (
