@@ -84,8 +84,8 @@ def sweep(storage: str, name: str, space: dict, flags: list[str], seed: int, tri
     with open(space_file, "w", encoding="utf-8") as fh:
         yaml.safe_dump({**space, "seed": seed, "name": name}, fh, sort_keys=False)
     cmd = [sys.executable, "-m", "rank_search", "launch", "--space", space_file, "--num-samples", str(trials),
-           "--epochs", str(epochs), "--seed", str(seed), "--storage", storage, "--name", name,
-           "--max-concurrent", "2", *flags]
+           "--epochs", str(epochs), "--searcher-seed", str(seed), "--train-seed", str(seed), "--storage", storage,
+           "--name", name, "--max-concurrent", "2", *flags]
     print(f"running {name}", file=sys.stderr, flush=True)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
