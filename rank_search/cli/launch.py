@@ -85,6 +85,9 @@ def add_parser(sub) -> None:
                    help="retries of a crashed trial from its checkpoint")
     p.add_argument("--dense", metavar="CKPT", help="trained dense weights (a state_dict of the space's model) to use "
                                                    "as the dense reference (default: the sweep trains one)")
+    p.add_argument("--profile", metavar="DIR", help="a sensitivity profile measured on the --dense weights "
+                   "(`rank-search profile --dense CKPT --out DIR`, or an earlier sweep's folder): a budget-driven "
+                   "space allocates from it instead of measuring one (default: the sweep measures it)")
     p.add_argument("--min-compression", type=float, metavar="X",
                    help="lowest target MACs compression searched, in a budget-driven space (default: the space's)")
     p.add_argument("--max-compression", type=float, metavar="Y",
@@ -147,6 +150,7 @@ def run_launch(args: argparse.Namespace) -> int:
         storage=args.storage, name=args.name, seed=args.seed, train_seed=args.train_seed,
         data_root=args.data_root, download=args.download,
         objectives=parse_objectives(args.objectives), max_failures=args.max_failures, dense=args.dense,
+        profile=args.profile,
         min_compression=args.min_compression, max_compression=args.max_compression, warm_start=args.warm_start,
     )
     from ..search.sweep import launch

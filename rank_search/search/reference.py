@@ -137,6 +137,33 @@ def check_dense_weights(space, path: str) -> None:
                  what="--dense")
 
 
+def check_given_profile(space, folder: str) -> None:
+    """Pre-flight for ``--profile``: a budget-driven space, and a profile of its model and data set
+    with rows for every eligible layer in every scheme the space's methods use, under its proxy."""
+    from ..allocation import load_profile
+    from ..data import dataset_info
+    from ..models import create_model_for
+    from ..plan import eligible_layers, scheme_for
+
+    if space.rank_mode != "sensitivity":
+        raise RankSearchError(f"--profile is used by a budget-driven space only (ranks.allocation: sensitivity); "
+                              f"space {space.name!r} has {space.rank_mode!r} ranks")
+    profile = load_profile(folder)
+    for key in ("model", "dataset"):
+        have, want = profile.meta.get(key), getattr(space, key)
+        if have is not None and have != want:
+            raise RankSearchError(f"--profile {folder!r} was measured on {key} {have!r}, but space "
+                                  f"{space.name!r} uses {want!r}")
+    model = create_model_for(space.model, dataset_info(space.dataset, data_root=space.data_root))
+    schemes = sorted({s for m, knobs in space.methods.items() for s in _schemes(m, knobs)})
+    for name, layer in eligible_layers(model).items():
+        for scheme in schemes:
+            try:
+                profile.curve(name, scheme_for(layer, scheme), space.proxy)
+            except RankSearchError as exc:
+                raise RankSearchError(f"--profile {folder!r} does not fit space {space.name!r}: {exc}") from None
+
+
 def prepare_references(path: str, space, cfg: LaunchConfig) -> References:
     """The sweep's dense reference and profile: read from the experiment folder when there (a
     relaunch of the step), else computed once and written there."""
@@ -157,14 +184,15 @@ def prepare_references(path: str, space, cfg: LaunchConfig) -> References:
         with open(cfg.dense, "rb") as fh:
             given = fh.read()
     what = ("loading the given dense weights" if given else f"training the dense reference ({space.epochs} epochs)")
-    say(f"{what}{' and measuring the sensitivity profile' if profile_needed else ''} ...")
+    measure = profile_needed and not cfg.profile  # a given profile is copied, not measured
+    say(f"{what}{' and measuring the sensitivity profile' if measure else ''} ...")
     resources = {"num_cpus": cfg.cpus_per_trial, "num_gpus": cfg.gpus_per_trial}
     if cfg.resources:
         resources["resources"] = dict(cfg.resources)
     task = ray.remote(**resources)(_reference_task)
     start = time.perf_counter()
     try:
-        out = ray.get(task.remote(space.to_plain(), given, int(round(cfg.cpus_per_trial)), profile_needed))
+        out = ray.get(task.remote(space.to_plain(), given, int(round(cfg.cpus_per_trial)), measure))
     except ray.exceptions.RayTaskError as exc:
         cause = exc.cause if isinstance(getattr(exc, "cause", None), RankSearchError) else None
         if cause is not None:
@@ -181,12 +209,16 @@ def prepare_references(path: str, space, cfg: LaunchConfig) -> References:
         with loc.fs.open_output_stream(loc.join(schema.DENSE_WEIGHTS_FILE)) as fh:
             fh.write(out["weights"])
     record = {**out["record"], "seconds_total": time.perf_counter() - start}
-    loc.write_text(schema.DENSE_RECORD_FILE, yaml.safe_dump(record, sort_keys=False))
     if profile_needed:
-        from ..allocation import Profile, save_profile
+        from ..allocation import Profile, load_profile, save_profile
 
-        csv_text, meta = out["profile"]
-        save_profile(path, Profile.from_csv(csv_text, meta))
+        if measure:
+            csv_text, meta = out["profile"]
+            save_profile(path, Profile.from_csv(csv_text, meta))
+        else:  # the user's profile, copied into the experiment (resume and every trial read it there)
+            save_profile(path, load_profile(cfg.profile))
+            record["profile"] = f"given: {cfg.profile}"
+    loc.write_text(schema.DENSE_RECORD_FILE, yaml.safe_dump(record, sort_keys=False))
     say(f"dense reference: val_acc {record[schema.VAL_ACCURACY]:.4f} "
-        f"({record['seconds_total']:.1f}s{', profile included' if profile_needed else ''})")
+        f"({record['seconds_total']:.1f}s{', profile included' if measure else ', profile given' if profile_needed else ''})")
     return References(dense_uri, path if profile_needed else None)

@@ -35,6 +35,7 @@ class LaunchConfig:
     objectives: tuple[tuple[str, str], ...] = schema.DEFAULT_OBJECTIVES
     max_failures: int = 2
     dense: str | None = None  # the user's trained dense weights (a state_dict file)
+    profile: str | None = None  # a sensitivity profile measured on those weights (`rank-search profile --out`)
     data_root: str | None = None  # every trial's data folder (`--data-root`; None: the space's `data_root`)
     download: bool = False  # fetch the data set into it once, in the driver, before Ray starts
     min_compression: float | None = None  # narrow a budget-driven space's target range
@@ -62,6 +63,9 @@ class LaunchConfig:
             raise RankSearchError(f"--warm-start must be in [0, --num-samples={self.num_samples}], got {self.warm_start}")
         if self.dense is not None and not os.path.isfile(self.dense):
             raise RankSearchError(f"--dense {self.dense!r} does not exist")
+        if self.profile is not None and self.dense is None:
+            raise RankSearchError(f"--profile {self.profile!r} needs --dense: the dense weights it was measured on "
+                                  "(the sweep would otherwise train its own reference, which the profile did not see)")
         for flag, value in (("--min-compression", self.min_compression), ("--max-compression", self.max_compression)):
             if value is not None and not value >= 1:
                 raise RankSearchError(f"{flag} must be a MACs compression >= 1, got {value}")

@@ -30,7 +30,7 @@ from .ray_session import ray_session
 from .restore import FINISHED, eager_snapshots, moved_experiment, read_tune_state
 from .settings import LaunchConfig, check_storage, resolve_storage
 from .sweep_record import config_from_record, read_sweep_record, write_sweep_record
-from .reference import check_dense_weights, prepare_references
+from .reference import check_dense_weights, check_given_profile, prepare_references
 from .tune_setup import make_run_config, make_scheduler, make_searcher, make_trainable, study_storage, trial_dirname
 from .warm_start import warm_start_points
 
@@ -94,6 +94,10 @@ def preflight(cfg: LaunchConfig) -> Preflight:
     check_data(space.dataset, data_root=space.data_root, download=cfg.download)
     if cfg.dense:
         check_dense_weights(space, cfg.dense)
+    if cfg.profile:
+        check_given_profile(space, cfg.profile)
+        if not is_uri(cfg.profile):  # recorded absolute, as --data-root
+            cfg = dataclasses.replace(cfg, profile=os.path.abspath(os.path.expanduser(cfg.profile)))
     storage = resolve_storage(cfg)
     check_storage(storage)
     name = cfg.name or f"{space.name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"

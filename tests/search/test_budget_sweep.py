@@ -100,3 +100,25 @@ def test_exported_trial_from_the_dense_reference_retrains_identically(sweep, tmp
     metrics = json.loads((out / schema.METRICS_FILE).read_text())
     assert metrics[schema.VAL_ACCURACY] == exported["metrics"][schema.VAL_ACCURACY]
     assert len(epoch_history(path, posthoc["folder"])) == SPACE["epochs"]
+
+
+def test_a_given_profile_is_copied_not_measured(sweep, tmp_path) -> None:
+    """`launch --dense CKPT --profile DIR`: the profile of an earlier sweep (same weights) is used as
+    it is; the trials allocate from it and reach their targets."""
+    from rank_search.search import LaunchConfig
+    from rank_search.search.sweep import launch
+
+    path, space_file = sweep
+    out = launch(LaunchConfig(space=space_file, storage=str(tmp_path), name="given", num_samples=3, seed=4,
+                              dense=os.path.join(path, schema.DENSE_WEIGHTS_FILE), profile=path))
+    assert out.complete and out.counts == {"TERMINATED": 3}
+    for name in (schema.PROFILE_FILE, schema.PROFILE_META_FILE):
+        with open(os.path.join(path, name), "rb") as a, open(os.path.join(out.path, name), "rb") as b:
+            assert a.read() == b.read(), name
+    record = yaml.safe_load(open(os.path.join(out.path, schema.DENSE_RECORD_FILE)))
+    assert record["source"] == "given" and record["profile"] == f"given: {path}"
+    planned = load_experiment(out.path).trials
+    planned = planned[planned["config/method"] != "full"]
+    assert len(planned) >= 1
+    for _, row in planned.iterrows():
+        assert abs(row[schema.MACS_COMPRESSION] / row[schema.TARGET_MACS_COMPRESSION] - 1) <= 0.05
