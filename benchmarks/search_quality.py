@@ -188,7 +188,8 @@ def main() -> None:
     p.add_argument("--random-seeds", type=int, help="seeds of the long random sweeps (default --seeds)")
     p.add_argument("--dense-epochs", type=int,
                    help="train one dense reference per seed for this many epochs (rank-search train) and give it "
-                        "to every arm by --dense (default: each arm's space trains its own at --epochs)")
+                        "to every arm by --dense, with the default arm's profile by --profile (default: each arm's "
+                        "space trains its own reference at --epochs)")
     p.add_argument("--storage", default="runs/search_quality3")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: report the finished sweeps under --storage (of a run still going on)")
@@ -225,6 +226,9 @@ def main() -> None:
                 given[seed] = train_dense(storage, tag, base_space, seed, args.dense_epochs, run=not args.report_only)
             if given[seed] is not None:
                 flags = [*flags, "--dense", given[seed]["weights"]]
+                # the profile of those weights, measured once by the default arm of the seed
+                if arm != "default" and space["ranks"].get("allocation") == "sensitivity" and ("default", seed) in runs:
+                    flags = [*flags, "--profile", runs[("default", seed)]["path"]]
         elif arm.startswith(("uniform-grid", "alloc-", "default-1ep-dense")) and ("default", seed) in runs:
             # the same dense reference as the default arm of this seed (trained once)
             flags = [*flags, "--dense", os.path.join(runs[("default", seed)]["path"], "dense.pt")]
