@@ -27,7 +27,7 @@ DENSE_METHOD = "full"  # the method that trains the dense model
 METHOD_COLUMN = schema.CONFIG_COLUMN_PREFIX + schema.METHOD_KEY
 DENSE_SOURCE_KEY = "source"  # dense.yaml: how the reference was obtained (trained | given)
 DEFAULT_LEVELS = (2, 4, 8, 16, 32)
-DEFAULT_MARGIN = 0.05
+DEFAULT_MARGIN = schema.ACCURACY_MARGIN
 FLOOR_DECIMALS = 12
 
 

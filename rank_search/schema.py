@@ -75,6 +75,11 @@ GROUPS_KEY = "groups"
 # Objectives: ``METRIC:max|min`` pairs, comma-separated on the command line and in the sweep record.
 OBJECTIVE_MODES = ("max", "min")
 DEFAULT_OBJECTIVES = ((VAL_ACCURACY, "max"), (MACS_COMPRESSION, "max"))
+# Objectives that are ratios (compared in log space: 2x -> 4x is worth 8x -> 16x).
+RATIO_METRICS = (MACS_COMPRESSION, PARAMS_COMPRESSION, LATENCY_SPEEDUP)
+# How far below the dense reference's accuracy a trial still counts: the report's quality
+# measure (analysis.quality) and the refine searcher's parent floor use the same margin.
+ACCURACY_MARGIN = 0.05
 
 # Storage locations given as URIs (read and written through pyarrow filesystems).
 URI_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "hdfs://", "file://")

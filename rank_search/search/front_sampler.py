@@ -7,7 +7,13 @@ log space for a log-scaled one), a categorical one changes to another choice wit
 The parent is drawn with probability proportional to its exclusive hypervolume contribution
 (two objectives; plain uniform over the front with more), mixed half and half with a uniform
 draw, so the front's extremes and its sparse stretches are refined first, in the spirit of
-SMS-EMOA's hypervolume selection. With probability ``explore``, and while no trial has finished,
+SMS-EMOA's hypervolume selection. Two settings say which part of the front matters:
+``floors`` (objective index -> the least useful value, e.g. validation accuracy no more than
+5 pt below the dense reference's) keeps parents to the trials that reach every floor, whenever
+any does, so the search does not spend its trials refining compressed models nobody would
+deploy; ``log_objectives`` (indices of ratio objectives: compression, speed-up) measures those
+contributions in log space, where 2x -> 4x counts as much as 8x -> 16x (as the report's log
+hypervolume does). With probability ``explore``, and while no trial has finished,
 a trial is drawn from the priors instead. A child equal to a trial already asked is mutated
 again, then drawn from the priors (NSGA-II in a small generation re-runs identical
 configurations).
@@ -79,9 +85,12 @@ class FrontSampler(BaseSampler):
     RETRIES = 10
 
     def __init__(self, seed: int | None = None, *, step: float = 0.15, switch: float = 0.2,
-                 explore: float = 0.1) -> None:
+                 explore: float = 0.1, floors: dict[int, float] | None = None,
+                 log_objectives: Sequence[int] = ()) -> None:
         if not (0 < step and 0 <= switch <= 1 and 0 <= explore <= 1):
             raise ValueError(f"FrontSampler: need step > 0 and switch, explore in [0, 1], got {step}, {switch}, {explore}")
+        self.floors = {int(k): float(v) for k, v in (floors or {}).items()}
+        self.log_objectives = tuple(int(i) for i in log_objectives)
         self._rng = np.random.RandomState(seed)
         self._random = RandomSampler(seed=seed)
         self.step, self.switch, self.explore = step, switch, explore
@@ -109,11 +118,21 @@ class FrontSampler(BaseSampler):
         if not done or self._rng.rand() < self.explore:
             return None
         signs = np.array([1.0 if d == StudyDirection.MAXIMIZE else -1.0 for d in study.directions])
-        values = np.array([t.values for t in done], dtype=float) * signs
-        ok = np.all(np.isfinite(values), axis=1)
-        done, values = [t for t, k in zip(done, ok) if k], values[ok]
+        raw = np.array([t.values for t in done], dtype=float)
+        ok = np.all(np.isfinite(raw), axis=1)
+        done, raw = [t for t, k in zip(done, ok) if k], raw[ok]
+        # getattr: a searcher pickled by an older version (a resumed sweep) has neither
+        floors, logs = getattr(self, "floors", {}), getattr(self, "log_objectives", ())
+        if floors:
+            useful = np.all([raw[:, i] * signs[i] >= v * signs[i] for i, v in floors.items()], axis=0)
+            if useful.any():  # else every trial is below a floor: the whole front, as without floors
+                done, raw = [t for t, k in zip(done, useful) if k], raw[useful]
         if not done:
             return None
+        values = raw.copy()
+        for i in logs:
+            values[:, i] = np.log(np.maximum(values[:, i], 1e-12))
+        values = values * signs
         idx = front(values)
         pts = values[idx]
         weights = np.full(len(idx), 1.0 / len(idx))

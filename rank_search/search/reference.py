@@ -27,6 +27,7 @@ from .settings import LaunchConfig
 class References:
     dense: str | None  # path or URI of dense.pt
     profile: str | None  # folder (path or URI) holding the profile
+    accuracy: float | None = None  # the dense reference's validation accuracy
 
     def constants(self) -> dict[str, Any]:
         """The trial-config constants that point every trial at them."""
@@ -176,7 +177,7 @@ def prepare_references(path: str, space, cfg: LaunchConfig) -> References:
     have_profile = loc.is_file(schema.PROFILE_FILE) and loc.is_file(schema.PROFILE_META_FILE)
     if have_dense and (have_profile or not profile_needed):
         say("dense reference and profile found in the experiment folder: reused")
-        return References(dense_uri, path if profile_needed else None)
+        return References(dense_uri, path if profile_needed else None, _recorded_accuracy(loc))
     import ray
 
     given = None
@@ -221,4 +222,14 @@ def prepare_references(path: str, space, cfg: LaunchConfig) -> References:
     loc.write_text(schema.DENSE_RECORD_FILE, yaml.safe_dump(record, sort_keys=False))
     say(f"dense reference: val_acc {record[schema.VAL_ACCURACY]:.4f} "
         f"({record['seconds_total']:.1f}s{', profile included' if measure else ', profile given' if profile_needed else ''})")
-    return References(dense_uri, path if profile_needed else None)
+    return References(dense_uri, path if profile_needed else None, float(record[schema.VAL_ACCURACY]))
+
+
+def _recorded_accuracy(loc: Location) -> float | None:
+    """``dense.yaml``'s validation accuracy; None when it is missing or unreadable."""
+    try:
+        record = yaml.safe_load(loc.read_text(schema.DENSE_RECORD_FILE)) if loc.is_file(schema.DENSE_RECORD_FILE) else None
+    except (yaml.YAMLError, UnicodeDecodeError, OSError):
+        return None
+    value = record.get(schema.VAL_ACCURACY) if isinstance(record, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

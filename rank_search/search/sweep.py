@@ -189,7 +189,7 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
             say(f"warm start: the first {len(points)} trials are enqueued (every method, "
                 f"{'targets' if space.rank_mode == 'sensitivity' else 'uniform ratios'} over the range)")
         searcher = make_searcher(cfg, SpaceSampler(space, groups, refs.constants()), points=points,
-                                 storage=study_storage(path))
+                                 storage=study_storage(path), dense_accuracy=refs.accuracy)
         tuner = tune.Tuner(
             make_trainable(cfg),
             tune_config=tune.TuneConfig(

@@ -37,9 +37,20 @@ def study_storage(path: str):
     return JournalStorage(JournalFileBackend(os.path.join(path, schema.STUDY_FILE)))
 
 
-def make_searcher(cfg: LaunchConfig, sampler_fn: Callable, *, points: list[dict] | None = None, storage=None):
+def refine_settings(cfg: LaunchConfig, dense_accuracy: float | None) -> dict:
+    """The ``refine`` searcher's view of the objectives: ratio objectives in log space, and with a
+    dense reference, a parent floor on validation accuracy ``schema.ACCURACY_MARGIN`` below it."""
+    floors = {i: dense_accuracy - schema.ACCURACY_MARGIN for i, (m, mode) in enumerate(cfg.objectives)
+              if m == schema.VAL_ACCURACY and mode == "max" and dense_accuracy is not None}
+    logs = tuple(i for i, (m, mode) in enumerate(cfg.objectives) if m in schema.RATIO_METRICS and mode == "max")
+    return {"floors": floors, "log_objectives": logs}
+
+
+def make_searcher(cfg: LaunchConfig, sampler_fn: Callable, *, points: list[dict] | None = None, storage=None,
+                  dense_accuracy: float | None = None):
     """OptunaSearch over the space's define-by-run sampler; ``points`` are enqueued first (the
-    warm start) and ``storage`` keeps the study (see ``study_storage``)."""
+    warm start), ``storage`` keeps the study (see ``study_storage``), ``dense_accuracy`` (the
+    dense reference's validation accuracy) sets the ``refine`` searcher's floor."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -52,7 +63,7 @@ def make_searcher(cfg: LaunchConfig, sampler_fn: Callable, *, points: list[dict]
     elif cfg.searcher == "refine":
         from .front_sampler import FrontSampler
 
-        sampler = FrontSampler(seed=cfg.seed)
+        sampler = FrontSampler(seed=cfg.seed, **refine_settings(cfg, dense_accuracy))
     else:
         sampler = optuna.samplers.RandomSampler(seed=cfg.seed)
     metrics = [m for m, _ in cfg.objectives]

@@ -106,3 +106,61 @@ def test_three_objectives_and_one_objective_run():
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="step > 0"):
         FrontSampler(step=0.0)
+
+
+def test_parents_stay_above_the_floor_when_a_trial_reaches_it():
+    """With a floor on the first objective, every parent is a trial at or above it (once one
+    exists); the front's low-accuracy extreme, which would otherwise be drawn, never is."""
+    def objective(trial):
+        target = trial.suggest_float("target", 1.5, 20.0, log=True)
+        return (0.98 if target <= 4 else 0.98 - 0.1 * math.log(target)), target  # < 0.93 above 4x
+
+    for floors in ({0: 0.93}, {}):
+        sampler = FrontSampler(seed=1, floors=floors, log_objectives=(1,), explore=0.0)
+        study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
+        for t in (2.0, 20.0):
+            study.enqueue_trial({"target": t})
+        study.optimize(objective, n_trials=16)
+        parents = [study.trials[t.system_attrs[PARENT_KEY]] for t in study.trials[2:]]
+        low = [p for p in parents if p.values[0] < 0.93]
+        if floors:
+            assert parents and not low
+        else:
+            assert low  # without the floor the 20x extreme (far below it) is refined too
+
+
+def test_below_every_floor_the_whole_front_is_used_and_log_objectives_need_positive_values():
+    sampler = FrontSampler(seed=0, floors={0: 0.99}, log_objectives=(1,), explore=0.0)
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
+    study.enqueue_trial({"target": 2.0})
+    study.optimize(lambda t: (0.5, t.suggest_float("target", 1.5, 10.0, log=True)), n_trials=4)
+    assert all(t.system_attrs[PARENT_KEY] >= 0 for t in study.trials[1:])  # no trial meets 0.99: parents anyway
+
+
+def test_a_sampler_pickled_before_floors_existed_still_samples():
+    import pickle
+
+    sampler = FrontSampler(seed=0)
+    del sampler.floors, sampler.log_objectives  # the state an older version pickled
+    sampler = pickle.loads(pickle.dumps(sampler))
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
+    study.optimize(lambda t: (0.9, t.suggest_float("target", 1.5, 10.0, log=True)), n_trials=4)
+    assert len(study.trials) == 4
+
+
+def test_a_sweep_gives_refine_the_dense_floor_and_its_ratio_objectives_in_log():
+    from search_spaces import SpaceSampler, space_from_mapping
+
+    from rank_search.search import LaunchConfig
+    from rank_search.search.tune_setup import make_searcher, refine_settings
+
+    cfg = LaunchConfig(space="x", objectives=(("macs_compression", "max"), ("val_accuracy", "max"),
+                                              ("latency_ms", "min")))
+    assert refine_settings(cfg, 0.97) == {"floors": {1: pytest.approx(0.92)}, "log_objectives": (0,)}
+    assert refine_settings(cfg, None) == {"floors": {}, "log_objectives": (0,)}
+    space = space_from_mapping({"model": "lenet5", "dataset": "synthetic", "epochs": 1, "methods": {"posthoc": {}},
+                                "ranks": {"grouping": "uniform", "ratio": {"float": [0.1, 0.5]}}}, name="t")
+    search = make_searcher(LaunchConfig(space="x"), SpaceSampler(space, ["a"]), dense_accuracy=0.9)
+    sampler = search._ot_study.sampler  # the study OptunaSearch built (see check_directions)
+    assert isinstance(sampler, FrontSampler)
+    assert sampler.floors == {0: pytest.approx(0.85)} and sampler.log_objectives == (1,)
