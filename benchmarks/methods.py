@@ -313,7 +313,9 @@ def render(args, acc, times, lat) -> str:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, commit {git_commit()})",
         "",
         f"Command: `.venv/bin/python benchmarks/methods.py --epochs {args.epochs} --seeds {args.seeds}"
-        f" --targets {args.targets} --timing-repeats {args.timing_repeats} --parts {args.parts}`. "
+        f" --targets {args.targets} --timing-repeats {args.timing_repeats} --parts {args.parts}"
+        + (f" --methods {args.methods}" if args.methods != ",".join(METHOD_ORDER) else "")
+        + f" --storage {args.storage}`. "
         f"Model `{MODEL}` (4 eligible layers), "
         f"{args.epochs} epochs, batch 32, lr 0.02 cosine, 1 training thread, seeds {seeds}; "
         "uniform rank ratio per method found by bisection on the exact compact MACs; `posthoc` "
