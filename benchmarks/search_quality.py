@@ -262,7 +262,7 @@ def main() -> None:
         "**default-nsga2** = the same searched by NSGA-II; **random-per-layer** = today's search before this change "
         "(per-layer ratios in [0.05, 0.6], random sampler, every method from scratch, no warm start), at "
         f"{args.trials} and {args.random_trials} trials; **random-per-layer-dense** = the same with the space's "
-        "methods as given (from the dense reference); **uniform-grid** = {args.trials} uniform-ratio trials at "
+        f"methods as given (from the dense reference); **uniform-grid** = {args.trials} uniform-ratio trials at "
         "targets spread over the range (every method in turn), no search; **alloc-PROXY** = the same grid with the "
         "profile allocation of that proxy, no search."
         + (f" Every arm of seed k starts from one dense reference trained for {args.dense_epochs} epochs with seed k "
