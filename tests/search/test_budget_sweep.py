@@ -122,3 +122,24 @@ def test_a_given_profile_is_copied_not_measured(sweep, tmp_path) -> None:
     assert len(planned) >= 1
     for _, row in planned.iterrows():
         assert abs(row[schema.MACS_COMPRESSION] / row[schema.TARGET_MACS_COMPRESSION] - 1) <= 0.05
+
+
+@pytest.mark.parametrize("trials, methods, size", [(16, 2, 8), (16, 5, 8), (64, 2, 32), (4, 5, 4), (3, 1, 1)])
+def test_warm_start_is_half_the_budget_with_every_method(trials, methods, size) -> None:
+    from rank_search.search.warm_start import warm_start_size
+
+    assert warm_start_size(trials, methods) == size
+
+
+def test_two_methods_each_meet_four_targets_in_a_16_trial_warm_start() -> None:
+    from search_spaces import space_from_mapping
+
+    from rank_search.search.warm_start import warm_start_points
+
+    space = space_from_mapping({**SPACE, "methods": {"posthoc": {}, "factorized": {}},
+                                "ranks": {**SPACE["ranks"], "target": {"float": [2.0, 20.0], "log": True}}}, name="t")
+    points = warm_start_points(space, [], 16)
+    assert len(points) == 8
+    for method in ("posthoc", "factorized"):
+        targets = sorted(p[schema.TARGET_KEY] for p in points if p["method"] == method)
+        assert len(targets) == 4 and targets[0] < 3 and targets[-1] > 10  # low and high ones, not two
