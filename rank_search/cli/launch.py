@@ -93,8 +93,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-compression", type=float, metavar="Y",
                    help="highest target MACs compression searched, in a budget-driven space (default: the space's)")
     p.add_argument("--warm-start", type=int, metavar="N",
-                   help="trials enqueued before the sampler takes over (default: every method once, up to two "
-                        "per method, at most half the budget; 0 = none)")
+                   help="trials enqueued before the sampler takes over (default: half the budget, every method "
+                        "at least once; 0 = none)")
     p.set_defaults(func=run_launch)
 
     r = sub.add_parser("resume", help="finish an interrupted sweep (loads Ray's pickles: only your own experiments)",
