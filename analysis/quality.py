@@ -14,7 +14,6 @@ from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from rank_search import schema
 from rank_search.storage import Location
@@ -45,13 +44,9 @@ def _number(value) -> float | None:
 def _read_dense_record(path: str) -> dict:
     """``dense.yaml`` as a mapping; ``{}`` when it is missing, unreadable or not a mapping."""
     try:
-        loc = Location(path)
-        if not loc.is_file(schema.DENSE_RECORD_FILE):
-            return {}
-        data = yaml.safe_load(loc.read_text(schema.DENSE_RECORD_FILE))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return Location(path).read_mapping(schema.DENSE_RECORD_FILE)
+    except OSError:  # a URI whose file system cannot be opened
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _finished(trials: pd.DataFrame) -> pd.Series:

@@ -161,7 +161,9 @@ def train_dense(storage: str, tag: str, space, seed: int, epochs: int, run: bool
     if not os.path.isfile(metrics):
         if not run:
             return None
-        sets = [f"train.{k}={d.midpoint()}" for k, d in space.train.items()] + ["train.threads=1"]
+        from rank_search.search.reference import train_settings  # the settings a sweep's own reference uses
+
+        sets = [f"{k}={v}" for k, v in train_settings(space).items()] + ["train.threads=1"]
         cmd = [sys.executable, "-m", "rank_search", "train", "--model", space.model, "--dataset", space.dataset,
                "--method", "full", "--epochs", str(epochs), "--train-seed", str(seed), "--out", out, "--overwrite",
                *[a for kv in sets for a in ("--set", kv)]]

@@ -63,6 +63,19 @@ class Location:
         with self.fs.open_input_stream(self.join(rel)) as fh:
             return fh.read()
 
+    def read_mapping(self, rel: str) -> dict:
+        """The YAML mapping in ``rel`` (``yaml.safe_load``); ``{}`` when the file is missing,
+        unreadable or not a mapping: for record files a reader can do without."""
+        import yaml
+
+        try:
+            if not self.is_file(rel):
+                return {}
+            data = yaml.safe_load(self.read_text(rel))
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
     def is_file(self, rel: str) -> bool:
         if not self.uri:
             return os.path.isfile(self.join(rel))

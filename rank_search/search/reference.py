@@ -10,6 +10,7 @@ could run a trial (a GPU node for GPU trials).
 from __future__ import annotations
 
 import io
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -56,7 +57,7 @@ def needs_dense(space) -> bool:
     return False
 
 
-def _train_settings(space) -> dict[str, Any]:
+def train_settings(space) -> dict[str, Any]:
     """The space's train settings at one value each (fixed ones as given, ranges at their midpoint)."""
     return {f"train.{k}": d.midpoint() for k, d in space.train.items()}
 
@@ -80,7 +81,7 @@ def _reference_task(space_plain: dict, dense_bytes: bytes | None, threads: int, 
     start = time.perf_counter()
     if dense_bytes is None:
         spec = RunSpec(model=space.model, dataset=space.dataset, method="full", ranks=None, epochs=space.epochs,
-                       seed=space.seed, data_root=space.data_root, settings=_train_settings(space))
+                       seed=space.seed, data_root=space.data_root, settings=train_settings(space))
         result = train(spec)
         model, data = result.trainer.model, result.trainer.data
         out["record"] = {"source": "trained", "run": spec.to_dict(),
@@ -104,8 +105,7 @@ def _reference_task(space_plain: dict, dense_bytes: bytes | None, threads: int, 
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
     out["weights"] = buffer.getvalue()
     if profile:
-        schemes = sorted({s for m, knobs in space.methods.items() for s in _schemes(m, knobs)})
-        prof = measure_profile(model.cpu(), data, schemes=schemes, proxies=_proxies(space.proxy),
+        prof = measure_profile(model.cpu(), data, schemes=_space_schemes(space), proxies=_proxies(space.proxy),
                                meta={"model": space.model, "dataset": space.dataset})
         out["profile"] = (prof.to_csv(), dict(prof.meta))
     return out
@@ -114,6 +114,11 @@ def _reference_task(space_plain: dict, dense_bytes: bytes | None, threads: int, 
 def _proxies(proxy: str) -> tuple[str, ...]:
     """The profile columns a proxy needs (energy needs no evaluation at all)."""
     return ("energy",) if proxy == "energy" else (proxy, "energy")
+
+
+def _space_schemes(space) -> list[str]:
+    """Every scheme the space's planned methods can use (what the profile must cover)."""
+    return sorted({s for m, knobs in space.methods.items() for s in _schemes(m, knobs)})
 
 
 def _schemes(method: str, knobs) -> list[str]:
@@ -156,9 +161,8 @@ def check_given_profile(space, folder: str) -> None:
             raise RankSearchError(f"--profile {folder!r} was measured on {key} {have!r}, but space "
                                   f"{space.name!r} uses {want!r}")
     model = create_model_for(space.model, dataset_info(space.dataset, data_root=space.data_root))
-    schemes = sorted({s for m, knobs in space.methods.items() for s in _schemes(m, knobs)})
     for name, layer in eligible_layers(model).items():
-        for scheme in schemes:
+        for scheme in _space_schemes(space):
             try:
                 profile.curve(name, scheme_for(layer, scheme), space.proxy)
             except RankSearchError as exc:
@@ -226,10 +230,7 @@ def prepare_references(path: str, space, cfg: LaunchConfig) -> References:
 
 
 def _recorded_accuracy(loc: Location) -> float | None:
-    """``dense.yaml``'s validation accuracy; None when it is missing or unreadable."""
-    try:
-        record = yaml.safe_load(loc.read_text(schema.DENSE_RECORD_FILE)) if loc.is_file(schema.DENSE_RECORD_FILE) else None
-    except (yaml.YAMLError, UnicodeDecodeError, OSError):
-        return None
-    value = record.get(schema.VAL_ACCURACY) if isinstance(record, dict) else None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """``dense.yaml``'s validation accuracy; None when it is missing, unreadable or not a number."""
+    value = loc.read_mapping(schema.DENSE_RECORD_FILE).get(schema.VAL_ACCURACY)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
