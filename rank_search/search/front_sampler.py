@@ -18,6 +18,17 @@ a trial is drawn from the priors instead. A child equal to a trial already asked
 again, then drawn from the priors (NSGA-II in a small generation re-runs identical
 configurations).
 
+``fill`` (a parameter that sets an objective directly, the target MACs compression of a
+budget-driven space, with that objective's index and a spacing) makes every other searched
+trial fill the front's widest gap instead: over the whole front (no floor), the parameter's
+bounds, the trials running and the earlier fills, the widest stretch of that objective (in log
+space for a log-scaled parameter) wider than the spacing gets a child at its middle, copied from
+the front trial just below it (the more accurate neighbour). With the spacing of a uniform grid
+of the sweep's budget the front is then nowhere much sparser than such a grid: on resnet20
+(benchmarks/RESULTS.md) the floor alone kept every parent within 5 pt of dense and left 8-16x
+untried, where a uniform grid still found 65-86% models. A fill that lands below the front still
+counts as covering its target, so a gap is not asked twice.
+
 Why not NSGA-II or TPE for a budget-driven space: the warm start already spreads the target
 compression over the range with every method, and what is left to do is to move the good
 configurations along the front and improve them locally. A generation of four makes NSGA-II
@@ -38,6 +49,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 PARENT_KEY = "refine:parent"  # trial system attribute: number of the parent trial, -1 when drawn from the priors
+FILL_KEY = "refine:fill"  # trial system attribute: True for a child that fills the front's widest gap
 
 
 def front(values: np.ndarray) -> list[int]:
@@ -86,9 +98,12 @@ class FrontSampler(BaseSampler):
 
     def __init__(self, seed: int | None = None, *, step: float = 0.15, switch: float = 0.2,
                  explore: float = 0.1, floors: dict[int, float] | None = None,
-                 log_objectives: Sequence[int] = ()) -> None:
+                 log_objectives: Sequence[int] = (), fill: tuple[str, int, float] | None = None) -> None:
         if not (0 < step and 0 <= switch <= 1 and 0 <= explore <= 1):
             raise ValueError(f"FrontSampler: need step > 0 and switch, explore in [0, 1], got {step}, {switch}, {explore}")
+        if fill is not None and not (len(fill) == 3 and float(fill[2]) > 0):
+            raise ValueError(f"FrontSampler: fill must be (parameter, objective index, spacing > 0), got {fill!r}")
+        self.fill = None if fill is None else (str(fill[0]), int(fill[1]), float(fill[2]))
         self.floors = {int(k): float(v) for k, v in (floors or {}).items()}
         self.log_objectives = tuple(int(i) for i in log_objectives)
         self._rng = np.random.RandomState(seed)
@@ -108,10 +123,64 @@ class FrontSampler(BaseSampler):
 
     def before_trial(self, study, trial) -> None:
         # an enqueued (warm-start) trial samples what it does not fix from the priors
-        parent = None if "fixed_params" in trial.system_attrs else self._pick_parent(study)
-        self._children[trial.number] = None if parent is None else self._child(study, parent)
+        parent, child, filling = None, None, False
+        if "fixed_params" not in trial.system_attrs:
+            filled = self._fill_child(study) if self._fill_turn(study) else None
+            if filled is not None:
+                (parent, child), filling = filled, True
+            else:
+                parent = self._pick_parent(study)
+                child = None if parent is None else self._child(study, parent)
+        self._children[trial.number] = child
         # Optuna's own samplers record their lineage the same way (NSGA-II's parents)
         study._storage.set_trial_system_attr(trial._trial_id, PARENT_KEY, -1 if parent is None else parent.number)
+        if filling:
+            study._storage.set_trial_system_attr(trial._trial_id, FILL_KEY, True)
+
+    def _fill_turn(self, study) -> bool:
+        """Whether this searched trial fills a gap: every other one, the first searched one included."""
+        if getattr(self, "fill", None) is None:  # getattr: a sampler pickled before fills existed
+            return False
+        searched = [t for t in study.get_trials(deepcopy=False)
+                    if PARENT_KEY in t.system_attrs and "fixed_params" not in t.system_attrs]
+        fills = sum(1 for t in searched if t.system_attrs.get(FILL_KEY))
+        return fills <= len(searched) - fills
+
+    def _fill_child(self, study) -> tuple[FrozenTrial, dict[str, Any]] | None:
+        """(parent, child) for the front's widest gap in the fill parameter, or None when no gap is
+        wider than the spacing (or the child would repeat a trial)."""
+        name, j, spacing = self.fill
+        trials = study.get_trials(deepcopy=False)
+        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and name in t.params
+                and np.all(np.isfinite(t.values)) and t.values[j] > 0]
+        if not done:
+            return None
+        dist = done[0].distributions[name]
+        if not isinstance(dist, (FloatDistribution, IntDistribution)) or dist.low <= 0:
+            return None
+        to_axis = (lambda v: math.log(v)) if dist.log else float
+        signs = np.array([1.0 if d == StudyDirection.MAXIMIZE else -1.0 for d in study.directions])
+        values = np.array([t.values for t in done], dtype=float)
+        for i in getattr(self, "log_objectives", ()):
+            values[:, i] = np.log(np.maximum(values[:, i], 1e-12))
+        on_front = [done[i] for i in front(values * signs)]
+        covered = [to_axis(t.values[j]) for t in on_front]
+        covered += [to_axis(t.params[name]) for t in trials if name in t.params and t.params[name] > 0
+                    and (t.state == TrialState.RUNNING or t.system_attrs.get(FILL_KEY))]
+        covered += [to_axis(dist.low), to_axis(dist.high)]
+        axis = sorted(set(min(max(c, to_axis(dist.low)), to_axis(dist.high)) for c in covered))
+        gaps = [(b - a, a, b) for a, b in zip(axis, axis[1:])]
+        width, a, b = max(gaps) if gaps else (0.0, 0.0, 0.0)
+        if width <= spacing:
+            return None
+        mid = (a + b) / 2
+        below = [t for t in on_front if to_axis(t.values[j]) <= mid]
+        parent = (max(below, key=lambda t: t.values[j]) if below else min(on_front, key=lambda t: t.values[j]))
+        child = dict(parent.params)
+        child[name] = self._snap(math.exp(mid) if dist.log else mid, dist)
+        if child in [t.params for t in trials if t.params]:
+            return None
+        return parent, child
 
     def _pick_parent(self, study) -> FrozenTrial | None:
         done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values is not None]

@@ -171,6 +171,14 @@ def launch(cfg: LaunchConfig) -> SweepOutcome:
         return _start(pre.cfg, pre.space, pre.groups, pre.path, made_here=True)
 
 
+def _searched_target(space) -> tuple[float, float, bool] | None:
+    """(low, high, log) of a budget-driven space's searched float target, else None."""
+    if space.rank_mode != "sensitivity" or space.target.kind != "float":
+        return None
+    low, high = space.target_bounds()
+    return low, high, bool(space.target.log)
+
+
 def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool) -> SweepOutcome:
     """The sweep's references, searcher and tuner, then its trials (Ray is up, the record written).
     A failure before the trials start removes the folder when this launch made it."""
@@ -189,7 +197,8 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
             say(f"warm start: the first {len(points)} trials are enqueued (every method, "
                 f"{'targets' if space.rank_mode == 'sensitivity' else 'uniform ratios'} over the range)")
         searcher = make_searcher(cfg, SpaceSampler(space, groups, refs.constants()), points=points,
-                                 storage=study_storage(path), dense_accuracy=refs.accuracy)
+                                 storage=study_storage(path), dense_accuracy=refs.accuracy,
+                                 target=_searched_target(space))
         tuner = tune.Tuner(
             make_trainable(cfg),
             tune_config=tune.TuneConfig(

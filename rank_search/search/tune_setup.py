@@ -2,6 +2,7 @@
 resources and the run config (what `launch` and `resume` hand to ``tune.Tuner``)."""
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 from .. import schema
@@ -37,20 +38,30 @@ def study_storage(path: str):
     return JournalStorage(JournalFileBackend(os.path.join(path, schema.STUDY_FILE)))
 
 
-def refine_settings(cfg: LaunchConfig, dense_accuracy: float | None) -> dict:
-    """The ``refine`` searcher's view of the objectives: ratio objectives in log space, and with a
-    dense reference, a parent floor on validation accuracy ``schema.ACCURACY_MARGIN`` below it."""
+def refine_settings(cfg: LaunchConfig, dense_accuracy: float | None,
+                    target: tuple[float, float, bool] | None = None) -> dict:
+    """The ``refine`` searcher's view of the objectives: ratio objectives in log space, with a
+    dense reference a parent floor on validation accuracy ``schema.ACCURACY_MARGIN`` below it, and
+    with a searched target MACs compression ``target`` = (low, high, log) while MACs compression is
+    maximised, gap fills along it at the spacing of a uniform grid of the sweep's budget."""
     floors = {i: dense_accuracy - schema.ACCURACY_MARGIN for i, (m, mode) in enumerate(cfg.objectives)
               if m == schema.VAL_ACCURACY and mode == "max" and dense_accuracy is not None}
     logs = tuple(i for i, (m, mode) in enumerate(cfg.objectives) if m in schema.RATIO_METRICS and mode == "max")
-    return {"floors": floors, "log_objectives": logs}
+    out = {"floors": floors, "log_objectives": logs}
+    macs = [i for i, (m, mode) in enumerate(cfg.objectives) if m == schema.MACS_COMPRESSION and mode == "max"]
+    if target is not None and macs and target[1] > target[0] and cfg.num_samples > 1:
+        low, high, log = target
+        spacing = (math.log(high / low) if log else high - low) / (cfg.num_samples - 1)
+        out["fill"] = (schema.TARGET_KEY, macs[0], spacing)
+    return out
 
 
 def make_searcher(cfg: LaunchConfig, sampler_fn: Callable, *, points: list[dict] | None = None, storage=None,
-                  dense_accuracy: float | None = None):
+                  dense_accuracy: float | None = None, target: tuple[float, float, bool] | None = None):
     """OptunaSearch over the space's define-by-run sampler; ``points`` are enqueued first (the
     warm start), ``storage`` keeps the study (see ``study_storage``), ``dense_accuracy`` (the
-    dense reference's validation accuracy) sets the ``refine`` searcher's floor."""
+    dense reference's validation accuracy) sets the ``refine`` searcher's floor and ``target``
+    (a searched target compression: low, high, log) its gap fills (see ``refine_settings``)."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -63,7 +74,7 @@ def make_searcher(cfg: LaunchConfig, sampler_fn: Callable, *, points: list[dict]
     elif cfg.searcher == "refine":
         from .front_sampler import FrontSampler
 
-        sampler = FrontSampler(seed=cfg.seed, **refine_settings(cfg, dense_accuracy))
+        sampler = FrontSampler(seed=cfg.seed, **refine_settings(cfg, dense_accuracy, target))
     else:
         sampler = optuna.samplers.RandomSampler(seed=cfg.seed)
     metrics = [m for m, _ in cfg.objectives]

@@ -7,7 +7,7 @@ import numpy as np
 import optuna
 import pytest
 
-from rank_search.search.front_sampler import PARENT_KEY, FrontSampler, _inside, contributions, front
+from rank_search.search.front_sampler import FILL_KEY, PARENT_KEY, FrontSampler, _inside, contributions, front
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -140,8 +140,8 @@ def test_below_every_floor_the_whole_front_is_used_and_log_objectives_need_posit
 def test_a_sampler_pickled_before_floors_existed_still_samples():
     import pickle
 
-    sampler = FrontSampler(seed=0)
-    del sampler.floors, sampler.log_objectives  # the state an older version pickled
+    sampler = FrontSampler(seed=0, fill=("target", 1, 0.1))
+    del sampler.floors, sampler.log_objectives, sampler.fill  # the state an older version pickled
     sampler = pickle.loads(pickle.dumps(sampler))
     study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
     study.optimize(lambda t: (0.9, t.suggest_float("target", 1.5, 10.0, log=True)), n_trials=4)
@@ -158,9 +158,97 @@ def test_a_sweep_gives_refine_the_dense_floor_and_its_ratio_objectives_in_log():
                                               ("latency_ms", "min")))
     assert refine_settings(cfg, 0.97) == {"floors": {1: pytest.approx(0.92)}, "log_objectives": (0,)}
     assert refine_settings(cfg, None) == {"floors": {}, "log_objectives": (0,)}
+    # a searched target with MACs compression maximised: fills at a 16-trial grid's spacing, in log
+    cfg16 = LaunchConfig(space="x", num_samples=16)
+    assert refine_settings(cfg16, None, (2.0, 20.0, True))["fill"] == ("budget.target", 1, pytest.approx(math.log(10) / 15))
+    assert refine_settings(cfg16, None, (2.0, 20.0, False))["fill"][2] == pytest.approx(18 / 15)
+    assert "fill" not in refine_settings(cfg16, None, None)
+    latency = LaunchConfig(space="x", num_samples=16, objectives=(("val_accuracy", "max"), ("latency_speedup", "max")))
+    assert "fill" not in refine_settings(latency, None, (2.0, 20.0, True))  # the target sets MACs, not speed
     space = space_from_mapping({"model": "lenet5", "dataset": "synthetic", "epochs": 1, "methods": {"posthoc": {}},
                                 "ranks": {"grouping": "uniform", "ratio": {"float": [0.1, 0.5]}}}, name="t")
     search = make_searcher(LaunchConfig(space="x"), SpaceSampler(space, ["a"]), dense_accuracy=0.9)
     sampler = search._ot_study.sampler  # the study OptunaSearch built (see check_directions)
     assert isinstance(sampler, FrontSampler)
     assert sampler.floors == {0: pytest.approx(0.85)} and sampler.log_objectives == (1,)
+
+
+def _cliff(trial):
+    """Accuracy at the floor up to 4x, then falling: the refine parents all sit below 4x."""
+    target = trial.suggest_float("target", 2.0, 20.0, log=True)
+    lr = trial.suggest_float("lr", 0.01, 0.1, log=True)
+    acc = 0.97 - 0.005 * math.log(target) if target <= 4 else 0.9 - 0.3 * math.log(target / 4)
+    return acc - 0.01 * abs(math.log(lr / 0.03)), target
+
+
+def _cliff_study(fill, n: int = 16) -> optuna.Study:
+    sampler = FrontSampler(seed=0, floors={0: 0.92}, log_objectives=(1,), fill=fill)
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
+    for t in (2.0, 5.4, 7.5, 20.0):  # the warm start resnet20's posthoc got (benchmarks/RESULTS.md)
+        study.enqueue_trial({"target": t})
+    study.optimize(_cliff, n_trials=n)
+    return study
+
+
+def test_fills_alternate_with_refinement_and_cover_the_gaps_the_floor_leaves():
+    spacing = math.log(10) / 15  # a 16-point uniform grid over 2-20x
+    study = _cliff_study(("target", 1, spacing))
+    searched = study.trials[4:]
+    fills = [t for t in searched if t.system_attrs.get(FILL_KEY)]
+    # every other searched trial, the first one included, while a gap is wider than the spacing
+    assert [bool(t.system_attrs.get(FILL_KEY)) for t in searched[:6]] == [True, False] * 3
+    first = fills[0]
+    # the widest gap (2 -> 5.4x, just wider than 7.5 -> 20x) gets its middle, copied from the neighbour below
+    assert first.params["target"] == pytest.approx(math.sqrt(2.0 * 5.4), rel=1e-6)
+    assert study.trials[first.system_attrs[PARENT_KEY]].params["target"] == 2.0
+    assert first.params["lr"] == study.trials[first.system_attrs[PARENT_KEY]].params["lr"]
+    assert len({round(t.params["target"], 6) for t in fills}) == len(fills)  # no gap asked twice
+    tried = sorted(math.log(t.params["target"]) for t in study.trials)
+    assert max(b - a for a, b in zip(tried, tried[1:])) < 2.5 * spacing
+    # without fills every searched trial refines a parent within the floor: 8-16x stays untried
+    plain = _cliff_study(None)
+    assert not any(8 <= t.params["target"] <= 16 for t in plain.trials)
+    assert sum(8 <= t.params["target"] <= 16 for t in study.trials) >= 2
+
+
+def test_a_fill_counts_running_trials_and_stops_at_the_spacing():
+    sampler = FrontSampler(seed=0, floors={0: 0.92}, log_objectives=(1,), fill=("target", 1, 0.3))
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
+    for t in (2.0, 20.0):
+        study.enqueue_trial({"target": t})
+    study.optimize(_cliff, n_trials=2)
+    running = study.ask()  # a fill, not told yet: its target covers the middle while it runs
+    assert study._storage.get_trial(running._trial_id).system_attrs[FILL_KEY]
+    running.suggest_float("target", 2.0, 20.0, log=True)
+    running.suggest_float("lr", 0.01, 0.1, log=True)
+    assert running.params["target"] == pytest.approx(math.sqrt(40.0))
+    _, child = sampler._fill_child(study)
+    assert abs(math.log(child["target"] / math.sqrt(40.0))) > 0.5  # a new gap, beside the running one
+    # once no gap is wider than the spacing there is nothing to fill: the turn goes to refinement
+    wide = FrontSampler(seed=0, fill=("target", 1, 10.0))
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=wide)
+    study.optimize(_cliff, n_trials=6)
+    assert not any(t.system_attrs.get(FILL_KEY) for t in study.trials)
+
+
+def test_bad_fill_settings_are_refused():
+    with pytest.raises(ValueError, match="fill must be"):
+        FrontSampler(fill=("target", 1, 0.0))
+
+
+def test_a_budget_driven_sweep_gives_refine_its_target_range_to_fill():
+    from search_spaces import SpaceSampler, space_from_mapping
+
+    from rank_search.search import LaunchConfig
+    from rank_search.search.sweep import _searched_target
+    from rank_search.search.tune_setup import make_searcher
+
+    base = {"model": "lenet5", "dataset": "synthetic", "epochs": 1, "methods": {"posthoc": {}}}
+    space = space_from_mapping({**base, "ranks": {"allocation": "sensitivity", "target": {"float": [1.5, 6.0], "log": True}}},
+                               name="t")
+    assert _searched_target(space) == (1.5, 6.0, True)
+    search = make_searcher(LaunchConfig(space="x", num_samples=9), SpaceSampler(space, []), target=_searched_target(space))
+    assert search._ot_study.sampler.fill == ("budget.target", 1, pytest.approx(math.log(4) / 8))
+    fixed = space_from_mapping({**base, "ranks": {"allocation": "sensitivity", "target": 3.0}}, name="t")
+    uniform = space_from_mapping({**base, "ranks": {"grouping": "uniform", "ratio": {"float": [0.1, 0.5]}}}, name="t")
+    assert _searched_target(fixed) is None and _searched_target(uniform) is None
