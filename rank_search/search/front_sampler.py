@@ -23,11 +23,12 @@ budget-driven space, with that objective's index and a spacing) makes every othe
 trial fill the front's widest gap instead: over the whole front (no floor), the parameter's
 bounds, the trials running and the earlier fills, the widest stretch of that objective (in log
 space for a log-scaled parameter) wider than the spacing gets a child at its middle, copied from
-the front trial just below it (the more accurate neighbour). With the spacing of a uniform grid
-of the sweep's budget the front is then nowhere much sparser than such a grid: on resnet20
-(benchmarks/RESULTS.md) the floor alone kept every parent within 5 pt of dense and left 8-16x
-untried, where a uniform grid still found 65-86% models. A fill that lands below the front still
-counts as covering its target, so a gap is not asked twice.
+the front trial just below it (the more accurate neighbour), with the values ``fill_fixed`` names
+(the uniform allocation: a fill is a uniform-grid point where the front is sparse). With the
+spacing of a uniform grid of the sweep's budget the front is then nowhere much sparser than such
+a grid: on resnet20 (benchmarks/RESULTS.md) the floor alone kept every parent within 5 pt of
+dense and left 8-16x untried, where a uniform grid still found 65-86% models. A fill that lands
+below the front still counts as covering its target, so a gap is not asked twice.
 
 Why not NSGA-II or TPE for a budget-driven space: the warm start already spreads the target
 compression over the range with every method, and what is left to do is to move the good
@@ -98,12 +99,14 @@ class FrontSampler(BaseSampler):
 
     def __init__(self, seed: int | None = None, *, step: float = 0.15, switch: float = 0.2,
                  explore: float = 0.1, floors: dict[int, float] | None = None,
-                 log_objectives: Sequence[int] = (), fill: tuple[str, int, float] | None = None) -> None:
+                 log_objectives: Sequence[int] = (), fill: tuple[str, int, float] | None = None,
+                 fill_fixed: dict[str, Any] | None = None) -> None:
         if not (0 < step and 0 <= switch <= 1 and 0 <= explore <= 1):
             raise ValueError(f"FrontSampler: need step > 0 and switch, explore in [0, 1], got {step}, {switch}, {explore}")
         if fill is not None and not (len(fill) == 3 and float(fill[2]) > 0):
             raise ValueError(f"FrontSampler: fill must be (parameter, objective index, spacing > 0), got {fill!r}")
         self.fill = None if fill is None else (str(fill[0]), int(fill[1]), float(fill[2]))
+        self.fill_fixed = dict(fill_fixed or {})
         self.floors = {int(k): float(v) for k, v in (floors or {}).items()}
         self.log_objectives = tuple(int(i) for i in log_objectives)
         self._rng = np.random.RandomState(seed)
@@ -178,6 +181,8 @@ class FrontSampler(BaseSampler):
         parent = (max(below, key=lambda t: t.values[j]) if below else min(on_front, key=lambda t: t.values[j]))
         child = dict(parent.params)
         child[name] = self._snap(math.exp(mid) if dist.log else mid, dist)
+        child.update({k: v for k, v in getattr(self, "fill_fixed", {}).items()
+                      if k in child and _inside(v, parent.distributions[k])})
         if child in [t.params for t in trials if t.params]:
             return None
         return parent, child

@@ -39,11 +39,13 @@ def study_storage(path: str):
 
 
 def refine_settings(cfg: LaunchConfig, dense_accuracy: float | None,
-                    target: tuple[float, float, bool] | None = None) -> dict:
+                    target: tuple[float, float, bool] | None = None, allocations: tuple[str, ...] = ()) -> dict:
     """The ``refine`` searcher's view of the objectives: ratio objectives in log space, with a
     dense reference a parent floor on validation accuracy ``schema.ACCURACY_MARGIN`` below it, and
     with a searched target MACs compression ``target`` = (low, high, log) while MACs compression is
-    maximised, gap fills along it at the spacing of a uniform grid of the sweep's budget."""
+    maximised, gap fills along it at the spacing of a uniform grid of the sweep's budget, with the
+    uniform allocation where the space searches ``allocations`` including it: on resnet20 it kept
+    more accuracy than the profile's at 6.5-13x (benchmarks/RESULTS.md), where fills go."""
     floors = {i: dense_accuracy - schema.ACCURACY_MARGIN for i, (m, mode) in enumerate(cfg.objectives)
               if m == schema.VAL_ACCURACY and mode == "max" and dense_accuracy is not None}
     logs = tuple(i for i, (m, mode) in enumerate(cfg.objectives) if m in schema.RATIO_METRICS and mode == "max")
@@ -53,15 +55,19 @@ def refine_settings(cfg: LaunchConfig, dense_accuracy: float | None,
         low, high, log = target
         spacing = (math.log(high / low) if log else high - low) / (cfg.num_samples - 1)
         out["fill"] = (schema.TARGET_KEY, macs[0], spacing)
+        if len(allocations) > 1 and "uniform" in allocations:
+            out["fill_fixed"] = {schema.ALLOCATION_KEY: "uniform"}
     return out
 
 
 def make_searcher(cfg: LaunchConfig, sampler_fn: Callable, *, points: list[dict] | None = None, storage=None,
-                  dense_accuracy: float | None = None, target: tuple[float, float, bool] | None = None):
+                  dense_accuracy: float | None = None, target: tuple[float, float, bool] | None = None,
+                  allocations: tuple[str, ...] = ()):
     """OptunaSearch over the space's define-by-run sampler; ``points`` are enqueued first (the
     warm start), ``storage`` keeps the study (see ``study_storage``), ``dense_accuracy`` (the
-    dense reference's validation accuracy) sets the ``refine`` searcher's floor and ``target``
-    (a searched target compression: low, high, log) its gap fills (see ``refine_settings``)."""
+    dense reference's validation accuracy) sets the ``refine`` searcher's floor, ``target`` (a
+    searched target compression: low, high, log) and ``allocations`` (the searched ones) its gap
+    fills (see ``refine_settings``)."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -74,7 +80,7 @@ def make_searcher(cfg: LaunchConfig, sampler_fn: Callable, *, points: list[dict]
     elif cfg.searcher == "refine":
         from .front_sampler import FrontSampler
 
-        sampler = FrontSampler(seed=cfg.seed, **refine_settings(cfg, dense_accuracy, target))
+        sampler = FrontSampler(seed=cfg.seed, **refine_settings(cfg, dense_accuracy, target, allocations))
     else:
         sampler = optuna.samplers.RandomSampler(seed=cfg.seed)
     metrics = [m for m, _ in cfg.objectives]

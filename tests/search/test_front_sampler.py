@@ -141,7 +141,7 @@ def test_a_sampler_pickled_before_floors_existed_still_samples():
     import pickle
 
     sampler = FrontSampler(seed=0, fill=("target", 1, 0.1))
-    del sampler.floors, sampler.log_objectives, sampler.fill  # the state an older version pickled
+    del sampler.floors, sampler.log_objectives, sampler.fill, sampler.fill_fixed  # the state an older version pickled
     sampler = pickle.loads(pickle.dumps(sampler))
     study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
     study.optimize(lambda t: (0.9, t.suggest_float("target", 1.5, 10.0, log=True)), n_trials=4)
@@ -163,6 +163,10 @@ def test_a_sweep_gives_refine_the_dense_floor_and_its_ratio_objectives_in_log():
     assert refine_settings(cfg16, None, (2.0, 20.0, True))["fill"] == ("budget.target", 1, pytest.approx(math.log(10) / 15))
     assert refine_settings(cfg16, None, (2.0, 20.0, False))["fill"][2] == pytest.approx(18 / 15)
     assert "fill" not in refine_settings(cfg16, None, None)
+    # fills take the uniform allocation where the space searches it beside the profile's
+    both = refine_settings(cfg16, None, (2.0, 20.0, True), ("sensitivity", "uniform"))
+    assert both["fill_fixed"] == {"budget.allocation": "uniform"}
+    assert "fill_fixed" not in refine_settings(cfg16, None, (2.0, 20.0, True), ("sensitivity",))
     latency = LaunchConfig(space="x", num_samples=16, objectives=(("val_accuracy", "max"), ("latency_speedup", "max")))
     assert "fill" not in refine_settings(latency, None, (2.0, 20.0, True))  # the target sets MACs, not speed
     space = space_from_mapping({"model": "lenet5", "dataset": "synthetic", "epochs": 1, "methods": {"posthoc": {}},
@@ -247,8 +251,26 @@ def test_a_budget_driven_sweep_gives_refine_its_target_range_to_fill():
     space = space_from_mapping({**base, "ranks": {"allocation": "sensitivity", "target": {"float": [1.5, 6.0], "log": True}}},
                                name="t")
     assert _searched_target(space) == (1.5, 6.0, True)
-    search = make_searcher(LaunchConfig(space="x", num_samples=9), SpaceSampler(space, []), target=_searched_target(space))
+    search = make_searcher(LaunchConfig(space="x", num_samples=9), SpaceSampler(space, []), target=_searched_target(space),
+                           allocations=tuple(space.allocations))
     assert search._ot_study.sampler.fill == ("budget.target", 1, pytest.approx(math.log(4) / 8))
+    assert search._ot_study.sampler.fill_fixed == {"budget.allocation": "uniform"}  # the default: both searched
     fixed = space_from_mapping({**base, "ranks": {"allocation": "sensitivity", "target": 3.0}}, name="t")
     uniform = space_from_mapping({**base, "ranks": {"grouping": "uniform", "ratio": {"float": [0.1, 0.5]}}}, name="t")
     assert _searched_target(fixed) is None and _searched_target(uniform) is None
+
+
+def test_fill_children_take_the_fixed_values_and_keep_the_rest_of_their_parent():
+    def objective(trial):
+        target = trial.suggest_float("target", 2.0, 20.0, log=True)
+        allocation = trial.suggest_categorical("allocation", ["sensitivity", "uniform"])
+        return 0.97 - 0.1 * math.log(target) - (0.01 if allocation == "uniform" else 0.0), target
+
+    sampler = FrontSampler(seed=0, fill=("target", 1, 0.2), fill_fixed={"allocation": "uniform", "absent": 1})
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
+    for t in (2.0, 20.0):
+        study.enqueue_trial({"target": t, "allocation": "sensitivity"})
+    study.optimize(objective, n_trials=8)
+    fills = [t for t in study.trials if t.system_attrs.get(FILL_KEY)]
+    assert len(fills) >= 2
+    assert all(t.params["allocation"] == "uniform" and "absent" not in t.params for t in fills)
