@@ -93,7 +93,11 @@ def sweep(storage: str, name: str, space: dict, flags: list[str], seed: int, tri
     dense = os.path.join(path, "dense.yaml")
     if os.path.isfile(dense):
         with open(dense, encoding="utf-8") as fh:
-            info["reference_seconds"] = float(yaml.safe_load(fh).get("seconds_total", 0.0))
+            record = yaml.safe_load(fh)
+        info["reference_seconds"] = float(record.get("seconds_total", 0.0))  # wall
+        if "profile_task_seconds" in record:  # a profile measured in parallel parts: their summed time
+            info["reference_cpu_seconds"] = (info["reference_seconds"] - float(record["profile_seconds"])
+                                             + float(record["profile_task_seconds"]))
     with open(done, "w", encoding="utf-8") as fh:
         json.dump(info, fh)
     return info
@@ -123,7 +127,7 @@ def cpu_seconds(info: dict) -> float:
     """Trial CPU time of a sweep: every trial's training time (1 thread each) plus the dense
     reference and profile; independent of how many trials ran at once."""
     t = usable_trials(load_experiment(info["path"]))
-    return float(t["time_total_s"].sum()) + float(info.get("reference_seconds", 0.0))
+    return float(t["time_total_s"].sum()) + float(info.get("reference_cpu_seconds", info.get("reference_seconds", 0.0)))
 
 
 def epochs_trained(info: dict) -> int:

@@ -68,12 +68,22 @@ def _finetune(model: nn.Module, loader, *, steps: int, lr: float, device) -> Non
                 break
 
 
+def profile_tasks(dense: nn.Module, schemes: Sequence[str] = ("channel",)) -> list[tuple[str, str]]:
+    """The (layer, scheme) pairs a profile measures, in model order: each one's rows are
+    independent of the others', so a profile can be measured in parts (``layers``) and merged."""
+    return [(n, s) for n, layer in eligible_layers(dense).items()
+            for s in dict.fromkeys(scheme_for(layer, x) for x in schemes)]
+
+
 def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channel",),
                     ratios: Sequence[float] = DEFAULT_RATIOS, proxies: Sequence[str] = DEFAULT_PROXIES,
                     bn_images: int = 512, finetune_steps: int = 20, finetune_lr: float = 0.01,
                     device: torch.device | str = "cpu", meta: dict | None = None,
-                    progress: Callable[[str], None] | None = None) -> Profile:
-    """The sensitivity profile of ``dense`` (trained weights; never modified) on ``data``."""
+                    progress: Callable[[str], None] | None = None,
+                    tasks: Sequence[tuple[str, str]] | None = None) -> Profile:
+    """The sensitivity profile of ``dense`` (trained weights; never modified) on ``data``; with
+    ``tasks`` (a part of ``profile_tasks``), the rows of those (layer, scheme) pairs only, the same
+    rows the whole profile has for them (see ``merge_profiles``)."""
     device = torch.device(device)
     dense = dense.to(device).eval()
     input_shape = (data.in_channels, data.image_size, data.image_size)
@@ -81,10 +91,12 @@ def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channe
     layers = eligible_layers(dense)
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(0)
-        data.train.set_epoch(0)
 
         def measure(model: nn.Module) -> dict:
+            # every point from the same RNG state and data order: a point's numbers do not depend
+            # on which points were measured before it (or in which part of a split profile)
+            torch.manual_seed(0)
+            data.train.set_epoch(0)
             out = {}
             if "bn" in proxies:
                 m = copy.deepcopy(model)
@@ -99,7 +111,10 @@ def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channe
 
         base = measure(dense)
         rows = []
-        todo = [(n, s) for n, layer in layers.items() for s in dict.fromkeys(scheme_for(layer, x) for x in schemes)]
+        todo = profile_tasks(dense, schemes) if tasks is None else list(tasks)
+        unknown = [n for n, _ in todo if n not in layers]
+        if unknown:
+            raise ValueError(f"measure_profile: no eligible layer {unknown[0]!r} in the model")
         for i, (name, scheme) in enumerate(todo):
             layer = layers[name]
             spectra = layer_spectra(scheme, layer)
@@ -130,3 +145,21 @@ def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channe
     if "finetune" in proxies:
         info["dense_ft_val_accuracy"], info["dense_ft_val_loss"] = base["ft_val_accuracy"], base["ft_val_loss"]
     return Profile(tuple(rows), info)
+
+
+def merge_profiles(parts: Sequence[Profile], order: Sequence[tuple[str, str]], seconds: float) -> Profile:
+    """One profile from parts measured on the same weights and data (``measure_profile``'s
+    ``tasks``): rows in ``order`` (``profile_tasks``), the first part's meta, ``seconds`` the
+    wall time of the whole measurement and ``task_seconds`` the parts' times summed."""
+    if not parts:
+        raise ValueError("merge_profiles: no parts")
+    by_task: dict[tuple[str, str], list] = {}
+    for part in parts:
+        for row in part.rows:
+            by_task.setdefault((row["layer"], row["scheme"]), []).append(row)
+    missing = [t for t in order if t not in by_task]
+    if missing:
+        raise ValueError(f"merge_profiles: no rows for layer {missing[0][0]!r} in scheme {missing[0][1]!r}")
+    rows = tuple(r for t in order for r in by_task[t])
+    task_seconds = sum(float(p.meta.get("seconds", 0.0)) for p in parts)
+    return Profile(rows, {**parts[0].meta, "seconds": float(seconds), "task_seconds": task_seconds})

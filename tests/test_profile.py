@@ -8,7 +8,7 @@ import torch
 from rank_search.data import load_dataset
 from rank_search.models import create_model_for
 from rank_search.plan import eligible_layers
-from rank_search.profile import measure_profile
+from rank_search.profile import measure_profile, merge_profiles, profile_tasks
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,40 @@ def test_ratio_one_reproduces_the_dense_reference(bn_setup) -> None:
     assert meta["input_shape"] == [1, 8, 8]
 
 
+def test_a_profile_measured_in_parts_merges_into_the_whole_one(bn_setup) -> None:
+    """Each point starts from the same RNG state and data order, so parts measured apart (the
+    sweep's parallel profile tasks) give exactly the rows of the whole profile."""
+    model, data = bn_setup
+    kw = dict(ratios=(0.1, 1.0), proxies=("bn", "finetune", "energy"), bn_images=64, finetune_steps=2)
+    whole = measure_profile(model, data, **kw)
+    order = profile_tasks(model)
+    assert [t[0] for t in order] == list(eligible_layers(model)) and {t[1] for t in order} == {"channel"}
+    parts = [measure_profile(model, data, tasks=order[k::3], **kw) for k in (2, 0, 1)]  # any order
+    assert all(len(p.rows) < len(whole.rows) for p in parts)
+    merged = merge_profiles(parts, order, seconds=1.5)
+    assert merged.rows == whole.rows
+    assert merged.meta["seconds"] == 1.5 and merged.meta["dense_val_loss"] == whole.meta["dense_val_loss"]
+    assert merged.meta["task_seconds"] == pytest.approx(sum(p.meta["seconds"] for p in parts))
+    with pytest.raises(ValueError, match="no rows for layer"):
+        merge_profiles(parts[:2], order, seconds=1.0)
+    with pytest.raises(ValueError, match="no eligible layer 'nope'"):
+        measure_profile(model, data, tasks=[("nope", "channel")], **kw)
+
+
 def test_energy_profile_needs_no_evaluation(lenet5, synthetic_data) -> None:
     profile = measure_profile(lenet5, synthetic_data, ratios=(0.25, 1.0), proxies=("energy",))
     assert "dense_val_loss" not in profile.meta
     assert all(r.get("val_loss") is None for r in profile.rows)
     assert {r["layer"] for r in profile.rows} == set(eligible_layers(lenet5))
+
+
+def test_a_sweep_splits_its_profile_over_the_trials_it_could_run_at_once() -> None:
+    from rank_search.search import LaunchConfig
+    from rank_search.search.reference import profile_parts
+
+    cluster = {"CPU": 16.0, "GPU": 2.0}
+    assert profile_parts(LaunchConfig(space="x", max_concurrent=3), 19, cluster) == 3
+    assert profile_parts(LaunchConfig(space="x", max_concurrent=40), 19, cluster) == 19  # one per pair at most
+    assert profile_parts(LaunchConfig(space="x", cpus_per_trial=4.0), 19, cluster) == 4
+    assert profile_parts(LaunchConfig(space="x", gpus_per_trial=1.0), 19, cluster) == 2  # GPUs bound it
+    assert profile_parts(LaunchConfig(space="x", cpus_per_trial=32.0), 19, cluster) == 1

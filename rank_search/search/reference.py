@@ -4,8 +4,11 @@ profile measured on it. Both live in the experiment folder (``dense.pt``, ``dens
 ``sensitivity.csv``, ``sensitivity.yaml``), on the sweep's storage, and are reused by `resume`
 and by every trial (nothing is recomputed).
 
-The work runs as one Ray task with a trial's resources, so on a cluster it lands on a node that
-could run a trial (a GPU node for GPU trials).
+The work runs as Ray tasks with a trial's resources, so on a cluster it lands on nodes that
+could run a trial (GPU nodes for GPU trials): one trains (or loads) the dense reference, then the
+profile's layers are split over as many tasks as trials may run at once (``profile_parts``), since
+no trial starts before the profile is there; the parts merge into exactly the profile one task
+would measure (``rank_search.profile.merge_profiles``).
 """
 from __future__ import annotations
 
@@ -62,15 +65,15 @@ def train_settings(space) -> dict[str, Any]:
     return {f"train.{k}": d.midpoint() for k, d in space.train.items()}
 
 
-def _reference_task(space_plain: dict, dense_bytes: bytes | None, threads: int, profile: bool) -> dict[str, Any]:
-    """Train (or load) the dense reference and measure the profile; runs in a Ray worker."""
+def _reference_task(space_plain: dict, dense_bytes: bytes | None, threads: int) -> dict[str, Any]:
+    """Train (or load) the dense reference; runs in a Ray worker. Returns its record, its weights
+    and the training batch size of the data it was evaluated on (the profile's loaders use it)."""
     import torch
 
     from search_spaces import space_from_mapping
 
     from ..data import load_dataset
     from ..models import create_model_for
-    from ..profile import measure_profile
     from ..run import RunSpec, train
     from ..run.prepare import accuracy_on_test
     from ..weights import load_weights
@@ -104,11 +107,80 @@ def _reference_task(space_plain: dict, dense_bytes: bytes | None, threads: int, 
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
     out["weights"] = buffer.getvalue()
-    if profile:
-        prof = measure_profile(model.cpu(), data, schemes=_space_schemes(space), proxies=_proxies(space.proxy),
-                               meta={"model": space.model, "dataset": space.dataset})
-        out["profile"] = (prof.to_csv(), dict(prof.meta))
+    out["batch_size"] = int(data.train.batch_size)
     return out
+
+
+def _profile_task(space_plain: dict, weights: bytes, batch_size: int, threads: int,
+                  tasks: list[tuple[str, str]]) -> tuple[str, dict]:
+    """One part of the profile (``tasks``: its (layer, scheme) pairs) of the dense weights, on the
+    loaders the reference was evaluated on; runs in a Ray worker. Returns (CSV text, meta)."""
+    import torch
+
+    from search_spaces import space_from_mapping
+
+    from ..data import load_dataset
+    from ..models import create_model_for
+    from ..profile import measure_profile
+
+    torch.set_num_threads(max(1, threads))
+    space = space_from_mapping(space_plain, name=space_plain.get("name") or "space")
+    data = load_dataset(space.dataset, data_root=space.data_root, seed=space.seed, batch_size=batch_size)
+    model = create_model_for(space.model, data)
+    model.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))
+    prof = measure_profile(model, data, schemes=_space_schemes(space), proxies=_proxies(space.proxy),
+                           meta={"model": space.model, "dataset": space.dataset}, tasks=[tuple(t) for t in tasks])
+    return prof.to_csv(), dict(prof.meta)
+
+
+def profile_parts(cfg: LaunchConfig, tasks: int, cluster: dict[str, float]) -> int:
+    """How many Ray tasks measure a profile of ``tasks`` (layer, scheme) pairs: as many as trials
+    could run at once (``--max-concurrent``, else the ``cluster``'s CPUs, and GPUs for GPU
+    trials, per trial), at most one per pair."""
+    if cfg.max_concurrent is not None:
+        slots = cfg.max_concurrent
+    else:
+        slots = int(cluster.get("CPU", 1.0) // cfg.cpus_per_trial)
+        if cfg.gpus_per_trial > 0:
+            slots = min(slots, int(cluster.get("GPU", 0.0) // cfg.gpus_per_trial))
+    return max(1, min(slots, tasks))
+
+
+def _measure_profile_parts(space, cfg: LaunchConfig, resources: dict, weights: bytes, batch_size: int):
+    """The sweep's profile, measured in parallel parts and merged (see the module docstring)."""
+    import ray
+
+    from ..allocation import Profile
+    from ..data import dataset_info
+    from ..models import create_model_for
+    from ..profile import merge_profiles, profile_tasks
+
+    model = create_model_for(space.model, dataset_info(space.dataset, data_root=space.data_root))
+    order = profile_tasks(model, _space_schemes(space))
+    parts = profile_parts(cfg, len(order), ray.cluster_resources())
+    say(f"sensitivity profile: {len(order)} layer(s) x {len(_space_schemes(space))} scheme(s) in {parts} "
+        f"parallel task(s) ...")
+    task = ray.remote(**resources)(_profile_task)
+    ref = ray.put(weights)
+    start = time.perf_counter()
+    futures = [task.remote(space.to_plain(), ref, batch_size, int(round(cfg.cpus_per_trial)),
+                           [list(t) for t in order[k::parts]]) for k in range(parts)]
+    results = _get(futures)
+    measured = [Profile.from_csv(text, meta) for text, meta in results]
+    return merge_profiles(measured, order, time.perf_counter() - start)
+
+
+def _get(futures):
+    """``ray.get``, with a rank-search error raised in a worker re-raised as itself."""
+    import ray
+
+    try:
+        return ray.get(futures)
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause if isinstance(getattr(exc, "cause", None), RankSearchError) else None
+        if cause is not None:
+            raise RankSearchError(str(cause)) from None
+        raise
 
 
 def _proxies(proxy: str) -> tuple[str, ...]:
@@ -196,13 +268,9 @@ def prepare_references(path: str, space, cfg: LaunchConfig) -> References:
         resources["resources"] = dict(cfg.resources)
     task = ray.remote(**resources)(_reference_task)
     start = time.perf_counter()
-    try:
-        out = ray.get(task.remote(space.to_plain(), given, int(round(cfg.cpus_per_trial)), measure))
-    except ray.exceptions.RayTaskError as exc:
-        cause = exc.cause if isinstance(getattr(exc, "cause", None), RankSearchError) else None
-        if cause is not None:
-            raise RankSearchError(str(cause)) from None
-        raise
+    out = _get(task.remote(space.to_plain(), given, int(round(cfg.cpus_per_trial))))
+    if measure:
+        out["profile"] = _measure_profile_parts(space, cfg, resources, out["weights"], out["batch_size"])
     if not loc.uri:
         import os
 
@@ -215,11 +283,13 @@ def prepare_references(path: str, space, cfg: LaunchConfig) -> References:
             fh.write(out["weights"])
     record = {**out["record"], "seconds_total": time.perf_counter() - start}
     if profile_needed:
-        from ..allocation import Profile, load_profile, save_profile
+        from ..allocation import load_profile, save_profile
 
         if measure:
-            csv_text, meta = out["profile"]
-            save_profile(path, Profile.from_csv(csv_text, meta))
+            save_profile(path, out["profile"])
+            # wall time, and the parts' summed time (the CPU or GPU time the profile took)
+            record["profile_seconds"] = float(out["profile"].meta["seconds"])
+            record["profile_task_seconds"] = float(out["profile"].meta["task_seconds"])
         else:  # the user's profile, copied into the experiment (resume and every trial read it there)
             save_profile(path, load_profile(cfg.profile))
             record["profile"] = f"given: {cfg.profile}"

@@ -53,6 +53,30 @@ def test_references_and_study_live_in_the_experiment(sweep) -> None:
     assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 7
 
 
+def test_the_profile_measured_in_parallel_parts_is_the_one_a_single_measurement_gives(sweep) -> None:
+    from rank_search.allocation import load_profile
+    from rank_search.data import dataset_info, load_dataset
+    from rank_search.models import create_model_for
+    from rank_search.profile import measure_profile
+    from rank_search.search.reference import _space_schemes
+    from search_spaces import get_space
+
+    path, space_file = sweep
+    record = yaml.safe_load(open(os.path.join(path, schema.DENSE_RECORD_FILE)))
+    assert 0 < record["profile_seconds"] <= record["seconds_total"] and record["profile_task_seconds"] > 0
+    # the loaders the reference trained on (the space sets no batch size: the data set's default)
+    data = load_dataset("synthetic", seed=0, batch_size=dataset_info("synthetic").batch_size)
+    model = create_model_for("lenet5", data)
+    model.load_state_dict(torch.load(os.path.join(path, schema.DENSE_WEIGHTS_FILE), weights_only=True))
+    alone = measure_profile(model, data, schemes=_space_schemes(get_space(space_file)), proxies=("bn", "energy"))
+    saved = load_profile(path)
+    assert len(saved.rows) == len(alone.rows) and len({r["layer"] for r in saved.rows}) >= 2
+    for a, b in zip(saved.rows, alone.rows):
+        assert [str(a[k]) for k in ("layer", "scheme", "rank")] == [str(b[k]) for k in ("layer", "scheme", "rank")]
+        for key in ("ratio", "val_accuracy", "val_loss", "macs", "energy"):
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-9, abs=1e-12), (a["layer"], key)
+
+
 def test_warm_start_trials_come_first_and_cover_every_method(sweep) -> None:
     from search_spaces import get_space
 
