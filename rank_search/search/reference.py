@@ -158,8 +158,8 @@ def _measure_profile_parts(space, cfg: LaunchConfig, resources: dict, weights: b
     model = create_model_for(space.model, dataset_info(space.dataset, data_root=space.data_root))
     order = profile_tasks(model, _space_schemes(space))
     parts = profile_parts(cfg, len(order), ray.cluster_resources())
-    say(f"sensitivity profile: {len(order)} layer(s) x {len(_space_schemes(space))} scheme(s) in {parts} "
-        f"parallel task(s) ...")
+    say(f"sensitivity profile: {len({name for name, _ in order})} layer(s), {len(order)} (layer, scheme) pair(s), "
+        f"in {parts} parallel task(s) ...")
     task = ray.remote(**resources)(_profile_task)
     ref = ray.put(weights)
     start = time.perf_counter()
