@@ -70,7 +70,8 @@ def _finetune(model: nn.Module, loader, *, steps: int, lr: float, device) -> Non
 
 def profile_tasks(dense: nn.Module, schemes: Sequence[str] = ("channel",)) -> list[tuple[str, str]]:
     """The (layer, scheme) pairs a profile measures, in model order: each one's rows are
-    independent of the others', so a profile can be measured in parts (``layers``) and merged."""
+    independent of the others', so a profile can be measured in parts (``measure_profile``'s
+    ``tasks``) and merged (``merge_profiles``)."""
     return [(n, s) for n, layer in eligible_layers(dense).items()
             for s in dict.fromkeys(scheme_for(layer, x) for x in schemes)]
 

@@ -162,11 +162,7 @@ class FrontSampler(BaseSampler):
         if not isinstance(dist, (FloatDistribution, IntDistribution)) or dist.low <= 0:
             return None
         to_axis = (lambda v: math.log(v)) if dist.log else float
-        signs = np.array([1.0 if d == StudyDirection.MAXIMIZE else -1.0 for d in study.directions])
-        values = np.array([t.values for t in done], dtype=float)
-        for i in getattr(self, "log_objectives", ()):
-            values[:, i] = np.log(np.maximum(values[:, i], 1e-12))
-        on_front = [done[i] for i in front(values * signs)]
+        on_front = [done[i] for i in front(self._oriented(study, np.array([t.values for t in done], dtype=float)))]
         covered = [to_axis(t.values[j]) for t in on_front]
         covered += [to_axis(t.params[name]) for t in trials if name in t.params and t.params[name] > 0
                     and (t.state == TrialState.RUNNING or t.system_attrs.get(FILL_KEY))]
@@ -187,26 +183,33 @@ class FrontSampler(BaseSampler):
             return None
         return parent, child
 
+    @staticmethod
+    def _signs(study) -> np.ndarray:
+        return np.array([1.0 if d == StudyDirection.MAXIMIZE else -1.0 for d in study.directions])
+
+    def _oriented(self, study, raw: np.ndarray) -> np.ndarray:
+        """Objective values as the front is taken: ratio objectives in log space, every column maximised."""
+        values = raw.copy()
+        for i in getattr(self, "log_objectives", ()):  # getattr: a sampler pickled before log objectives
+            values[:, i] = np.log(np.maximum(values[:, i], 1e-12))
+        return values * self._signs(study)
+
     def _pick_parent(self, study) -> FrozenTrial | None:
         done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values is not None]
         if not done or self._rng.rand() < self.explore:
             return None
-        signs = np.array([1.0 if d == StudyDirection.MAXIMIZE else -1.0 for d in study.directions])
+        signs = self._signs(study)
         raw = np.array([t.values for t in done], dtype=float)
         ok = np.all(np.isfinite(raw), axis=1)
         done, raw = [t for t, k in zip(done, ok) if k], raw[ok]
-        # getattr: a searcher pickled by an older version (a resumed sweep) has neither
-        floors, logs = getattr(self, "floors", {}), getattr(self, "log_objectives", ())
+        floors = getattr(self, "floors", {})  # getattr: a searcher pickled by an older version (a resumed sweep)
         if floors:
             useful = np.all([raw[:, i] * signs[i] >= v * signs[i] for i, v in floors.items()], axis=0)
             if useful.any():  # else every trial is below a floor: the whole front, as without floors
                 done, raw = [t for t, k in zip(done, useful) if k], raw[useful]
         if not done:
             return None
-        values = raw.copy()
-        for i in logs:
-            values[:, i] = np.log(np.maximum(values[:, i], 1e-12))
-        values = values * signs
+        values = self._oriented(study, raw)
         idx = front(values)
         pts = values[idx]
         weights = np.full(len(idx), 1.0 / len(idx))

@@ -198,8 +198,7 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
                 f"{'targets' if space.rank_mode == 'sensitivity' else 'uniform ratios'} over the range)")
         searcher = make_searcher(cfg, SpaceSampler(space, groups, refs.constants()), points=points,
                                  storage=study_storage(path), dense_accuracy=refs.accuracy,
-                                 target=_searched_target(space),
-                                 allocations=tuple(space.allocations) if space.rank_mode == "sensitivity" else ())
+                                 target=_searched_target(space), allocations=tuple(space.allocations))
         tuner = tune.Tuner(
             make_trainable(cfg),
             tune_config=tune.TuneConfig(
