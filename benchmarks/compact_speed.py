@@ -17,9 +17,16 @@ Two variants of the same measurement:
   ``measure_batch=MEASURE_BATCH`` (BatchNorm folded, channels_last, each factorized layer in its
   fastest exact form as timed; ``deploy(..., measure_batch=16)``), eager and exported. The default
   ``deploy`` does the same without the timing (a layer is merged only where that saves MACs).
+* ``block16``: ``after`` with every rank rounded up to a multiple of BLOCK (the plan spec
+  ``ratio:R,multiple=16``) and the plans' break-even rule applied (a layer whose rounded
+  factorization costs at least the dense layer's MACs stays dense). oneDNN and ONNX Runtime's
+  MLAS vectorise convolutions over 16 output channels, so a rank below a multiple of 16 pays
+  for the full block; this variant asks what share a CPU-shaped plan realises (its MACs
+  compression is what the rounding leaves, which may fall short of the target).
 
     .venv/bin/python benchmarks/compact_speed.py --variant before --storage runs/compact_speed
     .venv/bin/python benchmarks/compact_speed.py --variant after --storage runs/compact_speed
+    .venv/bin/python benchmarks/compact_speed.py --variant block16 --storage runs/compact_speed
     .venv/bin/python benchmarks/compact_speed.py --report --storage runs/compact_speed --out FILE
 
 Every finished configuration is one JSON file under ``--storage/<variant>/``; a rerun loads it
@@ -44,14 +51,16 @@ import torch
 
 from rank_search.cost import count_macs
 from rank_search.models import create_model
-from rank_search.plan import uniform_plan
+from rank_search.plan import build_plan, uniform_plan
 from rank_search.surgery import compress
 
 MODELS = {"resnet20": 32, "resnet56": 32, "vgg16_cifar": 32, "resnet18": 224}  # name -> image size
 SCHEMES = ("channel", "spatial", "tucker2", "tiled")
 TARGETS = (2.0, 4.0, 8.0)
 BATCHES = (1, 64)
-VARIANTS = ("before", "after")
+VARIANTS = ("before", "after")  # the two compared cell by cell in the report
+BLOCK = 16  # channels per vector block of the CPU convolution kernels (block16 variant)
+ALL_VARIANTS = VARIANTS + ("block16",)
 
 
 def log(msg: str) -> None:
@@ -73,16 +82,21 @@ def dense_model(name: str) -> tuple[torch.nn.Module, tuple[int, int, int]]:
     return model, (3, size, size)
 
 
-def compact_for(model, shape, scheme: str, target: float) -> tuple[torch.nn.Module, float]:
+def compact_for(model, shape, scheme: str, target: float, *, block: int = 1) -> tuple[torch.nn.Module, float]:
     """The uniform-ratio compact model closest to ``target`` MACs compression (random factors:
-    ``decompose=False``), and its exact MACs compression."""
+    ``decompose=False``), and its exact MACs compression. ``block > 1``: ranks rounded up to a
+    multiple of ``block``, layers at or above break-even kept dense (``build_plan``)."""
     dense = count_macs(model, shape)[0]
     cache: dict[float, float] = {}
 
+    def plan_at(r: float):
+        if block > 1:
+            return build_plan(model, f"ratio:{r},multiple={block}", scheme=scheme)
+        return uniform_plan(model, f"ratio:{r}", scheme=scheme)
+
     def compression(r: float) -> float:
         if r not in cache:
-            plan = uniform_plan(model, f"ratio:{r}", scheme=scheme)
-            cache[r] = dense / count_macs(compress(model, plan, decompose=False), shape)[0]
+            cache[r] = dense / count_macs(compress(model, plan_at(r), decompose=False), shape)[0]
         return cache[r]
 
     lo, hi = 1e-3, 1.0  # compression decreases with the ratio
@@ -91,7 +105,7 @@ def compact_for(model, shape, scheme: str, target: float) -> tuple[torch.nn.Modu
         lo, hi = (mid, hi) if compression(mid) > target else (lo, mid)
     best = min((lo, hi), key=lambda r: abs(compression(r) - target))
     torch.manual_seed(1)
-    return compress(model, uniform_plan(model, f"ratio:{best}", scheme=scheme), decompose=False).eval(), compression(best)
+    return compress(model, plan_at(best), decompose=False).eval(), compression(best)
 
 
 def prepare(model, example, variant: str):
@@ -159,7 +173,7 @@ def measure(name: str, scheme: str, target: float, batches, variant: str, storag
         return
     torch.set_num_threads(1)
     model, shape = dense_model(name)
-    compact, macs_x = compact_for(model, shape, scheme, target)
+    compact, macs_x = compact_for(model, shape, scheme, target, block=BLOCK if variant == "block16" else 1)
     example = torch.randn(2, *shape)
     if (name, variant) not in dense_cache:
         dense_eager, dense_export = prepare(model, example, variant)
@@ -187,7 +201,8 @@ def load_rows(storage: Path) -> list[dict]:
 
 
 def report(storage: Path) -> str:
-    rows = load_rows(storage)
+    every = load_rows(storage)
+    rows = [r for r in every if r["variant"] in VARIANTS]
     by = {(r["model"], r["scheme"], r["target"], r["batch"], r["variant"]): r for r in rows}
     keys = sorted({k[:4] for k in by}, key=lambda k: (list(MODELS).index(k[0]), SCHEMES.index(k[1]), k[2], k[3]))
     loads = [r["load_avg"] for r in rows]
@@ -232,12 +247,42 @@ def report(storage: Path) -> str:
                     med.append(f"{statistics.median(s):.2f} ({len(s)})" if s else "-")
             if any(x != "-" for x in med):
                 lines.append(f"| {m} | {b} | {med[0]} | {med[1]} | {med[2]} | {med[3]} |")
+    return "\n".join(lines) + "\n" + block_report([r for r in every if r["variant"] == "block16"], by)
+
+
+def block_report(rows: list[dict], by: dict) -> str:
+    """The block16 variant beside ``after`` at the same target (its MACs compression differs)."""
+    if not rows:
+        return ""
+    lines = ["", f"Ranks rounded up to a multiple of {BLOCK} (`--variant block16`, break-even applied), beside "
+             "`after` at the same target:", "",
+             "| model | scheme | target | batch | MACs x after / block16 | eager speed-up after / block16 "
+             "| eager share after / block16 | ORT speed-up after / block16 | ORT share after / block16 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    rows = sorted(rows, key=lambda r: (list(MODELS).index(r["model"]), SCHEMES.index(r["scheme"]), r["target"], r["batch"]))
+    for r in rows:
+        a = by.get((r["model"], r["scheme"], r["target"], r["batch"], "after"))
+
+        def pair(fn) -> str:
+            return f"{'-' if a is None else f'{fn(a):.2f}'} / {fn(r):.2f}"
+
+        lines.append(f"| {r['model']} | {r['scheme']} | {r['target']:g}x | {r['batch']} | {pair(lambda x: x['macs_x'])} | "
+                     f"{pair(lambda x: x['eager']['speedup'])} | {pair(lambda x: x['eager']['speedup'] / x['macs_x'])} | "
+                     f"{pair(lambda x: x['ort']['speedup'])} | {pair(lambda x: x['ort']['speedup'] / x['macs_x'])} |")
+    lines += ["", "Median realised share per model and batch, block16 (eager, ORT):", "",
+              "| model | batch | eager | ORT |", "|---|---|---|---|"]
+    for m in MODELS:
+        for b in BATCHES:
+            sel = [r for r in rows if r["model"] == m and r["batch"] == b]
+            if sel:
+                med = [statistics.median(r[rt]["speedup"] / r["macs_x"] for r in sel) for rt in ("eager", "ort")]
+                lines.append(f"| {m} | {b} | {med[0]:.2f} ({len(sel)}) | {med[1]:.2f} ({len(sel)}) |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variant", choices=VARIANTS, default="after")
+    p.add_argument("--variant", choices=ALL_VARIANTS, default="after")
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--schemes", default=",".join(SCHEMES))
     p.add_argument("--targets", default=",".join(f"{t:g}" for t in TARGETS))
