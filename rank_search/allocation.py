@@ -11,6 +11,11 @@ spends the remaining MACs on the upgrades with the best cost saved per MAC. Cand
 factorized layer costs at least the dense layer's MACs (``cost.stays_dense``, the rule plans use)
 are never chosen (the layer stays dense).
 The single-layer costs are assumed additive.
+
+The budget is MACs by default; with ``budget="latency"`` it is measured time: the same solver
+spends predicted milliseconds from a layer latency table (``layer_latency.LayerLatency``, the
+same interface as ``LayerMacs``), the target is a latency speed-up, and a rank whose measured
+time is at least the dense layer's keeps the layer dense.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from .decomp.policies import RankPolicy
 from .errors import RankSearchError
 from .layers import get_scheme
 from .plan import LayerPlan, RankPlan, eligible_layers, resolve_rank, scheme_for
+from .schema import BUDGETS
 
 ALLOCATIONS = ("uniform", "sensitivity")
 PROXIES = ("bn", "finetune", "energy")
@@ -152,7 +158,8 @@ class _Choice:
 
 
 def _candidates(macs: LayerMacs, name: str, scheme: str, cost_of) -> list[_Choice]:
-    """Dense plus every distinct rank of the candidate grid below break-even, cheapest first."""
+    """Dense plus every distinct rank of the candidate grid below break-even, cheapest first
+    (``macs`` is a ``LayerMacs`` or a ``LayerLatency``: ``.macs`` is then milliseconds)."""
     layer = macs.layers[name]
     max_rank = get_scheme(scheme).max_rank(layer)
     top = max(max_rank) if isinstance(max_rank, tuple) else max_rank
@@ -161,8 +168,12 @@ def _candidates(macs: LayerMacs, name: str, scheme: str, cost_of) -> list[_Choic
     ratios = [low ** (1 - i / (GRID_POINTS - 1)) for i in range(GRID_POINTS)]
     if not isinstance(max_rank, tuple):  # every small rank too: at high compression a step of one is large
         ratios += [r / top for r in range(1, min(top, SMALL_RANKS) + 1)]
-    for ratio in sorted(set(ratios)):
-        rank = resolve_rank(name, layer, scheme, RankPolicy("ratio", min(1.0, ratio)))
+    timed = getattr(macs, "timed", None)  # a LayerLatency: its timed ranks too (the top of each step)
+    ranks = [(ratio, resolve_rank(name, layer, scheme, RankPolicy("ratio", min(1.0, ratio))))
+             for ratio in sorted(set(ratios))]
+    if timed is not None:
+        ranks += [(_ratio_of(macs, name, scheme, rank), rank) for rank in timed(name, scheme)]
+    for ratio, rank in ranks:
         if rank in choices:
             continue
         m = macs.factorized(name, scheme, rank)
@@ -325,8 +336,10 @@ class BudgetRanks:
     proxy: str = "bn"
     profile: Profile | None = None
     profile_path: str | None = None  # the folder the profile was read from (for the record)
+    budget: str = "macs"  # or "latency": target is a speed-up predicted from ``latency``
+    latency: Any = None  # layer_latency.LatencyTable, read from the profile's folder
 
-    KEYS = ("target", "allocation", "proxy", "profile")
+    KEYS = ("target", "allocation", "proxy", "profile", "budget")
 
     def __post_init__(self) -> None:
         if not (isinstance(self.target, (int, float)) and math.isfinite(self.target) and self.target >= 1):
@@ -337,10 +350,16 @@ class BudgetRanks:
             raise RankSearchError(f"profile proxy must be one of {', '.join(PROXIES)}, got {self.proxy!r}")
         if self.allocation == "sensitivity" and self.profile is None:
             raise RankSearchError("the sensitivity allocation needs a profile (rank-search profile)")
+        if self.budget not in BUDGETS:
+            raise RankSearchError(f"budget must be one of {', '.join(BUDGETS)}, got {self.budget!r}")
+        if self.budget == "latency" and self.latency is None:
+            raise RankSearchError("a latency budget needs the layer latency table (measured by the sweep "
+                                  "with the profile)")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"target": float(self.target), "allocation": self.allocation, "proxy": self.proxy,
-                "profile": self.profile_path}
+        out = {"target": float(self.target), "allocation": self.allocation, "proxy": self.proxy,
+               "profile": self.profile_path}
+        return {**out, "budget": self.budget} if self.budget != "macs" else out
 
     @staticmethod
     def is_dict(data: Any) -> bool:
@@ -351,22 +370,33 @@ class BudgetRanks:
     def from_dict(cls, data: Mapping[str, Any]) -> "BudgetRanks":
         path = data.get("profile")
         profile = load_profile(str(path)) if path else None
+        budget = str(data.get("budget", "macs"))
+        latency = load_layer_latency(str(path)) if path and budget == "latency" else None
         return cls(float(data["target"]), str(data.get("allocation", "sensitivity")), str(data.get("proxy", "bn")),
-                   profile, str(path) if path else None)
+                   profile, str(path) if path else None, budget, latency)
 
     def resolve(self, model: nn.Module, *, scheme: str, input_shape: tuple[int, ...] | None = None) -> RankPlan:
         shape = input_shape or tuple((self.profile.meta if self.profile else {}).get("input_shape") or ())
         if not shape:
             raise RankSearchError("a budget allocation needs the model's input shape")
-        macs = LayerMacs(model, tuple(int(s) for s in shape))
+        macs: Any = LayerMacs(model, tuple(int(s) for s in shape))
+        if self.budget == "latency":
+            from .layer_latency import LayerLatency
+
+            macs = LayerLatency(model, self.latency)
         if self.allocation == "uniform":
             return uniform_allocation(macs, float(self.target), scheme=scheme)
         return sensitivity_allocation(macs, float(self.target), self.profile, scheme=scheme, proxy=self.proxy)
 
 
-def max_compression(model: nn.Module, input_shape: tuple[int, ...], *, scheme: str) -> float:
-    """The MACs compression of every eligible layer at its cheapest rank (the reachable maximum)."""
-    macs = LayerMacs(model, input_shape)
+def max_compression(model: nn.Module, input_shape: tuple[int, ...], *, scheme: str, latency=None) -> float:
+    """The MACs compression of every eligible layer at its cheapest rank (the reachable maximum);
+    with a ``latency`` table, the predicted latency speed-up of every layer at its fastest."""
+    macs: Any = LayerMacs(model, input_shape)
+    if latency is not None:
+        from .layer_latency import LayerLatency
+
+        macs = LayerLatency(model, latency)
     least = 0
     for n, layer in macs.layers.items():
         s = scheme_for(layer, scheme)
@@ -403,3 +433,35 @@ def load_profile(folder: str) -> Profile:
         return Profile.from_csv(loc.read_text(schema.PROFILE_FILE), meta if isinstance(meta, dict) else {})
     except (yaml.YAMLError, UnicodeDecodeError, ValueError, KeyError) as exc:
         raise RankSearchError(f"the sensitivity profile in {folder!r} cannot be read: {type(exc).__name__}") from None
+
+
+def save_layer_latency(folder: str, table) -> None:
+    """Write ``layer_latency.csv`` and ``layer_latency.yaml`` beside a profile in ``folder``."""
+    import yaml
+
+    from . import schema
+    from .storage import Location
+
+    loc = Location(folder)
+    loc.makedirs()
+    loc.write_text(schema.LAYER_LATENCY_FILE, table.to_csv())
+    loc.write_text(schema.LAYER_LATENCY_META_FILE, yaml.safe_dump(dict(table.meta), sort_keys=False))
+
+
+def load_layer_latency(folder: str):
+    """Read a table written by ``save_layer_latency`` (a ``layer_latency.LatencyTable``)."""
+    import yaml
+
+    from . import schema
+    from .layer_latency import LatencyTable
+    from .storage import Location
+
+    loc = Location(folder)
+    if not loc.is_file(schema.LAYER_LATENCY_FILE) or not loc.is_file(schema.LAYER_LATENCY_META_FILE):
+        raise RankSearchError(f"{folder!r} holds no layer latency table ({schema.LAYER_LATENCY_FILE} and "
+                              f"{schema.LAYER_LATENCY_META_FILE}); a sweep with ranks.budget: latency measures it")
+    try:
+        meta = yaml.safe_load(loc.read_text(schema.LAYER_LATENCY_META_FILE))
+        return LatencyTable.from_csv(loc.read_text(schema.LAYER_LATENCY_FILE), meta if isinstance(meta, dict) else {})
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise RankSearchError(f"the layer latency table in {folder!r} cannot be read: {type(exc).__name__}") from None

@@ -113,7 +113,9 @@ BUDGET_PREFIX = "budget."
 TARGET_KEY = BUDGET_PREFIX + "target"  # the target MACs compression
 ALLOCATION_KEY = BUDGET_PREFIX + "allocation"  # uniform | sensitivity
 TARGET_MACS_COMPRESSION = "target_macs_compression"
+TARGET_LATENCY_SPEEDUP = "target_latency_speedup"  # the target under ranks.budget: latency
 ALLOCATIONS = ("uniform", "sensitivity")
+BUDGETS = ("macs", "latency")  # ranks.budget: what a budget-driven target is a compression of
 PROFILE_PROXIES = ("bn", "finetune", "energy")
 
 # Files a sweep keeps beside Tune's: the dense reference, the sensitivity profile, the study.
@@ -121,6 +123,8 @@ DENSE_WEIGHTS_FILE = "dense.pt"  # the dense reference's state_dict
 DENSE_RECORD_FILE = "dense.yaml"  # how it was obtained and its metrics (read by analysis)
 PROFILE_FILE = "sensitivity.csv"  # one row per (layer, scheme, ratio)
 PROFILE_META_FILE = "sensitivity.yaml"  # the dense baseline and settings the profile was measured with
+LAYER_LATENCY_FILE = "layer_latency.csv"  # ranks.budget: latency: measured time of each layer and rank
+LAYER_LATENCY_META_FILE = "layer_latency.yaml"  # its batch size, threads, device and whole-model time
 STUDY_FILE = "optuna_study.log"  # the Optuna study (JournalStorage), for optuna-dashboard
 RANK_RATIOS_KEY = "rank_ratios"  # run record: {layer: rank / max rank} of every planned layer
 # run record: what the run ran with beyond its settings (torch threads, device, package

@@ -65,7 +65,8 @@ class SpaceSampler:
             SPACE_PREFIX + "data_root": s.data_root,
             SPACE_PREFIX + "rank_mode": s.rank_mode,
             LATENCY_BATCH_SIZE_KEY: s.latency_batch_size,
-            **({SPACE_PREFIX + "proxy": s.proxy} if s.rank_mode == "sensitivity" else {}),
+            **({SPACE_PREFIX + "proxy": s.proxy, SPACE_PREFIX + "budget": s.budget} if s.rank_mode == "sensitivity"
+               else {}),
             **self.constants,
         })
         return fixed

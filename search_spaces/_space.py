@@ -34,6 +34,8 @@ integer ranks to reach it, with one uniform ratio or from the layer sensitivity 
       target: {float: [1.5, 12], log: true}   # target MACs compression (dense = 1)
       proxy: energy                 # profile proxy: bn | finetune | energy
       allocations: [sensitivity, uniform]     # searched per trial (default both)
+      budget: macs                  # macs (default) | latency: the target is then a latency
+                                    # speed-up, spent from measured layer times (layer_latency.csv)
 
 Dimensions: a scalar is fixed; a list is categorical; ``{float: [lo, hi]}`` or
 ``{int: [lo, hi]}`` is a range, with optional ``log: true`` and ``step``.
@@ -47,11 +49,11 @@ from typing import Any, Mapping
 import yaml
 
 from rank_search.errors import RankSearchError
-from rank_search.schema import ALLOCATIONS, DEFAULT_LATENCY_BATCH_SIZE, GROUPINGS, PROFILE_PROXIES
+from rank_search.schema import ALLOCATIONS, BUDGETS, DEFAULT_LATENCY_BATCH_SIZE, GROUPINGS, PROFILE_PROXIES
 
 RANK_MODES = ("per_group", "sensitivity")
 RANKS_KEYS = {"per_group": ("allocation", "grouping", "ratio"),
-              "sensitivity": ("allocation", "target", "proxy", "allocations")}
+              "sensitivity": ("allocation", "target", "proxy", "allocations", "budget")}
 SPACE_KEYS = ("name", "description", "model", "dataset", "epochs", "seed", "data_root", "latency_batch_size", "methods",
               "train", "ranks")
 
@@ -152,6 +154,7 @@ class SearchSpace:
     target: Dim = field(default_factory=lambda: Dim("float", low=1.5, high=8.0, log=True))
     proxy: str = "energy"
     allocations: tuple[str, ...] = ALLOCATIONS
+    budget: str = "macs"  # what the target is a compression of: macs | latency (measured speed-up)
     seed: int = 0
     data_root: str | None = None
     description: str = ""
@@ -196,9 +199,13 @@ class SearchSpace:
         if not self.allocations or any(a not in ALLOCATIONS for a in self.allocations):
             raise SpaceError(f"space {self.name!r}: ranks.allocations must be a non-empty list of "
                              f"{', '.join(ALLOCATIONS)}, got {list(self.allocations)!r}")
+        if self.budget not in BUDGETS:
+            raise SpaceError(f"space {self.name!r}: ranks.budget must be one of {', '.join(BUDGETS)}, "
+                             f"got {self.budget!r}")
 
     def target_bounds(self) -> tuple[float, float]:
-        """The lowest and highest target MACs compression the space can sample."""
+        """The lowest and highest target the space can sample (MACs compression, or latency
+        speed-up under ``budget: latency``)."""
         t = self.target
         if t.kind == "fixed":
             return float(t.value), float(t.value)
@@ -208,8 +215,9 @@ class SearchSpace:
 
     def ranks_plain(self) -> dict[str, Any]:
         if self.rank_mode == "sensitivity":
-            return {"allocation": "sensitivity", "target": self.target.to_plain(), "proxy": self.proxy,
-                    "allocations": list(self.allocations)}
+            out = {"allocation": "sensitivity", "target": self.target.to_plain(), "proxy": self.proxy,
+                   "allocations": list(self.allocations)}
+            return {**out, "budget": self.budget} if self.budget != "macs" else out
         return {"grouping": self.grouping, "ratio": self.ratio.to_plain()}
 
     def to_plain(self) -> dict[str, Any]:
@@ -265,6 +273,8 @@ def space_from_mapping(data: Any, *, name: str = "space") -> SearchSpace:
         kwargs["target"] = parse_dim("ranks.target", ranks["target"])
     if "proxy" in ranks:
         kwargs["proxy"] = str(ranks["proxy"])
+    if "budget" in ranks:
+        kwargs["budget"] = str(ranks["budget"])
     if "allocations" in ranks:
         allocs = ranks["allocations"]
         kwargs["allocations"] = tuple(str(a) for a in (allocs if isinstance(allocs, list) else [allocs]))

@@ -215,6 +215,7 @@ LEVELS: dict[str, int] = {
     "rank_search.checkpoint": 3, "rank_search.models": 3, "rank_search.data": 3, "rank_search.weights": 3,
     "rank_search.allocation": 3,  # budget-driven rank allocation from a profile table
     "rank_search.latency": 3,  # measured forward-pass time (what MACs predict), for run and deploy
+    "rank_search.layer_latency": 3,  # measured per-layer time, the latency budget's cost table
     "rank_search.engine": 4,
     "rank_search.methods": 5,
     "rank_search.run": 6, "rank_search.profile": 6,

@@ -133,6 +133,59 @@ def _profile_task(space_plain: dict, weights: bytes, batch_size: int, threads: i
     return prof.to_csv(), dict(prof.meta)
 
 
+def _latency_task(space_plain: dict, threads: int, device: str) -> tuple[str, dict]:
+    """The space's layer latency table (``ranks.budget: latency``), timed in a Ray worker with a
+    trial's resources, so on the kind of node and thread count a trial measures its own speed-up."""
+    import torch
+
+    from search_spaces import space_from_mapping
+
+    from ..data import dataset_info
+    from ..layer_latency import measure_layer_latency
+    from ..models import create_model_for
+
+    torch.set_num_threads(max(1, threads))
+    space = space_from_mapping(space_plain, name=space_plain.get("name") or "space")
+    info = dataset_info(space.dataset, data_root=space.data_root)
+    model = create_model_for(space.model, info).eval()  # speed does not depend on the weights
+    table = measure_layer_latency(model, (info.in_channels, info.image_size, info.image_size), _space_schemes(space),
+                                  batch_size=space.latency_batch_size, device=device, threads=max(1, threads))
+    return table.to_csv(), dict(table.meta)
+
+
+def _prepare_layer_latency(path: str, space, cfg: LaunchConfig, resources: dict) -> None:
+    """Under ``ranks.budget: latency``: the layer latency table in the experiment folder, timed
+    once (kept on `resume`); says the predicted reachable speed-up per scheme."""
+    import ray
+
+    from ..allocation import load_layer_latency, max_compression, save_layer_latency
+    from ..data import dataset_info
+    from ..layer_latency import LatencyTable
+    from ..models import create_model_for
+
+    loc = Location(path)
+    if loc.is_file(schema.LAYER_LATENCY_FILE) and loc.is_file(schema.LAYER_LATENCY_META_FILE):
+        table = load_layer_latency(path)
+    else:
+        say(f"timing every eligible layer at batch {space.latency_batch_size} (the latency budget's costs) ...")
+        device = "cuda" if cfg.gpus_per_trial > 0 else "cpu"
+        text, meta = _get(ray.remote(**resources)(_latency_task).remote(space.to_plain(), int(round(cfg.cpus_per_trial)),
+                                                                         device))
+        table = LatencyTable.from_csv(text, meta)
+        save_layer_latency(path, table)
+        record = loc.read_mapping(schema.DENSE_RECORD_FILE)
+        if record:
+            loc.write_text(schema.DENSE_RECORD_FILE, yaml.safe_dump({**record, "latency_seconds": float(meta["seconds"])},
+                                                                     sort_keys=False))
+    info = dataset_info(space.dataset, data_root=space.data_root)
+    model = create_model_for(space.model, info)
+    shape = (info.in_channels, info.image_size, info.image_size)
+    reach = {s: max_compression(model, shape, scheme=s, latency=table) for s in _space_schemes(space)}
+    high = space.target_bounds()[1]
+    say("layer latency: predicted speed-up at most " + ", ".join(f"{v:.2f}x ({s})" for s, v in reach.items())
+        + (f"; targets above it (range up to {high:g}x) get the fastest allocation" if min(reach.values()) < high else ""))
+
+
 def profile_parts(cfg: LaunchConfig, tasks: int, cluster: dict[str, float]) -> int:
     """How many Ray tasks measure a profile of ``tasks`` (layer, scheme) pairs: as many as trials
     could run at once (``--max-concurrent``, else the ``cluster``'s CPUs, and GPUs for GPU
@@ -242,8 +295,24 @@ def check_given_profile(space, folder: str) -> None:
 
 
 def prepare_references(path: str, space, cfg: LaunchConfig) -> References:
-    """The sweep's dense reference and profile: read from the experiment folder when there (a
-    relaunch of the step), else computed once and written there."""
+    """The sweep's dense reference and profile (and, under ``ranks.budget: latency``, the layer
+    latency table): read from the experiment folder when there (a relaunch of the step), else
+    computed once and written there."""
+    refs = _prepare_dense_and_profile(path, space, cfg)
+    if space.rank_mode == "sensitivity" and space.budget == "latency":
+        _prepare_layer_latency(path, space, cfg, _task_resources(cfg))
+    return refs
+
+
+def _task_resources(cfg: LaunchConfig) -> dict:
+    """A trial's resources, for the Ray tasks measuring what the trials share."""
+    resources = {"num_cpus": cfg.cpus_per_trial, "num_gpus": cfg.gpus_per_trial}
+    if cfg.resources:
+        resources["resources"] = dict(cfg.resources)
+    return resources
+
+
+def _prepare_dense_and_profile(path: str, space, cfg: LaunchConfig) -> References:
     loc = Location(path)
     profile_needed = space.rank_mode == "sensitivity"
     if not (needs_dense(space) or cfg.dense):
@@ -263,9 +332,7 @@ def prepare_references(path: str, space, cfg: LaunchConfig) -> References:
     what = ("loading the given dense weights" if given else f"training the dense reference ({space.epochs} epochs)")
     measure = profile_needed and not cfg.profile  # a given profile is copied, not measured
     say(f"{what}{' and measuring the sensitivity profile' if measure else ''} ...")
-    resources = {"num_cpus": cfg.cpus_per_trial, "num_gpus": cfg.gpus_per_trial}
-    if cfg.resources:
-        resources["resources"] = dict(cfg.resources)
+    resources = _task_resources(cfg)
     task = ray.remote(**resources)(_reference_task)
     start = time.perf_counter()
     out = _get(task.remote(space.to_plain(), given, int(round(cfg.cpus_per_trial))))

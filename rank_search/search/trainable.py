@@ -120,6 +120,13 @@ def latency_batch_size(config: dict[str, Any]) -> int:
     return value
 
 
+def target_metric(config: dict[str, Any]) -> str:
+    """The name a budget-driven trial reports its target under: ``target_macs_compression``, or
+    ``target_latency_speedup`` under ``ranks.budget: latency``."""
+    latency = config.get(schema.SPACE_PREFIX + "budget") == "latency"
+    return schema.TARGET_LATENCY_SPEEDUP if latency else schema.TARGET_MACS_COMPRESSION
+
+
 def rank_search_trainable(config: dict[str, Any]) -> None:
     """Tune function trainable (current ``ray.tune`` API: ``tune.report`` / ``tune.get_checkpoint``)."""
     import ray
@@ -134,7 +141,7 @@ def rank_search_trainable(config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as d:
             trainer.load_state_dict(torch.load(os.path.join(d, schema.ENGINE_STATE_FILE), weights_only=True))
         finished[0] = trainer.epoch
-    target = {schema.TARGET_MACS_COMPRESSION: float(config[schema.TARGET_KEY])} if schema.TARGET_KEY in config else {}
+    target = {target_metric(config): float(config[schema.TARGET_KEY])} if schema.TARGET_KEY in config else {}
     where = {schema.HOSTNAME: socket.gethostname(), schema.NODE_ID: ray.get_runtime_context().get_node_id()}
 
     def on_epoch(tr, result) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..allocation import BudgetRanks, load_profile
+from ..allocation import BudgetRanks, load_layer_latency, load_profile
 from ..errors import RankSearchError
 from ..groups import GroupRatios
 from ..run import RunSpec
@@ -32,8 +32,10 @@ def _budget_ranks(config: Mapping[str, Any]) -> BudgetRanks:
     folder = config.get(PROFILE_KEY)
     if not folder:
         raise RankSearchError(f"a budget-driven trial needs the sweep's profile ({PROFILE_KEY} in its config)")
+    budget = str(config.get(SPACE_PREFIX + "budget", "macs"))
     return BudgetRanks(float(config[TARGET_KEY]), str(config.get(ALLOCATION_KEY, "sensitivity")),
-                       str(config.get(SPACE_PREFIX + "proxy", "energy")), load_profile(str(folder)), str(folder))
+                       str(config.get(SPACE_PREFIX + "proxy", "energy")), load_profile(str(folder)), str(folder),
+                       budget, load_layer_latency(str(folder)) if budget == "latency" else None)
 
 
 def spec_from_config(config: Mapping[str, Any]) -> RunSpec:

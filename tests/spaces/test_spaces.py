@@ -39,6 +39,8 @@ def test_demo_space_searches_a_compression_target() -> None:
     ({"train": {"lr": {"float": [0.0, 0.1], "log": True}}}, "log range needs low > 0"),
     ({"train": {"lr": {"uniform": [0.01, 0.1]}}}, "a range must be"),
     ({"methodz": {}}, "unknown key"),
+    ({"ranks": {"allocation": "sensitivity", "target": 2.0, "budget": "flops"}},
+     "ranks.budget must be one of macs, latency, got 'flops'"),
 ])
 def test_schema_errors_name_the_rule(patch: dict, match: str) -> None:
     with pytest.raises(SpaceError, match=match):
@@ -116,3 +118,14 @@ def test_trial_config_becomes_a_run_with_integer_plan() -> None:
         w = modules[name].weight
         max_rank = min(w.shape[0], w[0].numel())  # channel scheme (posthoc's default)
         assert lp.scheme == "channel" and lp.rank == math.ceil(0.25 * max_rank)
+
+
+def test_a_latency_budget_round_trips_and_is_a_sweep_constant() -> None:
+    ranks = {"allocation": "sensitivity", "target": {"float": [1.1, 2.0]}, "budget": "latency"}
+    space = space_from_mapping({**BASE, "ranks": ranks}, name="lat")
+    assert space.budget == "latency" and space_from_mapping(space.to_plain(), name="lat").budget == "latency"
+    assert "budget" not in space_from_mapping({**BASE, "ranks": {**ranks, "budget": "macs"}}, name="m").ranks_plain()
+    check_space(space)  # a latency target's reach is only known once the layers are timed: no MACs check
+    trial = optuna.create_study().ask()
+    fixed = SpaceSampler(space, [])(trial)  # the constants; the searched target is a trial parameter
+    assert fixed["space.budget"] == "latency" and 1.1 <= trial.params["budget.target"] <= 2.0
