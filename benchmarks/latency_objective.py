@@ -1,6 +1,9 @@
 """Latency objective vs MACs objective: the same space, budget and seeds searched once with
 ``--objectives val_accuracy:max,macs_compression:max`` (the default) and once with
-``val_accuracy:max,latency_speedup:max``; which front is faster at equal accuracy?
+``val_accuracy:max,latency_speedup:max``, and a third time with the latency objective *and* a
+latency budget (``ranks.budget: latency``: the target is a latency speed-up in
+``--latency-target``, the ranks allocated from measured layer times); which front is faster at
+equal accuracy?
 
 Every trial reports the latency it measured during its own run, on a machine shared with the
 other trial, so the speed-ups of the two sweeps were measured under different loads. After both
@@ -40,7 +43,10 @@ from search_spaces import get_space
 from search_quality import dense_accuracy, fmt, sweep  # benchmarks/ is on sys.path
 from _report import emit
 
-ARMS = {"macs": "val_accuracy:max,macs_compression:max", "latency": "val_accuracy:max,latency_speedup:max"}
+ARMS = {"macs": "val_accuracy:max,macs_compression:max", "latency": "val_accuracy:max,latency_speedup:max",
+        "budget": "val_accuracy:max,latency_speedup:max"}
+# the budget arm searches a latency target (ranks.budget: latency, --latency-target), the others the space's
+BUDGET_ARMS = ("budget",)
 MARGIN = 0.05
 WITHIN = (0.005, 0.01, 0.02)  # accuracy drops at which the fastest trial is read off
 
@@ -98,6 +104,8 @@ def main() -> None:
     p.add_argument("--latency-batch", type=int, default=64,
                    help="the batch every trial measures its latency at (the space's latency_batch_size)")
     p.add_argument("--repeats", type=int, default=30, help="timed rounds of the re-measurement")
+    p.add_argument("--latency-target", default="1.05,1.6",
+                   help="LOW,HIGH: the budget arm's latency speed-up target range (log scale)")
     p.add_argument("--storage", default="runs/latency_objective")
     p.add_argument("--out", help="append the markdown section to this file")
     args = p.parse_args()
@@ -111,7 +119,12 @@ def main() -> None:
     for seed in seeds:
         paths = {}
         for arm, objectives in ARMS.items():
-            info = sweep(storage, f"{tag}-{arm}-{args.trials}-s{seed}", base, ["--objectives", objectives], seed,
+            plain = base
+            if arm in BUDGET_ARMS:
+                low, high = (float(v) for v in args.latency_target.split(","))
+                plain = {**base, "ranks": {**base["ranks"], "budget": "latency",
+                                           "target": {"float": [low, high], "log": True}}}
+            info = sweep(storage, f"{tag}-{arm}-{args.trials}-s{seed}", plain, ["--objectives", objectives], seed,
                          args.trials, args.epochs)
             paths[arm] = info["path"]
         rows = remeasure(paths, space, batch_size=args.latency_batch, repeats=args.repeats)
@@ -122,10 +135,11 @@ def main() -> None:
         "",
         f"Command: `.venv/bin/python benchmarks/latency_objective.py --space {args.space} --seeds {args.seeds} "
         f"--trials {args.trials} --epochs {args.epochs} --latency-batch {args.latency_batch} --repeats "
-        f"{args.repeats} --storage {os.path.relpath(storage)}`. Two `rank-search launch` sweeps per seed of the "
+        f"{args.repeats} --latency-target {args.latency_target} --storage {os.path.relpath(storage)}`. Three `rank-search launch` sweeps per seed of the "
         f"same space (`latency_batch_size: {args.latency_batch}`), {args.trials} trials, {args.epochs} epochs, seed k "
         f"for the searcher and the training in both: **macs** = `--objectives {ARMS['macs']}` (the default), "
-        f"**latency** = `--objectives {ARMS['latency']}`. Speed-ups re-measured after the sweeps: every trial's "
+        f"**latency** = `--objectives {ARMS['latency']}`, **budget** = the latency objective with `ranks.budget: latency`, "
+        f"target speed-up in [{args.latency_target}] (log). Speed-ups re-measured after the sweeps: every trial's "
         f"compact model and the dense reference interleaved in one run (batch {args.latency_batch}, 1 thread, "
         f"median of {args.repeats} rounds).",
         "",
@@ -147,12 +161,15 @@ def main() -> None:
         rho = spearman([r["macs_x"] for r in allrows], [r["speedup"] for r in allrows])
         lines.append(f"| {arm} | {', '.join(fmt(v) for v in hvs)} | **{fmt(statistics.median(hvs))}** | "
                      + " | ".join(cells) + f" | {rho:.2f} |")
-    diffs = [log_hv(per_seed[s]["rows"]["latency"], per_seed[s]["dense_val"] - MARGIN)
-             - log_hv(per_seed[s]["rows"]["macs"], per_seed[s]["dense_val"] - MARGIN) for s in seeds]
+    def diffs(arm: str) -> list[float]:
+        return [log_hv(per_seed[s]["rows"][arm], per_seed[s]["dense_val"] - MARGIN)
+                - log_hv(per_seed[s]["rows"]["macs"], per_seed[s]["dense_val"] - MARGIN) for s in seeds]
+
     drift = [abs(r["trial_speedup"] / r["speedup"] - 1) for s in seeds for a in ARMS for r in per_seed[s]["rows"][a]
              if r["trial_speedup"] == r["trial_speedup"]]
-    lines += ["", f"Paired difference latency - macs in log HV per seed: {', '.join(fmt(d, '+.4f') for d in diffs)} "
-                  f"(median {fmt(statistics.median(diffs), '+.4f')}). Dense val accuracy per seed: "
+    lines += [""] + [f"Paired difference {arm} - macs in log HV per seed: {', '.join(fmt(d, '+.4f') for d in diffs(arm))} "
+                     f"(median {fmt(statistics.median(diffs(arm)), '+.4f')})." for arm in ARMS if arm != "macs"]
+    lines += [f"Dense val accuracy per seed: "
                   f"{', '.join(fmt(per_seed[s]['dense_val']) for s in seeds)}.",
               "", f"The trials' own in-run speed-ups differ from the re-measured ones by a median "
                   f"{statistics.median(drift) * 100:.0f}% (max {max(drift) * 100:.0f}%)." if drift else "",
