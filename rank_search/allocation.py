@@ -404,64 +404,61 @@ def max_compression(model: nn.Module, input_shape: tuple[int, ...], *, scheme: s
     return macs.total / (macs.total - sum(macs.dense.values()) + least)
 
 
-def save_profile(folder: str, profile: Profile) -> None:
-    """Write ``sensitivity.csv`` and its ``sensitivity.yaml`` into ``folder`` (a path or URI)."""
+def _save_table(folder: str, csv_file: str, meta_file: str, table) -> None:
+    """A table's CSV and its YAML meta into ``folder`` (a path or URI)."""
     import yaml
 
-    from . import schema
     from .storage import Location
 
     loc = Location(folder)
     loc.makedirs()
-    loc.write_text(schema.PROFILE_FILE, profile.to_csv())
-    loc.write_text(schema.PROFILE_META_FILE, yaml.safe_dump(dict(profile.meta), sort_keys=False))
+    loc.write_text(csv_file, table.to_csv())
+    loc.write_text(meta_file, yaml.safe_dump(dict(table.meta), sort_keys=False))
+
+
+def _load_table(folder: str, csv_file: str, meta_file: str, cls, what: str, how: str):
+    """``cls.from_csv`` of the files ``_save_table`` wrote; a one-line error names ``what`` is
+    missing (and ``how`` to make it) or unreadable."""
+    import yaml
+
+    from .storage import Location
+
+    loc = Location(folder)
+    if not loc.is_file(csv_file) or not loc.is_file(meta_file):
+        raise RankSearchError(f"{folder!r} holds no {what} ({csv_file} and {meta_file}); {how}")
+    try:
+        meta = yaml.safe_load(loc.read_text(meta_file))
+        return cls.from_csv(loc.read_text(csv_file), meta if isinstance(meta, dict) else {})
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise RankSearchError(f"the {what} in {folder!r} cannot be read: {type(exc).__name__}") from None
+
+
+def save_profile(folder: str, profile: Profile) -> None:
+    """Write ``sensitivity.csv`` and its ``sensitivity.yaml`` into ``folder`` (a path or URI)."""
+    from . import schema
+
+    _save_table(folder, schema.PROFILE_FILE, schema.PROFILE_META_FILE, profile)
 
 
 def load_profile(folder: str) -> Profile:
     """Read a profile written by ``save_profile`` (or `rank-search profile --out FOLDER`)."""
-    import yaml
-
     from . import schema
-    from .storage import Location
 
-    loc = Location(folder)
-    if not loc.is_file(schema.PROFILE_FILE) or not loc.is_file(schema.PROFILE_META_FILE):
-        raise RankSearchError(f"{folder!r} holds no sensitivity profile ({schema.PROFILE_FILE} and "
-                              f"{schema.PROFILE_META_FILE}); write one with `rank-search profile --out {folder}`")
-    try:
-        meta = yaml.safe_load(loc.read_text(schema.PROFILE_META_FILE))
-        return Profile.from_csv(loc.read_text(schema.PROFILE_FILE), meta if isinstance(meta, dict) else {})
-    except (yaml.YAMLError, UnicodeDecodeError, ValueError, KeyError) as exc:
-        raise RankSearchError(f"the sensitivity profile in {folder!r} cannot be read: {type(exc).__name__}") from None
+    return _load_table(folder, schema.PROFILE_FILE, schema.PROFILE_META_FILE, Profile, "sensitivity profile",
+                       f"write one with `rank-search profile --out {folder}`")
 
 
 def save_layer_latency(folder: str, table) -> None:
     """Write ``layer_latency.csv`` and ``layer_latency.yaml`` beside a profile in ``folder``."""
-    import yaml
-
     from . import schema
-    from .storage import Location
 
-    loc = Location(folder)
-    loc.makedirs()
-    loc.write_text(schema.LAYER_LATENCY_FILE, table.to_csv())
-    loc.write_text(schema.LAYER_LATENCY_META_FILE, yaml.safe_dump(dict(table.meta), sort_keys=False))
+    _save_table(folder, schema.LAYER_LATENCY_FILE, schema.LAYER_LATENCY_META_FILE, table)
 
 
 def load_layer_latency(folder: str):
     """Read a table written by ``save_layer_latency`` (a ``layer_latency.LatencyTable``)."""
-    import yaml
-
     from . import schema
     from .layer_latency import LatencyTable
-    from .storage import Location
 
-    loc = Location(folder)
-    if not loc.is_file(schema.LAYER_LATENCY_FILE) or not loc.is_file(schema.LAYER_LATENCY_META_FILE):
-        raise RankSearchError(f"{folder!r} holds no layer latency table ({schema.LAYER_LATENCY_FILE} and "
-                              f"{schema.LAYER_LATENCY_META_FILE}); a sweep with ranks.budget: latency measures it")
-    try:
-        meta = yaml.safe_load(loc.read_text(schema.LAYER_LATENCY_META_FILE))
-        return LatencyTable.from_csv(loc.read_text(schema.LAYER_LATENCY_FILE), meta if isinstance(meta, dict) else {})
-    except (yaml.YAMLError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise RankSearchError(f"the layer latency table in {folder!r} cannot be read: {type(exc).__name__}") from None
+    return _load_table(folder, schema.LAYER_LATENCY_FILE, schema.LAYER_LATENCY_META_FILE, LatencyTable,
+                       "layer latency table", "a sweep with ranks.budget: latency measures it")
