@@ -76,15 +76,25 @@ def profile_tasks(dense: nn.Module, schemes: Sequence[str] = ("channel",)) -> li
             for s in dict.fromkeys(scheme_for(layer, x) for x in schemes)]
 
 
+def profile_points(pairs: Sequence[tuple[str, str]], ratios: Sequence[float] = DEFAULT_RATIOS
+                   ) -> list[tuple[str, str, float]]:
+    """Every (layer, scheme, ratio) point of ``pairs``, dense rows (ratio 1.0, free) last: dealt
+    round-robin into parts they give each part as many measured points as the others, whatever
+    their pairs' costs (a split by pairs left one demo part twice as long as the other)."""
+    return [(n, s, float(r)) for n, s in pairs for r in ratios if r < 1.0] + \
+        [(n, s, float(r)) for n, s in pairs for r in ratios if r >= 1.0]
+
+
 def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channel",),
                     ratios: Sequence[float] = DEFAULT_RATIOS, proxies: Sequence[str] = DEFAULT_PROXIES,
                     bn_images: int = 512, finetune_steps: int = 20, finetune_lr: float = 0.01,
                     device: torch.device | str = "cpu", meta: dict | None = None,
                     progress: Callable[[str], None] | None = None,
-                    tasks: Sequence[tuple[str, str]] | None = None) -> Profile:
+                    tasks: Sequence[tuple] | None = None) -> Profile:
     """The sensitivity profile of ``dense`` (trained weights; never modified) on ``data``; with
-    ``tasks`` (a part of ``profile_tasks``), the rows of those (layer, scheme) pairs only, the same
-    rows the whole profile has for them (see ``merge_profiles``)."""
+    ``tasks`` (a part of ``profile_tasks``'s pairs, or of ``profile_points``' (layer, scheme,
+    ratio) points), the rows of those only, the same rows the whole profile has for them (see
+    ``merge_profiles``)."""
     device = torch.device(device)
     dense = dense.to(device).eval()
     input_shape = (data.in_channels, data.image_size, data.image_size)
@@ -112,14 +122,16 @@ def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channe
 
         base = measure(dense)
         rows = []
-        todo = profile_tasks(dense, schemes) if tasks is None else list(tasks)
+        todo: dict[tuple[str, str], list[float]] = {}  # (layer, scheme) -> its ratios to measure
+        for task in (profile_tasks(dense, schemes) if tasks is None else tasks):
+            todo.setdefault((task[0], task[1]), []).extend([float(task[2])] if len(task) > 2 else ratios)
         unknown = [n for n, _ in todo if n not in layers]
         if unknown:
             raise ValueError(f"measure_profile: no eligible layer {unknown[0]!r} in the model")
-        for i, (name, scheme) in enumerate(todo):
+        for i, ((name, scheme), mine) in enumerate(todo.items()):
             layer = layers[name]
             spectra = layer_spectra(scheme, layer)
-            for ratio in ratios:
+            for ratio in (r for r in ratios if float(r) in set(mine)):
                 rank = resolve_rank(name, layer, scheme, RankPolicy("ratio", float(ratio)))
                 row = {"layer": name, "scheme": scheme, "ratio": float(ratio),
                        "rank": "x".join(map(str, rank)) if isinstance(rank, tuple) else rank}
@@ -150,8 +162,9 @@ def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channe
 
 def merge_profiles(parts: Sequence[Profile], order: Sequence[tuple[str, str]], seconds: float) -> Profile:
     """One profile from parts measured on the same weights and data (``measure_profile``'s
-    ``tasks``): rows in ``order`` (``profile_tasks``), the first part's meta, ``seconds`` the
-    wall time of the whole measurement and ``task_seconds`` the parts' times summed."""
+    ``tasks``, by pair or by point): rows in ``order`` (``profile_tasks``), each pair's in the
+    order of the meta's ratios, the first part's meta, ``seconds`` the wall time of the whole
+    measurement and ``task_seconds`` the parts' times summed."""
     if not parts:
         raise ValueError("merge_profiles: no parts")
     by_task: dict[tuple[str, str], list] = {}
@@ -161,6 +174,8 @@ def merge_profiles(parts: Sequence[Profile], order: Sequence[tuple[str, str]], s
     missing = [t for t in order if t not in by_task]
     if missing:
         raise ValueError(f"merge_profiles: no rows for layer {missing[0][0]!r} in scheme {missing[0][1]!r}")
-    rows = tuple(r for t in order for r in by_task[t])
+    ratios = [float(r) for r in parts[0].meta.get("ratios", [])]
+    rank = {r: i for i, r in enumerate(ratios)}
+    rows = tuple(r for t in order for r in sorted(by_task[t], key=lambda row: rank.get(float(row["ratio"]), 0)))
     task_seconds = sum(float(p.meta.get("seconds", 0.0)) for p in parts)
     return Profile(rows, {**parts[0].meta, "seconds": float(seconds), "task_seconds": task_seconds})

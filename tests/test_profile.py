@@ -8,7 +8,7 @@ import torch
 from rank_search.data import load_dataset
 from rank_search.models import create_model_for
 from rank_search.plan import eligible_layers
-from rank_search.profile import measure_profile, merge_profiles, profile_tasks
+from rank_search.profile import measure_profile, merge_profiles, profile_points, profile_tasks
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,11 @@ def test_a_profile_measured_in_parts_merges_into_the_whole_one(bn_setup) -> None
     assert merged.rows == whole.rows
     assert merged.meta["seconds"] == 1.5 and merged.meta["dense_val_loss"] == whole.meta["dense_val_loss"]
     assert merged.meta["task_seconds"] == pytest.approx(sum(p.meta["seconds"] for p in parts))
+    # dealt by point (the sweep's split): every part measures as many points, the merge is the same
+    points = profile_points(order, kw["ratios"])
+    assert len(points) == 2 * len(order) and [p[2] for p in points[:len(order)]] == [0.1] * len(order)
+    by_point = [measure_profile(model, data, tasks=points[k::2], **kw) for k in (1, 0)]
+    assert merge_profiles(by_point, order, seconds=1.0).rows == whole.rows
     with pytest.raises(ValueError, match="no rows for layer"):
         merge_profiles(parts[:2], order, seconds=1.0)
     with pytest.raises(ValueError, match="no eligible layer 'nope'"):
@@ -75,7 +80,7 @@ def test_a_sweep_splits_its_profile_over_the_trials_it_could_run_at_once() -> No
 
     cluster = {"CPU": 16.0, "GPU": 2.0}
     assert profile_parts(LaunchConfig(space="x", max_concurrent=3), 19, cluster) == 3
-    assert profile_parts(LaunchConfig(space="x", max_concurrent=40), 19, cluster) == 19  # one per pair at most
+    assert profile_parts(LaunchConfig(space="x", max_concurrent=40), 19, cluster) == 19  # one per point at most
     assert profile_parts(LaunchConfig(space="x", cpus_per_trial=4.0), 19, cluster) == 4
     assert profile_parts(LaunchConfig(space="x", gpus_per_trial=1.0), 19, cluster) == 2  # GPUs bound it
     assert profile_parts(LaunchConfig(space="x", cpus_per_trial=32.0), 19, cluster) == 1

@@ -6,7 +6,7 @@ and by every trial (nothing is recomputed).
 
 The work runs as Ray tasks with a trial's resources, so on a cluster it lands on nodes that
 could run a trial (GPU nodes for GPU trials): one trains (or loads) the dense reference, then the
-profile's layers are split over as many tasks as trials may run at once (``profile_parts``), since
+profile's points are dealt over as many tasks as trials may run at once (``profile_parts``), since
 no trial starts before the profile is there; the parts merge into exactly the profile one task
 would measure (``rank_search.profile.merge_profiles``).
 """
@@ -112,8 +112,8 @@ def _reference_task(space_plain: dict, dense_bytes: bytes | None, threads: int) 
 
 
 def _profile_task(space_plain: dict, weights: bytes, batch_size: int, threads: int,
-                  tasks: list[tuple[str, str]]) -> tuple[str, dict]:
-    """One part of the profile (``tasks``: its (layer, scheme) pairs) of the dense weights, on the
+                  tasks: list[tuple[str, str, float]]) -> tuple[str, dict]:
+    """One part of the profile (``tasks``: its (layer, scheme, ratio) points) of the dense weights, on the
     loaders the reference was evaluated on; runs in a Ray worker. Returns (CSV text, meta)."""
     import torch
 
@@ -187,9 +187,9 @@ def _prepare_layer_latency(path: str, space, cfg: LaunchConfig, resources: dict)
 
 
 def profile_parts(cfg: LaunchConfig, tasks: int, cluster: dict[str, float]) -> int:
-    """How many Ray tasks measure a profile of ``tasks`` (layer, scheme) pairs: as many as trials
-    could run at once (``--max-concurrent``, else the ``cluster``'s CPUs, and GPUs for GPU
-    trials, per trial), at most one per pair."""
+    """How many Ray tasks measure a profile of ``tasks`` (layer, scheme, ratio) points: as many as
+    trials could run at once (``--max-concurrent``, else the ``cluster``'s CPUs, and GPUs for GPU
+    trials, per trial), at most one per point."""
     if cfg.max_concurrent is not None:
         slots = cfg.max_concurrent
     else:
@@ -206,18 +206,19 @@ def _measure_profile_parts(space, cfg: LaunchConfig, resources: dict, weights: b
     from ..allocation import Profile
     from ..data import dataset_info
     from ..models import create_model_for
-    from ..profile import merge_profiles, profile_tasks
+    from ..profile import merge_profiles, profile_points, profile_tasks
 
     model = create_model_for(space.model, dataset_info(space.dataset, data_root=space.data_root))
     order = profile_tasks(model, _space_schemes(space))
-    parts = profile_parts(cfg, len(order), ray.cluster_resources())
+    points = profile_points(order)
+    parts = profile_parts(cfg, len(points), ray.cluster_resources())
     say(f"sensitivity profile: {len({name for name, _ in order})} layer(s), {len(order)} (layer, scheme) pair(s), "
-        f"in {parts} parallel task(s) ...")
+        f"{len(points)} points, in {parts} parallel task(s) ...")
     task = ray.remote(**resources)(_profile_task)
     ref = ray.put(weights)
     start = time.perf_counter()
     futures = [task.remote(space.to_plain(), ref, batch_size, int(round(cfg.cpus_per_trial)),
-                           [list(t) for t in order[k::parts]]) for k in range(parts)]
+                           [list(t) for t in points[k::parts]]) for k in range(parts)]
     results = _get(futures)
     measured = [Profile.from_csv(text, meta) for text, meta in results]
     return merge_profiles(measured, order, time.perf_counter() - start)
