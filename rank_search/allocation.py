@@ -185,8 +185,12 @@ def _candidates(macs: LayerMacs, name: str, scheme: str, cost_of) -> list[_Choic
     return sorted(choices.values(), key=lambda c: c.macs)
 
 
-def _plan(choices: Mapping[str, _Choice], schemes: Mapping[str, str]) -> RankPlan:
-    return RankPlan(tuple((n, LayerPlan(schemes[n], c.rank)) for n, c in choices.items() if c.rank is not None))
+def _plan(choices: Mapping[str, _Choice], schemes: Mapping[str, str],
+          options: Mapping[str, Sequence[_Choice]]) -> RankPlan:
+    """The chosen ranks; ``kept_dense`` lists the layers no rank makes cheaper than dense (by
+    MACs, or by measured time under a latency budget), for the run record."""
+    kept = tuple(n for n, opts in options.items() if all(c.rank is None for c in opts))
+    return RankPlan(tuple((n, LayerPlan(schemes[n], c.rank)) for n, c in choices.items() if c.rank is not None), kept)
 
 
 def uniform_allocation(macs: LayerMacs, target: float, *, scheme: str) -> RankPlan:
@@ -229,7 +233,7 @@ def uniform_allocation(macs: LayerMacs, target: float, *, scheme: str) -> RankPl
         if best is None:
             break
         chosen[best[1]] = best[2]
-    return _plan(chosen, schemes)
+    return _plan(chosen, schemes, options)
 
 
 def _ratio_of(macs: LayerMacs, name: str, scheme: str, rank) -> float:
@@ -274,7 +278,7 @@ def sensitivity_allocation(macs: LayerMacs, target: float, profile: Profile, *, 
         if total >= budget * (1 - TOLERANCE / 2) or not _swap(chosen, options, fixed, budget, need_gain=False):
             break
         _fill(chosen, options, fixed, budget)
-    return _plan(chosen, schemes)
+    return _plan(chosen, schemes, options)
 
 
 def _fill(chosen: dict[str, _Choice], options: Mapping[str, list[_Choice]], fixed: int, budget: float) -> None:

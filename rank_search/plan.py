@@ -183,7 +183,7 @@ def keep_dense_at_break_even(model: nn.Module, plan: RankPlan, *, follow_weights
             dense.append(name)
         else:
             kept.append((name, lp))
-    return RankPlan(tuple(kept), tuple(dense))
+    return RankPlan(tuple(kept), tuple(plan.kept_dense) + tuple(dense))  # the spec's own (an allocation's) too
 
 
 def _follows_weights(rank: Any) -> bool:

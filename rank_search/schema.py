@@ -127,6 +127,7 @@ LAYER_LATENCY_FILE = "layer_latency.csv"  # ranks.budget: latency: measured time
 LAYER_LATENCY_META_FILE = "layer_latency.yaml"  # its batch size, threads, device and whole-model time
 STUDY_FILE = "optuna_study.log"  # the Optuna study (JournalStorage), for optuna-dashboard
 RANK_RATIOS_KEY = "rank_ratios"  # run record: {layer: rank / max rank} of every planned layer
+KEPT_DENSE_KEY = "kept_dense"  # run record: the layers the rank spec left dense (no rank is cheaper)
 # run record: what the run ran with beyond its settings (torch threads, device, package
 # versions, git commit), so a re-run on the same machine can be checked against it
 ENVIRONMENT_KEY = "environment"

@@ -54,6 +54,8 @@ def run_record(trainer, spec: RunSpec) -> dict[str, Any]:
         record["ranks"] = ranks.to_dict() if hasattr(ranks, "to_dict") else ranks
         record[schema.RANK_RATIOS_KEY] = rank_ratios(trainer.dense, ranks if isinstance(ranks, RankPlan)
                                                      else method.plan)
+        if method.plan.kept_dense:  # named by the rank spec, but no rank is cheaper than dense
+            record[schema.KEPT_DENSE_KEY] = list(method.plan.kept_dense)
     if isinstance(spec.ranks, GroupRatios):
         record[schema.GROUPS_KEY] = {"grouping": spec.ranks.grouping,
                                      "layers": layer_groups(trainer.dense, spec.ranks.grouping)}

@@ -17,7 +17,7 @@ from ..groups import GroupRatios
 RUN_KEYS = ("model", "dataset", "method", "ranks", "scheme", "epochs", "seed", "data_root", "download", "settings",
             "init")
 # written by results.run_record, ignored on input
-RECORD_KEYS = (schema.GROUPS_KEY, schema.RANK_RATIOS_KEY, schema.ENVIRONMENT_KEY)
+RECORD_KEYS = (schema.GROUPS_KEY, schema.RANK_RATIOS_KEY, schema.KEPT_DENSE_KEY, schema.ENVIRONMENT_KEY)
 
 
 @dataclass(frozen=True)

@@ -85,4 +85,5 @@ def test_trials_report_a_latency_target_and_run_its_allocation(sweep) -> None:
         plan = spec.resolve(model, scheme=scheme, input_shape=(1, 28, 28))
         record = yaml.safe_load(open(os.path.join(path, str(row["folder"]), str(row["checkpoint"]), schema.RUN_FILE)))
         assert record["run"]["ranks"] == plan.to_dict(), (row["folder"], target)
+        assert record["run"].get(schema.KEPT_DENSE_KEY, []) == list(plan.kept_dense)
     assert (planned[schema.MACS_COMPRESSION] > 1.0).any()  # the wide layers are faster factorized
