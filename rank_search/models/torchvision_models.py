@@ -1,22 +1,12 @@
-"""ImageNet ResNets from torchvision (randomly initialised; weights are never downloaded).
-
-torchvision is imported when one of them is built, not with the registry: importing it pulls in
-torch._dynamo (3.6 s of a 17 s mnist5k trial here), which a process building another model
-never needs.
-"""
+"""ImageNet ResNets from torchvision (randomly initialised; weights are never downloaded)."""
 from __future__ import annotations
 
 from typing import Callable
 
+import torchvision
 from torch import nn
 
 from rank_search.models import register_model
-
-
-def _torchvision_models():
-    import torchvision.models
-
-    return torchvision.models
 
 
 def _build(
@@ -41,11 +31,11 @@ def _build(
 def resnet18(*, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     """torchvision ResNet-18 (adaptive average pooling: any input >= 32x32 works)."""
     del image_size
-    return _build(_torchvision_models().resnet18, in_channels=in_channels, num_classes=num_classes)
+    return _build(torchvision.models.resnet18, in_channels=in_channels, num_classes=num_classes)
 
 
 @register_model("resnet50")
 def resnet50(*, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     """torchvision ResNet-50 (adaptive average pooling: any input >= 32x32 works)."""
     del image_size
-    return _build(_torchvision_models().resnet50, in_channels=in_channels, num_classes=num_classes)
+    return _build(torchvision.models.resnet50, in_channels=in_channels, num_classes=num_classes)
