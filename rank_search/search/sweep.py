@@ -186,11 +186,15 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
 
     try:
         ranks = (f"{space.grouping} ranks over {len(groups)} group(s)" if space.rank_mode == "per_group" else
-                 f"ranks allocated ({', '.join(space.allocations)}) to targets {space.target.to_plain()}")
+                 f"ranks allocated ({', '.join(space.allocations)}) to {space.budget} targets {space.target.to_plain()}")
         say(f"sweep {cfg.name}: {cfg.num_samples} trials of space {space.name!r} ({space.model} on "
             f"{space.dataset}, {space.epochs} epochs, methods {', '.join(space.methods)}, {ranks}), "
             f"training seed {space.seed}, searcher {cfg.searcher} (seed {cfg.seed}), scheduler {cfg.scheduler}")
         say(f"experiment folder: {path}")
+        if space.rank_mode == "sensitivity" and space.budget == "macs" and any(
+                m.startswith("latency") for m, _ in cfg.objectives):
+            say("note: a latency objective with MACs targets; ranks.budget: latency allocates from measured "
+                "layer times instead (README, budget-driven spaces)")
         refs = prepare_references(path, space, cfg)
         points = warm_start_points(space, groups, cfg.num_samples, cfg.warm_start)
         if points:
