@@ -5,10 +5,12 @@ it sees in the model, at the space's latency batch size, on the trial's device a
 Why a table of measured times rather than MACs: on a CPU the convolution kernels vectorise
 over blocks of 16 output channels, so a factor of rank 5 costs what one of rank 16 costs (see
 ``benchmarks/RESULTS.md``, compact-model CPU speed). The ranks timed are 1, 2, 4, 8, then every
-multiple of BLOCK up to the layer's MACs break-even, and the largest rank below it; a rank
-between two timed ones is charged the time of the next timed one up (a step, never an
-under-estimate), so the allocation, which minimises predicted accuracy loss for the time
-budget, takes the top of each step: ranks at block multiples where they cost nothing more.
+multiple of BLOCK up to the layer's MACs break-even, and the largest rank below it; a rank is
+charged the least time of the timed ranks at or above it (a step up to the next timed rank, or
+less where a larger timed rank measured faster: a larger rank can always stand in for it), so
+the allocation, which minimises predicted accuracy loss for the time budget and has the timed
+ranks among its candidates, takes the top of each step: ranks at block multiples where they
+cost nothing more.
 
 Each (layer, rank) is timed interleaved with its dense layer (``latency.median_forward_ms``);
 the table keeps both medians, and a layer's factorized time is predicted as its dense median
@@ -186,9 +188,8 @@ class LayerLatency:
         return [rank for s, rank, _ in self._points[name] if s == scheme]
 
     def factorized(self, name: str, scheme: str, rank, tiles=None) -> float:
-        """Predicted time of ``name`` at ``rank``: that of the smallest timed rank covering it;
-        the dense time (so the layer stays dense) above every timed rank."""
-        for s, timed, ratio in self._points[name]:
-            if s == scheme and _covers(timed, rank):
-                return self.dense[name] * ratio
-        return self.dense[name]
+        """Predicted time of ``name`` at ``rank``: the least of the timed ranks covering it (at
+        least as large in every dimension); the dense time (so the layer stays dense) above
+        every timed rank."""
+        ratios = [ratio for s, timed, ratio in self._points[name] if s == scheme and _covers(timed, rank)]
+        return self.dense[name] * min(ratios) if ratios else self.dense[name]

@@ -77,6 +77,9 @@ def test_a_rank_between_timed_ones_costs_the_next_timed_one_up_and_above_all_the
     assert cost.factorized("b", "channel", 3) == pytest.approx(4.0)
     last = timed_ranks("b", wide.b, "channel")[-1]
     assert cost.factorized("b", "channel", last + 1) == cost.dense["b"]
+    # a larger timed rank measured faster (noise, or a kernel's sweet spot) stands in for smaller ones
+    bumpy = LayerLatency(wide, _table(wide, lambda name, rank: 9.0 if rank == 16 else float(rank) / 8, model_ms=40.0))
+    assert bumpy.factorized("b", "channel", 9) == pytest.approx(4.0)  # rank 32's 4 ms, not rank 16's 9
 
 
 def test_the_table_survives_its_files_with_tuple_ranks(wide, tmp_path) -> None:
