@@ -104,11 +104,13 @@ def main() -> None:
     p.add_argument("--latency-batch", type=int, default=64,
                    help="the batch every trial measures its latency at (the space's latency_batch_size)")
     p.add_argument("--repeats", type=int, default=30, help="timed rounds of the re-measurement")
+    p.add_argument("--arms", default=",".join(ARMS), help=f"which of {', '.join(ARMS)} to run (macs always)")
     p.add_argument("--latency-target", default="1.05,1.6",
                    help="LOW,HIGH: the budget arm's latency speed-up target range (log scale)")
     p.add_argument("--storage", default="runs/latency_objective")
     p.add_argument("--out", help="append the markdown section to this file")
     args = p.parse_args()
+    arms = {a: ARMS[a] for a in ARMS if a == "macs" or a in args.arms.split(",")}
     storage = os.path.abspath(args.storage)
     os.makedirs(storage, exist_ok=True)
     space = get_space(args.space)
@@ -118,7 +120,7 @@ def main() -> None:
     per_seed: dict[int, dict] = {}
     for seed in seeds:
         paths = {}
-        for arm, objectives in ARMS.items():
+        for arm, objectives in arms.items():
             plain = base
             if arm in BUDGET_ARMS:
                 low, high = (float(v) for v in args.latency_target.split(","))
@@ -135,7 +137,8 @@ def main() -> None:
         "",
         f"Command: `.venv/bin/python benchmarks/latency_objective.py --space {args.space} --seeds {args.seeds} "
         f"--trials {args.trials} --epochs {args.epochs} --latency-batch {args.latency_batch} --repeats "
-        f"{args.repeats} --latency-target {args.latency_target} --storage {os.path.relpath(storage)}`. Three `rank-search launch` sweeps per seed of the "
+        f"{args.repeats} --arms {','.join(arms)} --latency-target {args.latency_target} --storage "
+        f"{os.path.relpath(storage)}`. {len(arms)} `rank-search launch` sweeps per seed of the "
         f"same space (`latency_batch_size: {args.latency_batch}`), {args.trials} trials, {args.epochs} epochs, seed k "
         f"for the searcher and the training in both: **macs** = `--objectives {ARMS['macs']}` (the default), "
         f"**latency** = `--objectives {ARMS['latency']}`, **budget** = the latency objective with `ranks.budget: latency`, "
@@ -148,7 +151,7 @@ def main() -> None:
         + " | Spearman(MACs x, speed-up) |",
         "| --- | --- | --- | " + " | ".join("---" for _ in WITHIN) + " | --- |",
     ]
-    for arm in ARMS:
+    for arm in arms:
         hvs = [log_hv(per_seed[s]["rows"][arm], per_seed[s]["dense_val"] - MARGIN) for s in seeds]
         cells = []
         for d in WITHIN:
@@ -165,10 +168,10 @@ def main() -> None:
         return [log_hv(per_seed[s]["rows"][arm], per_seed[s]["dense_val"] - MARGIN)
                 - log_hv(per_seed[s]["rows"]["macs"], per_seed[s]["dense_val"] - MARGIN) for s in seeds]
 
-    drift = [abs(r["trial_speedup"] / r["speedup"] - 1) for s in seeds for a in ARMS for r in per_seed[s]["rows"][a]
+    drift = [abs(r["trial_speedup"] / r["speedup"] - 1) for s in seeds for a in arms for r in per_seed[s]["rows"][a]
              if r["trial_speedup"] == r["trial_speedup"]]
     lines += [""] + [f"Paired difference {arm} - macs in log HV per seed: {', '.join(fmt(d, '+.4f') for d in diffs(arm))} "
-                     f"(median {fmt(statistics.median(diffs(arm)), '+.4f')})." for arm in ARMS if arm != "macs"]
+                     f"(median {fmt(statistics.median(diffs(arm)), '+.4f')})." for arm in arms if arm != "macs"]
     lines += [f"Dense val accuracy per seed: "
                   f"{', '.join(fmt(per_seed[s]['dense_val']) for s in seeds)}.",
               "", f"The trials' own in-run speed-ups differ from the re-measured ones by a median "
