@@ -383,24 +383,26 @@ class BudgetRanks:
         shape = input_shape or tuple((self.profile.meta if self.profile else {}).get("input_shape") or ())
         if not shape:
             raise RankSearchError("a budget allocation needs the model's input shape")
-        macs: Any = LayerMacs(model, tuple(int(s) for s in shape))
-        if self.budget == "latency":
-            from .layer_latency import LayerLatency
-
-            macs = LayerLatency(model, self.latency)
+        macs = _cost_model(model, tuple(int(s) for s in shape), self.latency if self.budget == "latency" else None)
         if self.allocation == "uniform":
             return uniform_allocation(macs, float(self.target), scheme=scheme)
         return sensitivity_allocation(macs, float(self.target), self.profile, scheme=scheme, proxy=self.proxy)
 
 
+def _cost_model(model: nn.Module, input_shape: tuple[int, ...], latency=None) -> Any:
+    """What an allocation spends: exact MACs, or predicted milliseconds from a ``latency`` table
+    (then no MACs are counted)."""
+    if latency is None:
+        return LayerMacs(model, input_shape)
+    from .layer_latency import LayerLatency
+
+    return LayerLatency(model, latency)
+
+
 def max_compression(model: nn.Module, input_shape: tuple[int, ...], *, scheme: str, latency=None) -> float:
     """The MACs compression of every eligible layer at its cheapest rank (the reachable maximum);
     with a ``latency`` table, the predicted latency speed-up of every layer at its fastest."""
-    macs: Any = LayerMacs(model, input_shape)
-    if latency is not None:
-        from .layer_latency import LayerLatency
-
-        macs = LayerLatency(model, latency)
+    macs = _cost_model(model, input_shape, latency)
     least = 0
     for n, layer in macs.layers.items():
         s = scheme_for(layer, scheme)

@@ -35,17 +35,15 @@ from .decomp.policies import RankPolicy
 from .errors import RankSearchError
 from .layers import get_scheme
 from .plan import eligible_layers, resolve_rank, scheme_for
+from .surgery import format_rank
 
 LOW_RANKS = (1, 2, 4, 8)
 BLOCK = 16  # output channels per vector block of oneDNN's / MLAS's CPU convolution kernels
 COLUMNS = ("layer", "scheme", "rank", "latency_ms", "dense_latency_ms")
 
 
-def _rank_text(rank) -> str:
-    return "x".join(map(str, rank)) if isinstance(rank, tuple) else str(rank)
-
-
 def _parse_rank(text: str):
+    """Inverse of ``surgery.format_rank``."""
     parts = tuple(int(p) for p in str(text).split("x"))
     return parts if len(parts) > 1 else parts[0]
 
@@ -97,7 +95,7 @@ class LatencyTable:
         writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in self.rows:
-            writer.writerow({**row, "rank": _rank_text(row["rank"])})
+            writer.writerow({**row, "rank": format_rank(row["rank"])})
         return out.getvalue()
 
     @classmethod

@@ -80,7 +80,7 @@ def profile_points(pairs: Sequence[tuple[str, str]], ratios: Sequence[float] = D
                    ) -> list[tuple[str, str, float]]:
     """Every (layer, scheme, ratio) point of ``pairs``, dense rows (ratio 1.0, free) last: dealt
     round-robin into parts they give each part as many measured points as the others, whatever
-    their pairs' costs (a split by pairs left one demo part twice as long as the other)."""
+    their pairs' costs (a split by pairs gives a part with the costlier pairs more work)."""
     return [(n, s, float(r)) for n, s in pairs for r in ratios if r < 1.0] + \
         [(n, s, float(r)) for n, s in pairs for r in ratios if r >= 1.0]
 
@@ -131,7 +131,8 @@ def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channe
         for i, ((name, scheme), mine) in enumerate(todo.items()):
             layer = layers[name]
             spectra = layer_spectra(scheme, layer)
-            for ratio in (r for r in ratios if float(r) in set(mine)):
+            mine_set = set(mine)
+            for ratio in (r for r in ratios if float(r) in mine_set):
                 rank = resolve_rank(name, layer, scheme, RankPolicy("ratio", float(ratio)))
                 row = {"layer": name, "scheme": scheme, "ratio": float(ratio),
                        "rank": "x".join(map(str, rank)) if isinstance(rank, tuple) else rank}

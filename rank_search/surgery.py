@@ -59,7 +59,8 @@ class LayerReport:
         return asdict(self)
 
 
-def _fmt_rank(rank) -> str:
+def format_rank(rank) -> str:
+    """A rank as text: ``8``, or ``8x4`` for Tucker-2's (out, in) pair."""
     return "x".join(str(r) for r in rank) if isinstance(rank, tuple) else str(rank)
 
 
@@ -80,8 +81,8 @@ def layer_report(dense: nn.Module, compact: nn.Module, plan: RankPlan, input_sha
             compact_params = sum(p.numel() for p in sub.parameters())
             prefix = name + "."
             macs = sum(v for k, v in compact_macs.items() if k.startswith(prefix))
-            rows.append(LayerReport(name, kind, shape, lp.scheme, _fmt_rank(lp.rank),
-                                    _fmt_rank(cls.max_rank(layer, tiles=lp.tiles)),
+            rows.append(LayerReport(name, kind, shape, lp.scheme, format_rank(lp.rank),
+                                    format_rank(cls.max_rank(layer, tiles=lp.tiles)),
                                     dense_params, compact_params, dense_macs.get(name, 0), macs))
         else:
             rows.append(LayerReport(name, kind, shape, "dense", "-", "-", dense_params, dense_params,

