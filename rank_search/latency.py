@@ -77,21 +77,31 @@ def latency_metrics(dense_ms: float, compact_ms: float) -> dict[str, float]:
             schema.LATENCY_SPEEDUP: dense_ms / compact_ms if compact_ms > 0 else float("nan")}
 
 
-def _on(model: nn.Module, device: torch.device) -> nn.Module:
-    """``model`` on ``device``: itself when it is there already, else a copy (never moved)."""
+def _on(model: nn.Module, device: torch.device, *, channels_last: bool = False) -> nn.Module:
+    """``model`` on ``device`` (and in ``channels_last``, when asked): itself when it is so
+    already, else a copy (never moved or converted in place)."""
     param = next(model.parameters(), None)
-    if param is None or param.device == device:
+    if param is None:
         return model
-    return copy.deepcopy(model).to(device)
+    wrong_format = channels_last and any(p.dim() == 4 and not p.is_contiguous(memory_format=torch.channels_last)
+                                         for p in model.parameters())
+    if param.device == device and not wrong_format:
+        return model
+    moved = copy.deepcopy(model).to(device)
+    return moved.to(memory_format=torch.channels_last) if channels_last else moved
 
 
 def measure_latency(dense: nn.Module, compact: nn.Module | None, input_shape: tuple[int, ...], *, batch_size: int,
                     device: torch.device | str = "cpu", threads: int | None = None, repeats: int = REPEATS,
-                    warmup: int = WARMUP, max_seconds: float | None = MAX_SECONDS) -> dict[str, float]:
+                    warmup: int = WARMUP, max_seconds: float | None = MAX_SECONDS,
+                    channels_last: bool = False) -> dict[str, float]:
     """Compact vs dense latency on ``device`` at ``batch_size``, interleaved in one run.
 
     Both models run in eval mode without autograd (their modes are restored; neither is
     mutated), on one random batch, with ``threads`` intra-op threads (default: torch's).
+    ``channels_last``: both models' 4-D weights and the batch in that memory format (a run
+    trained with ``train.channels_last``: its compact model is kept so, and the dense one is
+    timed alike, else the ratio would compare two layouts).
     ``compact=None`` (no usable compact model, e.g. a diverged run) times the dense model alone
     and reports it for both (speed-up 1).
 
@@ -100,9 +110,11 @@ def measure_latency(dense: nn.Module, compact: nn.Module | None, input_shape: tu
     """
     _check_count("latency batch size", batch_size, 1)
     device = torch.device(device)
-    models = [_on(dense, device)] + ([] if compact is None else [_on(compact, device)])
+    models = [_on(m, device, channels_last=channels_last) for m in [dense] + ([] if compact is None else [compact])]
     modes = [m.training for m in models]
     x = torch.randn((batch_size, *input_shape), generator=torch.Generator().manual_seed(0)).to(device)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     before = torch.get_num_threads()
     try:

@@ -61,7 +61,8 @@ def latency(trainer, *, batch_size: int = schema.DEFAULT_LATENCY_BATCH_SIZE, com
     from ..latency import measure_latency
 
     return measure_latency(trainer.dense, trainer.compact_model() if compact else None, trainer.input_shape,
-                           batch_size=batch_size, device=trainer.device, threads=trainer.threads)
+                           batch_size=batch_size, device=trainer.device, threads=trainer.threads,
+                           channels_last=trainer.config.channels_last)
 
 
 def accuracy_on_test(trainer) -> float:

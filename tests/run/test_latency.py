@@ -124,3 +124,33 @@ def test_the_trial_reads_its_batch_size_from_the_space_constants() -> None:
     for bad in (0, True, "8", 2.0):
         with pytest.raises(RankSearchError, match="space.latency_batch_size must be an integer >= 1"):
             latency_batch_size({schema.LATENCY_BATCH_SIZE_KEY: bad})
+
+
+def test_channels_last_times_both_models_and_the_batch_in_that_layout_leaving_them_as_they_were() -> None:
+    """A run trained with ``train.channels_last`` keeps its compact model so: the dense model is
+    timed in the same layout (a copy), not NCHW against channels_last."""
+    seen: list = []
+
+    class Conv(nn.Conv2d):
+        def forward(self, x):
+            seen.append((self.weight.is_contiguous(memory_format=torch.channels_last),
+                         x.is_contiguous(memory_format=torch.channels_last)))
+            return super().forward(x)
+
+    dense = Conv(3, 8, 3)
+    compact = Conv(3, 4, 3).to(memory_format=torch.channels_last)
+    out = measure_latency(dense, compact, (3, 8, 8), batch_size=2, repeats=2, warmup=0, channels_last=True)
+    assert out[schema.LATENCY_SPEEDUP] > 0
+    assert seen and all(weight and batch for weight, batch in seen)
+    assert dense.weight.is_contiguous() and not dense.weight.is_contiguous(memory_format=torch.channels_last)
+    seen.clear()
+    measure_latency(dense, None, (3, 8, 8), batch_size=2, repeats=1, warmup=0)
+    assert seen == [(False, False)]  # off by default: the models as given
+
+
+def test_a_channels_last_run_reports_a_same_layout_speedup() -> None:
+    tr = prepare(RunSpec(model="lenet5", dataset="synthetic", method="factorized", ranks="ratio:0.3", epochs=1,
+                         settings={"train.channels_last": True}))
+    assert tr.compact_model().features[3].core.weight.is_contiguous(memory_format=torch.channels_last)
+    assert set(latency(tr, batch_size=2)) == LATENCY_KEYS
+    assert not tr.dense.features[3].weight.is_contiguous(memory_format=torch.channels_last)  # not converted
