@@ -84,3 +84,21 @@ def test_a_sweep_splits_its_profile_over_the_trials_it_could_run_at_once() -> No
     assert profile_parts(LaunchConfig(space="x", cpus_per_trial=4.0), 19, cluster) == 4
     assert profile_parts(LaunchConfig(space="x", gpus_per_trial=1.0), 19, cluster) == 2  # GPUs bound it
     assert profile_parts(LaunchConfig(space="x", cpus_per_trial=32.0), 19, cluster) == 1
+
+
+def test_a_channels_last_profile_measures_the_same_rows_up_to_rounding(bn_setup) -> None:
+    """``channels_last`` (a space training with ``train.channels_last``) changes the layout the
+    points are measured in, not what they measure; the dense model is not converted."""
+    model, data = bn_setup
+    kw = dict(ratios=(0.1, 0.45, 1.0), proxies=("bn", "energy"), bn_images=64)
+    tasks = profile_tasks(model)[:3]
+    plain = measure_profile(model, data, tasks=tasks, **kw)
+    fast = measure_profile(model, data, tasks=tasks, channels_last=True, **kw)
+    assert fast.meta["channels_last"] is True and plain.meta["channels_last"] is False
+    assert not any(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+                   for p in model.parameters())
+    assert len(fast.rows) == len(plain.rows) == 9
+    for a, b in zip(plain.rows, fast.rows):
+        assert (a["layer"], a["scheme"], a["rank"], a["macs"]) == (b["layer"], b["scheme"], b["rank"], b["macs"])
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
+        assert abs(b["val_accuracy"] - a["val_accuracy"]) <= 0.01  # at most a rounding-flipped image or two

@@ -129,7 +129,8 @@ def _profile_task(space_plain: dict, weights: bytes, batch_size: int, threads: i
     model = create_model_for(space.model, data)
     model.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))
     prof = measure_profile(model, data, schemes=_space_schemes(space), proxies=_proxies(space.proxy),
-                           meta={"model": space.model, "dataset": space.dataset}, tasks=[tuple(t) for t in tasks])
+                           meta={"model": space.model, "dataset": space.dataset}, tasks=[tuple(t) for t in tasks],
+                           channels_last=bool(train_settings(space).get("train.channels_last", False)))
     return prof.to_csv(), dict(prof.meta)
 
 
@@ -186,6 +187,18 @@ def _prepare_layer_latency(path: str, space, cfg: LaunchConfig, resources: dict)
         + (f"; targets above it (range up to {high:g}x) get the fastest allocation" if min(reach.values()) < high else ""))
 
 
+def _warm_task(space_plain: dict) -> None:
+    """Import what a profile task needs and load its data set (cached per worker process), in a
+    worker the dense reference leaves idle; runs in a Ray worker."""
+    from search_spaces import space_from_mapping
+
+    from ..data import load_dataset
+    from ..profile import measure_profile  # noqa: F401 (the import is the work)
+
+    space = space_from_mapping(space_plain, name=space_plain.get("name") or "space")
+    load_dataset(space.dataset, data_root=space.data_root, seed=space.seed)
+
+
 def profile_parts(cfg: LaunchConfig, tasks: int, cluster: dict[str, float]) -> int:
     """How many Ray tasks measure a profile of ``tasks`` (layer, scheme, ratio) points: as many as
     trials could run at once (``--max-concurrent``, else the ``cluster``'s CPUs, and GPUs for GPU
@@ -199,19 +212,28 @@ def profile_parts(cfg: LaunchConfig, tasks: int, cluster: dict[str, float]) -> i
     return max(1, min(slots, tasks))
 
 
-def _measure_profile_parts(space, cfg: LaunchConfig, resources: dict, weights: bytes, batch_size: int):
-    """The sweep's profile, measured in parallel parts and merged (see the module docstring)."""
+def _profile_plan(space, cfg: LaunchConfig) -> tuple[list, list, int]:
+    """The profile's (layer, scheme) pairs in model order, its points, and how many tasks share them."""
     import ray
 
-    from ..allocation import Profile
     from ..data import dataset_info
     from ..models import create_model_for
-    from ..profile import merge_profiles, profile_points, profile_tasks
+    from ..profile import profile_points, profile_tasks
 
     model = create_model_for(space.model, dataset_info(space.dataset, data_root=space.data_root))
     order = profile_tasks(model, _space_schemes(space))
     points = profile_points(order)
-    parts = profile_parts(cfg, len(points), ray.cluster_resources())
+    return order, points, profile_parts(cfg, len(points), ray.cluster_resources())
+
+
+def _measure_profile_parts(space, cfg: LaunchConfig, resources: dict, weights: bytes, batch_size: int, plan):
+    """The sweep's profile, measured in parallel parts and merged (see the module docstring)."""
+    import ray
+
+    from ..allocation import Profile
+    from ..profile import merge_profiles
+
+    order, points, parts = plan
     say(f"sensitivity profile: {len({name for name, _ in order})} layer(s), {len(order)} (layer, scheme) pair(s), "
         f"{len(points)} points, in {parts} parallel task(s) ...")
     task = ray.remote(**resources)(_profile_task)
@@ -336,9 +358,15 @@ def _prepare_dense_and_profile(path: str, space, cfg: LaunchConfig) -> Reference
     resources = _task_resources(cfg)
     task = ray.remote(**resources)(_reference_task)
     start = time.perf_counter()
-    out = _get(task.remote(space.to_plain(), given, int(round(cfg.cpus_per_trial))))
+    plan = _profile_plan(space, cfg) if measure else None
+    future = task.remote(space.to_plain(), given, int(round(cfg.cpus_per_trial)))
+    # the profile's other parts start in cold workers (imports, data: about 7 s on 2 cores), and the
+    # slots they will use are idle while the dense reference trains: warm them meanwhile
+    warm = [ray.remote(**resources)(_warm_task).remote(space.to_plain()) for _ in range((plan or (0, 0, 1))[2] - 1)]
+    out = _get(future)
+    _get(warm)
     if measure:
-        out["profile"] = _measure_profile_parts(space, cfg, resources, out["weights"], out["batch_size"])
+        out["profile"] = _measure_profile_parts(space, cfg, resources, out["weights"], out["batch_size"], plan)
     if not loc.uri:
         import os
 
