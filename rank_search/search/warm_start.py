@@ -1,8 +1,14 @@
 """The first trials of every sweep (enqueued in the Optuna study): every method of the space,
-at targets spread over the space's compression range, with uniform and profile allocations.
+at targets spread over the space's compression range, with uniform and profile allocations,
+all at the space's central train settings (each searched ``train.*`` at its midpoint, the
+settings the dense reference trains with).
 
-Optuna fixes the parameters a point names and samples the rest (knobs, train settings) as
-usual; the sampler then continues from these results.
+Optuna fixes the parameters a point names and samples the rest (method knobs) as usual; the
+sampler then continues from these results. Why the train settings are fixed: with one epoch
+of fine-tuning the learning rate decides a trial as much as its ranks (benchmarks/RESULTS.md:
+on resnet20 at 20x, lr 0.009 gave 17-24% and lr 0.019-0.027 gave 56-59%), so warm-start points
+at drawn learning rates were a uniform grid with noise; the refine searcher then moves the
+learning rate around the good points.
 """
 from __future__ import annotations
 
@@ -35,16 +41,19 @@ def warm_start_points(space, groups: list[str], num_samples: int, size: int | No
     methods with a plan in turn, at targets spread over the range (log-spaced, interleaved so
     each method meets low and high ones) and alternating between the uniform and the
     sensitivity allocation (a budget-driven space), or at uniform ratios, every group the same,
-    spread over the ratio range (a per-group space)."""
+    spread over the ratio range (a per-group space); every point at the central train settings."""
     from ..methods import METHODS
+    from .reference import train_settings
 
     methods = list(space.methods)
+    central = {k: v for k, v in train_settings(space).items() if space.train[k[len("train."):]].kind != "fixed"}
     planned = [m for m in methods if METHODS.get(m).uses_plan]
     n = warm_start_size(num_samples, len(methods)) if size is None else size
     points: list[dict[str, Any]] = [{METHOD_KEY: m} for m in methods if m not in planned][:n]
     n_plan = n - len(points) if planned else 0
     if n_plan <= 0:
-        return points if len(methods) > 1 else [{} for _ in points]
+        points = points if len(methods) > 1 else [{} for _ in points]
+        return [{**p, **central} for p in points]
     if space.rank_mode == "sensitivity":
         t = space.target
         low, high = space.target_bounds()
@@ -73,4 +82,4 @@ def warm_start_points(space, groups: list[str], num_samples: int, size: int | No
                 value = min(space.ratio.choices, key=lambda c: abs(c - value))
             point.update({RANK_PREFIX + g: value for g in groups})
         points.append(point)
-    return points
+    return [{**p, **central} for p in points]

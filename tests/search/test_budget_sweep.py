@@ -155,6 +155,22 @@ def test_warm_start_is_half_the_budget_with_every_method(trials, methods, size) 
     assert warm_start_size(trials, methods) == size
 
 
+def test_warm_start_points_train_at_the_central_settings() -> None:
+    """Every enqueued point fixes each searched train setting at its midpoint (the dense
+    reference's settings): a warm start at drawn learning rates is a grid with noise."""
+    from search_spaces import space_from_mapping
+
+    from rank_search.search.reference import train_settings
+    from rank_search.search.warm_start import warm_start_points
+
+    space = space_from_mapping({**SPACE, "train": {"lr": {"float": [0.01, 0.04], "log": True}, "batch_size": 16}},
+                               name="t")
+    points = warm_start_points(space, [], 8)
+    assert points and all(p["train.lr"] == pytest.approx(0.02) for p in points)
+    assert all("train.batch_size" not in p for p in points)  # a fixed setting is no parameter
+    assert train_settings(space)["train.lr"] == points[0]["train.lr"]
+
+
 def test_two_methods_each_meet_four_targets_in_a_16_trial_warm_start() -> None:
     from search_spaces import space_from_mapping
 
