@@ -10,27 +10,19 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import statistics
 
 import torch
 
-from _report import emit  # benchmarks/_report.py (the script folder is on sys.path)
+from _report import cached_json, emit  # benchmarks/_report.py (the script folder is on sys.path)
 
 
 def run(spec_kwargs: dict, storage: str, key: str) -> dict:
     from rank_search.run import RunSpec, train
 
-    path = os.path.join(storage, key + ".json")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    metrics = train(RunSpec(**spec_kwargs)).metrics
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(metrics, fh)
-    return metrics
+    return cached_json(os.path.join(storage, key + ".json"), lambda: train(RunSpec(**spec_kwargs)).metrics)
 
 
 def main() -> None:

@@ -14,27 +14,26 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import statistics
 
 import torch
 
-from _report import emit  # benchmarks/_report.py (the script folder is on sys.path)
+from _report import cached_json, emit  # benchmarks/_report.py (the script folder is on sys.path)
 
 METHODS = ("full", "posthoc", "trp", "lrpet", "deeptwist", "elrt")
 FROM_DENSE = ("posthoc", "deeptwist")  # started from the `full` run's weights, as in a sweep
 
 
 def run(model: str, method: str, channels_last: bool, repeat: int, args, storage: str) -> dict:
+    key = f"{model}-{method}-{'cl' if channels_last else 'nchw'}-b{args.batch_size}-e{args.epochs}-r{repeat}"
+    return cached_json(os.path.join(storage, key + ".json"), lambda: _train(model, method, channels_last, args, storage))
+
+
+def _train(model: str, method: str, channels_last: bool, args, storage: str) -> dict:
     from rank_search.run import RunSpec, train
 
-    key = f"{model}-{method}-{'cl' if channels_last else 'nchw'}-b{args.batch_size}-e{args.epochs}-r{repeat}"
-    path = os.path.join(storage, key + ".json")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
     seconds: list[float] = []
     settings = {"train.threads": 1, "train.batch_size": args.batch_size, "train.channels_last": channels_last}
     ranks = None if method == "full" else f"ratio:{args.ratio}"
@@ -45,14 +44,11 @@ def run(model: str, method: str, channels_last: bool, repeat: int, args, storage
     result = train(RunSpec(model=model, dataset=args.dataset, method=method, ranks=ranks, epochs=args.epochs,
                            seed=0, settings=settings, **init),
                    on_epoch=lambda tr, res: seconds.append(float(res.seconds)))
-    if method == "full" and not channels_last and repeat == 0:
+    if method == "full" and not channels_last and not os.path.isfile(dense):
         from rank_search.weights import save_weights
 
         save_weights(result.trainer.model, dense)
-    out = {"epoch_seconds": seconds, "val_accuracy": float(result.metrics["val_accuracy"])}
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(out, fh)
-    return out
+    return {"epoch_seconds": seconds, "val_accuracy": float(result.metrics["val_accuracy"])}
 
 
 def main() -> None:
