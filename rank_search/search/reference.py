@@ -8,7 +8,10 @@ The work runs as Ray tasks with a trial's resources, so on a cluster it lands on
 could run a trial (GPU nodes for GPU trials): one trains (or loads) the dense reference, then the
 profile's points are dealt over as many tasks as trials may run at once (``profile_parts``), since
 no trial starts before the profile is there; the parts merge into exactly the profile one task
-would measure (``rank_search.profile.merge_profiles``).
+would measure (``rank_search.profile.merge_profiles``). While the dense reference trains, the
+slots the other parts will use are idle, so they import the profile's modules and load the data
+meanwhile (``_warm_task``; the demo's profile took 28 s wall without, 19-21 s with it:
+benchmarks/RESULTS.md). The profile measures in ``channels_last`` when the space trains so.
 """
 from __future__ import annotations
 
@@ -362,7 +365,8 @@ def _prepare_dense_and_profile(path: str, space, cfg: LaunchConfig) -> Reference
     future = task.remote(space.to_plain(), given, int(round(cfg.cpus_per_trial)))
     # the profile's other parts start in cold workers (imports, data: about 7 s on 2 cores), and the
     # slots they will use are idle while the dense reference trains: warm them meanwhile
-    warm = [ray.remote(**resources)(_warm_task).remote(space.to_plain()) for _ in range((plan or (0, 0, 1))[2] - 1)]
+    spare = plan[2] - 1 if plan else 0  # the profile's parts beyond the dense reference's worker
+    warm = [ray.remote(**resources)(_warm_task).remote(space.to_plain()) for _ in range(spare)]
     out = _get(future)
     _get(warm)
     if measure:
