@@ -28,6 +28,7 @@ from .cost import count_macs
 from .decomp.policies import RankPolicy
 from .engine import evaluate
 from .engine.batchnorm import reestimate_batchnorm
+from .engine.precision import to_channels_last
 from .layers import get_scheme
 from .plan import LayerPlan, RankPlan, eligible_layers, resolve_rank, scheme_for
 from .surgery import compress
@@ -98,7 +99,6 @@ def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channe
     format (as a run with ``train.channels_last`` trains them: faster convolutions on a CPU, the
     same numbers up to rounding)."""
     device = torch.device(device)
-    layout = (lambda m: m.to(memory_format=torch.channels_last)) if channels_last else (lambda m: m)
     dense = dense.to(device).eval()
     input_shape = (data.in_channels, data.image_size, data.image_size)
     total_macs, per_layer = count_macs(dense, input_shape)
@@ -123,7 +123,7 @@ def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channe
                 out["ft_val_accuracy"], out["ft_val_loss"] = evaluate(m, data.val, device)
             return out
 
-        base = measure(layout(copy.deepcopy(dense)) if channels_last else dense)
+        base = measure(to_channels_last(copy.deepcopy(dense)) if channels_last else dense)
         rows = []
         todo: dict[tuple[str, str], list[float]] = {}  # (layer, scheme) -> its ratios to measure
         for task in (profile_tasks(dense, schemes) if tasks is None else tasks):
@@ -149,7 +149,7 @@ def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channe
                     macs = count_macs(compact, input_shape)[0]
                     energy, opnorm = spectral(spectra, rank)
                     row.update({"macs": macs, "layer_macs": macs - (total_macs - per_layer[name]),
-                                "energy": energy, "opnorm_error": opnorm, **measure(layout(compact))})
+                                "energy": energy, "opnorm_error": opnorm, **measure(to_channels_last(compact) if channels_last else compact)})
                 rows.append(row)
             if progress is not None:
                 progress(f"profile: layer {i + 1}/{len(todo)} {name} ({scheme}) done, "

@@ -63,9 +63,10 @@ def needs_dense(space) -> bool:
     return False
 
 
-def train_settings(space) -> dict[str, Any]:
-    """The space's train settings at one value each (fixed ones as given, ranges at their midpoint)."""
-    return {f"train.{k}": d.midpoint() for k, d in space.train.items()}
+def train_settings(space, *, searched_only: bool = False) -> dict[str, Any]:
+    """The space's train settings at one value each (fixed ones as given, ranges at their
+    midpoint); ``searched_only``: the searched ones alone (the sampler's parameters)."""
+    return {f"train.{k}": d.midpoint() for k, d in space.train.items() if not (searched_only and d.kind == "fixed")}
 
 
 def _reference_task(space_plain: dict, dense_bytes: bytes | None, threads: int) -> dict[str, Any]:
@@ -363,8 +364,8 @@ def _prepare_dense_and_profile(path: str, space, cfg: LaunchConfig) -> Reference
     start = time.perf_counter()
     plan = _profile_plan(space, cfg) if measure else None
     future = task.remote(space.to_plain(), given, int(round(cfg.cpus_per_trial)))
-    # the profile's other parts start in cold workers (imports, data: about 7 s on 2 cores), and the
-    # slots they will use are idle while the dense reference trains: warm them meanwhile
+    # the profile's other parts would start in cold workers (imports, data), and the slots they
+    # will use are idle while the dense reference trains: warm them meanwhile
     spare = plan[2] - 1 if plan else 0  # the profile's parts beyond the dense reference's worker
     warm = [ray.remote(**resources)(_warm_task).remote(space.to_plain()) for _ in range(spare)]
     out = _get(future)

@@ -46,7 +46,7 @@ def warm_start_points(space, groups: list[str], num_samples: int, size: int | No
     from .reference import train_settings
 
     methods = list(space.methods)
-    central = {k: v for k, v in train_settings(space).items() if space.train[k[len("train."):]].kind != "fixed"}
+    central = train_settings(space, searched_only=True)
     planned = [m for m in methods if METHODS.get(m).uses_plan]
     n = warm_start_size(num_samples, len(methods)) if size is None else size
     points: list[dict[str, Any]] = [{METHOD_KEY: m} for m in methods if m not in planned][:n]
