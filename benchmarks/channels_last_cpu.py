@@ -35,20 +35,31 @@ def _train(model: str, method: str, channels_last: bool, args, storage: str) -> 
     from rank_search.run import RunSpec, train
 
     seconds: list[float] = []
-    settings = {"train.threads": 1, "train.batch_size": args.batch_size, "train.channels_last": channels_last}
+    settings = _settings(args, channels_last)
     ranks = None if method == "full" else f"ratio:{args.ratio}"
-    dense = os.path.join(storage, f"dense-{model}-e{args.epochs}.pt")
-    init = {"init": dense} if method in FROM_DENSE else {}
-    if init and not os.path.isfile(dense):  # the dense weights posthoc and deeptwist start from
-        run(model, "full", False, 0, args, storage)
+    init = {"init": _dense_weights(model, args, storage)} if method in FROM_DENSE else {}
     result = train(RunSpec(model=model, dataset=args.dataset, method=method, ranks=ranks, epochs=args.epochs,
                            seed=0, settings=settings, **init),
                    on_epoch=lambda tr, res: seconds.append(float(res.seconds)))
-    if method == "full" and not channels_last and not os.path.isfile(dense):
-        from rank_search.weights import save_weights
-
-        save_weights(result.trainer.model, dense)
     return {"epoch_seconds": seconds, "val_accuracy": float(result.metrics["val_accuracy"])}
+
+
+def _settings(args, channels_last: bool) -> dict:
+    return {"train.threads": 1, "train.batch_size": args.batch_size, "train.channels_last": channels_last}
+
+
+def _dense_weights(model: str, args, storage: str) -> str:
+    """The dense weights posthoc and deeptwist start from: a `full` NCHW run, trained once per
+    (model, batch size, epochs) and kept under --storage."""
+    from rank_search.run import RunSpec, train
+    from rank_search.weights import save_weights
+
+    path = os.path.join(storage, f"dense-{model}-b{args.batch_size}-e{args.epochs}.pt")
+    if not os.path.isfile(path):
+        dense = train(RunSpec(model=model, dataset=args.dataset, method="full", ranks=None, epochs=args.epochs,
+                              seed=0, settings=_settings(args, False)))
+        save_weights(dense.trainer.model, path)
+    return path
 
 
 def main() -> None:
@@ -72,7 +83,7 @@ def main() -> None:
              f"{args.methods} --epochs {args.epochs} --batch-size {args.batch_size} --ratio {args.ratio} "
              f"--repeats {args.repeats}`. One `rank-search train` run per cell on {args.dataset} (seed 0, "
              f"uniform ratio {args.ratio} for the low-rank methods, their default schemes; posthoc and "
-             "deeptwist start from the `full` NCHW run's weights, as in a sweep), the two formats "
+             "deeptwist start from a `full` NCHW run's weights, as in a sweep), the two formats "
              "interleaved per repeat. Epoch seconds: median over the repeats' epochs; speed-up: NCHW / "
              "channels_last per repeat (median, min..max).", "",
              "| model | method | NCHW s/epoch | channels_last s/epoch | speed-up (median, range) | val acc NCHW / CL |",
