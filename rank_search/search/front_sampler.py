@@ -30,6 +30,15 @@ a grid: on resnet20 (benchmarks/RESULTS.md) the floor alone kept every parent wi
 dense and left 8-16x untried, where a uniform grid still found 65-86% models. A fill that lands
 below the front still counts as covering its target, so a gap is not asked twice.
 
+``share`` (a categorical parameter and its choices: the space's planned methods) chooses that
+parameter for an enqueued trial that leaves it open (the warm start's second round): by Thompson
+sampling, each choice's draw from Beta(1 + its finished trials that dominate a trial of another
+choice, 1 + its finished trials that a trial of another choice dominates), the largest draw
+taken. A trial no other choice's trial is comparable with (alone at its compression, or neither
+more accurate nor more compressed) counts neither way, and a choice's own trials never count
+against each other. A method whose trials keep landing below the others' then gets few of
+the remaining warm-start points, and one that has not finished a trial yet still gets some.
+
 Why not NSGA-II or TPE for a budget-driven space: the warm start already spreads the target
 compression over the range with every method, and what is left to do is to move the good
 configurations along the front and improve them locally. A generation of four makes NSGA-II
@@ -51,6 +60,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 PARENT_KEY = "refine:parent"  # trial system attribute: number of the parent trial, -1 when drawn from the priors
 FILL_KEY = "refine:fill"  # trial system attribute: True for a child that fills the front's widest gap
+SHARE_KEY = "refine:share"  # trial system attribute: the choice ``share`` made for an enqueued trial
 
 
 def front(values: np.ndarray) -> list[int]:
@@ -100,11 +110,14 @@ class FrontSampler(BaseSampler):
     def __init__(self, seed: int | None = None, *, step: float = 0.15, switch: float = 0.2,
                  explore: float = 0.1, floors: dict[int, float] | None = None,
                  log_objectives: Sequence[int] = (), fill: tuple[str, int, float] | None = None,
-                 fill_fixed: dict[str, Any] | None = None) -> None:
+                 fill_fixed: dict[str, Any] | None = None, share: tuple[str, Sequence[Any]] | None = None) -> None:
         if not (0 < step and 0 <= switch <= 1 and 0 <= explore <= 1):
             raise ValueError(f"FrontSampler: need step > 0 and switch, explore in [0, 1], got {step}, {switch}, {explore}")
         if fill is not None and not (len(fill) == 3 and float(fill[2]) > 0):
             raise ValueError(f"FrontSampler: fill must be (parameter, objective index, spacing > 0), got {fill!r}")
+        if share is not None and not (len(share) == 2 and len(share[1]) > 0):
+            raise ValueError(f"FrontSampler: share must be (parameter, non-empty choices), got {share!r}")
+        self.share = None if share is None else (str(share[0]), tuple(share[1]))
         self.fill = None if fill is None else (str(fill[0]), int(fill[1]), float(fill[2]))
         self.fill_fixed = dict(fill_fixed or {})
         self.floors = {int(k): float(v) for k, v in (floors or {}).items()}
@@ -234,7 +247,35 @@ class FrontSampler(BaseSampler):
                 break
         return child
 
+    def _share_choice(self, study, trial, choices: Sequence[Any]) -> Any:
+        """One of ``choices`` by Thompson sampling on its finished trials' wins and losses against
+        the other choices' (see the module docstring); recorded in the trial's ``SHARE_KEY``."""
+        name = self.share[0]
+        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.values is not None and name in t.params and np.all(np.isfinite(t.values))]
+        labels = np.array([str(t.params[name]) for t in done])
+        draws = []
+        if done:
+            v = self._oriented(study, np.array([t.values for t in done], dtype=float))
+            # beats[i, j]: trial i dominates trial j, and they have different choices
+            beats = np.all(v[:, None] >= v[None], axis=2) & np.any(v[:, None] > v[None], axis=2)
+            beats &= labels[:, None] != labels[None]
+        for c in choices:
+            mine = labels == str(c)
+            wins = int(beats[mine].any(axis=1).sum()) if done else 0
+            losses = int(beats[:, mine].any(axis=0).sum()) if done else 0
+            draws.append(self._rng.beta(1 + wins, 1 + losses))
+        choice = choices[int(np.argmax(draws))]
+        study._storage.set_trial_system_attr(trial._trial_id, SHARE_KEY, choice)
+        return choice
+
     def sample_independent(self, study, trial, param_name: str, param_distribution: BaseDistribution) -> Any:
+        share = getattr(self, "share", None)  # getattr: a sampler pickled before shares existed
+        if share is not None and param_name == share[0] and "fixed_params" in trial.system_attrs \
+                and isinstance(param_distribution, CategoricalDistribution):
+            choices = [c for c in share[1] if c in param_distribution.choices]
+            if choices:
+                return self._share_choice(study, trial, choices)
         child = self._children.get(trial.number)
         if child is None or param_name not in child or not _inside(child[param_name], param_distribution):
             return self._random.sample_independent(study, trial, param_name, param_distribution)

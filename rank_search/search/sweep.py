@@ -32,7 +32,7 @@ from .settings import LaunchConfig, check_storage, resolve_storage
 from .sweep_record import config_from_record, read_sweep_record, write_sweep_record
 from .reference import check_dense_weights, check_given_profile, prepare_references
 from .tune_setup import make_run_config, make_scheduler, make_searcher, make_trainable, study_storage, trial_dirname
-from .warm_start import warm_start_points
+from .warm_start import planned_methods, warm_start_points
 
 
 def narrow_targets(space, low: float | None, high: float | None):
@@ -196,13 +196,16 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
             say("note: a latency objective with MACs targets; ranks.budget: latency allocates from measured "
                 "layer times instead (README, budget-driven spaces)")
         refs = prepare_references(path, space, cfg)
-        points = warm_start_points(space, groups, cfg.num_samples, cfg.warm_start)
+        points = warm_start_points(space, groups, cfg.num_samples, cfg.warm_start, by_results=cfg.searcher == "refine")
         if points:
+            open_ = sum(1 for p in points if schema.METHOD_KEY not in p) if len(space.methods) > 1 else 0
             say(f"warm start: the first {len(points)} trials are enqueued (every method, "
-                f"{'targets' if space.rank_mode == 'sensitivity' else 'uniform ratios'} over the range)")
+                f"{'targets' if space.rank_mode == 'sensitivity' else 'uniform ratios'} over the range"
+                + (f"; the method of the last {open_} chosen by the methods' results so far)" if open_ else ")"))
         searcher = make_searcher(cfg, SpaceSampler(space, groups, refs.constants()), points=points,
                                  storage=study_storage(path), dense_accuracy=refs.accuracy,
-                                 target=_searched_target(space), allocations=tuple(space.allocations))
+                                 target=_searched_target(space), allocations=tuple(space.allocations),
+                                 methods=tuple(planned_methods(space)))
         tuner = tune.Tuner(
             make_trainable(cfg),
             tune_config=tune.TuneConfig(

@@ -39,13 +39,16 @@ def study_storage(path: str):
 
 
 def refine_settings(cfg: LaunchConfig, dense_accuracy: float | None,
-                    target: tuple[float, float, bool] | None = None, allocations: tuple[str, ...] = ()) -> dict:
+                    target: tuple[float, float, bool] | None = None, allocations: tuple[str, ...] = (),
+                    methods: tuple[str, ...] = ()) -> dict:
     """The ``refine`` searcher's view of the objectives: ratio objectives in log space, with a
     dense reference a parent floor on validation accuracy ``schema.ACCURACY_MARGIN`` below it, and
     with a searched target MACs compression ``target`` = (low, high, log) while MACs compression is
     maximised, gap fills along it at the spacing of a uniform grid of the sweep's budget, with the
     uniform allocation where the space searches ``allocations`` including it: on resnet20 it kept
-    more accuracy than the profile's at 6.5-13x (benchmarks/RESULTS.md), where fills go."""
+    more accuracy than the profile's at 6.5-13x (benchmarks/RESULTS.md), where fills go; with two
+    or more planned ``methods`` the method of a warm-start point that leaves it open is chosen by
+    the methods' results (``FrontSampler``'s share)."""
     floors = {i: dense_accuracy - schema.ACCURACY_MARGIN for i, (m, mode) in enumerate(cfg.objectives)
               if m == schema.VAL_ACCURACY and mode == "max" and dense_accuracy is not None}
     logs = tuple(i for i, (m, mode) in enumerate(cfg.objectives) if m in schema.RATIO_METRICS and mode == "max")
@@ -57,17 +60,19 @@ def refine_settings(cfg: LaunchConfig, dense_accuracy: float | None,
         out["fill"] = (schema.TARGET_KEY, macs[0], spacing)
         if len(allocations) > 1 and "uniform" in allocations:
             out["fill_fixed"] = {schema.ALLOCATION_KEY: "uniform"}
+    if len(methods) > 1:
+        out["share"] = (schema.METHOD_KEY, tuple(methods))
     return out
 
 
 def make_searcher(cfg: LaunchConfig, sampler_fn: Callable, *, points: list[dict] | None = None, storage=None,
                   dense_accuracy: float | None = None, target: tuple[float, float, bool] | None = None,
-                  allocations: tuple[str, ...] = ()):
+                  allocations: tuple[str, ...] = (), methods: tuple[str, ...] = ()):
     """OptunaSearch over the space's define-by-run sampler; ``points`` are enqueued first (the
     warm start), ``storage`` keeps the study (see ``study_storage``), ``dense_accuracy`` (the
     dense reference's validation accuracy) sets the ``refine`` searcher's floor, ``target`` (a
     searched target compression: low, high, log) and ``allocations`` (the searched ones) its gap
-    fills (see ``refine_settings``)."""
+    fills, ``methods`` (the planned ones) its choice of an open method (see ``refine_settings``)."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -80,7 +85,7 @@ def make_searcher(cfg: LaunchConfig, sampler_fn: Callable, *, points: list[dict]
     elif cfg.searcher == "refine":
         from .front_sampler import FrontSampler
 
-        sampler = FrontSampler(seed=cfg.seed, **refine_settings(cfg, dense_accuracy, target, allocations))
+        sampler = FrontSampler(seed=cfg.seed, **refine_settings(cfg, dense_accuracy, target, allocations, methods))
     else:
         sampler = optuna.samplers.RandomSampler(seed=cfg.seed)
     metrics = [m for m, _ in cfg.objectives]

@@ -36,18 +36,39 @@ def _spread(low: float, high: float, n: int, *, log: bool) -> list[float]:
     return [low + (high - low) * i / (n - 1) for i in range(n)]
 
 
-def warm_start_points(space, groups: list[str], num_samples: int, size: int | None = None) -> list[dict[str, Any]]:
-    """The points to enqueue, in order: one per method without a plan (``full``), then the
-    methods with a plan in turn, at targets spread over the range (log-spaced, interleaved so
-    each method meets low and high ones) and alternating between the uniform and the
-    sensitivity allocation (a budget-driven space), or at uniform ratios, every group the same,
-    spread over the ratio range (a per-group space); every point at the central train settings."""
+def planned_methods(space) -> list[str]:
+    """The space's methods that train a plan (every method but ``full``), in the space's order."""
     from ..methods import METHODS
+
+    return [m for m in space.methods if METHODS.get(m).uses_plan]
+
+
+def _interleaved(n: int) -> list[int]:
+    """0, 2, 4, ... then the odd indices downwards: low and high values alternate over the rounds."""
+    return sorted(range(n), key=lambda i: (i % 2, i if i % 2 == 0 else -i))
+
+
+def warm_start_points(space, groups: list[str], num_samples: int, size: int | None = None, *,
+                      by_results: bool = False) -> list[dict[str, Any]]:
+    """The points to enqueue, in order: one per method without a plan (``full``), then the
+    methods with a plan, at targets spread over the range (log-spaced) and alternating between
+    the uniform and the sensitivity allocation (a budget-driven space), or at uniform ratios,
+    every group the same, spread over the ratio range (a per-group space); every point at the
+    central train settings.
+
+    How the planned methods share the points: in turn, each meeting low and high targets; or,
+    with ``by_results`` (the ``refine`` searcher, which picks the open method, see
+    ``front_sampler``) when the warm start is not the whole sweep and there are more points than
+    methods, in two rounds: every method once at the middle of the range (one allocation, a
+    head-to-head), then the other points with the method left open, so it is chosen when the
+    trial starts, by how the methods did so far. On resnet20 at one epoch from the dense
+    reference an even share gave ``deeptwist`` half the warm start, nearly all of it below the
+    accuracy floor (benchmarks/RESULTS.md)."""
     from .reference import train_settings
 
     methods = list(space.methods)
     central = train_settings(space, searched_only=True)
-    planned = [m for m in methods if METHODS.get(m).uses_plan]
+    planned = planned_methods(space)
     n = warm_start_size(num_samples, len(methods)) if size is None else size
     points: list[dict[str, Any]] = [{METHOD_KEY: m} for m in methods if m not in planned][:n]
     n_plan = n - len(points) if planned else 0
@@ -57,29 +78,41 @@ def warm_start_points(space, groups: list[str], num_samples: int, size: int | No
     if space.rank_mode == "sensitivity":
         t = space.target
         low, high = space.target_bounds()
-        values = _spread(low, high, n_plan, log=t.kind != "fixed" and (t.log or t.kind == "categorical"))
+        log = t.kind != "fixed" and (t.log or t.kind == "categorical")
         allocations = list(space.allocations)
     else:
         r = space.ratio
         low, high = (r.value, r.value) if r.kind == "fixed" else \
             ((min(r.choices), max(r.choices)) if r.kind == "categorical" else (r.low, r.high))
-        values = _spread(low, high, n_plan, log=r.kind != "fixed" and r.log)
+        log = r.kind != "fixed" and r.log
         allocations = [None]
-    order = sorted(range(n_plan), key=lambda i: (i % 2, i if i % 2 == 0 else -i))
-    for k, i in enumerate(order):
-        method = planned[k % len(planned)]
-        point: dict[str, Any] = {METHOD_KEY: method} if len(methods) > 1 else {}
-        value = float(values[i])
+
+    def point(method: str | None, value: float, allocation: str | None) -> dict[str, Any]:
+        out: dict[str, Any] = {METHOD_KEY: method} if method is not None and len(methods) > 1 else {}
+        value = float(value)  # a categorical dimension takes its nearest choice as it is
         if space.rank_mode == "sensitivity":
             if t.kind == "categorical":
                 value = min(t.choices, key=lambda c: abs(math.log(c / value)))
             if t.kind != "fixed":
-                point[TARGET_KEY] = value
-            if len(allocations) > 1:  # each method meets every allocation as the rounds go on
-                point[ALLOCATION_KEY] = allocations[(k % len(planned) + k // len(planned)) % len(allocations)]
+                out[TARGET_KEY] = value
+            if allocation is not None and len(allocations) > 1:
+                out[ALLOCATION_KEY] = allocation
         elif space.ratio.kind != "fixed":
             if space.ratio.kind == "categorical":
                 value = min(space.ratio.choices, key=lambda c: abs(c - value))
-            point.update({RANK_PREFIX + g: value for g in groups})
-        points.append(point)
+            out.update({RANK_PREFIX + g: value for g in groups})
+        return out
+
+    if by_results and n < num_samples and len(planned) > 1 and n_plan > len(planned):
+        values = _spread(low, high, n_plan - len(planned) + 1, log=log)
+        middle = values.pop(len(values) // 2)
+        head = "uniform" if "uniform" in allocations else allocations[0]
+        points += [point(m, middle, head) for m in planned]
+        points += [point(None, values[i], allocations[k % len(allocations)])
+                   for k, i in enumerate(_interleaved(len(values)))]
+    else:
+        values = _spread(low, high, n_plan, log=log)
+        for k, i in enumerate(_interleaved(n_plan)):  # each method meets every allocation as the rounds go on
+            allocation = allocations[(k % len(planned) + k // len(planned)) % len(allocations)]
+            points.append(point(planned[k % len(planned)], values[i], allocation))
     return [{**p, **central} for p in points]

@@ -4,6 +4,7 @@ study on disk, export -> train reproducing a trial from the dense reference."""
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import pytest
@@ -83,7 +84,7 @@ def test_warm_start_trials_come_first_and_cover_every_method(sweep) -> None:
     from rank_search.search.warm_start import warm_start_points
 
     path, space_file = sweep
-    points = warm_start_points(get_space(space_file), [], 7)
+    points = warm_start_points(get_space(space_file), [], 7, by_results=True)  # the sweep's searcher: refine
     assert {p["method"] for p in points} == set(SPACE["methods"])
     trials = in_trial_order(load_experiment(path).trials)
     for point, (_, row) in zip(points, trials.iterrows()):
@@ -183,3 +184,70 @@ def test_two_methods_each_meet_four_targets_in_a_16_trial_warm_start() -> None:
     for method in ("posthoc", "factorized"):
         targets = sorted(p[schema.TARGET_KEY] for p in points if p["method"] == method)
         assert len(targets) == 4 and targets[0] < 3 and targets[-1] > 10  # low and high ones, not two
+
+
+def test_by_results_a_head_to_head_first_then_the_method_left_open() -> None:
+    """For the refine searcher: every planned method once at the middle of the range (one
+    allocation), then the other points at distinct targets over the whole range with no method
+    (the sampler chooses it); a warm start that is the whole sweep (a grid) keeps the even share."""
+    from search_spaces import space_from_mapping
+
+    from rank_search.search.warm_start import warm_start_points
+
+    space = space_from_mapping({**SPACE, "ranks": {**SPACE["ranks"], "target": {"float": [2.0, 20.0], "log": True}}},
+                               name="t")
+    points = warm_start_points(space, [], 16, by_results=True)
+    assert len(points) == 8 and points[0]["method"] == "full"
+    head, rest = points[1:3], points[3:]
+    assert [p["method"] for p in head] == ["posthoc", "factorized"]
+    # 7 planned points: a log grid of 6 targets over 2-20x, its middle one (index 3) for the head-to-head
+    assert [p[schema.TARGET_KEY] for p in head] == [pytest.approx(2.0 * 10 ** (3 / 5))] * 2
+    assert {p[schema.ALLOCATION_KEY] for p in head} == {"uniform"}
+    assert all("method" not in p for p in rest) and len(rest) == 5
+    targets = sorted(p[schema.TARGET_KEY] for p in rest)
+    assert targets[0] == pytest.approx(2.0) and targets[-1] == pytest.approx(20.0)
+    assert head[0][schema.TARGET_KEY] not in targets and len(set(targets)) == 5
+    assert {p[schema.ALLOCATION_KEY] for p in rest} == {"uniform", "sensitivity"}
+    assert all(p["train.lr"] == pytest.approx(math.sqrt(0.05 * 0.2)) for p in points)
+    grid = warm_start_points(space, [], 16, 16, by_results=True)
+    assert grid == warm_start_points(space, [], 16, 16) and all("method" in p for p in grid)
+    # one planned method, or no more points than methods: nothing to share
+    single = space_from_mapping({**SPACE, "methods": {"posthoc": {}}}, name="t")
+    assert warm_start_points(single, [], 16, by_results=True) == warm_start_points(single, [], 16)
+    assert warm_start_points(space, [], 6, by_results=True) == warm_start_points(space, [], 6)
+
+
+def test_a_refine_searcher_chooses_the_open_methods_among_the_planned_ones() -> None:
+    """The searcher a sweep builds, asked as Tune asks it (no Ray): the head-to-head first, then
+    the open points take their target and allocation from the warm start and a planned method
+    (never ``full``), mostly the one that won the head-to-head."""
+    from search_spaces import SpaceSampler, space_from_mapping
+
+    from rank_search.search import LaunchConfig
+    from rank_search.search.front_sampler import SHARE_KEY
+    from rank_search.search.sweep import _searched_target
+    from rank_search.search.tune_setup import make_searcher
+    from rank_search.search.warm_start import planned_methods, warm_start_points
+
+    space = space_from_mapping({**SPACE, "methods": {"posthoc": {}, "factorized": {}, "full": {}}}, name="t")
+    wins = 0
+    for seed in range(8):
+        cfg = LaunchConfig(space="x", num_samples=16, seed=seed)
+        points = warm_start_points(space, [], 16, by_results=True)
+        search = make_searcher(cfg, SpaceSampler(space, []), points=points, target=_searched_target(space),
+                               allocations=tuple(space.allocations), methods=tuple(planned_methods(space)))
+        assert planned_methods(space) == ["posthoc", "factorized"]
+        for k, point in enumerate(points):
+            config = search.suggest(f"t{k}")
+            for key, value in point.items():
+                assert config[key] == value, (k, key)
+            method = config["method"]
+            if "method" not in point:
+                assert method in ("posthoc", "factorized")
+                wins += method == "posthoc"
+            target = config.get(schema.TARGET_KEY, 1.0)
+            accuracy = {"full": 0.99, "posthoc": 0.95, "factorized": 0.85}[method] - 0.05 * math.log(target)
+            search.on_trial_complete(f"t{k}", {"val_accuracy": accuracy, "macs_compression": target})
+        shared = [t for t in search._ot_study.trials if SHARE_KEY in t.system_attrs]
+        assert len(shared) == sum("method" not in p for p in points) == 5
+    assert wins >= 0.7 * 8 * 5  # half, were the open methods drawn from the prior

@@ -274,3 +274,60 @@ def test_fill_children_take_the_fixed_values_and_keep_the_rest_of_their_parent()
     fills = [t for t in study.trials if t.system_attrs.get(FILL_KEY)]
     assert len(fills) >= 2
     assert all(t.params["allocation"] == "uniform" and "absent" not in t.params for t in fills)
+
+
+def _share_study(seed: int, share=("method", ("a", "b")), open_points: int = 8) -> optuna.Study:
+    """Method ``a`` 5 pt more accurate than ``b`` at every target; a head-to-head of both at 4x,
+    then ``open_points`` enqueued points that leave the method open (the warm start's second round)."""
+    def objective(trial):
+        method = trial.suggest_categorical("method", ["a", "b", "c"])
+        target = trial.suggest_float("target", 2.0, 20.0, log=True)
+        return {"a": 0.97, "b": 0.92, "c": 0.99}[method] - 0.1 * math.log(target), target
+
+    study = optuna.create_study(directions=["maximize", "maximize"],
+                                sampler=FrontSampler(seed=seed, log_objectives=(1,), share=share))
+    for m in ("a", "b"):
+        study.enqueue_trial({"method": m, "target": 4.0})
+    for k in range(open_points):
+        study.enqueue_trial({"target": 2.0 * 10 ** (k / max(open_points - 1, 1))})
+    study.optimize(objective, n_trials=2 + open_points)
+    return study
+
+
+def test_an_open_method_goes_to_the_methods_by_their_results():
+    """The warm start's second round: an enqueued point without a method gets one of the shared
+    methods (never ``c``, which the sampler was not given), mostly the one whose trials are on
+    the front; the choice is recorded."""
+    from rank_search.search.front_sampler import SHARE_KEY
+
+    chosen = []
+    for seed in range(5):
+        study = _share_study(seed)
+        assert [t.params["method"] for t in study.trials[:2]] == ["a", "b"]
+        assert all(SHARE_KEY not in t.system_attrs for t in study.trials[:2])  # fixed: not chosen
+        for t in study.trials[2:]:
+            assert t.system_attrs[SHARE_KEY] == t.params["method"] and t.system_attrs[PARENT_KEY] == -1
+            chosen.append(t.params["method"])
+    assert set(chosen) <= {"a", "b"}
+    # b's trial is dominated by a's from the head-to-head on: Beta(1, 2) against Beta(2 + ..., 1)
+    assert chosen.count("a") >= 0.8 * len(chosen)
+    # without a share the open method is drawn from the prior: c, the best, turns up too
+    plain = [t.params["method"] for s in range(5) for t in _share_study(s, share=None).trials[2:]]
+    assert "c" in plain and plain.count("a") < 0.6 * len(plain)
+
+
+def test_a_method_without_finished_trials_still_gets_open_points():
+    """Before anything finished every shared method has the same chance (Beta(1, 1) each)."""
+    picks = []
+    for seed in range(20):
+        sampler = FrontSampler(seed=seed, share=("method", ("a", "b")))
+        study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
+        study.enqueue_trial({"target": 3.0})
+        trial = study.ask()
+        picks.append(trial.suggest_categorical("method", ["a", "b"]))
+    assert 5 <= picks.count("a") <= 15
+
+
+def test_bad_share_settings_are_refused():
+    with pytest.raises(ValueError, match="share must be"):
+        FrontSampler(share=("method", ()))
