@@ -141,10 +141,12 @@ def test_a_sampler_pickled_before_floors_existed_still_samples():
     import pickle
 
     sampler = FrontSampler(seed=0, fill=("target", 1, 0.1))
-    del sampler.floors, sampler.log_objectives, sampler.fill, sampler.fill_fixed  # the state an older version pickled
+    del sampler.floors, sampler.log_objectives, sampler.fill, sampler.fill_fixed, sampler.share  # an older version's state
     sampler = pickle.loads(pickle.dumps(sampler))
     study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
-    study.optimize(lambda t: (0.9, t.suggest_float("target", 1.5, 10.0, log=True)), n_trials=4)
+    study.enqueue_trial({"target": 2.0})  # an open categorical in an enqueued trial: the prior, no share
+    study.optimize(lambda t: (0.9 if t.suggest_categorical("m", ["a", "b"]) == "a" else 0.8,
+                              t.suggest_float("target", 1.5, 10.0, log=True)), n_trials=4)
     assert len(study.trials) == 4
 
 
