@@ -28,7 +28,9 @@ the front trial just below it (the more accurate neighbour), with the values ``f
 spacing of a uniform grid of the sweep's budget the front is then nowhere much sparser than such
 a grid: on resnet20 (benchmarks/RESULTS.md) the floor alone kept every parent within 5 pt of
 dense and left 8-16x untried, where a uniform grid still found 65-86% models. A fill that lands
-below the front still counts as covering its target, so a gap is not asked twice.
+below the front still counts as covering its target, so a gap is not asked twice; a gap whose
+child would repeat an earlier trial (the same parameters, the target within half the spacing:
+a warm-start trial below the front) goes to the next widest gap.
 
 ``share`` (a categorical parameter and its choices: the space's planned methods) chooses that
 parameter for an enqueued trial that leaves it open (the warm start's second round): by Thompson
@@ -163,8 +165,8 @@ class FrontSampler(BaseSampler):
         return fills <= len(searched) - fills
 
     def _fill_child(self, study) -> tuple[FrozenTrial, dict[str, Any]] | None:
-        """(parent, child) for the front's widest gap in the fill parameter, or None when no gap is
-        wider than the spacing (or the child would repeat a trial)."""
+        """(parent, child) for the front's widest gap in the fill parameter whose child would not
+        repeat a trial, or None when no such gap is wider than the spacing."""
         name, j, spacing = self.fill
         trials = study.get_trials(deepcopy=False)
         done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and name in t.params
@@ -181,20 +183,24 @@ class FrontSampler(BaseSampler):
                     and (t.state == TrialState.RUNNING or t.system_attrs.get(FILL_KEY))]
         covered += [to_axis(dist.low), to_axis(dist.high)]
         axis = sorted(set(min(max(c, to_axis(dist.low)), to_axis(dist.high)) for c in covered))
-        gaps = [(b - a, a, b) for a, b in zip(axis, axis[1:])]
-        width, a, b = max(gaps) if gaps else (0.0, 0.0, 0.0)
-        if width <= spacing:
-            return None
-        mid = (a + b) / 2
-        below = [t for t in on_front if to_axis(t.values[j]) <= mid]
-        parent = (max(below, key=lambda t: t.values[j]) if below else min(on_front, key=lambda t: t.values[j]))
-        child = dict(parent.params)
-        child[name] = self._snap(math.exp(mid) if dist.log else mid, dist)
-        child.update({k: v for k, v in getattr(self, "fill_fixed", {}).items()
-                      if k in child and _inside(v, parent.distributions[k])})
-        if child in [t.params for t in trials if t.params]:
-            return None
-        return parent, child
+        gaps = sorted(((b - a, a, b) for a, b in zip(axis, axis[1:])), reverse=True)
+        asked = [t.params for t in trials if t.params]
+        for width, a, b in gaps:
+            if width <= spacing:
+                return None
+            mid = (a + b) / 2
+            below = [t for t in on_front if to_axis(t.values[j]) <= mid]
+            parent = (max(below, key=lambda t: t.values[j]) if below else min(on_front, key=lambda t: t.values[j]))
+            child = dict(parent.params)
+            child[name] = self._snap(math.exp(mid) if dist.log else mid, dist)
+            child.update({k: v for k, v in getattr(self, "fill_fixed", {}).items()
+                          if k in child and _inside(v, parent.distributions[k])})
+            # a trial below the front leaves its gap open; a child that is that trial again (the same
+            # parameters, the target within half the spacing) would repeat it: the next gap instead
+            if not any(p.keys() == child.keys() and all(p[k] == v for k, v in child.items() if k != name)
+                       and abs(to_axis(p[name]) - to_axis(child[name])) <= spacing / 2 for p in asked):
+                return parent, child
+        return None
 
     @staticmethod
     def _signs(study) -> np.ndarray:

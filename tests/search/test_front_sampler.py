@@ -333,3 +333,22 @@ def test_a_method_without_finished_trials_still_gets_open_points():
 def test_bad_share_settings_are_refused():
     with pytest.raises(ValueError, match="share must be"):
         FrontSampler(share=("method", ()))
+
+
+def test_a_fill_does_not_repeat_a_trial_below_the_front():
+    """A warm-start trial that landed below the front leaves its gap open; a fill copied from the
+    same configuration at that target would run it again, so the next widest gap is filled."""
+    def objective(trial):
+        target = trial.suggest_float("target", 2.0, 20.0, log=True)
+        dip = abs(math.log(target / 10.0)) < 0.05  # this configuration fails at 10x
+        return (0.1 if dip else 0.95 - 0.1 * math.log(target)), target
+
+    sampler = FrontSampler(seed=0, log_objectives=(1,), fill=("target", 1, 0.3))
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
+    for t in (2.0, 5.0, 20.0, 10.0):
+        study.enqueue_trial({"target": t})
+    study.optimize(objective, n_trials=5)
+    fill = study.trials[4]
+    assert fill.system_attrs[FILL_KEY]
+    # the widest gap on the front is 5 -> 20x (its middle: the failed 10x trial again); next: 2 -> 5x
+    assert fill.params["target"] == pytest.approx(math.sqrt(10.0), rel=1e-6)
