@@ -58,8 +58,9 @@ def warm_start_points(space, groups: list[str], num_samples: int, size: int | No
 
     How the planned methods share the points: in turn, each meeting low and high targets; or,
     with ``by_results`` (the ``refine`` searcher, which picks the open method, see
-    ``front_sampler``) when the warm start is not the whole sweep and there are more points than
-    methods, in two rounds: every method once at the low end of the range (one allocation, a
+    ``front_sampler``) when the warm start is not the whole sweep and has at least two points
+    per method (fewer, and an even share leaves little to move while a head-to-head would take
+    most of the points to one target: the ``demo`` space's 5 methods in 8 points), in two rounds: every method once at the low end of the range (one allocation, a
     head-to-head where every method is usable and the front's most accurate model lies), then
     the other points with the method left open, so it is chosen when the trial starts, by how
     the methods did so far. On resnet20 at one epoch from the dense reference an even share gave
@@ -105,7 +106,7 @@ def warm_start_points(space, groups: list[str], num_samples: int, size: int | No
             out.update({RANK_PREFIX + g: value for g in groups})
         return out
 
-    if by_results and n < num_samples and len(planned) > 1 and n_plan > len(planned):
+    if by_results and n < num_samples and len(planned) > 1 and n_plan >= 2 * len(planned):
         values = _spread(low, high, n_plan - len(planned) + 1, log=log)
         lowest = values.pop(0)
         head = "uniform" if "uniform" in allocations else allocations[0]

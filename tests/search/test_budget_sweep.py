@@ -214,6 +214,9 @@ def test_by_results_a_head_to_head_first_then_the_method_left_open() -> None:
     single = space_from_mapping({**SPACE, "methods": {"posthoc": {}}}, name="t")
     assert warm_start_points(single, [], 16, by_results=True) == warm_start_points(single, [], 16)
     assert warm_start_points(space, [], 6, by_results=True) == warm_start_points(space, [], 6)
+    # fewer than two points per planned method (3 for 2 methods): the even share too
+    assert warm_start_points(space, [], 8, by_results=True) == warm_start_points(space, [], 8)
+    assert any("method" not in p for p in warm_start_points(space, [], 10, by_results=True))  # 4 points
 
 
 def test_a_refine_searcher_chooses_the_open_methods_among_the_planned_ones() -> None:
