@@ -111,7 +111,9 @@ def warm_start_points(space, groups: list[str], num_samples: int, size: int | No
         lowest = values.pop(0)
         head = "uniform" if "uniform" in allocations else allocations[0]
         points += [point(m, lowest, head) for m in planned]
-        points += [point(None, values[i], allocations[k % len(allocations)])
+        # the range's top at the head-to-head's allocation too: both ends are the uniform points a
+        # hand sweep has, so the search can only add to them
+        points += [point(None, values[i], head if i == len(values) - 1 else allocations[k % len(allocations)])
                    for k, i in enumerate(_interleaved(len(values)))]
     else:
         values = _spread(low, high, n_plan, log=log)

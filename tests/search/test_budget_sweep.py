@@ -207,6 +207,8 @@ def test_by_results_a_head_to_head_first_then_the_method_left_open() -> None:
     targets = sorted(p[schema.TARGET_KEY] for p in rest)
     assert targets == pytest.approx([2.0 * 10 ** (k / 5) for k in range(1, 6)])  # the rest of the grid, up to 20x
     assert {p[schema.ALLOCATION_KEY] for p in rest} == {"uniform", "sensitivity"}
+    # both ends of the range at the uniform allocation, as in a hand sweep of uniform ratios
+    assert next(p for p in rest if p[schema.TARGET_KEY] == pytest.approx(20.0))[schema.ALLOCATION_KEY] == "uniform"
     assert all(p["train.lr"] == pytest.approx(math.sqrt(0.05 * 0.2)) for p in points)
     grid = warm_start_points(space, [], 16, 16, by_results=True)
     assert grid == warm_start_points(space, [], 16, 16) and all("method" in p for p in grid)
