@@ -59,14 +59,16 @@ def warm_start_points(space, groups: list[str], num_samples: int, size: int | No
     How the planned methods share the points: in turn, each meeting low and high targets; or,
     with ``by_results`` (the ``refine`` searcher, which picks the open method, see
     ``front_sampler``) when the warm start is not the whole sweep and has at least two points
-    per method (fewer, and an even share leaves little to move while a head-to-head would take
-    most of the points to one target: the ``demo`` space's 5 methods in 8 points), in two rounds: every method once at the low end of the range (one allocation, a
-    head-to-head where every method is usable and the front's most accurate model lies), then
-    the other points with the method left open, so it is chosen when the trial starts, by how
-    the methods did so far. On resnet20 at one epoch from the dense reference an even share gave
-    ``deeptwist`` half the warm start, nearly all of it below the accuracy floor; a head-to-head
-    at the middle target left the low end to the open draw, which gave it to ``deeptwist`` on one
-    seed of three (benchmarks/RESULTS.md)."""
+    per method, in two rounds: every method once at the range's least compressed end (one
+    allocation, a head-to-head where every method is usable and the front's most accurate model
+    lies), then the other points with the method left open, so it is chosen when the trial
+    starts, by how the methods did so far; the most compressed end takes the head-to-head's
+    allocation too. With fewer points an even share leaves little to move, while a head-to-head
+    would take most of them to one target (the ``demo`` space's 5 methods in 8 points). On
+    resnet20 at one epoch from the dense reference an even share gave ``deeptwist`` half the
+    warm start, nearly all of it below the accuracy floor; a head-to-head at the middle target
+    left the low end to the open draw, which gave it to ``deeptwist`` on one seed of three
+    (benchmarks/RESULTS.md)."""
     from .reference import train_settings
 
     methods = list(space.methods)
@@ -108,11 +110,13 @@ def warm_start_points(space, groups: list[str], num_samples: int, size: int | No
 
     if by_results and n < num_samples and len(planned) > 1 and n_plan >= 2 * len(planned):
         values = _spread(low, high, n_plan - len(planned) + 1, log=log)
-        lowest = values.pop(0)
+        if space.rank_mode != "sensitivity":
+            values.reverse()  # a rank ratio: the largest one compresses least
+        least = values.pop(0)
         head = "uniform" if "uniform" in allocations else allocations[0]
-        points += [point(m, lowest, head) for m in planned]
-        # the range's top at the head-to-head's allocation too: both ends are the uniform points a
-        # hand sweep has, so the search can only add to them
+        points += [point(m, least, head) for m in planned]
+        # the most compressed end at the head-to-head's allocation too: both ends are the uniform
+        # points a hand sweep has, so the search can only add to them
         points += [point(None, values[i], head if i == len(values) - 1 else allocations[k % len(allocations)])
                    for k, i in enumerate(_interleaved(len(values)))]
     else:

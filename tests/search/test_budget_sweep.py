@@ -218,6 +218,11 @@ def test_by_results_a_head_to_head_first_then_the_method_left_open() -> None:
     assert warm_start_points(space, [], 6, by_results=True) == warm_start_points(space, [], 6)
     # fewer than two points per planned method (3 for 2 methods): the even share too
     assert warm_start_points(space, [], 8, by_results=True) == warm_start_points(space, [], 8)
+    # a per-group space: the head-to-head at the largest rank ratio (the least compressed end)
+    ratios = space_from_mapping({**SPACE, "ranks": {"grouping": "uniform", "ratio": {"float": [0.1, 0.5]}}}, name="t")
+    points = warm_start_points(ratios, ["a"], 16, by_results=True)
+    assert [p[schema.RANK_PREFIX + "a"] for p in points[1:3]] == [pytest.approx(0.5)] * 2 and points[1]["method"] == "posthoc"
+    assert sorted(p[schema.RANK_PREFIX + "a"] for p in points[3:]) == pytest.approx([0.1 + 0.08 * k for k in range(5)])
     assert any("method" not in p for p in warm_start_points(space, [], 10, by_results=True))  # 4 points
 
 
