@@ -65,14 +65,16 @@ FILL_KEY = "refine:fill"  # trial system attribute: True for a child that fills 
 SHARE_KEY = "refine:share"  # trial system attribute: the choice ``share`` made for an enqueued trial
 
 
+def dominance(values: np.ndarray) -> np.ndarray:
+    """``d[i, j]``: row ``i`` of ``values`` dominates row ``j`` (every column maximised): at least
+    as good in every column and better in one."""
+    v = np.asarray(values, dtype=float)
+    return np.all(v[:, None] >= v[None], axis=2) & np.any(v[:, None] > v[None], axis=2)
+
+
 def front(values: np.ndarray) -> list[int]:
     """Indices of the non-dominated rows of ``values`` (every column maximised)."""
-    keep = []
-    for i, v in enumerate(values):
-        dominated = np.any(np.all(values >= v, axis=1) & np.any(values > v, axis=1))
-        if not dominated:
-            keep.append(i)
-    return keep
+    return [int(i) for i in np.flatnonzero(~dominance(values).any(axis=0))]
 
 
 def contributions(points: np.ndarray) -> np.ndarray:
@@ -260,16 +262,13 @@ class FrontSampler(BaseSampler):
         done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if t.values is not None and name in t.params and np.all(np.isfinite(t.values))]
         labels = np.array([str(t.params[name]) for t in done])
+        # beats[i, j]: trial i dominates trial j, and they have different choices
+        beats = (dominance(self._oriented(study, np.array([t.values for t in done], dtype=float))) if done
+                 else np.zeros((0, 0), dtype=bool)) & (labels[:, None] != labels[None])
         draws = []
-        if done:
-            v = self._oriented(study, np.array([t.values for t in done], dtype=float))
-            # beats[i, j]: trial i dominates trial j, and they have different choices
-            beats = np.all(v[:, None] >= v[None], axis=2) & np.any(v[:, None] > v[None], axis=2)
-            beats &= labels[:, None] != labels[None]
         for c in choices:
             mine = labels == str(c)
-            wins = int(beats[mine].any(axis=1).sum()) if done else 0
-            losses = int(beats[:, mine].any(axis=0).sum()) if done else 0
+            wins, losses = int(beats[mine].any(axis=1).sum()), int(beats[:, mine].any(axis=0).sum())
             draws.append(self._rng.beta(1 + wins, 1 + losses))
         choice = choices[int(np.argmax(draws))]
         study._storage.set_trial_system_attr(trial._trial_id, SHARE_KEY, choice)
