@@ -38,6 +38,7 @@ from _report import emit  # benchmarks/_report.py (the script folder is on sys.p
 
 LEVELS = (2.0, 4.0, 8.0, 16.0, 32.0)
 MARGIN = 0.05
+REACH = 0.95  # a trial reaches a compression within the allocation's 5% (rank_search.allocation.TOLERANCE)
 
 
 def arms(base: dict, trials: int, random_trials: int) -> dict[str, tuple[dict, list[str]]]:
@@ -149,7 +150,7 @@ def best_at(path: str, level: float, metric: str, pick: str | None = None) -> fl
     ``pick``, the ``metric`` of the trial best on ``pick`` (test accuracy of the trial a user
     picks by validation accuracy: no selection on the test set)."""
     t = usable_trials(load_experiment(path))
-    t = t[t["macs_compression"] >= level * 0.95]
+    t = t[t["macs_compression"] >= level * REACH]
     if not len(t):
         return float("nan")
     if pick is None:
@@ -333,7 +334,7 @@ def main() -> None:
         acc = np.concatenate([x["test_accuracy"].to_numpy(float) for x in t])
         cells = []
         for a, b in zip(bands, bands[1:]):
-            inside = (c >= a * 0.95) & (c < b * 0.95)  # the 5% the allocation may miss its target by
+            inside = (c >= a * REACH) & (c < b * REACH)
             cells.append(f"{int(inside.sum())}: {fmt(float(np.median(acc[inside])))}" if inside.any() else "0")
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     for big in (f"{a}-big" for a in ("random-per-layer", "random-per-layer-dense")):
