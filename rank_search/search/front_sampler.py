@@ -4,9 +4,10 @@ Each new trial copies one parent from the current Pareto front of the finished t
 mutates it: a float or int parameter moves by a Gaussian step of ``step`` times its range (in
 log space for a log-scaled one), a categorical one changes to another choice with probability
 ``switch``, a parameter the parent lacks (a knob of another method) is drawn from its prior.
-The parent is drawn with probability proportional to its exclusive hypervolume contribution
-(two objectives; plain uniform over the front with more), mixed half and half with a uniform
-draw, so the front's extremes and its sparse stretches are refined first, in the spirit of
+A step that passes a bound is reflected back inside by its overshoot (clipped, a parent at a
+bound would put half its children on the bound itself). The parent is drawn with probability
+proportional to its exclusive hypervolume contribution (two objectives; plain uniform over the
+front with more), mixed half and half with a uniform draw, so the front's extremes and its sparse stretches are refined first, in the spirit of
 SMS-EMOA's hypervolume selection. Two settings say which part of the front matters:
 ``floors`` (objective index -> the least useful value, e.g. validation accuracy no more than
 5 pt below the dense reference's) keeps parents to the trials that reach every floor, whenever
@@ -95,6 +96,18 @@ def contributions(points: np.ndarray) -> np.ndarray:
         below = p[k + 1, 1] if k + 1 < n else 0.0
         out[order[k]] = max(p[k, 0] - left, 0.0) * max(p[k, 1] - below, 0.0)
     return out
+
+
+def _reflect(x: float, lo: float, hi: float) -> float:
+    """``x`` folded back into ``[lo, hi]`` by the distance it overshot a bound (as often as it takes).
+    A step past a bound comes back inside instead of stopping on it: clipped, a parent at a bound
+    put half its children on the bound itself (on resnet20, 7 of 5 seeds' 20 refinements re-ran the
+    2x target, where the warm start had two trials already)."""
+    span = hi - lo
+    if span <= 0:
+        return lo
+    y = (x - lo) % (2 * span)
+    return lo + (y if y <= span else 2 * span - y)
 
 
 def _inside(value: Any, dist: BaseDistribution) -> bool:
@@ -298,7 +311,7 @@ class FrontSampler(BaseSampler):
                 return dist.low
             lo, hi = (math.log(low), math.log(high)) if dist.log else (low, high)
             x = math.log(value) if dist.log else float(value)
-            x = min(max(x + self._rng.normal(0.0, self.step * (hi - lo)), lo), hi)
+            x = _reflect(x + self._rng.normal(0.0, self.step * (hi - lo)), lo, hi)
             return self._snap(math.exp(x) if dist.log else x, dist)
         return value
 

@@ -72,6 +72,20 @@ def test_children_stay_near_their_parent():
     assert steps and float(np.median(steps)) < 0.4
 
 
+def test_a_step_past_a_bound_comes_back_inside_instead_of_stopping_on_it():
+    sampler = FrontSampler(seed=0)
+    target = optuna.distributions.FloatDistribution(2.0, 20.0, log=True)
+    epochs = optuna.distributions.IntDistribution(1, 9)
+    children = [sampler._mutate(2.0, target) for _ in range(400)]
+    assert all(2.0 <= c <= 20.0 for c in children)
+    # clipped, about half the children of a parent at the bound were the bound itself
+    assert sum(c == 2.0 for c in children) < 10
+    assert 2.3 < float(np.median(children)) < 3.2  # reflected: one step (0.15 x the log range) inward
+    assert all(2.0 < c < 20.0 for c in (sampler._mutate(20.0, target) for _ in range(100)))
+    ints = [sampler._mutate(9, epochs) for _ in range(400)]
+    assert all(1 <= i <= 9 for i in ints) and sum(i == 9 for i in ints) < 0.45 * len(ints)
+
+
 def test_no_trial_repeats_an_earlier_configuration():
     def small(trial):  # a space so small that unchecked mutation would repeat configurations
         x = trial.suggest_int("x", 0, 3)
