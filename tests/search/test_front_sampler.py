@@ -366,3 +366,34 @@ def test_a_fill_does_not_repeat_a_trial_below_the_front():
     assert fill.system_attrs[FILL_KEY]
     # the widest gap on the front is 5 -> 20x (its middle: the failed 10x trial again); next: 2 -> 5x
     assert fill.params["target"] == pytest.approx(math.sqrt(10.0), rel=1e-6)
+
+
+def test_a_refinement_rarely_switches_to_a_method_whose_trials_lose():
+    """A mutation that switches the shared parameter keeps the switch only when the new method's
+    Thompson draw beats the parent's: ``b``'s trials are dominated by ``a``'s, so children of
+    ``a`` parents go to ``b`` far less often than the plain switch (probability 0.2) sends them."""
+    def objective(trial):
+        method = trial.suggest_categorical("method", ["a", "b"])
+        target = trial.suggest_float("target", 2.0, 20.0, log=True)
+        return {"a": 0.97, "b": 0.60}[method] - 0.1 * math.log(target), target
+
+    def switches(share):
+        moved = total = 0
+        for seed in range(4):
+            study = optuna.create_study(directions=["maximize", "maximize"],
+                                        sampler=FrontSampler(seed=seed, log_objectives=(1,), explore=0.0, share=share))
+            for m, t in [("a", 2.0), ("b", 2.0), ("a", 20.0), ("b", 20.0)]:
+                study.enqueue_trial({"method": m, "target": t})
+            study.optimize(objective, n_trials=40)
+            for t in study.trials[4:]:
+                parent = t.system_attrs[PARENT_KEY]
+                if parent >= 0 and study.trials[parent].params["method"] == "a":
+                    total += 1
+                    moved += t.params["method"] == "b"
+        return moved, total
+
+    moved, total = switches(("method", ("a", "b")))
+    plain, plain_total = switches(None)
+    assert total > 100 and plain_total > 100
+    assert plain >= 0.1 * plain_total  # the plain switch: about one child in five
+    assert moved <= 0.02 * total
