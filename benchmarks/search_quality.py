@@ -33,6 +33,7 @@ import yaml
 from analysis.hypervolume import hypervolume
 from analysis.loading import in_trial_order, load_experiment
 from analysis.pareto import pareto_mask
+from analysis.quality import METHOD_COLUMN
 from analysis.summary import usable_trials
 from search_spaces import get_space
 from _report import emit  # benchmarks/_report.py (the script folder is on sys.path)
@@ -318,6 +319,11 @@ def main() -> None:
         lines += ["", f"The default's own warm start (its first {n_warm} trials, enqueued) reaches a log hypervolume "
                       f"of {', '.join(fmt(v) for v in warm)} (median {fmt(statistics.median(warm))}); the searched "
                       f"trials after it add {', '.join(fmt(d, '+.4f') for d in diffs)} per seed."]
+        counts = [usable_trials(load_experiment(runs[("default", s)]["path"]))[METHOD_COLUMN].value_counts()
+                  for s in seeds_of["default"]]
+        lines += ["", "The default's trials per method, per seed: " + "; ".join(
+            f"{m} {' / '.join(str(int(c.get(m, 0))) for c in counts)}"
+            for m in sorted(set().union(*(c.index for c in counts)))) + "."]
     lines += ["", "The same trials' log hypervolume on the test set (test accuracy above the dense reference's "
                   f"test accuracy minus {MARGIN * 100:.0f} pt): the search selected on validation accuracy, so this "
                   "is what its front holds on images it never saw (the best of many trials near one compression is "
