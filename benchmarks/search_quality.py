@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import math
 import os
@@ -35,12 +36,13 @@ from analysis.loading import in_trial_order, load_experiment
 from analysis.pareto import pareto_mask
 from analysis.quality import METHOD_COLUMN
 from analysis.summary import usable_trials
+from rank_search.allocation import TOLERANCE
 from search_spaces import get_space
 from _report import emit  # benchmarks/_report.py (the script folder is on sys.path)
 
 LEVELS = (2.0, 4.0, 8.0, 16.0, 32.0)
 MARGIN = 0.05
-REACH = 0.95  # a trial reaches a compression within the allocation's 5% (rank_search.allocation.TOLERANCE)
+REACH = 1.0 - TOLERANCE  # a trial reaches a compression within the allocation's 5%
 
 
 def arms(base: dict, trials: int, random_trials: int) -> dict[str, tuple[dict, list[str]]]:
@@ -106,6 +108,14 @@ def sweep(storage: str, name: str, space: dict, flags: list[str], seed: int, tri
     return info
 
 
+@functools.lru_cache(maxsize=None)
+def sweep_trials(path: str):
+    """A finished sweep's usable trials, read once per run of this script: every table reads the same
+    sweeps (the trials-to-reach count alone reads each one up to 64 times). Shared, so callers take
+    new frames from it and never modify it."""
+    return usable_trials(load_experiment(path))
+
+
 def dense_accuracy(paths: list[str], metric: str) -> float:
     """The dense reference's accuracy (the default arm's dense.yaml of the same seed)."""
     for p in paths:
@@ -121,7 +131,7 @@ def log_hv(path: str, floor: float, metric: str, first: int | None = None, front
     ``front_by``: of the front chosen on that metric instead (the validation front, measured on
     test: what the trials a user would pick hold, without the lift of picking the best of many
     noisy test draws)."""
-    t = usable_trials(load_experiment(path))
+    t = sweep_trials(path)
     t = in_trial_order(t)
     if first is not None:
         t = t.iloc[:first]
@@ -136,14 +146,14 @@ def log_hv(path: str, floor: float, metric: str, first: int | None = None, front
 def cpu_seconds(info: dict) -> float:
     """Trial CPU time of a sweep: every trial's training time (1 thread each) plus the dense
     reference and profile; independent of how many trials ran at once."""
-    t = usable_trials(load_experiment(info["path"]))
+    t = sweep_trials(info["path"])
     return float(t["time_total_s"].sum()) + float(info.get("reference_cpu_seconds", info.get("reference_seconds", 0.0)))
 
 
 def epochs_trained(info: dict) -> int:
     """Training epochs a sweep ran: every trial's plus the dense reference's when the sweep trained
     it (not when it was given one with --dense). A cost measure the machine's load cannot skew."""
-    t = usable_trials(load_experiment(info["path"]))
+    t = sweep_trials(info["path"])
     n = int(t["epochs_run"].sum())
     dense = os.path.join(info["path"], "dense.yaml")
     if os.path.isfile(dense):
@@ -158,7 +168,7 @@ def best_at(path: str, level: float, metric: str, pick: str | None = None) -> fl
     """Best ``metric`` among the trials reaching ``level`` (within the allocation's 5%), or with
     ``pick``, the ``metric`` of the trial best on ``pick`` (test accuracy of the trial a user
     picks by validation accuracy: no selection on the test set)."""
-    t = usable_trials(load_experiment(path))
+    t = sweep_trials(path)
     t = t[t["macs_compression"] >= level * REACH]
     if not len(t):
         return float("nan")
@@ -319,7 +329,7 @@ def main() -> None:
         lines += ["", f"The default's own warm start (its first {n_warm} trials, enqueued) reaches a log hypervolume "
                       f"of {', '.join(fmt(v) for v in warm)} (median {fmt(statistics.median(warm))}); the searched "
                       f"trials after it add {', '.join(fmt(d, '+.4f') for d in diffs)} per seed."]
-        counts = [usable_trials(load_experiment(runs[("default", s)]["path"]))[METHOD_COLUMN].value_counts()
+        counts = [sweep_trials(runs[("default", s)]["path"])[METHOD_COLUMN].value_counts()
                   for s in seeds_of["default"]]
         lines += ["", "The default's trials per method, per seed: " + "; ".join(
             f"{m} {' / '.join(str(int(c.get(m, 0))) for c in counts)}"
@@ -350,7 +360,7 @@ def main() -> None:
               "| arm | " + " | ".join(f"{a:g}-{b:g}x" for a, b in zip(bands, bands[1:])) + " |",
               "| --- | " + " | ".join("---" for _ in bands[1:]) + " |"]
     for arm in names:
-        t = [usable_trials(load_experiment(runs[(arm, s)]["path"])) for s in seeds_of[arm]]
+        t = [sweep_trials(runs[(arm, s)]["path"]) for s in seeds_of[arm]]
         c = np.concatenate([x["macs_compression"].to_numpy(float) for x in t])
         acc = np.concatenate([x["test_accuracy"].to_numpy(float) for x in t])
         cells = []
