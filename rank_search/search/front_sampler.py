@@ -8,7 +8,8 @@ A step that passes a bound is reflected back inside by its overshoot (clipped, a
 bound would put half its children on the bound itself). The parent is drawn with probability
 proportional to its exclusive hypervolume contribution (two objectives; plain uniform over the
 front with more), mixed half and half with a uniform draw, so the front's extremes and its
-sparse stretches are refined first, in the spirit of SMS-EMOA's hypervolume selection. Two settings say which part of the front matters:
+sparse stretches are refined first, in the spirit of SMS-EMOA's hypervolume selection. Two
+settings say which part of the front matters:
 ``floors`` (objective index -> the least useful value, e.g. validation accuracy no more than
 5 pt below the dense reference's) keeps parents to the trials that reach every floor, whenever
 any does, so the search does not spend its trials refining compressed models nobody would
@@ -101,13 +102,11 @@ def contributions(points: np.ndarray) -> np.ndarray:
 
 
 def _reflect(x: float, lo: float, hi: float) -> float:
-    """``x`` folded back into ``[lo, hi]`` by the distance it overshot a bound (as often as it takes).
-    A step past a bound comes back inside instead of stopping on it: clipped, a parent at a bound
-    put half its children on the bound itself (on resnet20, 7 of the 20 refinements of 5 seeds
-    re-ran the 2x target, where the warm start had two trials already)."""
+    """``x`` folded back into ``[lo, hi]`` (``lo < hi``) by the distance it overshot a bound (as often
+    as it takes). A step past a bound comes back inside instead of stopping on it: clipped, a parent
+    at a bound put half its children on the bound itself (on resnet20, 7 of the 20 refinements of 5
+    seeds re-ran the 2x target, where the warm start had two trials already)."""
     span = hi - lo
-    if span <= 0:
-        return lo
     y = (x - lo) % (2 * span)
     return lo + (y if y <= span else 2 * span - y)
 
