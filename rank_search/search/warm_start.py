@@ -62,9 +62,13 @@ def warm_start_points(space, groups: list[str], num_samples: int, size: int | No
     per method, in two rounds: every method once at the range's least compressed end (one
     allocation, a head-to-head where every method is usable and the front's most accurate model
     lies), then the other points with the method left open, so it is chosen when the trial
-    starts, by how the methods did so far; the most compressed end takes the head-to-head's
-    allocation too. With fewer points an even share leaves little to move, while a head-to-head
-    would take most of them to one target (the ``demo`` space's 5 methods in 8 points). On
+    starts, by how the methods did so far. With fewer points the methods take them in turn (a
+    head-to-head would take most of them to one target: the ``demo`` space's 5 methods in 8
+    points), every method at least one. Either way, with ``by_results`` the most compressed end
+    is asked last with its method open, so it is chosen with the most results in, and takes the
+    uniform allocation (as the least compressed end does: both ends are what a hand sweep of
+    uniform ratios has). On ``demo`` the turn gave that end to ``elrt``, the weakest method
+    there, on every seed, and on a flat front that end holds most of the hypervolume. On
     resnet20 at one epoch from the dense reference an even share gave ``deeptwist`` half the
     warm start, nearly all of it below the accuracy floor; a head-to-head at the middle target
     left the low end to the open draw, which gave it to ``deeptwist`` on one seed of three
@@ -108,20 +112,30 @@ def warm_start_points(space, groups: list[str], num_samples: int, size: int | No
             out.update({RANK_PREFIX + g: value for g in groups})
         return out
 
-    if by_results and n < num_samples and len(planned) > 1 and n_plan >= 2 * len(planned):
+    head = "uniform" if "uniform" in allocations else allocations[0]
+    shared = by_results and n < num_samples and len(planned) > 1
+    if shared and n_plan >= 2 * len(planned):
         values = _spread(low, high, n_plan - len(planned) + 1, log=log)
         if space.rank_mode != "sensitivity":
             values.reverse()  # a rank ratio: the largest one compresses least
-        least = values.pop(0)
-        head = "uniform" if "uniform" in allocations else allocations[0]
+        least, top = values.pop(0), values[-1]
         points += [point(m, least, head) for m in planned]
-        # the most compressed end at the head-to-head's allocation too: both ends are the uniform
-        # points a hand sweep has, so the search can only add to them
-        points += [point(None, values[i], head if i == len(values) - 1 else allocations[k % len(allocations)])
-                   for k, i in enumerate(_interleaved(len(values)))]
+        points += [point(None, values[i], allocations[k % len(allocations)])
+                   for k, i in enumerate(_interleaved(len(values))) if i < len(values) - 1]
     else:
         values = _spread(low, high, n_plan, log=log)
-        for k, i in enumerate(_interleaved(n_plan)):  # each method meets every allocation as the rounds go on
+        # with a searcher that chooses open methods, the most compressed end is left open too,
+        # once every method has a point of its own
+        top_index = (n_plan - 1 if space.rank_mode == "sensitivity" else 0) \
+            if shared and n_plan > len(planned) else None
+        top = None if top_index is None else values[top_index]
+        order = [i for i in _interleaved(n_plan) if i != top_index]
+        for k, i in enumerate(order):  # each method meets every allocation as the rounds go on
             allocation = allocations[(k % len(planned) + k // len(planned)) % len(allocations)]
             points.append(point(planned[k % len(planned)], values[i], allocation))
+    if top is not None:
+        # the most compressed end, asked last (so its method is chosen with the most results in),
+        # at the uniform allocation: both ends are the uniform points a hand sweep has, so the
+        # search can only add to them
+        points.append(point(None, top, head))
     return [{**p, **central} for p in points]

@@ -207,8 +207,9 @@ def test_by_results_a_head_to_head_first_then_the_method_left_open() -> None:
     targets = sorted(p[schema.TARGET_KEY] for p in rest)
     assert targets == pytest.approx([2.0 * 10 ** (k / 5) for k in range(1, 6)])  # the rest of the grid, up to 20x
     assert {p[schema.ALLOCATION_KEY] for p in rest} == {"uniform", "sensitivity"}
-    # both ends of the range at the uniform allocation, as in a hand sweep of uniform ratios
-    assert next(p for p in rest if p[schema.TARGET_KEY] == pytest.approx(20.0))[schema.ALLOCATION_KEY] == "uniform"
+    # both ends of the range at the uniform allocation, as in a hand sweep of uniform ratios; the
+    # most compressed end asked last, when the most results are in to choose its method
+    assert rest[-1][schema.TARGET_KEY] == pytest.approx(20.0) and rest[-1][schema.ALLOCATION_KEY] == "uniform"
     assert all(p["train.lr"] == pytest.approx(math.sqrt(0.05 * 0.2)) for p in points)
     grid = warm_start_points(space, [], 16, 16, by_results=True)
     assert grid == warm_start_points(space, [], 16, 16) and all("method" in p for p in grid)
@@ -216,14 +217,42 @@ def test_by_results_a_head_to_head_first_then_the_method_left_open() -> None:
     single = space_from_mapping({**SPACE, "methods": {"posthoc": {}}}, name="t")
     assert warm_start_points(single, [], 16, by_results=True) == warm_start_points(single, [], 16)
     assert warm_start_points(space, [], 6, by_results=True) == warm_start_points(space, [], 6)
-    # fewer than two points per planned method (3 for 2 methods): the even share too
-    assert warm_start_points(space, [], 8, by_results=True) == warm_start_points(space, [], 8)
+    # fewer than two points per planned method (3 for 2 methods): the share in turn, but the most
+    # compressed end left open and asked last, once every method has a point of its own
+    turn, even = warm_start_points(space, [], 8, by_results=True), warm_start_points(space, [], 8)
+    assert [p["method"] for p in turn[:3]] == ["full", "posthoc", "factorized"] and "method" not in turn[3]
+    assert turn[3][schema.TARGET_KEY] == pytest.approx(20.0) == max(p[schema.TARGET_KEY] for p in even[1:])
+    assert turn[3][schema.ALLOCATION_KEY] == "uniform"
+    assert sorted(p[schema.TARGET_KEY] for p in turn[1:]) == pytest.approx(sorted(p[schema.TARGET_KEY] for p in even[1:]))
     # a per-group space: the head-to-head at the largest rank ratio (the least compressed end)
     ratios = space_from_mapping({**SPACE, "ranks": {"grouping": "uniform", "ratio": {"float": [0.1, 0.5]}}}, name="t")
     points = warm_start_points(ratios, ["a"], 16, by_results=True)
     assert [p[schema.RANK_PREFIX + "a"] for p in points[1:3]] == [pytest.approx(0.5)] * 2 and points[1]["method"] == "posthoc"
     assert sorted(p[schema.RANK_PREFIX + "a"] for p in points[3:]) == pytest.approx([0.1 + 0.08 * k for k in range(5)])
     assert any("method" not in p for p in warm_start_points(space, [], 10, by_results=True))  # 4 points
+
+
+def test_by_results_in_turn_every_method_keeps_a_point_and_the_most_compressed_end_is_open() -> None:
+    """Too few points for two rounds (the ``demo`` space: 5 methods in 8 points): the methods
+    take the points in turn, each at least one, except the most compressed end, which is asked
+    last with its method open (on ``demo`` the turn gave it to ``elrt``, the weakest there, on
+    every seed, while its front is flat enough that this end holds most of its hypervolume)."""
+    from search_spaces import get_space, space_from_mapping
+
+    from rank_search.search.warm_start import planned_methods, warm_start_points
+
+    demo = get_space("demo")
+    points = warm_start_points(demo, [], 16, by_results=True)
+    assert len(points) == 8 and {p["method"] for p in points[:-1]} == set(planned_methods(demo))
+    low, high = demo.target_bounds()
+    assert "method" not in points[-1] and points[-1][schema.TARGET_KEY] == pytest.approx(high)
+    assert points[-1][schema.ALLOCATION_KEY] == "uniform"
+    assert max(p[schema.TARGET_KEY] for p in points[:-1]) < high
+    # a per-group space: the most compressed end is the smallest rank ratio
+    ratios = space_from_mapping({**SPACE, "ranks": {"grouping": "uniform", "ratio": {"float": [0.1, 0.5]}}}, name="t")
+    points = warm_start_points(ratios, ["a"], 8, by_results=True)
+    assert "method" not in points[-1] and points[-1][schema.RANK_PREFIX + "a"] == pytest.approx(0.1)
+    assert all(p[schema.RANK_PREFIX + "a"] > 0.1 for p in points[1:-1])
 
 
 def test_a_refine_searcher_chooses_the_open_methods_among_the_planned_ones() -> None:
