@@ -7,8 +7,10 @@ log space for a log-scaled one), a categorical one changes to another choice wit
 A step that passes a bound is reflected back inside by its overshoot (clipped, a parent at a
 bound would put half its children on the bound itself). The parent is drawn with probability
 proportional to its exclusive hypervolume contribution (two objectives; plain uniform over the
-front with more), mixed half and half with a uniform draw, so the front's extremes and its
-sparse stretches are refined first, in the spirit of SMS-EMOA's hypervolume selection. Two
+front with more), measured from the report's reference point where the settings give one (an
+objective's floor, a log ratio objective's 1x), mixed half and half with a uniform draw, so
+the front's extremes and its sparse stretches are refined first, in the spirit of SMS-EMOA's
+hypervolume selection. Two
 settings say which part of the front matters:
 ``floors`` (objective index -> the least useful value, e.g. validation accuracy no more than
 5 pt below the dense reference's) keeps parents to the trials that reach every floor, whenever
@@ -81,16 +83,16 @@ def front(values: np.ndarray) -> list[int]:
     return [int(i) for i in np.flatnonzero(~dominance(values).any(axis=0))]
 
 
-def contributions(points: np.ndarray) -> np.ndarray:
+def contributions(points: np.ndarray, ref: Sequence[float | None] = (None, None)) -> np.ndarray:
     """Exclusive hypervolume contribution of each point of a two-objective front (both maximised),
-    reference point: each objective's minimum over the front less a tenth of its span (so the
-    extremes count too)."""
+    against the reference point ``ref``; an objective whose reference is None takes its minimum
+    over the front less a tenth of its span (so the extremes count too)."""
     n = len(points)
     if n == 1:
         return np.ones(1)
     span = points.max(axis=0) - points.min(axis=0)
     span[span == 0] = 1.0
-    ref = points.min(axis=0) - 0.1 * span
+    ref = np.array([points[:, i].min() - 0.1 * span[i] if r is None else float(r) for i, r in enumerate(ref)])
     order = np.argsort(points[:, 0])  # first objective ascending: second descending along a front
     p = (points[order] - ref) / span
     out = np.empty(n)
@@ -249,10 +251,30 @@ class FrontSampler(BaseSampler):
         pts = values[idx]
         weights = np.full(len(idx), 1.0 / len(idx))
         if pts.shape[1] == 2:
-            c = contributions(pts)
+            # a reference the front does not clear (every trial below the floor) is not used
+            ref = [r if r is not None and pts[:, k].min() >= r else None for k, r in enumerate(self._reference(study))]
+            c = contributions(pts, ref)
             if c.sum() > 0:
                 weights = 0.5 * weights + 0.5 * c / c.sum()
         return done[idx[self._rng.choice(len(idx), p=weights)]]
+
+    def _reference(self, study) -> list[float | None]:
+        """The hypervolume reference point the parents' contributions are measured from, oriented
+        as ``_oriented``: an objective's floor, a log ratio objective's ratio 1 (no compression),
+        else None (below the front). The report's log hypervolume takes the same point, so the
+        least compressed parent owns the whole strip from 1x (on resnet20 that strip, 1x-2x, is
+        the largest single part of a sweep's hypervolume), where a reference a tenth of the
+        front's span below it gave that parent a sliver."""
+        signs = self._signs(study)
+        floors = getattr(self, "floors", {})  # getattr: a sampler pickled before floors existed
+        logs = getattr(self, "log_objectives", ())
+        ref: list[float | None] = []
+        for i, sign in enumerate(signs):
+            if i in floors:
+                ref.append(sign * (math.log(max(floors[i], 1e-12)) if i in logs else floors[i]))
+            else:
+                ref.append(0.0 if i in logs and sign > 0 else None)
+        return ref
 
     def _child(self, study, parent: FrozenTrial) -> dict[str, Any]:
         """The parent's parameters mutated; a child equal to a trial asked before is mutated
