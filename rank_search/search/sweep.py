@@ -201,7 +201,8 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
             open_ = sum(1 for p in points if schema.METHOD_KEY not in p) if len(space.methods) > 1 else 0
             say(f"warm start: the first {len(points)} trials are enqueued (every method, "
                 f"{'targets' if space.rank_mode == 'sensitivity' else 'uniform ratios'} over the range"
-                + (f"; the method of the last {open_} chosen by the methods' results so far)" if open_ else ")"))
+                + (f"; the method of the last {open_ if open_ > 1 else 'one'} chosen by the methods' results so far)"
+                   if open_ else ")"))
         searcher = make_searcher(cfg, SpaceSampler(space, groups, refs.constants()), points=points,
                                  storage=study_storage(path), dense_accuracy=refs.accuracy,
                                  target=_searched_target(space), allocations=tuple(space.allocations),
