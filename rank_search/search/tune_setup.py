@@ -79,7 +79,9 @@ def make_searcher(cfg: LaunchConfig, sampler_fn: Callable, *, points: list[dict]
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line per launch
 
     if cfg.searcher == "nsga2":
-        sampler = optuna.samplers.NSGAIISampler(seed=cfg.seed, population_size=nsga2_population(cfg.num_samples))
+        from .nsga2 import PicklableNSGAIISampler
+
+        sampler = PicklableNSGAIISampler(seed=cfg.seed, population_size=nsga2_population(cfg.num_samples))
     elif cfg.searcher == "tpe":
         sampler = optuna.samplers.TPESampler(seed=cfg.seed)
     elif cfg.searcher == "refine":
