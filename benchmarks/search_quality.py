@@ -387,8 +387,8 @@ def main() -> None:
          "the MACs compression (within 5%), so no selection on the test set", "val_accuracy"),
     )
     for title, pick in tables:
-        lines += ["", f"{title}; median over seeds (paired difference to the default: median, and the range "
-                      "of the per-seed differences):", "",
+        lines += ["", f"{title}; median over seeds (paired difference to the default: median, the range "
+                      "of the per-seed differences, and on how many seeds the arm is above / below the default):", "",
                   "| arm | " + " | ".join(f">= {lv:g}x" for lv in LEVELS) + " |",
                   "| --- | " + " | ".join("---" for _ in LEVELS) + " |"]
         for arm in names:
@@ -402,7 +402,9 @@ def main() -> None:
                 diffs = [a - b for a, b in zip(mine, base_vals) if a == a and b == b]
                 cell = fmt(med)
                 if diffs and arm != "default":
-                    cell += f" ({statistics.median(diffs):+.4f}; {min(diffs):+.4f}..{max(diffs):+.4f})"
+                    above, below = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+                    cell += (f" ({statistics.median(diffs):+.4f}; {min(diffs):+.4f}..{max(diffs):+.4f};"
+                             f" {above} / {below})")
                 cells.append(cell)
             lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     ref = [runs[("default", s)].get("reference_seconds") for s in seeds if ("default", s) in runs]
