@@ -317,9 +317,9 @@ class FrontSampler(BaseSampler):
         """One of ``choices``, the largest of their Thompson draws; for the last enqueued trial (no
         other one waits), the largest posterior mean: the warm start's most compressed end, whose
         choice no later enqueued trial learns from and which on a flat front holds most of the
-        hypervolume (on ``demo`` the draws gave it to ``trp`` or ``elrt`` on 3 of 5 seeds, 0.81-0.96
-        at 10x where ``posthoc`` and ``deeptwist`` reached 0.956-0.978). Recorded in the trial's
-        ``SHARE_KEY``."""
+        hypervolume (on ``demo`` at 10 seeds the draws gave it to ``trp``, ``elrt`` or ``lrpet`` on 4,
+        at 0.60-0.96 validation accuracy, where ``posthoc`` and ``deeptwist`` reached 0.956-0.984 at the
+        same 10x; benchmarks/RESULTS.md). Recorded in the trial's ``SHARE_KEY``."""
         last = not study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         choice = choices[int(np.argmax(self._share_draws(study, choices, greedy=last)))]
         study._storage.set_trial_system_attr(trial._trial_id, SHARE_KEY, choice)
