@@ -40,9 +40,10 @@ a warm-start trial below the front) goes to the next widest gap.
 parameter for an enqueued trial that leaves it open (the warm start's second round): by Thompson
 sampling, each choice's draw from Beta(1 + its finished trials that dominate a trial of another
 choice, 1 + its finished trials that a trial of another choice dominates), the largest draw
-taken; for the last enqueued trial (the warm start's most compressed end, no other enqueued trial
-waiting) the largest posterior mean instead, since no later enqueued trial learns from that
-choice. A trial no other choice's trial is comparable with (alone at its compression, or neither
+taken. The last enqueued trial (the warm start's most compressed end, no other enqueued trial
+waiting) is not drawn, since no later enqueued trial learns from that choice: it takes the
+choice of the most compressed trial (along the fill objective) on the front of the trials that
+reach every floor, or with none, the largest posterior mean. A trial no other choice's trial is comparable with (alone at its compression, or neither
 more accurate nor more compressed) counts neither way, and a choice's own trials never count
 against each other. A method whose trials keep landing below the others' then gets few of
 the remaining warm-start points, and one that has not finished a trial yet still gets some.
@@ -233,19 +234,25 @@ class FrontSampler(BaseSampler):
             values[:, i] = np.log(np.maximum(values[:, i], 1e-12))
         return values * self._signs(study)
 
+    def _floored(self, study, done: list[FrozenTrial], *, strict: bool = False) -> tuple[list[FrozenTrial], np.ndarray]:
+        """``done`` (finished trials) with finite values and their values, kept to those reaching
+        every floor while any does (``strict``: even when none does)."""
+        signs = self._signs(study)
+        raw = np.array([t.values for t in done], dtype=float).reshape(len(done), len(signs))
+        ok = np.all(np.isfinite(raw), axis=1)
+        done, raw = [t for t, k in zip(done, ok) if k], raw[ok]
+        floors = getattr(self, "floors", {})  # getattr: a searcher pickled by an older version (a resumed sweep)
+        if floors and done:
+            useful = np.all([raw[:, i] * signs[i] >= v * signs[i] for i, v in floors.items()], axis=0)
+            if useful.any() or strict:  # else every trial is below a floor: the whole front, as without floors
+                done, raw = [t for t, k in zip(done, useful) if k], raw[useful]
+        return done, raw
+
     def _pick_parent(self, study) -> FrozenTrial | None:
         done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values is not None]
         if not done or self._rng.rand() < self.explore:
             return None
-        signs = self._signs(study)
-        raw = np.array([t.values for t in done], dtype=float)
-        ok = np.all(np.isfinite(raw), axis=1)
-        done, raw = [t for t, k in zip(done, ok) if k], raw[ok]
-        floors = getattr(self, "floors", {})  # getattr: a searcher pickled by an older version (a resumed sweep)
-        if floors:
-            useful = np.all([raw[:, i] * signs[i] >= v * signs[i] for i, v in floors.items()], axis=0)
-            if useful.any():  # else every trial is below a floor: the whole front, as without floors
-                done, raw = [t for t, k in zip(done, useful) if k], raw[useful]
+        done, raw = self._floored(study, done)
         if not done:
             return None
         values = self._oriented(study, raw)
@@ -314,16 +321,39 @@ class FrontSampler(BaseSampler):
         return draws
 
     def _share_choice(self, study, trial, choices: Sequence[Any]) -> Any:
-        """One of ``choices``, the largest of their Thompson draws; for the last enqueued trial (no
-        other one waits), the largest posterior mean: the warm start's most compressed end, whose
-        choice no later enqueued trial learns from and which on a flat front holds most of the
-        hypervolume (on ``demo`` at 10 seeds the draws gave it to ``trp``, ``elrt`` or ``lrpet`` on 4,
-        at 0.60-0.96 validation accuracy, where ``posthoc`` and ``deeptwist`` reached 0.956-0.984 at the
-        same 10x; benchmarks/RESULTS.md). Recorded in the trial's ``SHARE_KEY``."""
+        """One of ``choices``, the largest of their Thompson draws. The last enqueued trial (no other
+        one waits) is the warm start's most compressed end: no later enqueued trial learns from its
+        choice, and on a flat front it holds most of the hypervolume, so it is not drawn but takes
+        ``_leading_choice``, or with none the largest posterior mean (on ``demo`` at 10 seeds the
+        draws gave it to ``trp``, ``elrt`` or ``lrpet`` on 4, at 0.60-0.96 validation accuracy, where
+        ``posthoc`` and ``deeptwist`` reached 0.956-0.984 at the same 10x; benchmarks/RESULTS.md).
+        Recorded in the trial's ``SHARE_KEY``."""
         last = not study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        choice = choices[int(np.argmax(self._share_draws(study, choices, greedy=last)))]
+        choice = self._leading_choice(study, choices) if last else None
+        if choice is None:
+            choice = choices[int(np.argmax(self._share_draws(study, choices, greedy=last)))]
         study._storage.set_trial_system_attr(trial._trial_id, SHARE_KEY, choice)
         return choice
+
+    def _leading_choice(self, study, choices: Sequence[Any]) -> Any | None:
+        """The choice of the most compressed trial (along the fill objective) on the front of the
+        finished trials that reach every floor: the method that holds the usable front nearest the
+        warm start's most compressed end. None without a fill objective or such a trial. A record
+        of dominance counts can tie there: in a ``make demo`` run the top end was asked with four
+        trials in, ``trp`` (one win, by one validation image at 2.6x) tied ``deeptwist`` (its 7.7x
+        trial above ``lrpet``'s 4.4x) and the draw gave it ``trp`` (0.810 at 10x)."""
+        fill, share = getattr(self, "fill", None), getattr(self, "share", None)
+        if fill is None or share is None:
+            return None
+        names = {str(c): c for c in choices}
+        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.values is not None and str(t.params.get(share[0])) in names]
+        done, raw = self._floored(study, done, strict=True)
+        if not done:
+            return None
+        values = self._oriented(study, raw)
+        lead = max(front(values), key=lambda i: values[i, fill[1]])
+        return names[str(done[lead].params[share[0]])]
 
     def _keep_switch(self, study, parent: FrozenTrial, child: dict[str, Any]) -> dict[str, Any]:
         """A child whose mutation switched the shared parameter (the method) keeps the switch only

@@ -406,6 +406,35 @@ def test_the_last_enqueued_open_point_takes_the_leading_method():
     assert {open_choice(seed, (20.0,)) for seed in range(60)} == {"a"}
 
 
+def test_the_last_open_point_takes_the_method_nearest_the_top_of_the_usable_front():
+    """With a fill objective (the target compression) the last enqueued open point takes the method
+    of the most compressed trial on the front of the trials above the floor, whatever the methods'
+    dominance counts say: here ``a`` has the better record (its 2x trial dominates ``b``'s), but
+    ``b`` holds the usable front at 8x; ``a``'s 12x trial is on the front but below the floor."""
+    from rank_search.search.front_sampler import SHARE_KEY
+
+    dists = {"method": optuna.distributions.CategoricalDistribution(["a", "b"]),
+             "target": optuna.distributions.FloatDistribution(2.0, 20.0, log=True)}
+    done = (("a", 2.0, 0.97), ("b", 2.0, 0.96), ("a", 3.0, 0.95), ("b", 8.0, 0.93), ("a", 12.0, 0.50))
+
+    def choice(floor: float | None) -> str:
+        sampler = FrontSampler(seed=0, log_objectives=(1,), fill=("target", 1, 0.3), share=("method", ("a", "b")),
+                               floors=None if floor is None else {0: floor})
+        study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
+        for m, target, acc in done:
+            study.add_trial(optuna.trial.create_trial(params={"method": m, "target": target}, values=[acc, target],
+                                                      distributions=dists))
+        study.enqueue_trial({"target": 20.0})
+        trial = study.ask()
+        method = trial.suggest_categorical("method", ["a", "b"])
+        assert study._storage.get_trial(trial._trial_id).system_attrs[SHARE_KEY] == method
+        return method
+
+    assert choice(0.90) == "b"
+    assert choice(0.94) == "a"  # b's 8x trial below the floor: a's 3x trial leads the usable front
+    assert choice(0.99) == "a"  # nothing reaches the floor: the best record (posterior mean)
+
+
 def test_bad_share_settings_are_refused():
     with pytest.raises(ValueError, match="share must be"):
         FrontSampler(share=("method", ()))
