@@ -43,8 +43,9 @@ choice, 1 + its finished trials that a trial of another choice dominates), the l
 taken. The last enqueued trial (the warm start's most compressed end, no other enqueued trial
 waiting) is not drawn, since no later enqueued trial learns from that choice: it takes the
 choice of the most compressed trial (along the fill objective) on the front of the trials that
-reach every floor, or with none, the largest posterior mean. A trial no other choice's trial is comparable with (alone at its compression, or neither
-more accurate nor more compressed) counts neither way, and a choice's own trials never count
+reach every floor, or with none, the largest posterior mean. A trial no other choice's trial
+is comparable with (alone at its compression, or neither more accurate nor more compressed)
+counts neither way, and a choice's own trials never count
 against each other. A method whose trials keep landing below the others' then gets few of
 the remaining warm-start points, and one that has not finished a trial yet still gets some.
 The same draws gate a refinement's switch of that parameter: a child whose mutation moved it to
@@ -338,12 +339,14 @@ class FrontSampler(BaseSampler):
     def _leading_choice(self, study, choices: Sequence[Any]) -> Any | None:
         """The choice of the most compressed trial (along the fill objective) on the front of the
         finished trials that reach every floor: the method that holds the usable front nearest the
-        warm start's most compressed end. None without a fill objective or such a trial. A record
+        warm start's most compressed end. None without a fill objective, without floors (then the
+        front's most compressed trial is its least accurate one, not a usable model) or without
+        such a trial. A record
         of dominance counts can tie there: in a ``make demo`` run the top end was asked with four
         trials in, ``trp`` (one win, by one validation image at 2.6x) tied ``deeptwist`` (its 7.7x
         trial above ``lrpet``'s 4.4x) and the draw gave it ``trp`` (0.810 at 10x)."""
         fill, share = getattr(self, "fill", None), getattr(self, "share", None)
-        if fill is None or share is None:
+        if fill is None or share is None or not getattr(self, "floors", {}):
             return None
         names = {str(c): c for c in choices}
         done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

@@ -417,7 +417,7 @@ def test_the_last_open_point_takes_the_method_nearest_the_top_of_the_usable_fron
              "target": optuna.distributions.FloatDistribution(2.0, 20.0, log=True)}
     done = (("a", 2.0, 0.97), ("b", 2.0, 0.96), ("a", 3.0, 0.95), ("b", 8.0, 0.93), ("a", 12.0, 0.50))
 
-    def choice(floor: float | None) -> str:
+    def choice(floor: float | None, done=done) -> str:
         sampler = FrontSampler(seed=0, log_objectives=(1,), fill=("target", 1, 0.3), share=("method", ("a", "b")),
                                floors=None if floor is None else {0: floor})
         study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
@@ -433,6 +433,9 @@ def test_the_last_open_point_takes_the_method_nearest_the_top_of_the_usable_fron
     assert choice(0.90) == "b"
     assert choice(0.94) == "a"  # b's 8x trial below the floor: a's 3x trial leads the usable front
     assert choice(0.99) == "a"  # nothing reaches the floor: the best record (posterior mean)
+    # no floors (an objective pair without validation accuracy): nothing says which trial is usable,
+    # and the front's most compressed trial (b's 12x) is its least accurate: the best record decides
+    assert choice(None, (("a", 2.0, 0.97), ("b", 2.0, 0.96), ("b", 12.0, 0.50))) == "a"
 
 
 def test_bad_share_settings_are_refused():
