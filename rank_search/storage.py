@@ -97,7 +97,31 @@ class Location:
                 fh.write(text.encode("utf-8"))
             return
         target = self.join(rel)
-        tmp = f"{target}.partial-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
+        # a unique sibling (two threads may write at once), synced before the rename: a full disk
+        # or a kill leaves the old file whole, never a short one
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.partial-", dir=os.path.dirname(target))
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# read once at import: os.umask is process-wide, and setting it to read it races other threads
+_UMASK = _umask()

@@ -24,6 +24,7 @@ from ..data import check_data
 from ..errors import RankSearchError
 from ..schema import is_uri
 from ..storage import Location
+from .lock import DriverLock
 from .check import check_recorded_data, check_space, download_data
 from .progress import say
 from .ray_session import ray_session
@@ -167,8 +168,15 @@ def launch(cfg: LaunchConfig) -> SweepOutcome:
         download_data(pre.space.dataset, pre.space.data_root)
     with ray_session(pre.cfg.address, num_gpus=None):
         check_resources(pre.cfg)
-        write_sweep_record(pre.path, pre.cfg, pre.space.to_plain())
-        return _start(pre.cfg, pre.space, pre.groups, pre.path, made_here=True)
+        held: list[DriverLock] = []
+        try:
+            # the folder appears locked: a `resume` pasted from the header cannot slip in
+            write_sweep_record(pre.path, pre.cfg, pre.space.to_plain(),
+                               on_made=lambda folder: held.append(DriverLock.acquire(pre.path, folder=folder)))
+            return _start(pre.cfg, pre.space, pre.groups, pre.path, made_here=True)
+        finally:
+            for lock in held:
+                lock.release()
 
 
 def _searched_target(space) -> tuple[float, float, bool] | None:
@@ -266,21 +274,41 @@ def resume(path: str) -> SweepOutcome:
     experiment's ``tuner.pkl`` and searcher files: resume only experiments that you or your
     cluster wrote. Damaged state is a one-line error, a sweep whose trials all finished is left
     alone (Ray is not started), and one stopped before its first trial is started afresh. The data
-    set is checked (or, after a ``--download`` launch, fetched) before Ray starts.
+    set is checked (or, after a ``--download`` launch, fetched) before Ray starts. A second
+    driver of the same experiment is refused (``search.lock``).
     """
-    from ray import tune
-
     path = path.rstrip("/") if is_uri(path) else os.path.abspath(path)
     record = read_sweep_record(path)
     cfg = config_from_record(record, path=path)
+    # checked before the lock too: damaged state, or nothing to do, leaves the folder untouched
+    outcome = _nothing_to_do(path, cfg)
+    if outcome is not None:
+        return outcome
+    with DriverLock.acquire(path):  # one driver per sweep: a second resume, or the launch still running
+        return _resume_locked(path, cfg, record)
+
+
+def _nothing_to_do(path: str, cfg: LaunchConfig) -> SweepOutcome | None:
+    """The outcome of a sweep whose trials all finished (None otherwise); damaged state raises."""
     state = read_tune_state(path)
     if state is None:
-        return _restart(path, cfg, record)
+        return None
     if not Location(path).is_file("tuner.pkl"):
         raise RankSearchError(f"{path!r} holds no Tune experiment state to resume (a snapshot but no tuner.pkl)")
     if len(state.statuses) >= cfg.num_samples and all(s == FINISHED for s in state.statuses.values()):
         counts = {FINISHED: len(state.statuses)}
         return SweepOutcome(path, True, counts, cfg.num_samples, nothing_to_do=True)
+    return None
+
+
+def _resume_locked(path: str, cfg: LaunchConfig, record: dict) -> SweepOutcome:
+    from ray import tune
+
+    if read_tune_state(path) is None:
+        return _restart(path, cfg, record)
+    outcome = _nothing_to_do(path, cfg)  # again: a driver may have finished it meanwhile
+    if outcome is not None:
+        return outcome
     check_recorded_data(record, download=cfg.download)
     with ray_session(cfg.address):
         check_resources(cfg)

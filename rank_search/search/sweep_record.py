@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -18,8 +18,11 @@ from ..storage import Location
 from .settings import LaunchConfig
 
 
-def write_sweep_record(path: str, cfg: LaunchConfig, space_plain: dict) -> None:
-    """Create the experiment folder ``path`` and write its record."""
+def write_sweep_record(path: str, cfg: LaunchConfig, space_plain: dict, *,
+                       on_made: Callable[[str], None] | None = None) -> None:
+    """Create the experiment folder ``path`` and write its record. ``on_made(folder)`` runs once
+    the folder holds the record and before others can see it (locally: while it is still a
+    temporary sibling), e.g. to lock it; an error there leaves nothing behind."""
     record = {
         "launch": {**dataclasses.asdict(cfg), "objectives": schema.format_objectives(cfg.objectives)},
         "space": space_plain,
@@ -30,6 +33,8 @@ def write_sweep_record(path: str, cfg: LaunchConfig, space_plain: dict) -> None:
     if loc.uri:
         loc.makedirs()
         loc.write_text(schema.SWEEP_FILE, text)
+        if on_made is not None:
+            on_made(path)
         return
     # locally the folder appears with its record or not at all: a kill in between would leave a
     # folder that is neither an experiment (`resume` refuses it) nor free (`launch` refuses it)
@@ -42,7 +47,11 @@ def write_sweep_record(path: str, cfg: LaunchConfig, space_plain: dict) -> None:
     try:
         with open(os.path.join(tmp, schema.SWEEP_FILE), "w", encoding="utf-8") as fh:
             fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())  # a full disk shows here, not as an empty record later
         os.chmod(tmp, 0o777 & ~_umask())
+        if on_made is not None:
+            on_made(tmp)
         os.rename(tmp, loc.root)
     except BaseException:
         import shutil
