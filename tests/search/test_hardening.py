@@ -606,3 +606,58 @@ def _journal_trials(path: str) -> int:
     study = optuna.load_study(study_name="rank_search",
                               storage=JournalStorage(JournalFileBackend(os.path.join(path, "optuna_study.log"))))
     return len(study.trials)
+
+
+# -- issue 27: one driver per sweep --------------------------------------------------------------
+
+def _lock_holder(path: str) -> dict:
+    from rank_search.search.lock import read_holder
+
+    return read_holder(path) or {}
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_two_concurrent_resumes_the_second_is_refused_and_every_trial_runs_once(killed_sweep, tmp_path) -> None:
+    path = copy_of(killed_sweep, tmp_path / "twice")
+    before = finished_on_disk(path)
+    first = subprocess.Popen([sys.executable, "-m", "rank_search", "resume", path], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _lock_holder(path).get("pid") == first.pid and not _lock_holder(path).get("released"),
+                 300, "the first resume to lock the experiment")
+        second = rank_search("resume", path, timeout=300)
+        err = second.stderr.strip().splitlines()
+        assert second.returncode == 2 and len(err) == 1, second.stderr[-3000:]
+        assert f"pid {first.pid}" in err[0] and "one driver per sweep" in err[0]
+        out, err_first = first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, err_first[-3000:]
+    assert_complete_once(path)
+    after = finished_on_disk(path)
+    assert all(after[f] == text for f, text in before.items()), "a finished trial ran again"
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_resume_while_the_launch_runs_is_refused_and_the_launch_finishes_once(tmp_path) -> None:
+    space = tmp_path / "slow.yaml"
+    space.write_text(yaml.safe_dump(SLOW_SPACE))
+    path = str(tmp_path / "runs" / "busy")
+    cmd = [sys.executable, "-m", "rank_search", "launch", "--space", str(space), "--num-samples", "3",
+           "--max-concurrent", "1", "--storage", str(tmp_path / "runs"), "--name", "busy"]
+    launch = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: os.path.isdir(path) and len(started_on_disk(path)) >= 1, 600, "the launch's first trial")
+        resume = rank_search("resume", path, timeout=300)
+        err = resume.stderr.strip().splitlines()
+        assert resume.returncode == 2 and len(err) == 1, resume.stderr[-3000:]
+        assert f"pid {launch.pid}" in err[0] and "one driver per sweep" in err[0]
+        out, launch_err = launch.communicate(timeout=900)
+    finally:
+        if launch.poll() is None:
+            launch.kill()
+    assert launch.returncode == 0, launch_err[-3000:]
+    assert_complete_once(path, trials=3)
