@@ -254,6 +254,7 @@ def _restart(path: str, cfg: LaunchConfig, record: dict) -> SweepOutcome:
     groups = check_space(space)
     storage, name = _split(path)
     cfg = dataclasses.replace(cfg, storage=storage, name=name)  # where it is now
+    cfg = _recorded_references(path, cfg, record, space)
     check_recorded_data(record, download=cfg.download)
     with ray_session(cfg.address):
         check_resources(cfg)
@@ -263,6 +264,29 @@ def _restart(path: str, cfg: LaunchConfig, record: dict) -> SweepOutcome:
             if f == schema.STUDY_FILE or f.startswith(_UNSTARTED):
                 (loc.fs.delete_file(loc.join(f)) if loc.uri else os.unlink(loc.join(f)))
         return _start(cfg, space, groups, path, made_here=False)
+
+
+def _recorded_references(path: str, cfg: LaunchConfig, record: dict, space) -> LaunchConfig:
+    """``cfg`` with the launch's ``--dense`` and ``--profile`` (from the record) for a restart:
+    the copies in the experiment folder where the launch made them, else the original files,
+    which must still be there (a restart must not train a reference of its own instead)."""
+    launch = record.get("launch") or {}
+    dense, profile = launch.get("dense"), launch.get("profile")
+    if not isinstance(dense, str):
+        return cfg
+    loc = Location(path)
+    if loc.is_file(schema.DENSE_WEIGHTS_FILE) and not loc.uri:
+        dense_now = loc.join(schema.DENSE_WEIGHTS_FILE)
+    elif os.path.isfile(dense):
+        dense_now = dense
+    else:
+        raise RankSearchError(f"sweep {path!r} was stopped before it copied its --dense {dense!r}, which no longer "
+                              "exists: put the file back there and resume again")
+    have_profile = loc.is_file(schema.PROFILE_FILE) and loc.is_file(schema.PROFILE_META_FILE)
+    if isinstance(profile, str) and not have_profile:
+        check_given_profile(space, profile)  # still there, and still fits (finite, complete)
+    check_dense_weights(space, dense_now)
+    return dataclasses.replace(cfg, dense=dense_now, profile=profile if isinstance(profile, str) else None)
 
 
 def resume(path: str) -> SweepOutcome:

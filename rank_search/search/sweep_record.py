@@ -116,8 +116,11 @@ def config_from_record(record: dict, *, path: str = "") -> LaunchConfig:
     if not isinstance(resources, dict):
         raise RankSearchError(f"{where}: launch.resources must be a mapping, got {resources!r}")
     _check_types(launch, where)
-    # the --dense file was copied into the experiment (dense.pt) at launch; it need not exist now
+    # the --dense file and --profile folder are copied into the experiment (dense.pt,
+    # sensitivity.csv) at launch and need not exist now; a restart of a launch stopped before it
+    # copied them takes them back from the record (sweep._recorded_references)
     launch["dense"] = None
+    launch["profile"] = None
     try:
         launch["objectives"] = schema.parse_objectives(",".join(objectives))
         launch["resources"] = {str(k): float(v) for k, v in resources.items()}

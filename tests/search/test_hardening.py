@@ -661,3 +661,43 @@ def test_a_resume_while_the_launch_runs_is_refused_and_the_launch_finishes_once(
             launch.kill()
     assert launch.returncode == 0, launch_err[-3000:]
     assert_complete_once(path, trials=3)
+
+
+# -- issue 27: `launch --dense D --profile P` resumes ---------------------------------------------
+
+def test_the_record_of_a_dense_and_profile_launch_gives_a_config(tmp_path) -> None:
+    from rank_search.search.sweep_record import config_from_record, read_sweep_record
+
+    exp = hand_made(tmp_path / "sweeps")
+    record = yaml.safe_load((exp / schema.SWEEP_FILE).read_text())
+    record["launch"].update(dense=str(tmp_path / "gone.pt"), profile=str(tmp_path / "gone"))
+    (exp / schema.SWEEP_FILE).write_text(yaml.safe_dump(record))
+    cfg = config_from_record(read_sweep_record(str(exp)), path=str(exp))
+    assert cfg.dense is None and cfg.profile is None  # the copies in the experiment are what a resume uses
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_dense_and_profile_sweep_killed_then_resumed_runs_every_trial_once(killed_sweep, tmp_path) -> None:
+    given = Path(killed_sweep).parent / "pristine"  # an earlier sweep's dense reference and profile
+    space = tmp_path / "slow.yaml"
+    space.write_text(yaml.safe_dump(SLOW_SPACE))
+    path = str(tmp_path / "runs" / "given")
+    cmd = [sys.executable, "-m", "rank_search", "launch", "--space", str(space), "--num-samples", "3",
+           "--max-concurrent", "1", "--storage", str(tmp_path / "runs"), "--name", "given",
+           "--dense", str(given / schema.DENSE_WEIGHTS_FILE), "--profile", str(given)]
+    with open(tmp_path / "launch.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(lambda: os.path.isdir(path) and len(finished_on_disk(path)) >= 1
+                     and len(started_on_disk(path)) > len(finished_on_disk(path)), 600, "one trial done, one started")
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    before = finished_on_disk(path)
+    resume = rank_search("resume", path)
+    assert resume.returncode == 0, resume.stderr[-3000:]
+    assert "needs --dense" not in resume.stderr
+    assert_complete_once(path, trials=3)
+    assert all(finished_on_disk(path)[f] == text for f, text in before.items())
+    assert Path(path, schema.PROFILE_FILE).read_bytes() == (given / schema.PROFILE_FILE).read_bytes()
