@@ -20,75 +20,30 @@ time is at least the dense layer's keeps the layer dense.
 from __future__ import annotations
 
 import bisect
-import csv
-import io
+import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from torch import nn
 
-from .cost import stays_dense
+from . import schema
+from .cost import count_macs, layer_input_shapes, stays_dense
 from .decomp.policies import RankPolicy
 from .errors import RankSearchError
+from .layer_latency import LayerLatency
 from .layers import get_scheme
 from .plan import LayerPlan, RankPlan, eligible_layers, resolve_rank, scheme_for
 from .schema import BUDGETS
+# the tables and their files, re-exported where callers have always found them
+from .tables import (PROFILE_COLUMNS, Profile, load_layer_latency, load_profile, save_layer_latency,  # noqa: F401
+                     save_profile)
 
-ALLOCATIONS = ("uniform", "sensitivity")
-PROXIES = ("bn", "finetune", "energy")
-PROFILE_COLUMNS = ("layer", "scheme", "ratio", "rank", "val_accuracy", "val_loss", "macs", "layer_macs",
-                   "energy", "opnorm_error", "ft_val_accuracy", "ft_val_loss")
+ALLOCATIONS = schema.ALLOCATIONS
+PROXIES = schema.PROFILE_PROXIES
 GRID_POINTS = 48  # candidate ratios per layer, log-spaced from rank 1 to the max rank
 SMALL_RANKS = 32  # and every rank up to this one
 TOLERANCE = 0.05  # a budget allocation lands within this fraction of its target
-
-
-@dataclass(frozen=True)
-class Profile:
-    """A sensitivity profile: one row per (layer, scheme, ratio) and the dense reference's
-    numbers it is measured against (``meta``: model, dataset, dense_val_loss, dense_val_accuracy,
-    input_shape, dense_macs)."""
-
-    rows: tuple[Mapping[str, Any], ...]
-    meta: Mapping[str, Any] = field(default_factory=dict)
-
-    def cost(self, row: Mapping[str, Any], proxy: str) -> float:
-        """Predicted accuracy cost of one row under ``proxy`` (larger = worse; 0 = dense)."""
-        if proxy == "energy":
-            return 1.0 - float(row["energy"])
-        key, base = ("val_loss", "dense_val_loss") if proxy == "bn" else ("ft_val_loss", "dense_ft_val_loss")
-        value = row.get(key)
-        if value is None or value == "" or (isinstance(value, float) and math.isnan(value)) or base not in self.meta:
-            raise RankSearchError(f"the profile has no {key!r} values: it was measured without proxy {proxy!r}")
-        return float(value) - float(self.meta[base])
-
-    def curve(self, layer: str, scheme: str, proxy: str) -> tuple[list[float], list[float]]:
-        """(log ratios ascending, costs made non-increasing in the ratio) of one layer."""
-        points = sorted((float(r["ratio"]), self.cost(r, proxy)) for r in self.rows
-                        if r["layer"] == layer and r["scheme"] == scheme)
-        if not points:
-            raise RankSearchError(f"the profile has no rows for layer {layer!r} in scheme {scheme!r}")
-        xs, ys = [math.log(p[0]) for p in points], [max(0.0, p[1]) for p in points]
-        for i in range(len(ys) - 2, -1, -1):  # a smaller ratio never costs less
-            ys[i] = max(ys[i], ys[i + 1])
-        return xs, ys
-
-    def to_csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=PROFILE_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in self.rows:
-            writer.writerow({k: row.get(k, "") for k in PROFILE_COLUMNS})
-        return out.getvalue()
-
-    @classmethod
-    def from_csv(cls, text: str, meta: Mapping[str, Any]) -> "Profile":
-        rows = []
-        for row in csv.DictReader(io.StringIO(text)):
-            rows.append({k: (v if k in ("layer", "scheme", "rank") else (float(v) if v not in ("", None) else None))
-                         for k, v in row.items()})
-        return cls(tuple(rows), dict(meta))
 
 
 def _interpolate(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
@@ -106,33 +61,16 @@ class LayerMacs:
     """Exact MACs of each eligible layer of a model, dense and factorized at any rank (cached)."""
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, ...]) -> None:
-        import torch
-
-        from .cost import count_macs
-
         self.model = model
         self.layers = eligible_layers(model)
-        self.inputs: dict[str, tuple[int, ...]] = {}
-        handles = [m.register_forward_hook(self._record(n)) for n, m in self.layers.items()]
-        try:
-            self.total, per_module = count_macs(model, input_shape)
-        finally:
-            for h in handles:
-                h.remove()
+        self.inputs = layer_input_shapes(model, input_shape, self.layers)
+        self.total, per_module = count_macs(model, input_shape)
         self.dense = {n: per_module[n] for n in self.layers}
         self._cache: dict[tuple, int] = {}
-        self._torch = torch
-
-    def _record(self, name: str):
-        def fn(module, inputs, output) -> None:
-            self.inputs[name] = tuple(inputs[0].shape[1:])
-        return fn
 
     def _measured(self, name: str, scheme: str, rank, tiles) -> int:
         key = (name, scheme, rank, tiles)
         if key not in self._cache:
-            from .cost import count_macs
-
             built = get_scheme(scheme).build(self.layers[name], rank, name=name, **({"tiles": tiles} if tiles else {}))
             self._cache[key] = count_macs(built, self.inputs[name])[0]
         return self._cache[key]
@@ -333,15 +271,20 @@ def _swap(chosen: dict[str, _Choice], options: Mapping[str, list[_Choice]], fixe
 @dataclass(frozen=True)
 class BudgetRanks:
     """The rank spec of a budget-driven trial: reach ``target`` MACs compression with the
-    ``uniform`` or the ``sensitivity`` allocation (which reads ``profile``, under ``proxy``)."""
+    ``uniform`` or the ``sensitivity`` allocation (which reads ``profile``, under ``proxy``).
+
+    Built from its written form (a run config, a trial's decoded ranks) by ``from_dict`` only,
+    which reads the tables from the profile's folder; defaults are ``schema.DEFAULT_*``.
+    """
 
     target: float
-    allocation: str = "sensitivity"
-    proxy: str = "bn"
+    allocation: str = schema.DEFAULT_ALLOCATION
+    proxy: str = schema.DEFAULT_PROXY
     profile: Profile | None = None
     profile_path: str | None = None  # the folder the profile was read from (for the record)
-    budget: str = "macs"  # or "latency": target is a speed-up predicted from ``latency``
-    latency: Any = None  # layer_latency.LatencyTable, read from the profile's folder
+    budget: str = schema.DEFAULT_BUDGET  # or "latency": target is a speed-up predicted from ``latency``
+    latency: Any = None  # tables.LatencyTable, read from the profile's folder
+    input_shape: tuple[int, ...] | None = None  # one sample's shape, where no profile records it
 
     KEYS = ("target", "allocation", "proxy", "profile", "budget")
 
@@ -363,7 +306,7 @@ class BudgetRanks:
     def to_dict(self) -> dict[str, Any]:
         out = {"target": float(self.target), "allocation": self.allocation, "proxy": self.proxy,
                "profile": self.profile_path}
-        return {**out, "budget": self.budget} if self.budget != "macs" else out
+        return {**out, "budget": self.budget} if self.budget != schema.DEFAULT_BUDGET else out
 
     @staticmethod
     def is_dict(data: Any) -> bool:
@@ -372,15 +315,26 @@ class BudgetRanks:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "BudgetRanks":
+        """The one constructor from the written form ``{target, allocation?, proxy?, profile?,
+        budget?}``: ``profile`` names the folder the profile (and, under a latency budget, the
+        layer latency table) is read from."""
         path = data.get("profile")
         profile = load_profile(str(path)) if path else None
-        budget = str(data.get("budget", "macs"))
+        budget = str(data.get("budget") or schema.DEFAULT_BUDGET)
         latency = load_layer_latency(str(path)) if path and budget == "latency" else None
-        return cls(float(data["target"]), str(data.get("allocation", "sensitivity")), str(data.get("proxy", "bn")),
-                   profile, str(path) if path else None, budget, latency)
+        return cls(float(data["target"]), str(data.get("allocation") or schema.DEFAULT_ALLOCATION),
+                   str(data.get("proxy") or schema.DEFAULT_PROXY), profile, str(path) if path else None, budget,
+                   latency)
+
+    def with_input_shape(self, input_shape: tuple[int, ...]) -> "BudgetRanks":
+        """This spec, told the model's input shape where its profile does not record one."""
+        if self.input_shape or (self.profile is not None and self.profile.meta.get("input_shape")):
+            return self
+        return dataclasses.replace(self, input_shape=tuple(int(s) for s in input_shape))
 
     def resolve(self, model: nn.Module, *, scheme: str, input_shape: tuple[int, ...] | None = None) -> RankPlan:
-        shape = input_shape or tuple((self.profile.meta if self.profile else {}).get("input_shape") or ())
+        shape = input_shape or self.input_shape or \
+            tuple((self.profile.meta if self.profile else {}).get("input_shape") or ())
         if not shape:
             raise RankSearchError("a budget allocation needs the model's input shape")
         macs = _cost_model(model, tuple(int(s) for s in shape), self.latency if self.budget == "latency" else None)
@@ -394,8 +348,6 @@ def _cost_model(model: nn.Module, input_shape: tuple[int, ...], latency=None) ->
     (then no MACs are counted)."""
     if latency is None:
         return LayerMacs(model, input_shape)
-    from .layer_latency import LayerLatency
-
     return LayerLatency(model, latency)
 
 
@@ -408,63 +360,3 @@ def max_compression(model: nn.Module, input_shape: tuple[int, ...], *, scheme: s
         s = scheme_for(layer, scheme)
         least += min(c.macs for c in _candidates(macs, n, s, lambda r: 0.0))
     return macs.total / (macs.total - sum(macs.dense.values()) + least)
-
-
-def _save_table(folder: str, csv_file: str, meta_file: str, table) -> None:
-    """A table's CSV and its YAML meta into ``folder`` (a path or URI)."""
-    import yaml
-
-    from .storage import Location
-
-    loc = Location(folder)
-    loc.makedirs()
-    loc.write_text(csv_file, table.to_csv())
-    loc.write_text(meta_file, yaml.safe_dump(dict(table.meta), sort_keys=False))
-
-
-def _load_table(folder: str, csv_file: str, meta_file: str, cls, what: str, how: str):
-    """``cls.from_csv`` of the files ``_save_table`` wrote; a one-line error names ``what`` is
-    missing (and ``how`` to make it) or unreadable."""
-    import yaml
-
-    from .storage import Location
-
-    loc = Location(folder)
-    if not loc.is_file(csv_file) or not loc.is_file(meta_file):
-        raise RankSearchError(f"{folder!r} holds no {what} ({csv_file} and {meta_file}); {how}")
-    try:
-        meta = yaml.safe_load(loc.read_text(meta_file))
-        return cls.from_csv(loc.read_text(csv_file), meta if isinstance(meta, dict) else {})
-    except (yaml.YAMLError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise RankSearchError(f"the {what} in {folder!r} cannot be read: {type(exc).__name__}") from None
-
-
-def save_profile(folder: str, profile: Profile) -> None:
-    """Write ``sensitivity.csv`` and its ``sensitivity.yaml`` into ``folder`` (a path or URI)."""
-    from . import schema
-
-    _save_table(folder, schema.PROFILE_FILE, schema.PROFILE_META_FILE, profile)
-
-
-def load_profile(folder: str) -> Profile:
-    """Read a profile written by ``save_profile`` (or `rank-search profile --out FOLDER`)."""
-    from . import schema
-
-    return _load_table(folder, schema.PROFILE_FILE, schema.PROFILE_META_FILE, Profile, "sensitivity profile",
-                       f"write one with `rank-search profile --out {folder}`")
-
-
-def save_layer_latency(folder: str, table) -> None:
-    """Write ``layer_latency.csv`` and ``layer_latency.yaml`` beside a profile in ``folder``."""
-    from . import schema
-
-    _save_table(folder, schema.LAYER_LATENCY_FILE, schema.LAYER_LATENCY_META_FILE, table)
-
-
-def load_layer_latency(folder: str):
-    """Read a table written by ``save_layer_latency`` (a ``layer_latency.LatencyTable``)."""
-    from . import schema
-    from .layer_latency import LatencyTable
-
-    return _load_table(folder, schema.LAYER_LATENCY_FILE, schema.LAYER_LATENCY_META_FILE, LatencyTable,
-                       "layer latency table", "a sweep with ranks.budget: latency measures it")

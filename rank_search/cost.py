@@ -90,6 +90,33 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...], *, counting: str 
     return sum(per_module.values()), per_module
 
 
+def layer_input_shapes(model: nn.Module, input_shape: tuple[int, ...], layers) -> dict[str, tuple[int, ...]]:
+    """The input one sample gives each of ``layers`` (names, or a name -> module mapping) in
+    ``model``, without the batch dimension: one forward pass on zeros in eval mode (restored)."""
+    names = set(layers)
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def record(name: str):
+        def fn(module: nn.Module, inputs, output) -> None:
+            shapes[name] = tuple(inputs[0].shape[1:])
+        return fn
+
+    handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules() if n in names]
+    was_training = model.training
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros((1, *input_shape), device=device, dtype=dtype))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return shapes
+
+
 @dataclass(frozen=True)
 class Cost:
     params: int

@@ -20,32 +20,25 @@ pooling, residual adds, BatchNorm) is a fixed part no rank changes.
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import statistics
 import time
-from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from torch import nn
 
-from .cost import stays_dense
+from .cost import layer_input_shapes, stays_dense
 from .decomp.policies import RankPolicy
 from .errors import RankSearchError
 from .layers import get_scheme
 from .plan import eligible_layers, resolve_rank, scheme_for
-from .surgery import format_rank
+from .tables import LATENCY_COLUMNS as COLUMNS, LatencyTable, load_layer_latency, save_layer_latency
+
+__all__ = ["BLOCK", "COLUMNS", "LOW_RANKS", "LatencyTable", "LayerLatency", "load_layer_latency",
+           "measure_layer_latency", "save_layer_latency", "timed_ranks"]
 
 LOW_RANKS = (1, 2, 4, 8)
 BLOCK = 16  # output channels per vector block of oneDNN's / MLAS's CPU convolution kernels
-COLUMNS = ("layer", "scheme", "rank", "latency_ms", "dense_latency_ms")
-
-
-def _parse_rank(text: str):
-    """Inverse of ``surgery.format_rank``."""
-    parts = tuple(int(p) for p in str(text).split("x"))
-    return parts if len(parts) > 1 else parts[0]
 
 
 def _covers(big, small) -> bool:
@@ -82,31 +75,6 @@ def timed_ranks(name: str, layer: nn.Module, scheme: str) -> list:
     return out
 
 
-@dataclass(frozen=True)
-class LatencyTable:
-    """Measured layer times: rows (layer, scheme, rank, latency_ms, dense_latency_ms) and ``meta``
-    (batch_size, threads, device, input_shape, model_ms: the whole dense model, seconds)."""
-
-    rows: tuple[Mapping[str, Any], ...]
-    meta: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in self.rows:
-            writer.writerow({**row, "rank": format_rank(row["rank"])})
-        return out.getvalue()
-
-    @classmethod
-    def from_csv(cls, text: str, meta: Mapping[str, Any]) -> "LatencyTable":
-        rows = []
-        for row in csv.DictReader(io.StringIO(text)):
-            rows.append({"layer": row["layer"], "scheme": row["scheme"], "rank": _parse_rank(row["rank"]),
-                         "latency_ms": float(row["latency_ms"]), "dense_latency_ms": float(row["dense_latency_ms"])})
-        return cls(tuple(rows), dict(meta))
-
-
 def measure_layer_latency(model: nn.Module, input_shape: tuple[int, ...], schemes: Sequence[str], *,
                           batch_size: int, device="cpu", threads: int | None = None,
                           max_seconds: float = 0.25, progress=None) -> LatencyTable:
@@ -114,11 +82,10 @@ def measure_layer_latency(model: nn.Module, input_shape: tuple[int, ...], scheme
     of ``schemes``) alone on its own input, and the whole dense model; ``model`` is not changed."""
     import torch
 
-    from .allocation import LayerMacs
     from .latency import REPEATS, median_forward_ms
 
     device = torch.device(device)
-    shapes = LayerMacs(model, input_shape).inputs
+    shapes = layer_input_shapes(model, input_shape, eligible_layers(model))
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     before = torch.get_num_threads()
     rows: list[dict[str, Any]] = []

@@ -1,7 +1,7 @@
 """Layer sensitivity profile: the dense reference with only one layer decomposed, for every
 eligible layer, scheme and rank ratio, measured under several proxies of fine-tuned accuracy.
 
-Proxies (columns of ``sensitivity.csv``; the allocation reads one, see ``allocation.PROXIES``):
+Proxies (columns of ``sensitivity.csv``; the allocation reads one, see ``schema.PROFILE_PROXIES``):
 
 - ``bn``: validation accuracy and loss after BatchNorm re-estimation (``val_accuracy``,
   ``val_loss``), against the dense reference re-estimated the same way;
@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .allocation import Profile
+from .tables import Profile
 from .cost import count_macs
 from .decomp.policies import RankPolicy
 from .engine import evaluate

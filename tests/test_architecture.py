@@ -216,6 +216,7 @@ LEVELS: dict[str, int] = {
     "rank_search.allocation": 3,  # budget-driven rank allocation from a profile table
     "rank_search.latency": 3,  # measured forward-pass time (what MACs predict), for run and deploy
     "rank_search.layer_latency": 3,  # measured per-layer time, the latency budget's cost table
+    "rank_search.tables": 3,  # the profile and layer latency tables and their files
     "rank_search.engine": 4,
     "rank_search.methods": 5,
     "rank_search.run": 6, "rank_search.profile": 6,
@@ -317,3 +318,118 @@ def test_importing_the_engine_loads_no_method() -> None:
                 if f is not None and _module_name(f) not in seen:
                     todo.append(f)
     assert not [m for m in seen if m.startswith(("rank_search.methods", "rank_search.run", "rank_search.search"))]
+
+
+# ---- no import cycles ----
+# A cycle hidden in a function body is still a cycle: the two modules cannot be understood,
+# tested or moved apart. Two kinds of edge are not dependencies: an import under
+# ``if TYPE_CHECKING:`` (never runs), and a package's ``__init__`` importing its own submodules
+# (a package is made of its parts; importing a part always imports its package first).
+
+
+def _runtime_import_nodes(tree: ast.AST) -> list[ast.stmt]:
+    """Every import that can run (function bodies included), none under ``if TYPE_CHECKING:``."""
+    found: list[ast.stmt] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+            return
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def import_graph(files: list[Path], *, root: Path = ROOT) -> dict[str, set[str]]:
+    """{module: the local modules it imports at run time}, each import resolved to the deepest
+    local module it names (``from pkg import mod`` -> ``pkg.mod``; ``from pkg import name`` -> ``pkg``)."""
+    graph: dict[str, set[str]] = {}
+    for f in files:
+        name = _module_name(f, root)
+        package = name if f.name == "__init__.py" else name.rpartition(".")[0]
+        deps: set[str] = set()
+        for node in _runtime_import_nodes(ast.parse(f.read_text(encoding="utf-8"), str(f))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                if node.level:
+                    parts = package.split(".") if package else []
+                    parts = parts[: len(parts) - (node.level - 1)]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                else:
+                    base = node.module or ""
+                targets = [f"{base}.{a.name}" if _module_file(f"{base}.{a.name}", root) else base for a in node.names]
+            for target in targets:
+                local = _module_file(target, root)
+                if local is None:
+                    continue
+                dep = _module_name(local, root)
+                own_part = f.name == "__init__.py" and dep.startswith(name + ".")
+                if dep != name and not own_part:
+                    deps.add(dep)
+        graph[name] = deps
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected sets of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in graph:
+                continue
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            part = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                part.append(w)
+                if w == v:
+                    break
+            if len(part) > 1:
+                cycles.append(sorted(part))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return sorted(cycles)
+
+
+def test_cycle_checker_sees_a_cycle_hidden_in_a_function(tmp_path: Path) -> None:
+    files = _tree(tmp_path, {
+        "rank_search/__init__.py": "",
+        "rank_search/a.py": "def f():\n    from .b import g\n",
+        "rank_search/b.py": "from rank_search import a\n",
+        "rank_search/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import f\n",
+        "rank_search/d.py": "from . import c\n",
+        "rank_search/reg/__init__.py": "REG = {}\nfrom . import part\n",
+        "rank_search/reg/part.py": "from rank_search.reg import REG\nfrom .. import a\n",
+    })
+    graph = import_graph(files, root=tmp_path)
+    assert graph["rank_search.c"] == set() and graph["rank_search.reg"] == set()  # TYPE_CHECKING; own part
+    assert graph["rank_search.reg.part"] == {"rank_search.reg", "rank_search.a"}
+    assert import_cycles(graph) == [["rank_search.a", "rank_search.b"]]
+
+
+def test_no_import_cycles() -> None:
+    files = [f for folder in ("rank_search", "analysis", "search_spaces") for f in _py_files(folder)]
+    assert import_cycles(import_graph(files)) == []

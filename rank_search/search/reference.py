@@ -163,9 +163,10 @@ def _prepare_layer_latency(path: str, space, cfg: LaunchConfig, resources: dict)
     once (kept on `resume`); says the predicted reachable speed-up per scheme."""
     import ray
 
-    from ..allocation import load_layer_latency, max_compression, save_layer_latency
+    from ..allocation import max_compression
+    from ..tables import load_layer_latency, save_layer_latency
     from ..data import dataset_info
-    from ..layer_latency import LatencyTable
+    from ..tables import LatencyTable
     from ..models import create_model_for
 
     loc = Location(path)
@@ -234,7 +235,7 @@ def _measure_profile_parts(space, cfg: LaunchConfig, resources: dict, weights: b
     """The sweep's profile, measured in parallel parts and merged (see the module docstring)."""
     import ray
 
-    from ..allocation import Profile
+    from ..tables import Profile
     from ..profile import merge_profiles
 
     order, points, parts = plan
@@ -298,7 +299,7 @@ def check_dense_weights(space, path: str) -> None:
 def check_given_profile(space, folder: str) -> None:
     """Pre-flight for ``--profile``: a budget-driven space, and a profile of its model and data set
     with rows for every eligible layer in every scheme the space's methods use, under its proxy."""
-    from ..allocation import load_profile
+    from ..tables import load_profile
     from ..data import dataset_info
     from ..models import create_model_for
     from ..plan import eligible_layers, scheme_for
@@ -306,7 +307,10 @@ def check_given_profile(space, folder: str) -> None:
     if space.rank_mode != "sensitivity":
         raise RankSearchError(f"--profile is used by a budget-driven space only (ranks.allocation: sensitivity); "
                               f"space {space.name!r} has {space.rank_mode!r} ranks")
+    from .check import check_profile_values
+
     profile = load_profile(folder)
+    check_profile_values(profile, folder, proxy=space.proxy)
     for key in ("model", "dataset"):
         have, want = profile.meta.get(key), getattr(space, key)
         if have is not None and have != want:
@@ -384,7 +388,7 @@ def _prepare_dense_and_profile(path: str, space, cfg: LaunchConfig) -> Reference
             fh.write(out["weights"])
     record = {**out["record"], "seconds_total": time.perf_counter() - start}
     if profile_needed:
-        from ..allocation import load_profile, save_profile
+        from ..tables import load_profile, save_profile
 
         if measure:
             save_profile(path, out["profile"])
