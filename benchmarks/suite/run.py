@@ -1,0 +1,302 @@
+"""Run the task suite (benchmarks/suite/README.md) and report it.
+
+Every (task, arm, seed) is one real `rank-search launch`; a finished sweep is summarised once into
+``results/TASK/ARM-sSEED.json`` and never run again, an interrupted one is resumed. The report is
+computed from those summaries alone.
+
+    .venv/bin/python benchmarks/suite/run.py --tasks resnet20-digits-channel --seeds 1
+    .venv/bin/python benchmarks/suite/run.py --report-only --out benchmarks/RESULTS.md
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path[:0] = [str(ROOT), str(HERE.parent)]  # the project and benchmarks/ (for _report)
+
+from _report import emit  # noqa: E402
+from analysis.hypervolume import hypervolume  # noqa: E402
+from analysis.pareto import pareto_mask  # noqa: E402
+
+TASKS = ("lenet5w-mnist-tucker2", "resnet20-digits-channel", "lenet5w-digits-channel",
+         "lenet5w-mnist-spatial", "resnet32-digits-tiled")
+HELD_OUT = ("lenet5w-mnist-spatial", "resnet32-digits-tiled")
+LEVELS = (2.0, 4.0, 8.0, 16.0)
+MARGIN = 0.05  # the log hypervolume's floor: dense accuracy minus 5 pt
+REACH = 0.95  # a trial reaches a compression level within 5% (the allocation's tolerance)
+TRIALS = 16
+
+
+def arms(trials: int) -> dict[str, tuple[dict, list[str]]]:
+    """Arm name -> (changes to the space's ``ranks``, extra launch flags)."""
+    return {
+        "default": ({}, []),
+        "uniform-grid": ({"allocations": ["uniform"]}, ["--warm-start", str(trials)]),
+    }
+
+
+# ---- running ----------------------------------------------------------------------------------
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _cli() -> list[str]:
+    return [sys.executable, "-m", "rank_search"]
+
+
+def run_sweep(storage: Path, task: str, arm: str, seed: int, trials: int, log: Path) -> Path:
+    """Launch (or resume) one sweep; returns its folder once it has finished."""
+    ranks, flags = arms(trials)[arm]
+    name = f"{task}-{arm}-s{seed}"
+    path = storage / name
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    with open(log, "a", encoding="utf-8") as out:
+        if (path / "rank_search_sweep.yaml").is_file():  # the sweep record: resume finishes it
+            cmd = [*_cli(), "resume", str(path)]
+        else:
+            if path.exists():  # a launch cut before it wrote its record: nothing to keep
+                import shutil
+
+                shutil.rmtree(path)
+            with open(HERE / "spaces" / f"{task}.yaml", encoding="utf-8") as fh:
+                space = yaml.safe_load(fh)
+            space = {**space, "name": name, "seed": seed, "ranks": {**space["ranks"], **ranks}}
+            space_file = storage / f"{name}.yaml"
+            space_file.write_text(yaml.safe_dump(space, sort_keys=False), encoding="utf-8")
+            cmd = [*_cli(), "launch", "--space", str(space_file), "--num-samples", str(trials),
+                   "--searcher-seed", str(seed), "--train-seed", str(seed), "--storage", str(storage),
+                   "--name", name, "--max-concurrent", "2", *flags]
+        print(f"{dt.datetime.now():%H:%M:%S} {' '.join(cmd[2:])}", file=sys.stderr, flush=True)
+        subprocess.run(cmd, check=True, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    return path
+
+
+def summarise(path: Path, task: str, arm: str, seed: int, wall: float) -> dict:
+    """What the report needs of one finished sweep, in plain JSON."""
+    from analysis.loading import in_trial_order, load_experiment
+    from analysis.quality import METHOD_COLUMN
+
+    exp = load_experiment(str(path))
+    t = in_trial_order(exp.trials)
+    with open(path / "dense.yaml", encoding="utf-8") as fh:
+        dense = yaml.safe_load(fh)
+    ref = float(dense.get("seconds_total", 0.0))
+    if "profile_task_seconds" in dense:  # a profile measured in parallel parts: their summed time
+        ref += float(dense["profile_task_seconds"]) - float(dense["profile_seconds"])
+
+    def val(row, key):
+        v = row.get(key)
+        return None if v is None or (isinstance(v, float) and v != v) else (float(v) if key != METHOD_COLUMN else v)
+
+    rows = [{"status": str(r["status"]), "method": val(r, METHOD_COLUMN),
+             "macs_compression": val(r, "macs_compression"), "val_accuracy": val(r, "val_accuracy"),
+             "test_accuracy": val(r, "test_accuracy"), "seconds": val(r, "time_total_s") or 0.0,
+             "epochs": val(r, "epochs_run") or 0.0} for _, r in t.iterrows()]
+    return {"task": task, "arm": arm, "seed": seed, "commit": _git_commit(), "date": str(dt.date.today()),
+            "machine": f"{platform.node()}, {os.cpu_count()} cores", "wall_seconds": wall,
+            "dense": {"val_accuracy": float(dense["val_accuracy"]), "test_accuracy": float(dense["test_accuracy"]),
+                      "source": dense.get("source"), "epochs": (dense.get("run") or {}).get("epochs")},
+            "reference_cpu_seconds": ref, "trials": rows}
+
+
+def summary_path(results: Path, task: str, arm: str, seed: int) -> Path:
+    return results / task / f"{arm}-s{seed}.json"
+
+
+def load_summaries(results: Path) -> dict[tuple[str, str, int], dict]:
+    out = {}
+    for f in sorted(results.glob("*/*.json")):
+        s = json.loads(f.read_text(encoding="utf-8"))
+        out[(s["task"], s["arm"], int(s["seed"]))] = s
+    return out
+
+
+# ---- metrics (from summaries only) --------------------------------------------------------------
+
+def _usable(s: dict) -> list[dict]:
+    return [r for r in s["trials"] if r["macs_compression"] and r["val_accuracy"] is not None
+            and r["test_accuracy"] is not None]
+
+
+def log_hv(rows: list[dict], floor: float, metric: str, front_by: str | None = None) -> float:
+    """Log hypervolume of ``rows`` in ``metric`` above ``floor``; with ``front_by``, of the front
+    chosen on that metric (the validation front measured on test)."""
+    if front_by and rows:
+        keep = pareto_mask(np.array([[r["macs_compression"], r[front_by]] for r in rows], float), ["max", "max"])
+        rows = [r for r, k in zip(rows, keep) if k]
+    pts = np.array([[np.log2(r["macs_compression"]), r[metric]] for r in rows], float).reshape(-1, 2)
+    pts = pts[(pts[:, 0] > 0) & (pts[:, 1] > floor)]
+    return float(hypervolume(pts, ["max", "max"], (0.0, floor))) if len(pts) else 0.0
+
+
+def cpu_seconds(s: dict, first: int | None = None) -> float:
+    rows = s["trials"] if first is None else s["trials"][:first]
+    return s["reference_cpu_seconds"] + sum(r["seconds"] for r in rows)
+
+
+def picked_test(rows: list[dict], level: float) -> float:
+    """Test accuracy of the best-validation trial reaching ``level`` (no selection on test)."""
+    rows = [r for r in rows if r["macs_compression"] >= level * REACH]
+    if not rows:
+        return float("nan")
+    return max(rows, key=lambda r: (r["val_accuracy"], r["macs_compression"]))["test_accuracy"]
+
+
+def cpu_to_reach(s: dict, target: float, floor: float) -> float:
+    """CPU seconds until the trials so far (in start order) reach log HV ``target``; nan if never."""
+    rows = s["trials"]
+    for k in range(1, len(rows) + 1):
+        if log_hv(_usable({"trials": rows[:k]}), floor, "val_accuracy") >= target - 1e-12:
+            return cpu_seconds(s, k)
+    return float("nan")
+
+
+def hv_at_cpu(s: dict, budget: float, floor: float) -> float:
+    """Log HV of the trials that had finished within ``budget`` CPU seconds (start order)."""
+    rows, spent = [], s["reference_cpu_seconds"]
+    for r in s["trials"]:
+        spent += r["seconds"]
+        if spent > budget * (1 + 1e-9):
+            break
+        rows.append(r)
+    return log_hv(_usable({"trials": rows}), floor, "val_accuracy")
+
+
+def fmt(v: float, spec: str = ".4f") -> str:
+    return "-" if v != v else format(v, spec)
+
+
+def _spread(diffs: list[float]) -> float:
+    """Half the range of the paired differences over seeds (0 for one seed)."""
+    return (max(diffs) - min(diffs)) / 2 if diffs else float("nan")
+
+
+def report(summaries: dict, tasks: list[str], arm_names: list[str], baseline: str = "uniform-grid") -> str:
+    """The suite's markdown section."""
+    lines = [f"## Task suite ({dt.date.today()})", "",
+             "Command: `.venv/bin/python benchmarks/suite/run.py --seeds 3` (summaries in "
+             "`benchmarks/suite/results/`; `--report-only` rebuilds this from them). Tasks and held-out rules: "
+             "`benchmarks/suite/README.md`. Log HV: (log2 MACs compression x validation accuracy) above the "
+             "dense reference minus 5 pt; test HV is the validation front measured on test. CPU-h: every trial's "
+             "time plus the dense reference and profile. Machines: "
+             + ", ".join(sorted({s["machine"] for s in summaries.values()})) + ".", "",
+             "| task | arm | seeds | val log HV (median) | test log HV | CPU-h | log HV per CPU-h | "
+             + " | ".join(f"test at >= {lv:g}x" for lv in LEVELS) + " |",
+             "| --- | --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in LEVELS) + " |"]
+    target_lines = []
+    for task in tasks:
+        tag = f"{task} (held out)" if task in HELD_OUT else task
+        base_seeds = {sd: summaries[(t, a, sd)] for (t, a, sd) in summaries if t == task and a == "default"}
+        for arm in arm_names:
+            ss = {sd: summaries[(t, a, sd)] for (t, a, sd) in summaries if t == task and a == arm}
+            if not ss:
+                continue
+            seeds = sorted(ss)
+            floor = {sd: (base_seeds.get(sd) or ss[sd])["dense"]["val_accuracy"] - MARGIN for sd in seeds}
+            tfloor = {sd: (base_seeds.get(sd) or ss[sd])["dense"]["test_accuracy"] - MARGIN for sd in seeds}
+            hv = [log_hv(_usable(ss[sd]), floor[sd], "val_accuracy") for sd in seeds]
+            thv = [log_hv(_usable(ss[sd]), tfloor[sd], "test_accuracy", front_by="val_accuracy") for sd in seeds]
+            cpu = [cpu_seconds(ss[sd]) / 3600 for sd in seeds]
+            levels = [fmt(float(np.nanmedian([picked_test(_usable(ss[sd]), lv) for sd in seeds])))
+                      if any(picked_test(_usable(ss[sd]), lv) == picked_test(_usable(ss[sd]), lv) for sd in seeds)
+                      else "-" for lv in LEVELS]
+            lines.append(f"| {tag} | {arm} | {len(seeds)} | {fmt(statistics.median(hv))} ({', '.join(fmt(v) for v in hv)}) "
+                         f"| {fmt(statistics.median(thv))} | {statistics.median(cpu):.3f} | "
+                         f"{fmt(statistics.median(h / c for h, c in zip(hv, cpu)), '.3f')} | " + " | ".join(levels) + " |")
+        grid = {sd: summaries[(t, a, sd)] for (t, a, sd) in summaries if t == task and a == baseline}
+        for arm in arm_names:
+            if arm == baseline:
+                continue
+            paired = sorted(sd for (t, a, sd) in summaries if t == task and a == arm and sd in grid)
+            if not paired:
+                continue
+            reach, diffs = [], []
+            for sd in paired:
+                mine, g = summaries[(task, arm, sd)], grid[sd]
+                floor = (base_seeds.get(sd) or g)["dense"]["val_accuracy"] - MARGIN
+                ghv, gcpu = log_hv(_usable(g), floor, "val_accuracy"), cpu_seconds(g)
+                reach.append(cpu_to_reach(mine, ghv, floor) / gcpu)
+                diffs.append(hv_at_cpu(mine, gcpu, floor) - ghv)
+            ok_reach = all(r <= 0.5 for r in reach)
+            med = statistics.median(diffs)
+            above = med > 0 and med > _spread(diffs)
+            target_lines.append(
+                f"| {tag} | {arm} | {len(paired)} | {', '.join(fmt(r, '.2f') for r in reach)} "
+                f"({'yes' if ok_reach else 'no'}) | {fmt(med, '+.4f')} (spread {fmt(_spread(diffs))}) "
+                f"({'yes' if above else 'no'}) |")
+    if target_lines:
+        lines += ["", f"Against the {baseline} (paired by seed): the share of the grid's CPU-hours each arm needs to "
+                      "reach the grid's validation log HV (nan: never; target <= 0.50 on every seed), and its log HV "
+                      "at the grid's CPU-hours minus the grid's (median; spread: half the range over seeds; target: "
+                      "median above the spread).", "",
+                  "| task | arm | seeds | CPU share to reach the grid, per seed (all <= 0.5?) | "
+                  "log HV at the grid's CPU-h minus grid (above spread?) |", "| --- | --- | --- | --- | --- |",
+                  *target_lines]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks (default: all five)")
+    p.add_argument("--arms", default="default,uniform-grid", help="comma-separated arms (default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: %(default)s)")
+    p.add_argument("--first-seed", type=int, default=0, help="first seed (default: %(default)s)")
+    p.add_argument("--trials", type=int, default=TRIALS, help="trials per sweep (default: %(default)s)")
+    p.add_argument("--storage", default="runs/suite", help="where the sweeps live (default: %(default)s)")
+    p.add_argument("--results", default=str(HERE / "results"), help="summaries folder (default: results/ here)")
+    p.add_argument("--report-only", action="store_true", help="run nothing: report the summaries")
+    p.add_argument("--list-arms", action="store_true", help="print the arms and exit")
+    p.add_argument("--out", help="append the markdown section to this file")
+    args = p.parse_args()
+    if args.list_arms:
+        for name, (ranks, flags) in arms(args.trials).items():
+            print(f"{name}: ranks {ranks or 'as shipped'}, flags {' '.join(flags) or 'none'}")
+        return
+    tasks = args.tasks.split(",")
+    arm_names = args.arms.split(",")
+    for t in tasks:
+        if t not in TASKS:
+            p.error(f"unknown task {t!r}; tasks: {', '.join(TASKS)}")
+    for a in arm_names:
+        if a not in arms(args.trials):
+            p.error(f"unknown arm {a!r}; arms: {', '.join(arms(args.trials))}")
+    results, storage = Path(args.results), Path(args.storage).resolve()
+    if not args.report_only:
+        storage.mkdir(parents=True, exist_ok=True)
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        # seeds outermost: a cut-short run still has every task and arm at the first seeds
+        for seed in seeds:
+            for task in tasks:
+                for arm in arm_names:
+                    out = summary_path(results, task, arm, seed)
+                    if out.is_file():
+                        continue
+                    start = time.perf_counter()
+                    path = run_sweep(storage, task, arm, seed, args.trials, storage / "run.log")
+                    s = summarise(path, task, arm, seed, time.perf_counter() - start)
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_text(json.dumps(s, indent=1), encoding="utf-8")
+    emit(report(load_summaries(results), tasks, list(dict.fromkeys(["default", "uniform-grid", *arm_names]))),
+         args.out)
+
+
+if __name__ == "__main__":
+    main()
