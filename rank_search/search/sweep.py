@@ -32,6 +32,7 @@ from .restore import FINISHED, eager_snapshots, moved_experiment, read_tune_stat
 from .settings import LaunchConfig, check_storage, resolve_storage
 from .sweep_record import config_from_record, read_sweep_record, write_sweep_record
 from .reference import check_dense_weights, check_given_profile, prepare_references
+from .searchers import SearchContext
 from .tune_setup import make_run_config, make_scheduler, make_searcher, make_trainable, study_storage, trial_dirname
 from .warm_start import planned_methods, warm_start_points
 
@@ -211,10 +212,10 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
                 f"{'targets' if space.rank_mode == 'sensitivity' else 'uniform ratios'} over the range"
                 + (f"; the method of the last {open_ if open_ > 1 else 'one'} chosen by the methods' results so far)"
                    if open_ else ")"))
-        searcher = make_searcher(cfg, SpaceSampler(space, groups, refs.constants()), points=points,
-                                 storage=study_storage(path), dense_accuracy=refs.accuracy,
-                                 target=_searched_target(space), allocations=tuple(space.allocations),
-                                 methods=tuple(planned_methods(space)))
+        context = SearchContext(cfg, dense_accuracy=refs.accuracy, target=_searched_target(space),
+                                allocations=tuple(space.allocations), methods=tuple(planned_methods(space)))
+        searcher = make_searcher(context, SpaceSampler(space, groups, refs.constants()), points=points,
+                                 storage=study_storage(path))
         tuner = tune.Tuner(
             make_trainable(cfg),
             tune_config=tune.TuneConfig(

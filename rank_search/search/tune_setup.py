@@ -2,21 +2,11 @@
 resources and the run config (what `launch` and `resume` hand to ``tune.Tuner``)."""
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 from .. import schema
+from .searchers import SearchContext, create_sampler
 from .settings import LaunchConfig
-
-
-def nsga2_population(num_samples: int) -> int:
-    """NSGA-II generation size for a budget: a quarter of the trials, clamped to [4, 50].
-
-    Optuna's default of 50 means a sweep of fewer than 50 trials never leaves the first,
-    purely random generation (then NSGA-II is exactly random search); four generations or
-    more let selection and crossover act.
-    """
-    return max(4, min(50, num_samples // 4))
 
 
 STUDY_NAME = "rank_search"
@@ -38,58 +28,21 @@ def study_storage(path: str):
     return JournalStorage(JournalFileBackend(os.path.join(path, schema.STUDY_FILE)))
 
 
-def refine_settings(cfg: LaunchConfig, dense_accuracy: float | None,
-                    target: tuple[float, float, bool] | None = None, allocations: tuple[str, ...] = (),
-                    methods: tuple[str, ...] = ()) -> dict:
-    """The ``refine`` searcher's view of the objectives: ratio objectives in log space, with a
-    dense reference a parent floor on validation accuracy ``schema.ACCURACY_MARGIN`` below it, and
-    with a searched target MACs compression ``target`` = (low, high, log) while MACs compression is
-    maximised, gap fills along it at the spacing of a uniform grid of the sweep's budget, with the
-    uniform allocation where the space searches ``allocations`` including it: on resnet20 it kept
-    more accuracy than the profile's at 6.5-13x (benchmarks/RESULTS.md), where fills go; with two
-    or more planned ``methods`` the method of a warm-start point that leaves it open is chosen by
-    the methods' results (``FrontSampler``'s share)."""
-    floors = {i: dense_accuracy - schema.ACCURACY_MARGIN for i, (m, mode) in enumerate(cfg.objectives)
-              if m == schema.VAL_ACCURACY and mode == "max" and dense_accuracy is not None}
-    logs = tuple(i for i, (m, mode) in enumerate(cfg.objectives) if m in schema.RATIO_METRICS and mode == "max")
-    out = {"floors": floors, "log_objectives": logs}
-    macs = [i for i, (m, mode) in enumerate(cfg.objectives) if m == schema.MACS_COMPRESSION and mode == "max"]
-    if target is not None and macs and target[1] > target[0] and cfg.num_samples > 1:
-        low, high, log = target
-        spacing = (math.log(high / low) if log else high - low) / (cfg.num_samples - 1)
-        out["fill"] = (schema.TARGET_KEY, macs[0], spacing)
-        if len(allocations) > 1 and "uniform" in allocations:
-            out["fill_fixed"] = {schema.ALLOCATION_KEY: "uniform"}
-    if len(methods) > 1:
-        out["share"] = (schema.METHOD_KEY, tuple(methods))
-    return out
-
-
-def make_searcher(cfg: LaunchConfig, sampler_fn: Callable, *, points: list[dict] | None = None, storage=None,
-                  dense_accuracy: float | None = None, target: tuple[float, float, bool] | None = None,
-                  allocations: tuple[str, ...] = (), methods: tuple[str, ...] = ()):
-    """OptunaSearch over the space's define-by-run sampler; ``points`` are enqueued first (the
-    warm start), ``storage`` keeps the study (see ``study_storage``), ``dense_accuracy`` (the
-    dense reference's validation accuracy) sets the ``refine`` searcher's floor, ``target`` (a
-    searched target compression: low, high, log) and ``allocations`` (the searched ones) its gap
-    fills, ``methods`` (the planned ones) its choice of an open method (see ``refine_settings``)."""
+def make_searcher(context: SearchContext | LaunchConfig, sampler_fn: Callable, *, points: list[dict] | None = None,
+                  storage=None):
+    """OptunaSearch over the space's define-by-run sampler ``sampler_fn``, with the sampler the
+    searcher registry builds from ``context`` (a bare ``LaunchConfig``: a context with nothing
+    else known); ``points`` are enqueued first (the warm start), ``storage`` keeps the study
+    (see ``study_storage``)."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line per launch
 
-    if cfg.searcher == "nsga2":
-        from .nsga2 import PicklableNSGAIISampler
-
-        sampler = PicklableNSGAIISampler(seed=cfg.seed, population_size=nsga2_population(cfg.num_samples))
-    elif cfg.searcher == "tpe":
-        sampler = optuna.samplers.TPESampler(seed=cfg.seed)
-    elif cfg.searcher == "refine":
-        from .front_sampler import FrontSampler
-
-        sampler = FrontSampler(seed=cfg.seed, **refine_settings(cfg, dense_accuracy, target, allocations, methods))
-    else:
-        sampler = optuna.samplers.RandomSampler(seed=cfg.seed)
+    if isinstance(context, LaunchConfig):
+        context = SearchContext(context)
+    cfg = context.config
+    sampler = create_sampler(context)
     metrics = [m for m, _ in cfg.objectives]
     modes = [m for _, m in cfg.objectives]
     common = dict(space=sampler_fn, sampler=sampler, seed=cfg.seed, points_to_evaluate=points or None,

@@ -263,6 +263,7 @@ def test_a_refine_searcher_chooses_the_open_methods_among_the_planned_ones() -> 
 
     from rank_search.search import LaunchConfig
     from rank_search.search.front_sampler import SHARE_KEY
+    from rank_search.search.searchers import SearchContext
     from rank_search.search.sweep import _searched_target
     from rank_search.search.tune_setup import make_searcher
     from rank_search.search.warm_start import planned_methods, warm_start_points
@@ -272,8 +273,9 @@ def test_a_refine_searcher_chooses_the_open_methods_among_the_planned_ones() -> 
     for seed in range(8):
         cfg = LaunchConfig(space="x", num_samples=16, seed=seed)
         points = warm_start_points(space, [], 16, by_results=True)
-        search = make_searcher(cfg, SpaceSampler(space, []), points=points, target=_searched_target(space),
-                               allocations=tuple(space.allocations), methods=tuple(planned_methods(space)))
+        context = SearchContext(cfg, target=_searched_target(space), allocations=tuple(space.allocations),
+                                methods=tuple(planned_methods(space)))
+        search = make_searcher(context, SpaceSampler(space, []), points=points)
         assert planned_methods(space) == ["posthoc", "factorized"]
         for k, point in enumerate(points):
             config = search.suggest(f"t{k}")

@@ -7,7 +7,12 @@ import numpy as np
 import optuna
 import pytest
 
-from rank_search.search.front_sampler import FILL_KEY, PARENT_KEY, FrontSampler, _inside, contributions, front
+from rank_search.search.refine import FILL_KEY, PARENT_KEY, SHARE_KEY, FillSettings, FrontSampler, ShareSettings
+from rank_search.search.refine.gap_fill import fill_child
+from rank_search.search.refine.mutation import Mutation
+from rank_search.search.refine.mutation import inside as _inside
+from rank_search.search.refine.parents import select_parent
+from rank_search.search.refine.pareto import contributions, front
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -46,12 +51,14 @@ def test_parents_are_weighted_from_the_floor_and_from_no_compression():
         for target, acc in ((2.0, 0.97), (3.0, 0.96), (4.0, 0.95)):
             study.add_trial(optuna.trial.create_trial(params={"target": target}, values=[acc, target],
                             distributions={"target": optuna.distributions.FloatDistribution(2.0, 20.0, log=True)}))
-        parents = [sampler._pick_parent(study) for _ in range(600)]
+        done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+        view = sampler._view(study)
+        parents = [select_parent(done, view, sampler._rng, explore=sampler.settings.explore) for _ in range(600)]
         return sum(p is not None and p.params["target"] == 2.0 for p in parents) / 600
 
     with_ref = FrontSampler(seed=0, explore=0.0, floors={0: 0.93}, log_objectives=(1,))
-    assert with_ref._reference(optuna.create_study(directions=["maximize", "maximize"])) == [0.93, 0.0]
-    assert with_ref._reference(optuna.create_study(directions=["minimize", "maximize"])) == [-0.93, 0.0]
+    assert with_ref._view(optuna.create_study(directions=["maximize", "maximize"])).reference() == [0.93, 0.0]
+    assert with_ref._view(optuna.create_study(directions=["minimize", "maximize"])).reference() == [-0.93, 0.0]
     areas = np.array([math.log(2) * 0.01, math.log(1.5) * 0.01, math.log(4 / 3) * 0.02])
     expected = 0.5 / 3 + 0.5 * areas[0] / areas.sum()  # half uniform, half by contribution: 0.37
     new = picks(with_ref)
@@ -109,17 +116,17 @@ def test_children_stay_near_their_parent():
 
 
 def test_a_step_past_a_bound_comes_back_inside_instead_of_stopping_on_it():
-    sampler = FrontSampler(seed=0)
+    mutation, rng = Mutation(step=0.15, switch=0.2), np.random.RandomState(0)
     target = optuna.distributions.FloatDistribution(2.0, 20.0, log=True)
     epochs = optuna.distributions.IntDistribution(1, 9)
-    children = [sampler._mutate(2.0, target) for _ in range(400)]
+    children = [mutation.mutate(2.0, target, rng) for _ in range(400)]
     assert all(2.0 <= c <= 20.0 for c in children)
     # clipped, about half the children of a parent at the bound were the bound itself
     assert sum(c == 2.0 for c in children) < 10
     # reflected: the median child about 0.67 of a step (0.15 x the log range) inside the bound, 2.5x
     assert 2.3 < float(np.median(children)) < 3.2
-    assert all(2.0 < c < 20.0 for c in (sampler._mutate(20.0, target) for _ in range(100)))
-    ints = [sampler._mutate(9, epochs) for _ in range(400)]
+    assert all(2.0 < c < 20.0 for c in (mutation.mutate(20.0, target, rng) for _ in range(100)))
+    ints = [mutation.mutate(9, epochs, rng) for _ in range(400)]
     assert all(1 <= i <= 9 for i in ints) and sum(i == 9 for i in ints) < 0.45 * len(ints)
 
 
@@ -191,9 +198,10 @@ def test_below_every_floor_the_whole_front_is_used_and_log_objectives_need_posit
 def test_a_sampler_pickled_before_floors_existed_still_samples():
     import pickle
 
-    sampler = FrontSampler(seed=0, fill=("target", 1, 0.1))
-    del sampler.floors, sampler.log_objectives, sampler.fill, sampler.fill_fixed, sampler.share  # an older version's state
-    sampler = pickle.loads(pickle.dumps(sampler))
+    old = FrontSampler.__new__(FrontSampler)  # an older version's state: settings as attributes, some missing
+    old.__dict__.update(_rng=np.random.RandomState(0), _random=optuna.samplers.RandomSampler(seed=0), _children={},
+                        step=0.15, switch=0.2, explore=0.1)
+    sampler = pickle.loads(pickle.dumps(old))
     study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
     study.enqueue_trial({"target": 2.0})  # an open categorical in an enqueued trial: the prior, no share
     study.optimize(lambda t: (0.9 if t.suggest_categorical("m", ["a", "b"]) == "a" else 0.8,
@@ -205,29 +213,33 @@ def test_a_sweep_gives_refine_the_dense_floor_and_its_ratio_objectives_in_log():
     from search_spaces import SpaceSampler, space_from_mapping
 
     from rank_search.search import LaunchConfig
-    from rank_search.search.tune_setup import make_searcher, refine_settings
+    from rank_search.search.searchers import SearchContext, refine_settings
+    from rank_search.search.tune_setup import make_searcher
 
     cfg = LaunchConfig(space="x", objectives=(("macs_compression", "max"), ("val_accuracy", "max"),
                                               ("latency_ms", "min")))
-    assert refine_settings(cfg, 0.97) == {"floors": {1: pytest.approx(0.92)}, "log_objectives": (0,)}
-    assert refine_settings(cfg, None) == {"floors": {}, "log_objectives": (0,)}
+    s = refine_settings(SearchContext(cfg, 0.97))
+    assert (s.floors, s.log_objectives, s.fill, s.share) == ({1: pytest.approx(0.92)}, (0,), None, None)
+    s = refine_settings(SearchContext(cfg, None))
+    assert (s.floors, s.log_objectives, s.fill, s.share) == ({}, (0,), None, None)
     # a searched target with MACs compression maximised: fills at a 16-trial grid's spacing, in log
     cfg16 = LaunchConfig(space="x", num_samples=16)
-    assert refine_settings(cfg16, None, (2.0, 20.0, True))["fill"] == ("budget.target", 1, pytest.approx(math.log(10) / 15))
-    assert refine_settings(cfg16, None, (2.0, 20.0, False))["fill"][2] == pytest.approx(18 / 15)
-    assert "fill" not in refine_settings(cfg16, None, None)
+    fill = refine_settings(SearchContext(cfg16, None, (2.0, 20.0, True))).fill
+    assert (fill.param, fill.objective, fill.spacing) == ("budget.target", 1, pytest.approx(math.log(10) / 15))
+    assert refine_settings(SearchContext(cfg16, None, (2.0, 20.0, False))).fill.spacing == pytest.approx(18 / 15)
+    assert refine_settings(SearchContext(cfg16, None, None)).fill is None
     # fills take the uniform allocation where the space searches it beside the profile's
-    both = refine_settings(cfg16, None, (2.0, 20.0, True), ("sensitivity", "uniform"))
-    assert both["fill_fixed"] == {"budget.allocation": "uniform"}
-    assert "fill_fixed" not in refine_settings(cfg16, None, (2.0, 20.0, True), ("sensitivity",))
+    both = refine_settings(SearchContext(cfg16, None, (2.0, 20.0, True), ("sensitivity", "uniform")))
+    assert both.fill.fixed == {"budget.allocation": "uniform"}
+    assert refine_settings(SearchContext(cfg16, None, (2.0, 20.0, True), ("sensitivity",))).fill.fixed == {}
     latency = LaunchConfig(space="x", num_samples=16, objectives=(("val_accuracy", "max"), ("latency_speedup", "max")))
-    assert "fill" not in refine_settings(latency, None, (2.0, 20.0, True))  # the target sets MACs, not speed
+    assert refine_settings(SearchContext(latency, None, (2.0, 20.0, True))).fill is None  # the target sets MACs, not speed
     space = space_from_mapping({"model": "lenet5", "dataset": "synthetic", "epochs": 1, "methods": {"posthoc": {}},
                                 "ranks": {"grouping": "uniform", "ratio": {"float": [0.1, 0.5]}}}, name="t")
-    search = make_searcher(LaunchConfig(space="x"), SpaceSampler(space, ["a"]), dense_accuracy=0.9)
+    search = make_searcher(SearchContext(LaunchConfig(space="x"), dense_accuracy=0.9), SpaceSampler(space, ["a"]))
     sampler = search._ot_study.sampler  # the study OptunaSearch built (see check_directions)
     assert isinstance(sampler, FrontSampler)
-    assert sampler.floors == {0: pytest.approx(0.85)} and sampler.log_objectives == (1,)
+    assert sampler.settings.floors == {0: pytest.approx(0.85)} and sampler.settings.log_objectives == (1,)
 
 
 def _cliff(trial):
@@ -249,7 +261,7 @@ def _cliff_study(fill, n: int = 16) -> optuna.Study:
 
 def test_fills_alternate_with_refinement_and_cover_the_gaps_the_floor_leaves():
     spacing = math.log(10) / 15  # a 16-point uniform grid over 2-20x
-    study = _cliff_study(("target", 1, spacing))
+    study = _cliff_study(FillSettings("target", 1, spacing))
     searched = study.trials[4:]
     fills = [t for t in searched if t.system_attrs.get(FILL_KEY)]
     # every other searched trial, the first one included, while a gap is wider than the spacing
@@ -270,7 +282,7 @@ def test_fills_alternate_with_refinement_and_cover_the_gaps_the_floor_leaves():
 
 
 def test_a_fill_counts_running_trials_and_stops_at_the_spacing():
-    sampler = FrontSampler(seed=0, floors={0: 0.92}, log_objectives=(1,), fill=("target", 1, 0.3))
+    sampler = FrontSampler(seed=0, floors={0: 0.92}, log_objectives=(1,), fill=FillSettings("target", 1, 0.3))
     study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
     for t in (2.0, 20.0):
         study.enqueue_trial({"target": t})
@@ -280,10 +292,10 @@ def test_a_fill_counts_running_trials_and_stops_at_the_spacing():
     running.suggest_float("target", 2.0, 20.0, log=True)
     running.suggest_float("lr", 0.01, 0.1, log=True)
     assert running.params["target"] == pytest.approx(math.sqrt(40.0))
-    _, child = sampler._fill_child(study)
+    _, child = fill_child(study.get_trials(deepcopy=False), sampler._view(study), sampler.settings.fill)
     assert abs(math.log(child["target"] / math.sqrt(40.0))) > 0.5  # a new gap, beside the running one
     # once no gap is wider than the spacing there is nothing to fill: the turn goes to refinement
-    wide = FrontSampler(seed=0, fill=("target", 1, 10.0))
+    wide = FrontSampler(seed=0, fill=FillSettings("target", 1, 10.0))
     study = optuna.create_study(directions=["maximize", "maximize"], sampler=wide)
     study.optimize(_cliff, n_trials=6)
     assert not any(t.system_attrs.get(FILL_KEY) for t in study.trials)
@@ -291,7 +303,7 @@ def test_a_fill_counts_running_trials_and_stops_at_the_spacing():
 
 def test_bad_fill_settings_are_refused():
     with pytest.raises(ValueError, match="fill must be"):
-        FrontSampler(fill=("target", 1, 0.0))
+        FillSettings("target", 1, 0.0)
 
 
 def test_a_budget_driven_sweep_gives_refine_its_target_range_to_fill():
@@ -299,16 +311,18 @@ def test_a_budget_driven_sweep_gives_refine_its_target_range_to_fill():
 
     from rank_search.search import LaunchConfig
     from rank_search.search.sweep import _searched_target
+    from rank_search.search.searchers import SearchContext
     from rank_search.search.tune_setup import make_searcher
 
     base = {"model": "lenet5", "dataset": "synthetic", "epochs": 1, "methods": {"posthoc": {}}}
     space = space_from_mapping({**base, "ranks": {"allocation": "sensitivity", "target": {"float": [1.5, 6.0], "log": True}}},
                                name="t")
     assert _searched_target(space) == (1.5, 6.0, True)
-    search = make_searcher(LaunchConfig(space="x", num_samples=9), SpaceSampler(space, []), target=_searched_target(space),
-                           allocations=tuple(space.allocations))
-    assert search._ot_study.sampler.fill == ("budget.target", 1, pytest.approx(math.log(4) / 8))
-    assert search._ot_study.sampler.fill_fixed == {"budget.allocation": "uniform"}  # the default: both searched
+    context = SearchContext(LaunchConfig(space="x", num_samples=9), target=_searched_target(space),
+                            allocations=tuple(space.allocations))
+    fill = make_searcher(context, SpaceSampler(space, []))._ot_study.sampler.settings.fill
+    assert (fill.param, fill.objective, fill.spacing) == ("budget.target", 1, pytest.approx(math.log(4) / 8))
+    assert fill.fixed == {"budget.allocation": "uniform"}  # the default: both searched
     fixed = space_from_mapping({**base, "ranks": {"allocation": "sensitivity", "target": 3.0}}, name="t")
     uniform = space_from_mapping({**base, "ranks": {"grouping": "uniform", "ratio": {"float": [0.1, 0.5]}}}, name="t")
     assert _searched_target(fixed) is None and _searched_target(uniform) is None
@@ -320,7 +334,7 @@ def test_fill_children_take_the_fixed_values_and_keep_the_rest_of_their_parent()
         allocation = trial.suggest_categorical("allocation", ["sensitivity", "uniform"])
         return 0.97 - 0.1 * math.log(target) - (0.01 if allocation == "uniform" else 0.0), target
 
-    sampler = FrontSampler(seed=0, fill=("target", 1, 0.2), fill_fixed={"allocation": "uniform", "absent": 1})
+    sampler = FrontSampler(seed=0, fill=FillSettings("target", 1, 0.2, fixed={"allocation": "uniform", "absent": 1}))
     study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
     for t in (2.0, 20.0):
         study.enqueue_trial({"target": t, "allocation": "sensitivity"})
@@ -339,7 +353,7 @@ def _share_study(seed: int, share=("method", ("a", "b")), open_points: int = 8) 
         return {"a": 0.97, "b": 0.92, "c": 0.99}[method] - 0.1 * math.log(target), target
 
     study = optuna.create_study(directions=["maximize", "maximize"],
-                                sampler=FrontSampler(seed=seed, log_objectives=(1,), share=share))
+                                sampler=FrontSampler(seed=seed, log_objectives=(1,), share=share and ShareSettings(*share)))
     for m in ("a", "b"):
         study.enqueue_trial({"method": m, "target": 4.0})
     for k in range(open_points):
@@ -352,7 +366,6 @@ def test_an_open_method_goes_to_the_methods_by_their_results():
     """The warm start's second round: an enqueued point without a method gets one of the shared
     methods (never ``c``, which the sampler was not given), mostly the one whose trials are on
     the front; the choice is recorded."""
-    from rank_search.search.front_sampler import SHARE_KEY
 
     chosen = []
     for seed in range(5):
@@ -374,7 +387,7 @@ def test_a_method_without_finished_trials_still_gets_open_points():
     """Before anything finished every shared method has the same chance (Beta(1, 1) each)."""
     picks = []
     for seed in range(20):
-        sampler = FrontSampler(seed=seed, share=("method", ("a", "b")))
+        sampler = FrontSampler(seed=seed, share=ShareSettings("method", ("a", "b")))
         study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
         study.enqueue_trial({"target": 3.0})
         trial = study.ask()
@@ -394,7 +407,7 @@ def test_the_last_enqueued_open_point_takes_the_leading_method():
 
     def open_choice(seed: int, targets: tuple[float, ...]) -> str:
         study = optuna.create_study(directions=["maximize", "maximize"],
-                                    sampler=FrontSampler(seed=seed, log_objectives=(1,), share=("method", ("a", "b"))))
+                                    sampler=FrontSampler(seed=seed, log_objectives=(1,), share=ShareSettings("method", ("a", "b"))))
         for point in ({"method": "a", "target": 4.0}, {"method": "b", "target": 4.0}, *({"target": t} for t in targets)):
             study.enqueue_trial(point)
         study.optimize(objective, n_trials=3)
@@ -411,14 +424,13 @@ def test_the_last_open_point_takes_the_method_nearest_the_top_of_the_usable_fron
     of the most compressed trial on the front of the trials above the floor, whatever the methods'
     dominance counts say: here ``a`` has the better record (its 2x trial dominates ``b``'s), but
     ``b`` holds the usable front at 8x; ``a``'s 12x trial is on the front but below the floor."""
-    from rank_search.search.front_sampler import SHARE_KEY
 
     dists = {"method": optuna.distributions.CategoricalDistribution(["a", "b"]),
              "target": optuna.distributions.FloatDistribution(2.0, 20.0, log=True)}
     done = (("a", 2.0, 0.97), ("b", 2.0, 0.96), ("a", 3.0, 0.95), ("b", 8.0, 0.93), ("a", 12.0, 0.50))
 
     def choice(floor: float | None, done=done) -> str:
-        sampler = FrontSampler(seed=0, log_objectives=(1,), fill=("target", 1, 0.3), share=("method", ("a", "b")),
+        sampler = FrontSampler(seed=0, log_objectives=(1,), fill=FillSettings("target", 1, 0.3), share=ShareSettings("method", ("a", "b")),
                                floors=None if floor is None else {0: floor})
         study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
         for m, target, acc in done:
@@ -440,7 +452,7 @@ def test_the_last_open_point_takes_the_method_nearest_the_top_of_the_usable_fron
 
 def test_bad_share_settings_are_refused():
     with pytest.raises(ValueError, match="share must be"):
-        FrontSampler(share=("method", ()))
+        ShareSettings("method", ())
 
 
 def test_a_fill_does_not_repeat_a_trial_below_the_front():
@@ -451,7 +463,7 @@ def test_a_fill_does_not_repeat_a_trial_below_the_front():
         dip = abs(math.log(target / 10.0)) < 0.05  # this configuration fails at 10x
         return (0.1 if dip else 0.95 - 0.1 * math.log(target)), target
 
-    sampler = FrontSampler(seed=0, log_objectives=(1,), fill=("target", 1, 0.3))
+    sampler = FrontSampler(seed=0, log_objectives=(1,), fill=FillSettings("target", 1, 0.3))
     study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
     for t in (2.0, 5.0, 20.0, 10.0):
         study.enqueue_trial({"target": t})
@@ -475,7 +487,8 @@ def test_a_refinement_rarely_switches_to_a_method_whose_trials_lose():
         moved = total = 0
         for seed in range(4):
             study = optuna.create_study(directions=["maximize", "maximize"],
-                                        sampler=FrontSampler(seed=seed, log_objectives=(1,), explore=0.0, share=share))
+                                        sampler=FrontSampler(seed=seed, log_objectives=(1,), explore=0.0,
+                                                             share=share and ShareSettings(*share)))
             for m, t in [("a", 2.0), ("b", 2.0), ("a", 20.0), ("b", 20.0)]:
                 study.enqueue_trial({"method": m, "target": t})
             study.optimize(objective, n_trials=40)

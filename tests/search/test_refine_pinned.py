@@ -13,6 +13,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from rank_search.search.front_sampler import FILL_KEY, PARENT_KEY, SHARE_KEY, FrontSampler
+from rank_search.search.refine import FillSettings, RefineSettings, ShareSettings
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -62,8 +63,12 @@ def _run(sampler) -> list[tuple]:
 
 def _full(seed: int) -> FrontSampler:
     """Every part at work: a floor, a log objective, gap fills with a fixed allocation, a method share."""
-    return FrontSampler(seed=seed, floors={0: 0.85}, log_objectives=(1,), fill=("target", 1, math.log(10) / 11),
-                        fill_fixed={"allocation": "uniform"}, share=("method", ("a", "b", "c")))
+    return FrontSampler(seed=seed, settings=SETTINGS)
+
+
+SETTINGS = RefineSettings(floors={0: 0.85}, log_objectives=(1,),
+                          fill=FillSettings("target", 1, math.log(10) / 11, fixed={"allocation": "uniform"}),
+                          share=ShareSettings("method", ("a", "b", "c")))
 
 
 FULL_SEED_7 = [
@@ -112,3 +117,37 @@ def test_every_part_at_work_gives_the_recorded_samples():
 
 def test_the_default_settings_give_the_recorded_samples():
     _same(_run(FrontSampler(seed=3)), PLAIN_SEED_3)
+
+
+def _old_sampler(seed: int, **settings) -> FrontSampler:
+    """A sampler with the state the one-class ``FrontSampler`` pickled: settings as attributes,
+    ``fill`` and ``share`` as tuples (and, from older versions, some of them missing)."""
+    import numpy as np
+
+    old = FrontSampler.__new__(FrontSampler)
+    old.__dict__.update(_rng=np.random.RandomState(seed), _random=optuna.samplers.RandomSampler(seed=seed),
+                        _children={}, **settings)
+    return old
+
+
+def test_a_pickle_of_the_one_class_sampler_loads_and_gives_the_recorded_samples():
+    import pickle
+
+    old = _old_sampler(7, step=0.15, switch=0.2, explore=0.1, floors={0: 0.85}, log_objectives=(1,),
+                       fill=("target", 1, math.log(10) / 11), fill_fixed={"allocation": "uniform"},
+                       share=("method", ("a", "b", "c")))
+    sampler = pickle.loads(pickle.dumps(old))
+    assert sampler.settings == SETTINGS and not hasattr(sampler, "fill")
+    _same(_run(sampler), FULL_SEED_7)
+    # an older one, pickled before floors, log objectives, fills and shares existed
+    older = pickle.loads(pickle.dumps(_old_sampler(3, step=0.15, switch=0.2, explore=0.1)))
+    assert older.settings == RefineSettings()
+    _same(_run(older), PLAIN_SEED_3)
+
+
+def test_a_pickled_sampler_goes_on_as_the_original_would():
+    import pickle
+
+    sampler = _full(7)
+    assert pickle.loads(pickle.dumps(sampler)).settings == SETTINGS
+    _same(_run(pickle.loads(pickle.dumps(sampler))), FULL_SEED_7)
