@@ -1,11 +1,22 @@
 """Low-rank decompositions: rank policies, truncated SVD and Tucker-2, in full precision."""
 from __future__ import annotations
 
-from .batched import batched_low_rank, batched_truncated_svd
+import importlib
+
 from .policies import POLICY_KINDS, RankPolicy, parse_rank_policy
-from .precision import full_precision
-from .svd import as_working, low_rank_approx, singular_values, truncated_svd
-from .tucker import mode_spectra, tucker2, tucker2_reconstruct
+
+# The torch-backed parts load on first use, so the CLI can parse a rank spec (``policies``,
+# torch-free) and refuse a bad one before torch is imported.
+_LAZY = {"batched_low_rank": "batched", "batched_truncated_svd": "batched", "full_precision": "precision",
+         "as_working": "svd", "low_rank_approx": "svd", "singular_values": "svd", "truncated_svd": "svd",
+         "mode_spectra": "tucker", "tucker2": "tucker", "tucker2_reconstruct": "tucker"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "POLICY_KINDS",

@@ -85,36 +85,64 @@ class RankPolicy:
         return text + (f",multiple={self.multiple}" if self.multiple > 1 else "")
 
 
+#: The rank-spec forms :func:`parse_rank_policy` accepts, named in each of its errors.
+VALID_FORMS = ("8 or fixed:8 (an absolute rank), ratio:0.5 (that fraction of each layer's max rank), "
+               "energy:0.9 (the smallest rank keeping that share of the squared singular values), "
+               "value:0.05 (the number of singular values >= 0.05), each optionally followed by "
+               "',multiple=N' (rounded up to a multiple of N); for --ranks also a plan .yaml file")
+
+
+def _bad_spec(text: str, why: str) -> RankSearchError:
+    return RankSearchError(f"bad rank spec {text!r}: {why}; valid forms: {VALID_FORMS}")
+
+
+def _hint(text: str) -> str:
+    """A nudge for the two likely slips: a percentage, and a bare fraction meant as a ratio."""
+    head = text.partition(",")[0].strip()
+    try:
+        if head.endswith("%"):
+            return f" (for {head} of each layer's max rank write 'ratio:{float(head[:-1]) / 100:g}')"
+        number = float(head)
+    except ValueError:
+        return ""
+    if 0 < number < 1:
+        return f" (for a ratio of each layer's max rank write 'ratio:{number:g}')"
+    return ""
+
+
 def parse_rank_policy(spec: str | int | float) -> RankPolicy:
     """Parse ``8``, ``fixed:8``, ``ratio:0.5``, ``energy:0.9``, ``value:0.05``, each with an
-    optional ``,multiple=8`` suffix."""
+    optional ``,multiple=8`` suffix (a YAML float such as ``0.5`` is a ratio).
+
+    Raises:
+        RankSearchError: ``bad rank spec 'X': <rule>; valid forms: ...`` (:data:`VALID_FORMS`).
+    """
     if isinstance(spec, bool):
-        raise RankSearchError(f"rank spec must be a number or 'KIND:VALUE', got {spec!r}")
-    if isinstance(spec, int):
-        return RankPolicy("fixed", spec)
-    if isinstance(spec, float):
-        return RankPolicy("ratio", spec)
+        raise _bad_spec(str(spec), f"rank spec must be a number or 'KIND:VALUE', got {spec!r}")
+    if isinstance(spec, (int, float)):
+        try:
+            return RankPolicy("fixed" if isinstance(spec, int) else "ratio", spec)
+        except RankSearchError as exc:
+            raise _bad_spec(str(spec), str(exc)) from None
     text = str(spec).strip()
     head, _, tail = text.partition(",")
     multiple = 1
     if tail:
         key, _, val = tail.partition("=")
         if key.strip() != "multiple" or not val.strip().isdigit():
-            raise RankSearchError(
-                f"rank spec suffix must be ',multiple=N', got {tail!r} in {text!r}"
-            )
+            raise _bad_spec(text, f"rank spec suffix must be ',multiple=N', got {tail!r}")
         multiple = int(val)
     kind, sep, val = head.partition(":")
     if not sep:
         kind, val = "fixed", head
     kind = kind.strip()
     if kind not in POLICY_KINDS:
-        raise RankSearchError(
-            f"bad rank spec {text!r}: kind must be one of {', '.join(POLICY_KINDS)} "
-            "(e.g. 'ratio:0.5', 'energy:0.9', 'value:0.05', '8')"
-        )
+        raise _bad_spec(text, f"kind must be one of {', '.join(POLICY_KINDS)}")
     try:
         number = float(val)
     except ValueError:
-        raise RankSearchError(f"bad rank spec {text!r}: {val!r} is not a number") from None
-    return RankPolicy(kind, number, multiple)
+        raise _bad_spec(text, f"{val!r} is not a number{_hint(text)}") from None
+    try:
+        return RankPolicy(kind, number, multiple)
+    except RankSearchError as exc:
+        raise _bad_spec(text, f"{exc}{_hint(text) if not sep else ''}") from None
