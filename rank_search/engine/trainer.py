@@ -84,6 +84,7 @@ class Trainer:
         self.device = resolve_device(config.device)
         check_amp(config.amp, self.device, setting=config.device)
         self.scaler = grad_scaler(config.amp, self.device)  # kept across set_model: it scales losses
+        self._caller_threads = torch.get_num_threads()  # given back at the end of ``fit``
         if config.threads:
             torch.set_num_threads(config.threads)
         # The intra-op threads the run trains with: results depend on it (the order of float
@@ -119,13 +120,18 @@ class Trainer:
 
     # ---- loop ----
     def fit(self, on_epoch_end: Callable[["Trainer", EpochResult], None] | None = None) -> None:
-        """Train the remaining epochs (all of them, or those after a restored state)."""
-        if self.epoch == 0 and self.global_step == 0:
-            self.method.on_train_start(self)
-        while self.epoch < self.epochs:
-            result = self.train_epoch()
-            if on_epoch_end is not None:
-                on_epoch_end(self, result)
+        """Train the remaining epochs (all of them, or those after a restored state), with the
+        run's thread count; the process's count from before the trainer was made is restored after."""
+        torch.set_num_threads(self.threads)
+        try:
+            if self.epoch == 0 and self.global_step == 0:
+                self.method.on_train_start(self)
+            while self.epoch < self.epochs:
+                result = self.train_epoch()
+                if on_epoch_end is not None:
+                    on_epoch_end(self, result)
+        finally:
+            torch.set_num_threads(self._caller_threads)
 
     def train_epoch(self) -> EpochResult:
         epoch = self.epoch
