@@ -83,7 +83,10 @@ def compact_from_checkpoint(data: dict[str, Any], *, path: str) -> nn.Module:
     from .models import create_model
     from .surgery import compress
 
+    from .weights import check_finite
+
     data = _check(data, path)
+    check_finite(data["state_dict"], what="checkpoint", path=path)
     try:
         dense = create_model(data["model"], in_channels=data["in_channels"], num_classes=data["num_classes"],
                              image_size=data["image_size"])

@@ -35,6 +35,21 @@ def _listed(keys: list[str]) -> str:
     return shown + (f" (+{len(keys) - SHOWN_KEYS} more)" if len(keys) > SHOWN_KEYS else "")
 
 
+def nonfinite_keys(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """The keys of ``state`` whose floating-point tensor holds a NaN or an infinity."""
+    return [k for k, v in state.items() if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())
+            and not bool(torch.isfinite(v).all())]
+
+
+def check_finite(state: Mapping[str, torch.Tensor], *, what: str, path: str) -> None:
+    """Refuse weights holding NaN or infinite values (a diverged run's, or a damaged file) in one
+    line, rather than a trial or an export failing on them later."""
+    bad = nonfinite_keys(state)
+    if bad:
+        raise RankSearchError(f"{what} {path!r} holds non-finite values (NaN or inf) in {len(bad)} tensor(s): "
+                              f"{_listed(bad)}")
+
+
 def load_weights(model: nn.Module, path: str, *, what: str = "--init") -> nn.Module:
     """Load a ``state_dict`` file into ``model`` in place and return the model.
 
@@ -75,6 +90,7 @@ def load_weights(model: nn.Module, path: str, *, what: str = "--init") -> nn.Mod
     if problems:
         raise RankSearchError(f"{what} {path!r} does not fit the model ({len(expected)} keys): "
                               + "; ".join(problems))
+    check_finite(state, what=what, path=path)
     model.load_state_dict(state)
     return model
 

@@ -86,7 +86,8 @@ def _write_onnx(program, path: str, metadata: dict[str, Any]) -> None:
 
 def parity(reference: torch.nn.Module, path: str, kind: str, shape: tuple[int, ...], *, seed: int = 0) -> float:
     """Max abs difference of the file at ``path`` (loaded fresh) from ``reference`` over seeded
-    standard-normal batches (the scale of normalised inputs) of each size in ``PARITY_BATCHES``."""
+    standard-normal batches (the scale of normalised inputs) of each size in ``PARITY_BATCHES``.
+    A non-finite output of either model raises ``RankSearchError``: it never passes as 0."""
     opened = open_model(path, kind)
     gen = torch.Generator().manual_seed(seed)
     worst = 0.0
@@ -97,6 +98,10 @@ def parity(reference: torch.nn.Module, path: str, kind: str, shape: tuple[int, .
             if got.shape != want.shape:
                 raise RankSearchError(f"exported {kind} model gives shape {tuple(got.shape)} for a batch of {n}, "
                                       f"PyTorch {tuple(want.shape)}")
+            for who, out in (("exported " + kind, got), ("PyTorch compact", want)):
+                if not bool(torch.isfinite(out).all()):  # NaN - NaN is NaN, and max(0.0, nan) is 0.0
+                    raise RankSearchError(f"the {who} model gives non-finite outputs (NaN or inf) for a batch "
+                                          f"of {n}: parity cannot be checked; nothing was written")
             worst = max(worst, float((got.float() - want.float()).abs().max()))
     return worst
 

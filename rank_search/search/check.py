@@ -92,6 +92,34 @@ def _check_epoch_budget(space: SearchSpace) -> None:
                 f"lower {method}.finetune_epochs or start it from the dense reference ({method}.init: dense)")
 
 
+# The profile columns an allocation reads, by proxy (tables.Profile.cost), besides ratio and rank.
+_PROXY_COLUMNS = {"energy": ("energy",), "bn": ("val_loss",), "finetune": ("ft_val_loss",)}
+_PROXY_META = {"bn": "dense_val_loss", "finetune": "dense_ft_val_loss"}
+
+
+def check_profile_values(profile, folder: str, *, proxy: str) -> None:
+    """Every row of a loaded sensitivity profile is whole (a cut ``sensitivity.csv`` leaves its
+    last row short) and holds finite numbers where the allocation under ``proxy`` reads them, and
+    the dense baseline it is measured against is finite; else one ``RankSearchError`` line."""
+    import math
+
+    columns = ("ratio", *_PROXY_COLUMNS.get(proxy, ()))
+    for i, row in enumerate(profile.rows, start=2):  # line numbers of the CSV (1 is the header)
+        if not row.get("layer") or not row.get("scheme") or not row.get("rank"):
+            raise RankSearchError(f"profile {folder!r}: sensitivity.csv line {i} is incomplete (no layer, scheme or "
+                                  "rank): a damaged or cut file; measure it again")
+        for col in columns:
+            value = row.get(col)
+            if not isinstance(value, float) or not math.isfinite(value):
+                raise RankSearchError(f"profile {folder!r}: sensitivity.csv line {i} (layer {row['layer']!r}) has "
+                                      f"{col} {value!r}, not a finite number: a damaged or cut file; measure it again")
+    base = _PROXY_META.get(proxy)
+    if base is not None:
+        value = profile.meta.get(base)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise RankSearchError(f"profile {folder!r}: sensitivity.yaml has {base} {value!r}, not a finite number")
+
+
 def download_data(dataset: str, data_root: str | None) -> None:
     """``--download``: fetch the data set once, in this process, before Ray starts (its trials
     and the dense reference only read it)."""

@@ -267,6 +267,23 @@ def _restart(path: str, cfg: LaunchConfig, record: dict) -> SweepOutcome:
         return _start(cfg, space, groups, path, made_here=False)
 
 
+def _check_made_references(path: str, record: dict) -> None:
+    """Before `resume` starts Ray: the dense reference and profile its trials read from the
+    experiment folder are whole and finite (a damaged one is one line here, not every trial
+    failing its retries)."""
+    from search_spaces import space_from_mapping
+
+    plain = record.get("space")
+    loc = Location(path)
+    if not isinstance(plain, dict) or not loc.is_file(schema.DENSE_WEIGHTS_FILE):
+        return
+    space = space_from_mapping(plain, name=str(plain.get("name") or "space"))
+    if not loc.uri:
+        check_dense_weights(space, loc.join(schema.DENSE_WEIGHTS_FILE))
+    if space.rank_mode == "sensitivity":
+        check_given_profile(space, path)
+
+
 def _recorded_references(path: str, cfg: LaunchConfig, record: dict, space) -> LaunchConfig:
     """``cfg`` with the launch's ``--dense`` and ``--profile`` (from the record) for a restart:
     the copies in the experiment folder where the launch made them, else the original files,
@@ -335,6 +352,7 @@ def _resume_locked(path: str, cfg: LaunchConfig, record: dict) -> SweepOutcome:
     if outcome is not None:
         return outcome
     check_recorded_data(record, download=cfg.download)
+    _check_made_references(path, record)
     with ray_session(cfg.address):
         check_resources(cfg)
         say(f"resuming sweep {cfg.name} at {path}")
