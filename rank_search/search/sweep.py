@@ -24,6 +24,7 @@ from ..data import check_data
 from ..errors import RankSearchError
 from ..schema import is_uri
 from ..storage import Location
+from .journal import check_journal
 from .lock import DriverLock
 from .check import check_recorded_data, check_space, download_data
 from .progress import say
@@ -148,6 +149,41 @@ def _driver_file(path: str) -> Iterator[None]:
             pass
 
 
+_DISK_FULL = (28, 122)  # ENOSPC, EDQUOT (Linux)
+
+
+def _disk_full(exc: BaseException | None) -> OSError | None:
+    """The full-disk ``OSError`` behind ``exc`` (Tune wraps what its loop raises), if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextmanager
+def _full_disk_stops(path: str) -> Iterator[None]:
+    """A full disk while the sweep runs stops the driver with one line. What is on disk stays
+    resumable: Tune's snapshot and the sweep record are replaced whole, and `resume` rolls a
+    journal record cut by the full disk back (``search.journal``)."""
+    try:
+        yield
+    except BaseException as exc:
+        full = _disk_full(exc)
+        if full is None:
+            raise
+        where = f" writing {full.filename}" if getattr(full, "filename", None) else ""
+        try:
+            kept = Location(path).is_file(schema.SWEEP_FILE)
+        except OSError:
+            kept = False
+        hint = (f"free space, then finish it with `rank-search resume {path}`" if kept else
+                "nothing was kept; free space and launch again")
+        raise RankSearchError(f"no space left on the device{where}: the sweep stopped; {hint}") from None
+
+
 def _remove(path: str) -> None:
     """Remove the experiment folder a failed launch made (before any trial ran)."""
     loc = Location(path)
@@ -167,7 +203,7 @@ def launch(cfg: LaunchConfig) -> SweepOutcome:
     pre = preflight(cfg)
     if pre.cfg.download:
         download_data(pre.space.dataset, pre.space.data_root)
-    with ray_session(pre.cfg.address, num_gpus=None):
+    with _full_disk_stops(pre.path), ray_session(pre.cfg.address, num_gpus=None):
         check_resources(pre.cfg)
         held: list[DriverLock] = []
         try:
@@ -326,7 +362,7 @@ def resume(path: str) -> SweepOutcome:
     outcome = _nothing_to_do(path, cfg)
     if outcome is not None:
         return outcome
-    with DriverLock.acquire(path):  # one driver per sweep: a second resume, or the launch still running
+    with _full_disk_stops(path), DriverLock.acquire(path):  # one driver per sweep
         return _resume_locked(path, cfg, record)
 
 
@@ -353,6 +389,8 @@ def _resume_locked(path: str, cfg: LaunchConfig, record: dict) -> SweepOutcome:
         return outcome
     check_recorded_data(record, download=cfg.download)
     _check_made_references(path, record)
+    state = read_tune_state(path)
+    check_journal(path, trials_on_disk=len(state.statuses) if state else 0)  # before anything appends to it
     with ray_session(cfg.address):
         check_resources(cfg)
         say(f"resuming sweep {cfg.name} at {path}")
