@@ -10,8 +10,8 @@ profile's points are dealt over as many tasks as trials may run at once (``profi
 no trial starts before the profile is there; the parts merge into exactly the profile one task
 would measure (``rank_search.profile.merge_profiles``). While the dense reference trains, the
 slots the other parts will use are idle, so they import the profile's modules and load the data
-meanwhile (``_warm_task``; the demo's profile took 28 s wall without, 19-21 s with it:
-benchmarks/RESULTS.md). The profile measures in ``channels_last`` when the space trains so.
+meanwhile (``_warm_task``), which shortens the profile's wall time. The profile measures in
+``channels_last`` when the space trains so.
 """
 from __future__ import annotations
 

@@ -4,11 +4,8 @@ all at the space's central train settings (each searched ``train.*`` at its midp
 settings the dense reference trains with).
 
 Optuna fixes the parameters a point names and samples the rest (method knobs) as usual; the
-sampler then continues from these results. Why the train settings are fixed: with one epoch
-of fine-tuning the learning rate decides a trial as much as its ranks (benchmarks/RESULTS.md:
-on resnet20 at 20x, lr 0.009 gave 17-24% and lr 0.019-0.027 gave 56-59%), so warm-start points
-at drawn learning rates were a uniform grid with noise; the refine searcher then moves the
-learning rate around the good points.
+sampler then continues from these results. The train settings are fixed because with short
+fine-tuning the learning rate decides a trial as much as its ranks (docs/refine.md).
 """
 from __future__ import annotations
 
@@ -21,10 +18,8 @@ from ..schema import ALLOCATION_KEY, METHOD_KEY, RANK_PREFIX, TARGET_KEY
 def warm_start_size(num_samples: int, methods: int) -> int:
     """Half the budget, and one point per method at least (so every method is on the plot).
 
-    Half, not two per method: with two methods a 16-trial sweep enqueued 4 points, so each
-    method met only two targets, and on resnet20 (benchmarks/RESULTS.md) the search never
-    covered 4-16x where the uniform grid found usable models; the uniform points are what the
-    search can then only add to."""
+    Half, not two per method: with few methods two points each leave most of the compression
+    range to the search, which refines near the front (docs/refine.md, warm start)."""
     return min(num_samples, max(methods, num_samples // 2))
 
 
@@ -58,7 +53,7 @@ def warm_start_points(space, groups: list[str], num_samples: int, size: int | No
 
     How the planned methods share the points: in turn, each meeting low and high targets; or,
     with ``by_results`` (the ``refine`` searcher, which picks the open method, see
-    ``front_sampler``) when the warm start is not the whole sweep and has at least two points
+    ``refine.method_share``) when the warm start is not the whole sweep and has at least two points
     per method, in two rounds: every method once at the range's least compressed end (one
     allocation, a head-to-head where every method is usable and the front's most accurate model
     lies), then the other points with the method left open, so it is chosen when the trial
@@ -67,12 +62,7 @@ def warm_start_points(space, groups: list[str], num_samples: int, size: int | No
     points), every method at least one. Either way, with ``by_results`` the most compressed end
     is asked last with its method open, so it is chosen with the most results in, and takes the
     uniform allocation (as the least compressed end does: both ends are what a hand sweep of
-    uniform ratios has). On ``demo`` the turn gave that end to ``elrt``, the weakest method
-    there, on every seed, and on a flat front that end holds most of the hypervolume. On
-    resnet20 at one epoch from the dense reference an even share gave ``deeptwist`` half the
-    warm start, nearly all of it below the accuracy floor; a head-to-head at the middle target
-    left the low end to the open draw, which gave it to ``deeptwist`` on one seed of three
-    (benchmarks/RESULTS.md)."""
+    uniform ratios has). Why two rounds and the end last: docs/refine.md, warm start."""
     from .reference import train_settings
 
     methods = list(space.methods)
