@@ -28,12 +28,29 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=make_parser)
     for module in COMMANDS:
         module.add_parser(sub)
+    parser.commands = tuple(sub.choices)  # for "did you mean" (see _unknown_command)
     return parser
+
+
+def _unknown_command(parser: Parser, argv: list[str]) -> str | None:
+    """The one-line message for a first argument that is no sub-command (``lauch``: did you mean
+    ``launch``?), or None. The top-level flags take no values, so the first non-flag is the command."""
+    from ._names import unknown_name
+
+    first = next((a for a in argv if not a.startswith("-")), None)
+    commands = parser.commands
+    if first is None or first in commands:
+        return None
+    return unknown_name("command", first, commands).replace("valid choices", "valid commands")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the exit code is returned (a bad flag too, as 2), never raised."""
     parser = build_parser()
+    unknown = _unknown_command(parser, sys.argv[1:] if argv is None else argv)
+    if unknown:
+        print(f"{PROG}: error: {unknown}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a bad flag (one line already printed)

@@ -67,6 +67,14 @@ class LazyChoices:
 
         return cls(kind, load)
 
+    @classmethod
+    def builtin(cls, kind: str, key: str) -> "LazyChoices":
+        """The built-in names of ``key`` (``models``, ``datasets``, ...) from the CLI's static table
+        (``_names.BUILTIN``, kept equal to the registries by a test): checking a value imports no torch."""
+        from ._names import BUILTIN
+
+        return cls(kind, lambda: BUILTIN[key])
+
     def values(self) -> list[str]:
         if self._values is None:
             self._values = list(self._load())
@@ -80,8 +88,9 @@ class LazyChoices:
 
     def __call__(self, value: str) -> str:  # the flag's ``type=``: checks before argparse's choices
         if value not in self.values():
-            raise argparse.ArgumentTypeError(
-                f"unknown {self.kind} {value!r}; valid choices: {', '.join(sorted(self.values()))}")
+            from ._names import unknown_name
+
+            raise argparse.ArgumentTypeError(unknown_name(self.kind, value, self.values()))
         return value
 
 

@@ -71,9 +71,9 @@ def run(args: argparse.Namespace) -> int:
     folder = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(folder):
         raise RankSearchError(f"folder of --out {args.out!r} does not exist: {folder}")
-    from ..deploy import deploy
-
     with compact_of(args.source, pick=args.pick, min_accuracy=args.min_accuracy, max_macs=args.max_macs) as (path, label):
+        from ..deploy import deploy  # torch: only once SOURCE is found
+
         result = deploy(path, fmt=args.fmt, out=args.out, source_label=label, measure_batch=args.measure_batch)
     norm = result.metadata["input"]
     print(f"deployed {label} as {args.fmt}: {args.out} (+ {os.path.basename(result.sidecar)})")

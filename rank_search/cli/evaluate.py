@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from .. import schema
+from ..errors import RankSearchError
 from ._scripting import LazyChoices
 
-DATASETS = LazyChoices.of("dataset", "rank_search.data", "DATASETS")
+DATASETS = LazyChoices.builtin("dataset", "datasets")
 
 
 def add_parser(sub) -> None:
@@ -28,6 +30,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not os.path.isfile(args.file):  # before torch: a missing file is refused at once
+        raise RankSearchError(f"model file {args.file!r} does not exist")
     from ..deploy import evaluate_file
 
     result = evaluate_file(args.file, dataset=args.dataset, data_root=args.data_root, repeats=args.repeats,

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .. import schema
 from ..errors import RankSearchError
+from ._names import check_space
 from ._scripting import LazyChoices, command
 
 EXIT_INTERRUPTED = 130
@@ -139,6 +141,8 @@ def _finish(outcome) -> int:
 def run_launch(args: argparse.Namespace) -> int:
     from ..search import LaunchConfig, parse_objectives
 
+    check_space(args.space)  # a bad space name is refused before torch and ray are imported
+
     if args.deprecated_seed is not None:
         print("rank-search launch: --seed is deprecated, use --searcher-seed", file=sys.stderr)
         args.seed = args.deprecated_seed
@@ -159,6 +163,10 @@ def run_launch(args: argparse.Namespace) -> int:
 
 
 def run_resume(args: argparse.Namespace) -> int:
+    path = args.experiment
+    if not schema.is_uri(path) and not os.path.isfile(os.path.join(path, schema.SWEEP_FILE)):
+        # refused before ray and torch are imported (sweep.resume says the same for a URI)
+        raise RankSearchError(f"{path!r} is not a rank-search experiment (no {schema.SWEEP_FILE})")
     from ..search.sweep import resume
 
     return _finish(resume(args.experiment))

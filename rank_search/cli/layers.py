@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._names import check_model, check_rank_spec
 from ._scripting import LazyChoices
 
-DATASETS = LazyChoices.of("dataset", "rank_search.data", "DATASETS")
-COUNTINGS = LazyChoices.of("counting", "rank_search.cost", "COUNTINGS")
-SCHEMES = LazyChoices.of("scheme", "rank_search.layers", "SCHEMES")
+DATASETS = LazyChoices.builtin("dataset", "datasets")
+COUNTINGS = LazyChoices.builtin("counting", "countings")
+SCHEMES = LazyChoices.builtin("scheme", "schemes")
 #: The keys of `layers --json` (stable; README) and of each entry of its ``layers`` list.
 JSON_KEYS = ("model", "dataset", "input_shape", "counting", "params", "macs", "layers")
 LAYER_KEYS = ("name", "type", "weight_shape", "max_rank", "params", "macs", "in_uniform_plan", "trp_decomposed")
@@ -78,6 +79,9 @@ def _plan_text(entry) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_model(args.model)  # a bad name or rank spec is refused before torch is imported
+    if args.ranks is not None:
+        check_rank_spec(args.ranks)
     from ..cost import count_macs, count_params, trp_layers
     from ..data import dataset_info
     from ..layers import SCHEMES, get_scheme

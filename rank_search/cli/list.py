@@ -6,7 +6,10 @@ import argparse
 import importlib
 import json
 
-#: kind -> (module, registry attribute): the one owner of each list.
+from ._names import BUILTIN, space_names
+
+#: kind -> (module, registry attribute): the one owner of each list. The CLI prints the built-in
+#: names of the torch-backed ones from ``_names.BUILTIN`` (no torch; a test keeps them equal).
 KINDS = {
     "models": ("rank_search.models", "MODELS"),
     "datasets": ("rank_search.data", "DATASETS"),
@@ -29,6 +32,13 @@ def add_parser(sub) -> None:
 
 def names(kind: str) -> list[str]:
     """The sorted names registered under ``kind``."""
+    if kind == "spaces":
+        return space_names()
+    return sorted(BUILTIN[kind])
+
+
+def registered_names(kind: str) -> list[str]:
+    """The sorted names in ``kind``'s registry itself (imports torch; for the test of ``BUILTIN``)."""
     module, attr = KINDS[kind]
     return list(getattr(importlib.import_module(module), attr).names())
 

