@@ -91,7 +91,8 @@ def _refine(context: SearchContext) -> BaseSampler:
 def _nsga2(context: SearchContext) -> BaseSampler:
     from .nsga2 import PicklableNSGAIISampler
 
-    return PicklableNSGAIISampler(seed=context.config.seed, population_size=nsga2_population(context.config.num_samples))
+    cfg = context.config
+    return PicklableNSGAIISampler(seed=cfg.seed, population_size=nsga2_population(cfg.num_samples))
 
 
 @SAMPLERS.register("tpe")

@@ -58,7 +58,8 @@ class ObjectiveView:
     floors: Mapping[int, float] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, study, *, log_objectives: Sequence[int] = (), floors: Mapping[int, float] | None = None) -> ObjectiveView:
+    def of(cls, study, *, log_objectives: Sequence[int] = (),
+           floors: Mapping[int, float] | None = None) -> ObjectiveView:
         """The view of ``study``'s directions with the given log objectives and floors."""
         signs = tuple(1.0 if d == StudyDirection.MAXIMIZE else -1.0 for d in study.directions)
         return cls(signs, tuple(log_objectives), dict(floors or {}))
