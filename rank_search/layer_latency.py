@@ -3,8 +3,8 @@ latency``): every eligible layer timed dense and factorized at a few ranks, alon
 it sees in the model, at the space's latency batch size, on the trial's device and thread count.
 
 Why a table of measured times rather than MACs: on a CPU the convolution kernels vectorise
-over blocks of 16 output channels, so a factor of rank 5 costs what one of rank 16 costs (see
-``benchmarks/RESULTS.md``, compact-model CPU speed). The ranks timed are 1, 2, 4, 8, then every
+over blocks of 16 output channels, so a factor of rank 5 costs what one of rank 16 costs (the
+compact-model CPU speed benchmark). The ranks timed are 1, 2, 4, 8, then every
 multiple of BLOCK up to the layer's MACs break-even, and the largest rank below it; a rank is
 charged the least time of the timed ranks at or above it (a step up to the next timed rank, or
 less where a larger timed rank measured faster: a larger rank can always stand in for it), so

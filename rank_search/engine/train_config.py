@@ -31,7 +31,7 @@ class TrainConfig:
             stay float32.
         channels_last: keep the model's 4-D weights and the input batches in the
             ``channels_last`` memory format (faster convolutions on tensor cores, and with
-            oneDNN on a CPU: 1.4-1.7x per epoch on lenet5_wide, benchmarks/RESULTS.md).
+            oneDNN on a CPU).
     """
 
     lr: float | None = None

@@ -53,7 +53,7 @@ class LRPETKnobs:
         the sweep's dense reference.
     svd: ``exact`` (default: the paper's and the authors' code's SVD) or ``randomized``
         (``torch.svd_lowrank`` where k is far below the layer size: cheaper on big layers, but
-        the projected weights differ by 5-11% on 64-channel layers; under a forked RNG).
+        the projected weights differ from the exact SVD's; under a forked RNG).
     """
 
     interval: int = 1
