@@ -319,12 +319,14 @@ class BudgetRanks:
         budget?}``: ``profile`` names the folder the profile (and, under a latency budget, the
         layer latency table) is read from."""
         path = data.get("profile")
-        profile = load_profile(str(path)) if path else None
+        allocation = str(data.get("allocation") or schema.DEFAULT_ALLOCATION)
+        # only the sensitivity allocation reads the profile (the uniform one needs no profile; its
+        # input shape comes from the run: ``with_input_shape``)
+        profile = load_profile(str(path)) if path and allocation == "sensitivity" else None
         budget = str(data.get("budget") or schema.DEFAULT_BUDGET)
         latency = load_layer_latency(str(path)) if path and budget == "latency" else None
-        return cls(float(data["target"]), str(data.get("allocation") or schema.DEFAULT_ALLOCATION),
-                   str(data.get("proxy") or schema.DEFAULT_PROXY), profile, str(path) if path else None, budget,
-                   latency)
+        return cls(float(data["target"]), allocation, str(data.get("proxy") or schema.DEFAULT_PROXY), profile,
+                   str(path) if path else None, budget, latency)
 
     def with_input_shape(self, input_shape: tuple[int, ...]) -> "BudgetRanks":
         """This spec, told the model's input shape where its profile does not record one."""

@@ -117,6 +117,12 @@ TARGET_LATENCY_SPEEDUP = "target_latency_speedup"  # the target under ranks.budg
 ALLOCATIONS = ("uniform", "sensitivity")
 BUDGETS = ("macs", "latency")  # ranks.budget: what a budget-driven target is a compression of
 PROFILE_PROXIES = ("bn", "finetune", "energy")
+# The defaults of a budget-driven rank spec, one place for the space, the trial codec and
+# ``allocation.BudgetRanks``. *Our choice* of proxy: ``bn`` gave the best allocation in the
+# benchmarks (docs/search.md).
+DEFAULT_ALLOCATION = "sensitivity"
+DEFAULT_PROXY = "bn"
+DEFAULT_BUDGET = "macs"
 
 # Files a sweep keeps beside Tune's: the dense reference, the sensitivity profile, the study.
 DENSE_WEIGHTS_FILE = "dense.pt"  # the dense reference's state_dict

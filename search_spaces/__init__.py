@@ -1,4 +1,5 @@
-"""Search spaces: the shipped named spaces (``spaces/*.yaml``) and user YAML files.
+"""Search spaces: the shipped named spaces (``spaces/*.yaml``), user YAML files, and the trial
+codec (a space <-> the flat config of one trial).
 
 No torch or ray here; checking a space against the models and methods is the launcher's job.
 """
@@ -6,9 +7,11 @@ from __future__ import annotations
 
 import os
 
-from rank_search._registry import Registry
+from rank_search.registry import Registry
+from rank_search.schema import RANK_PREFIX, SPACE_PREFIX
 
-from ._sampler import RANK_PREFIX, SPACE_PREFIX, SpaceSampler
+from ._codec import (DENSE_KEY, PROFILE_KEY, BudgetTarget, GroupRanks, SpaceSampler, TrialSpec, decode_trial,
+                     latency_batch_size, reference_constants)
 from ._space import GROUPINGS, Dim, SearchSpace, SpaceError, load_space_file, parse_dim, space_from_mapping
 
 _DIR = os.path.join(os.path.dirname(__file__), "spaces")
@@ -34,6 +37,7 @@ def get_space(name_or_path: str) -> SearchSpace:
 
 
 __all__ = [
-    "GROUPINGS", "RANK_PREFIX", "SPACES", "SPACE_PREFIX", "Dim", "SearchSpace", "SpaceError", "SpaceSampler",
-    "get_space", "list_spaces", "load_space_file", "parse_dim", "space_from_mapping",
+    "DENSE_KEY", "GROUPINGS", "PROFILE_KEY", "RANK_PREFIX", "SPACES", "SPACE_PREFIX", "BudgetTarget", "Dim",
+    "GroupRanks", "SearchSpace", "SpaceError", "SpaceSampler", "TrialSpec", "decode_trial", "get_space",
+    "latency_batch_size", "list_spaces", "load_space_file", "parse_dim", "reference_constants", "space_from_mapping",
 ]

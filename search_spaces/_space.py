@@ -30,12 +30,15 @@ or, budget-driven (the searched dimension is the target MACs compression; each t
 integer ranks to reach it, with one uniform ratio or from the layer sensitivity profile)::
 
     ranks:
-      allocation: sensitivity       # per_group (the form above, default) | sensitivity
+      allocation: sensitivity       # per_group (the form above, default) | sensitivity | uniform
       target: {float: [1.5, 12], log: true}   # target MACs compression (dense = 1)
-      proxy: energy                 # profile proxy: bn | finetune | energy
+      proxy: bn                     # profile proxy: bn (default) | finetune | energy
       allocations: [sensitivity, uniform]     # searched per trial (default both)
       budget: macs                  # macs (default) | latency: the target is then a latency
                                     # speed-up, spent from measured layer times (layer_latency.csv)
+
+``allocation: uniform`` (with ``target`` and optionally ``budget``) is the plain spelling of
+``allocation: sensitivity`` with ``allocations: [uniform]``: one ratio for every layer, no profile.
 
 Dimensions: a scalar is fixed; a list is categorical; ``{float: [lo, hi]}`` or
 ``{int: [lo, hi]}`` is a range, with optional ``log: true`` and ``step``.
@@ -49,11 +52,13 @@ from typing import Any, Mapping
 import yaml
 
 from rank_search.errors import RankSearchError
-from rank_search.schema import ALLOCATIONS, BUDGETS, DEFAULT_LATENCY_BATCH_SIZE, GROUPINGS, PROFILE_PROXIES
+from rank_search.schema import (ALLOCATIONS, BUDGETS, DEFAULT_BUDGET, DEFAULT_LATENCY_BATCH_SIZE, DEFAULT_PROXY,
+                                GROUPINGS, PROFILE_PROXIES)
 
 RANK_MODES = ("per_group", "sensitivity")
 RANKS_KEYS = {"per_group": ("allocation", "grouping", "ratio"),
-              "sensitivity": ("allocation", "target", "proxy", "allocations", "budget")}
+              "sensitivity": ("allocation", "target", "proxy", "allocations", "budget"),
+              "uniform": ("allocation", "target", "budget")}  # the plain spelling of allocations: [uniform]
 SPACE_KEYS = ("name", "description", "model", "dataset", "epochs", "seed", "data_root", "latency_batch_size", "methods",
               "train", "ranks")
 
@@ -152,9 +157,9 @@ class SearchSpace:
     ratio: Dim = field(default_factory=lambda: Dim("float", low=0.1, high=1.0))
     rank_mode: str = "per_group"  # per_group (a ratio per rank group) | sensitivity (budget-driven)
     target: Dim = field(default_factory=lambda: Dim("float", low=1.5, high=8.0, log=True))
-    proxy: str = "energy"
+    proxy: str = DEFAULT_PROXY
     allocations: tuple[str, ...] = ALLOCATIONS
-    budget: str = "macs"  # what the target is a compression of: macs | latency (measured speed-up)
+    budget: str = DEFAULT_BUDGET  # what the target is a compression of: macs | latency (measured speed-up)
     seed: int = 0
     data_root: str | None = None
     description: str = ""
@@ -202,6 +207,11 @@ class SearchSpace:
         if self.budget not in BUDGETS:
             raise SpaceError(f"space {self.name!r}: ranks.budget must be one of {', '.join(BUDGETS)}, "
                              f"got {self.budget!r}")
+
+    @property
+    def needs_profile(self) -> bool:
+        """A trial may use the sensitivity allocation, which reads the sweep's profile."""
+        return self.rank_mode == "sensitivity" and "sensitivity" in self.allocations
 
     def target_bounds(self) -> tuple[float, float]:
         """The lowest and highest target the space can sample (MACs compression, or latency
@@ -261,11 +271,17 @@ def space_from_mapping(data: Any, *, name: str = "space") -> SearchSpace:
     if not isinstance(ranks, Mapping):
         raise SpaceError(f"space {name!r}: 'ranks' must be a mapping, got {type(ranks).__name__}")
     mode = str(ranks.get("allocation", "per_group"))
-    if mode not in RANK_MODES:
-        raise SpaceError(f"space {name!r}: ranks.allocation must be one of {', '.join(RANK_MODES)}, got {mode!r}")
+    if mode not in RANKS_KEYS:
+        raise SpaceError(f"space {name!r}: ranks.allocation must be one of {', '.join(RANKS_KEYS)}, got {mode!r}")
     if set(ranks) - set(RANKS_KEYS[mode]):
         raise SpaceError(f"space {name!r}: 'ranks' with allocation {mode} may only hold "
                          f"{', '.join(repr(k) for k in RANKS_KEYS[mode])}; got {sorted(ranks)}")
+    if mode == "uniform":
+        if "target" not in ranks:
+            raise SpaceError(f"space {name!r}: 'ranks' with allocation uniform needs a 'target' (the MACs "
+                             "compression each trial reaches with one ratio for every layer)")
+        ranks = {**ranks, "allocations": ["uniform"]}
+        mode = "sensitivity"
     kwargs: dict[str, Any] = {"rank_mode": mode}
     if "ratio" in ranks:
         kwargs["ratio"] = parse_dim("ranks.ratio", ranks["ratio"])

@@ -207,6 +207,7 @@ def test_cli_top_does_not_import_torch(module: str) -> None:
 LEVELS: dict[str, int] = {
     # foundation: torch-free names, errors, the registry, the file layer, `--set` parsing
     "rank_search": 0, "rank_search.errors": 0, "rank_search.schema": 0, "rank_search._registry": 0,
+    "rank_search.registry": 0, "rank_search.safe_yaml": 0,
     "rank_search.storage": 0, "rank_search.overrides": 0,
     "rank_search.decomp": 1,
     "rank_search.layers": 2,
@@ -433,3 +434,9 @@ def test_cycle_checker_sees_a_cycle_hidden_in_a_function(tmp_path: Path) -> None
 def test_no_import_cycles() -> None:
     files = [f for folder in ("rank_search", "analysis", "search_spaces") for f in _py_files(folder)]
     assert import_cycles(import_graph(files)) == []
+
+
+def test_search_spaces_use_only_public_rank_search_modules() -> None:
+    bad = [f"{f.relative_to(ROOT)} imports {mod}" for f in _py_files("search_spaces")
+           for mod in sorted(imported_modules(f)) if mod.startswith("rank_search") and "._" in f".{mod}"]
+    assert bad == []

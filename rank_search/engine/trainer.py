@@ -1,12 +1,13 @@
 """The training engine: seeded SGD loop with method hooks and a resumable state. No ray here."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -132,6 +133,17 @@ class Trainer:
                     on_epoch_end(self, result)
         finally:
             torch.set_num_threads(self._caller_threads)
+
+    @contextlib.contextmanager
+    def using_threads(self) -> Iterator[None]:
+        """The run's thread count for work after ``fit`` (its final evaluation: results depend on
+        the count), the process's count before it given back after."""
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def train_epoch(self) -> EpochResult:
         epoch = self.epoch

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import schema
-from ..overrides import replace_validated, split_prefixed
+from ..allocation import BudgetRanks
+from ..overrides import replace_validated
 from .spec import RunSpec
 
 
@@ -23,10 +24,13 @@ def prepare(spec: RunSpec, *, progress: Callable[[str], None] | None = None):
     from ..methods import create_method
     from ..models import create_model_for
 
-    train_cfg = replace_validated(TrainConfig(), split_prefixed(spec.settings, "train"), prefix="train.")
+    train_cfg = replace_validated(TrainConfig(), spec.train_settings, prefix="train.")
     info = dataset_info(spec.dataset, data_root=spec.data_root)
     train_cfg = train_cfg.with_defaults(lr=info.lr, batch_size=info.batch_size)
-    method = create_method(spec.method, split_prefixed(spec.settings, spec.method), ranks=spec.ranks, scheme=spec.scheme)
+    ranks = spec.ranks
+    if isinstance(ranks, BudgetRanks):  # a uniform allocation has no profile to read the input shape from
+        ranks = ranks.with_input_shape((info.in_channels, info.image_size, info.image_size))
+    method = create_method(spec.method, spec.knobs, ranks=ranks, scheme=spec.scheme)
     data = load_dataset(spec.dataset, data_root=spec.data_root, download=spec.download, seed=spec.seed,
                         batch_size=train_cfg.batch_size)
     seed_everything(spec.seed)
@@ -110,4 +114,6 @@ def train(spec: RunSpec, *, on_epoch: Callable | None = None, progress: Callable
     if on_prepared is not None:
         on_prepared(trainer)
     trainer.fit(on_epoch)
-    return RunResult(final_metrics(trainer, wall_seconds=time.perf_counter() - start), trainer)
+    with trainer.using_threads():
+        metrics = final_metrics(trainer, wall_seconds=time.perf_counter() - start)
+    return RunResult(metrics, trainer)

@@ -13,6 +13,7 @@ from .. import schema
 from ..errors import RankSearchError
 from ..allocation import BudgetRanks
 from ..groups import GroupRatios
+from ..overrides import split_prefixed
 
 RUN_KEYS = ("model", "dataset", "method", "ranks", "scheme", "epochs", "seed", "data_root", "download", "settings",
             "init")
@@ -49,6 +50,16 @@ class RunSpec:
                 raise RankSearchError(
                     f"setting {key!r} must start with 'train.' or '{self.method}.' (the method's knobs)"
                 )
+
+    @property
+    def train_settings(self) -> dict[str, Any]:
+        """The ``train.*`` settings, keyed without the prefix (``TrainConfig`` fields)."""
+        return split_prefixed(self.settings, "train")
+
+    @property
+    def knobs(self) -> dict[str, Any]:
+        """The method's ``<method>.*`` knobs, keyed without the prefix."""
+        return split_prefixed(self.settings, self.method)
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}

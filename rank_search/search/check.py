@@ -56,14 +56,24 @@ def check_space(space: SearchSpace) -> list[str]:
     return groups
 
 
+def method_schemes(method: str, knobs) -> list[str]:
+    """The schemes ``method`` may plan with under the space's ``knobs`` (none without a plan)."""
+    cls = METHODS.get(method)
+    if not cls.uses_plan:
+        return []
+    dim = knobs.get("scheme")
+    if dim is None:
+        return [cls.default_scheme]
+    return [dim.value] if dim.kind == "fixed" else list(dim.choices)
+
+
 def _check_targets(space: SearchSpace, model, input_shape) -> None:
     """Every scheme of the space can reach the top of its target range."""
     from ..allocation import max_compression
-    from .reference import _schemes
 
     high = space.target_bounds()[1]
     for method, knobs in space.methods.items():
-        for scheme in _schemes(method, knobs):
+        for scheme in method_schemes(method, knobs):
             reachable = max_compression(model, input_shape, scheme=scheme)
             if reachable < high:
                 raise RankSearchError(

@@ -38,14 +38,9 @@ class References:
 
     def constants(self) -> dict[str, Any]:
         """The trial-config constants that point every trial at them."""
-        from .trial import DENSE_KEY, PROFILE_KEY
+        from search_spaces import reference_constants
 
-        out = {}
-        if self.dense:
-            out[DENSE_KEY] = self.dense
-        if self.profile:
-            out[PROFILE_KEY] = self.profile
-        return out
+        return reference_constants(dense=self.dense, profile=self.profile)
 
 
 def needs_dense(space) -> bool:
@@ -271,19 +266,9 @@ def _proxies(proxy: str) -> tuple[str, ...]:
 
 def _space_schemes(space) -> list[str]:
     """Every scheme the space's planned methods can use (what the profile must cover)."""
-    return sorted({s for m, knobs in space.methods.items() for s in _schemes(m, knobs)})
+    from .check import method_schemes
 
-
-def _schemes(method: str, knobs) -> list[str]:
-    from ..methods import METHODS
-
-    cls = METHODS.get(method)
-    if not cls.uses_plan:
-        return []
-    dim = knobs.get("scheme")
-    if dim is None:
-        return [cls.default_scheme]
-    return [dim.value] if dim.kind == "fixed" else list(dim.choices)
+    return sorted({s for m, knobs in space.methods.items() for s in method_schemes(m, knobs)})
 
 
 def check_dense_weights(space, path: str) -> None:
@@ -345,7 +330,9 @@ def _task_resources(cfg: LaunchConfig) -> dict:
 
 def _prepare_dense_and_profile(path: str, space, cfg: LaunchConfig) -> References:
     loc = Location(path)
-    profile_needed = space.rank_mode == "sensitivity"
+    profile_needed = space.needs_profile or (cfg.profile is not None and space.rank_mode == "sensitivity")
+    # the trials read the profile, or the layer latency table timed into the same folder
+    folder = path if profile_needed or (space.rank_mode == "sensitivity" and space.budget == "latency") else None
     if not (needs_dense(space) or cfg.dense):
         return References(None, None)
     dense_uri = loc.join(schema.DENSE_WEIGHTS_FILE) if not loc.uri else f"{path.rstrip('/')}/{schema.DENSE_WEIGHTS_FILE}"
@@ -353,7 +340,7 @@ def _prepare_dense_and_profile(path: str, space, cfg: LaunchConfig) -> Reference
     have_profile = loc.is_file(schema.PROFILE_FILE) and loc.is_file(schema.PROFILE_META_FILE)
     if have_dense and (have_profile or not profile_needed):
         say("dense reference and profile found in the experiment folder: reused")
-        return References(dense_uri, path if profile_needed else None, _recorded_accuracy(loc))
+        return References(dense_uri, folder, _recorded_accuracy(loc))
     import ray
 
     given = None
@@ -401,7 +388,7 @@ def _prepare_dense_and_profile(path: str, space, cfg: LaunchConfig) -> Reference
     loc.write_text(schema.DENSE_RECORD_FILE, yaml.safe_dump(record, sort_keys=False))
     say(f"dense reference: val_acc {record[schema.VAL_ACCURACY]:.4f} "
         f"({record['seconds_total']:.1f}s{', profile included' if measure else ', profile given' if profile_needed else ''})")
-    return References(dense_uri, path if profile_needed else None, float(record[schema.VAL_ACCURACY]))
+    return References(dense_uri, folder, float(record[schema.VAL_ACCURACY]))
 
 
 def _recorded_accuracy(loc: Location) -> float | None:

@@ -316,7 +316,7 @@ def _check_made_references(path: str, record: dict) -> None:
     space = space_from_mapping(plain, name=str(plain.get("name") or "space"))
     if not loc.uri:
         check_dense_weights(space, loc.join(schema.DENSE_WEIGHTS_FILE))
-    if space.rank_mode == "sensitivity":
+    if space.needs_profile:  # a uniform allocation reads no profile
         check_given_profile(space, path)
 
 

@@ -15,19 +15,19 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from ray import tune
+from search_spaces import decode_trial
 
 from .. import schema
 from ..cost import compression_metrics, model_cost
 from ..engine import DivergedError
-from ..errors import RankSearchError
 from ..run import prepare
 from ..run.prepare import accuracy_on_test, compression, latency
 from ..run.results import write_checkpoint
-from .trial import spec_from_config
+from .trial import run_spec
 
 
 def _cpu_share() -> int:
@@ -37,44 +37,36 @@ def _cpu_share() -> int:
     return max(1, int(round(cpus)))
 
 
-CRASH_ENV = "RANK_SEARCH_INJECT_CRASH"
-
-
-def _maybe_inject_crash(finished_epochs: int) -> None:
-    """Test hook: with ``RANK_SEARCH_INJECT_CRASH=EXPERIMENT:EPOCH:MARKER_DIR`` set for the Ray
-    workers, each trial of that experiment crashes once during the epoch after EPOCH, well after
-    that epoch's checkpoint was reported. A marker file per trial in MARKER_DIR (a folder every
-    attempt sees, unlike Tune's per-attempt staging folders) makes it once, so tests can check
-    that a retry resumes from the checkpoint."""
-    spec = os.environ.get(CRASH_ENV)
-    if not spec:
-        return
-    name, at, marker_dir = spec.split(":", 2)
-    ctx = tune.get_context()
-    if ctx.get_experiment_name() != name or finished_epochs != int(at):
-        return
-    marker = os.path.join(marker_dir, f"crashed-{ctx.get_trial_id()}")
-    if not os.path.exists(marker):
-        open(marker, "w").close()
-        raise RuntimeError(f"injected crash in epoch {finished_epochs + 1} ({CRASH_ENV})")
-
-
 def _local_init(spec):
-    """The spec with its ``init`` weights on local disk (a dense reference on URI storage is
-    copied into the trial's temporary folder once)."""
+    """The spec with its ``init`` weights on local disk: a dense reference on URI storage is
+    copied once per machine (under a name fixed by its URI, size and modification time, so every
+    worker process finds the copy) into the temporary folder, and older copies of it are removed."""
     if spec.init is None or not schema.is_uri(spec.init):
         return spec
     import dataclasses
+    import glob
+    import hashlib
     import posixpath
 
     from ..storage import Location
 
     folder, name = posixpath.split(spec.init)
-    local = os.path.join(tempfile.gettempdir(), f"rank-search-{abs(hash(spec.init))}-{name}")
+    source = Location(folder)
+    info = source.fs.get_file_info(source.join(name))
+    stamp = f"{spec.init}|{info.size}|{info.mtime_ns}"
+    prefix = os.path.join(tempfile.gettempdir(), f"rank-search-{hashlib.sha256(spec.init.encode()).hexdigest()[:16]}-")
+    local = f"{prefix}{hashlib.sha256(stamp.encode()).hexdigest()[:16]}-{name}"
     if not os.path.isfile(local):
-        with open(local + ".partial", "wb") as fh:
-            fh.write(Location(folder).read_bytes(name))
-        os.replace(local + ".partial", local)
+        partial = f"{local}.{os.getpid()}.partial"
+        with open(partial, "wb") as fh:
+            fh.write(source.read_bytes(name))
+        os.replace(partial, local)
+        for old in glob.glob(f"{glob.escape(prefix)}*-{glob.escape(name)}"):
+            if old != local:  # a copy of an earlier version of the same reference
+                try:
+                    os.remove(old)
+                except OSError:
+                    pass
     return dataclasses.replace(spec, init=local)
 
 
@@ -90,58 +82,29 @@ def _experiment_now(like: str) -> str:
     return f"{scheme}://{fs_path}"
 
 
-def _references_here(config: dict[str, Any]) -> dict[str, Any]:
-    """The trial config with the sweep's dense reference and profile read from the experiment
-    folder where it is now: the config names the folder the sweep was launched in, which a user
-    may have moved or copied (off a cluster, say) before `resume`."""
-    import posixpath
+def rank_search_trainable(config: dict[str, Any], *, progress: Callable[[int], None] | None = None) -> None:
+    """Tune function trainable (current ``ray.tune`` API: ``tune.report`` / ``tune.get_checkpoint``).
 
-    from .trial import DENSE_KEY, PROFILE_KEY
-
-    dense, profile = config.get(DENSE_KEY), config.get(PROFILE_KEY)
-    if not dense and not profile:
-        return config
-    here = _experiment_now(str(dense or profile))
-    out = dict(config)
-    if dense and posixpath.basename(str(dense)) == schema.DENSE_WEIGHTS_FILE:
-        out[DENSE_KEY] = posixpath.join(here, schema.DENSE_WEIGHTS_FILE)
-    if profile:
-        out[PROFILE_KEY] = here
-    return out
-
-
-def latency_batch_size(config: dict[str, Any]) -> int:
-    """The batch size the trial's latency is measured at (``space.latency_batch_size``, default 1)."""
-    value = config.get(schema.LATENCY_BATCH_SIZE_KEY)
-    if value is None:
-        return schema.DEFAULT_LATENCY_BATCH_SIZE
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise RankSearchError(f"{schema.LATENCY_BATCH_SIZE_KEY} must be an integer >= 1, got {value!r}")
-    return value
-
-
-def target_metric(config: dict[str, Any]) -> str:
-    """The name a budget-driven trial reports its target under: ``target_macs_compression``, or
-    ``target_latency_speedup`` under ``ranks.budget: latency``."""
-    latency = config.get(schema.SPACE_PREFIX + "budget") == "latency"
-    return schema.TARGET_LATENCY_SPEEDUP if latency else schema.TARGET_MACS_COMPRESSION
-
-
-def rank_search_trainable(config: dict[str, Any]) -> None:
-    """Tune function trainable (current ``ray.tune`` API: ``tune.report`` / ``tune.get_checkpoint``)."""
+    Args:
+        config: the trial's flat config, handed to the trial codec (``search_spaces.decode_trial``).
+        progress: ``fn(epochs finished)`` on every progress line of the run (tests inject faults).
+    """
     import ray
 
     torch.set_num_threads(_cpu_share())
-    spec = _local_init(spec_from_config(_references_here(config)))
-    batch = latency_batch_size(config)
+    trial = decode_trial(config)
+    if trial.dense or trial.profile:
+        trial = trial.moved_to(_experiment_now(trial.dense or trial.profile))
+    spec = _local_init(run_spec(trial))
     finished = [0]  # epochs finished so far, read by the progress hook
-    trainer = prepare(spec, progress=lambda message: _maybe_inject_crash(finished[0]))
+    trainer = prepare(spec, progress=(lambda message: progress(finished[0])) if progress is not None else None)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             trainer.load_state_dict(torch.load(os.path.join(d, schema.ENGINE_STATE_FILE), weights_only=True))
         finished[0] = trainer.epoch
-    target = {target_metric(config): float(config[schema.TARGET_KEY])} if schema.TARGET_KEY in config else {}
+    batch = trial.latency_batch_size
+    target = trial.target_report()
     where = {schema.HOSTNAME: socket.gethostname(), schema.NODE_ID: ray.get_runtime_context().get_node_id()}
 
     def on_epoch(tr, result) -> None:

@@ -116,8 +116,7 @@ def test_a_run_measures_its_compact_model_against_the_dense(trainer) -> None:
 
 
 def test_the_trial_reads_its_batch_size_from_the_space_constants() -> None:
-    pytest.importorskip("ray")
-    from rank_search.search.trainable import latency_batch_size
+    from search_spaces import latency_batch_size  # the trial codec, which the trainable reads it through
 
     assert latency_batch_size({}) == schema.DEFAULT_LATENCY_BATCH_SIZE == 1
     assert latency_batch_size({schema.LATENCY_BATCH_SIZE_KEY: 8}) == 8

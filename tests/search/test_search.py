@@ -19,7 +19,7 @@ import yaml
 from analysis.loading import epoch_history, load_experiment
 from rank_search.cli import main
 from rank_search.search import LaunchConfig
-from rank_search.search.trainable import CRASH_ENV
+from _faults import install as install_faults
 
 pytestmark = pytest.mark.ray
 
@@ -44,12 +44,13 @@ def local_ray():
     import ray
 
     markers = tempfile.mkdtemp(prefix="rs-crash-")
-    os.environ[CRASH_ENV] = f"crashy:1:{markers}"  # only the experiment 'crashy' crashes, once per trial
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix="rs-test-"),
-             logging_level="WARNING", log_to_driver=False)
-    yield SimpleNamespace(markers=markers)
-    ray.shutdown()
-    os.environ.pop(CRASH_ENV, None)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        # only the experiment 'crashy' crashes, once per trial
+        install_faults(monkeypatch, experiment="crashy", at_epoch=1, markers=markers)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix="rs-test-"),
+                 logging_level="WARNING", log_to_driver=False)
+        yield SimpleNamespace(markers=markers)
+        ray.shutdown()
 
 
 def _launch(space_file: str, storage: Path, name: str, **kw):
