@@ -30,6 +30,7 @@ from typing import Any, Iterator, Mapping, Protocol, runtime_checkable
 import yaml
 from torch import nn
 
+from . import safe_yaml
 from .cost import stays_dense
 from .decomp.policies import RankPolicy, parse_rank_policy
 from .errors import RankSearchError
@@ -268,7 +269,7 @@ def load_plan_yaml(path: str) -> Any:
         raise RankSearchError(f"rank plan file {path!r} does not exist")
     try:
         with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
+            return safe_yaml.load(fh, what=f"rank plan {path!r}")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

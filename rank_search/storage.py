@@ -68,11 +68,13 @@ class Location:
         unreadable or not a mapping: for record files a reader can do without."""
         import yaml
 
+        from . import safe_yaml
+
         try:
             if not self.is_file(rel):
                 return {}
-            data = yaml.safe_load(self.read_text(rel))
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            data = safe_yaml.load(self.read_text(rel), what=rel)
+        except (OSError, yaml.YAMLError, UnicodeDecodeError, safe_yaml.YAMLLimitError):
             return {}
         return data if isinstance(data, dict) else {}
 

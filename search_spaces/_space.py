@@ -51,6 +51,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from rank_search import safe_yaml
 from rank_search.errors import RankSearchError
 from rank_search.schema import (ALLOCATIONS, BUDGETS, DEFAULT_BUDGET, DEFAULT_LATENCY_BATCH_SIZE, DEFAULT_PROXY,
                                 GROUPINGS, PROFILE_PROXIES)
@@ -309,7 +310,7 @@ def load_space_file(path: str) -> SearchSpace:
         raise SpaceError(f"search space file {path!r} does not exist")
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            data = safe_yaml.load(fh, what=f"search space file {path!r}")
     except yaml.YAMLError:
         raise SpaceError(f"search space file {path!r} is not valid YAML") from None
     return space_from_mapping(data, name=os.path.splitext(os.path.basename(path))[0])

@@ -8,7 +8,7 @@ import sys
 
 import yaml
 
-from .. import schema
+from .. import safe_yaml, schema
 from ..errors import RankSearchError
 from ._common import Progress, atomic_output_dir, check_out_dir
 from ._names import BUILTIN, check_file, check_model, check_name, check_rank_spec, is_plan_path
@@ -64,7 +64,7 @@ def read_config(path: str | None) -> dict:
         raise RankSearchError(f"config file {path!r} does not exist")
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            data = safe_yaml.load(fh, what=f"config file {path!r}")
     except (yaml.YAMLError, UnicodeDecodeError):  # a .pt or other binary file: not YAML either
         raise RankSearchError(f"config file {path!r} is not valid YAML") from None
     if not isinstance(data, dict):

@@ -15,6 +15,13 @@ So before a resume:
 * a journal file lock left by a killed driver is removed (the caller holds the experiment's
   driver lock, so no one else writes the journal), rather than waited on.
 
+While a sweep runs, the study writes through ``journal_storage``: an append that fails (a full
+disk) is rolled back to the journal's size before it, and raised as ``JournalWriteFailed``, a
+``BaseException``: Ray's ``OptunaSearch.on_trial_complete`` logs and drops any ``Exception`` of
+``study.tell``, and the next append would then glue its record onto the cut one. Not caught
+there, it stops the driver as a kill would (Tune's last snapshot, written before the trial's
+completion reached the study, is what `resume` restores), and ``sweep`` turns it into one line.
+
 Experiments on a URI keep their study in Tune's searcher state (``tune_setup.study_storage``):
 nothing to check here.
 """
@@ -24,11 +31,44 @@ import datetime as _dt
 import json
 import os
 
+from optuna.storages.journal import JournalFileBackend
+
 from .. import schema
 from ..errors import RankSearchError
 from ..schema import is_uri
 
 _LEFTOVERS = (".lock", ".rename")  # optuna's JournalFileSymlinkLock files (LOCK_FILE_SUFFIX, RENAME_FILE_SUFFIX)
+
+
+class JournalWriteFailed(BaseException):
+    """An append to the study journal failed (its ``__cause__`` is the ``OSError``); the journal
+    is as it was before the append."""
+
+
+def journal_storage(file: str):
+    """The ``JournalStorage`` of the study journal ``file``, appending all-or-nothing."""
+    from optuna.storages import JournalStorage
+
+    return JournalStorage(_WholeRecords(file))
+
+
+class _WholeRecords(JournalFileBackend):
+    """``JournalFileBackend`` whose appends leave whole records or nothing."""
+
+    def append_logs(self, logs):
+        try:
+            before = os.path.getsize(self._file_path)
+        except OSError as exc:
+            raise JournalWriteFailed(f"cannot append to {self._file_path}") from exc
+        try:
+            super().append_logs(logs)
+        except OSError as exc:
+            try:
+                with open(self._file_path, "r+b") as fh:  # cutting frees space: this works on a full disk
+                    fh.truncate(before)
+            except OSError:
+                pass  # `resume` rolls the cut record back
+            raise JournalWriteFailed(f"cannot append to {self._file_path}") from exc
 
 
 def _say(message: str) -> None:

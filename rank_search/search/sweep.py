@@ -24,7 +24,7 @@ from ..data import check_data
 from ..errors import RankSearchError
 from ..schema import is_uri
 from ..storage import Location
-from .journal import check_journal
+from .journal import JournalWriteFailed, check_journal
 from .lock import DriverLock
 from .check import check_recorded_data, check_space, download_data
 from .progress import say
@@ -172,8 +172,9 @@ def _full_disk_stops(path: str) -> Iterator[None]:
         yield
     except BaseException as exc:
         full = _disk_full(exc)
-        if full is None:
+        if full is None and not isinstance(exc, JournalWriteFailed):
             raise
+        full = full or exc.__cause__ or exc
         where = f" writing {full.filename}" if getattr(full, "filename", None) else ""
         try:
             kept = Location(path).is_file(schema.SWEEP_FILE)
@@ -181,7 +182,9 @@ def _full_disk_stops(path: str) -> Iterator[None]:
             kept = False
         hint = (f"free space, then finish it with `rank-search resume {path}`" if kept else
                 "nothing was kept; free space and launch again")
-        raise RankSearchError(f"no space left on the device{where}: the sweep stopped; {hint}") from None
+        why = "no space left on the device" if _disk_full(exc) else \
+            f"the study journal cannot be written ({getattr(full, 'strerror', None) or type(full).__name__})"
+        raise RankSearchError(f"{why}{where}: the sweep stopped; {hint}") from None
 
 
 def _remove(path: str) -> None:

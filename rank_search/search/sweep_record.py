@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import yaml
 
-from .. import schema
+from .. import safe_yaml, schema
 from ..errors import RankSearchError
 from ..storage import Location
 from .settings import LaunchConfig
@@ -74,7 +74,7 @@ def read_sweep_record(path: str) -> dict[str, Any]:
     if not loc.is_file(schema.SWEEP_FILE):
         raise RankSearchError(f"{path!r} is not a rank-search experiment (no {schema.SWEEP_FILE})")
     try:
-        record = yaml.safe_load(loc.read_text(schema.SWEEP_FILE))
+        record = safe_yaml.load(loc.read_text(schema.SWEEP_FILE), what=f"{schema.SWEEP_FILE} in {path!r}")
     except (yaml.YAMLError, UnicodeDecodeError):
         raise RankSearchError(f"{schema.SWEEP_FILE} in {path!r} is not valid YAML") from None
     if not isinstance(record, dict) or not isinstance(record.get("launch"), dict):

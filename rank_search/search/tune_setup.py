@@ -22,10 +22,9 @@ def study_storage(path: str):
 
     if is_uri(path):
         return None
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+    from .journal import journal_storage
 
-    return JournalStorage(JournalFileBackend(os.path.join(path, schema.STUDY_FILE)))
+    return journal_storage(os.path.join(path, schema.STUDY_FILE))  # appends all-or-nothing
 
 
 def make_searcher(context: SearchContext | LaunchConfig, sampler_fn: Callable, *, points: list[dict] | None = None,
