@@ -165,6 +165,16 @@ def _finished(config: dict[str, Any], last: dict[str, Any]) -> bool:
     return isinstance(epochs, int) and isinstance(last.get(schema.EPOCH), int) and last[schema.EPOCH] >= epochs
 
 
+def _stopped_by_scheduler(loc: Location) -> dict[str, int]:
+    """Trial id -> the rung epoch the sweep's scheduler stopped it at (``--scheduler mo-asha``'s
+    ledger); a ledger that cannot be read is damage the trials table names, not a crash."""
+    try:
+        ledger = json.loads(loc.read_text(schema.SCHEDULER_LEDGER_FILE))
+        return {str(t): int(r) for t, d in ledger["decisions"].items() for r, a in d.items() if a == "STOP"}
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+        raise RankSearchError(f"{loc.join(schema.SCHEDULER_LEDGER_FILE)!r} cannot be read: {exc}") from None
+
+
 def _started(info: dict[str, Any], results: list[dict[str, Any]]) -> float | None:
     """Start time (seconds since the epoch): Tune's record, else the first result minus its duration."""
     if isinstance(info.get("started"), (int, float)):
@@ -229,6 +239,9 @@ def load_experiment(path: str) -> Experiment:
         if damaged:
             row[schema.RESULTS_DAMAGED] = damaged.get(str(row["trial_id"]))
         rows.append(row)
+    stopped = _stopped_by_scheduler(loc) if schema.SCHEDULER_LEDGER_FILE in names else {}
+    for row in rows:
+        row[schema.STOPPED_RUNG] = stopped.get(str(row["trial_id"]))
     trials = pd.DataFrame(rows)
     if not trials.empty:
         trials = trials.sort_values("trial_id", kind="stable").reset_index(drop=True)

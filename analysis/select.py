@@ -14,8 +14,8 @@ PICKS = ("knee", "max-accuracy", "max-compression")
 
 
 def pick_trial(exp: Experiment, *, pick: str = "knee", min_accuracy: float | None = None,
-               max_macs: float | None = None) -> pd.Series:
-    """The chosen finished trial.
+               max_macs: float | None = None, include_stopped: bool = False) -> pd.Series:
+    """The chosen finished trial (one a scheduler stopped early only with ``include_stopped``).
 
     Finished, non-diverged trials are filtered by ``min_accuracy`` (validation) and ``max_macs``
     (compact MACs); the Pareto front of the rest (the sweep's objectives) gives the ``knee``,
@@ -25,6 +25,8 @@ def pick_trial(exp: Experiment, *, pick: str = "knee", min_accuracy: float | Non
         raise RankSearchError(f"--pick must be one of {', '.join(PICKS)}, got {pick!r}")
     t = usable_trials(exp)
     t = t[t["status"] == "TERMINATED"] if not t.empty else t
+    if not include_stopped and schema.STOPPED_RUNG in t:
+        t = t[t[schema.STOPPED_RUNG].isna()]
     if t.empty:
         raise RankSearchError(f"no finished trial in {exp.path!r} to export")
     if min_accuracy is not None:

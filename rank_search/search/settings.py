@@ -10,7 +10,7 @@ from ..errors import RankSearchError
 from ..schema import is_uri
 
 SEARCHERS = ("refine", "nsga2", "tpe", "random")
-SCHEDULERS = ("fifo", "asha")
+SCHEDULERS = ("fifo", "asha", "mo-asha")
 _BUILTIN_RESOURCES = ("CPU", "GPU", "MEMORY", "OBJECT_STORE_MEMORY")
 
 

@@ -258,7 +258,8 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
         tuner = tune.Tuner(
             make_trainable(cfg),
             tune_config=tune.TuneConfig(
-                search_alg=searcher, scheduler=make_scheduler(cfg),
+                search_alg=searcher,
+                scheduler=make_scheduler(cfg, path=path, epochs=space.epochs, dense_accuracy=refs.accuracy),
                 num_samples=cfg.num_samples, max_concurrent_trials=cfg.max_concurrent, reuse_actors=True,
                 trial_dirname_creator=trial_dirname,
             ),

@@ -68,9 +68,17 @@ def check_directions(search, cfg: LaunchConfig) -> None:
         raise RuntimeError(f"Optuna study directions are {got}, expected {want}")
 
 
-def make_scheduler(cfg: LaunchConfig):
+def make_scheduler(cfg: LaunchConfig, *, path: str, epochs: int, dense_accuracy: float | None = None):
+    """The sweep's Tune scheduler: None (fifo: every trial trains its full budget), Ray's ASHA on
+    validation accuracy alone (``asha``), or MO-ASHA on the sweep's objectives (``mo-asha``,
+    ``mo_asha.MOASHAScheduler``: its decisions are kept in the experiment folder ``path``)."""
     if cfg.scheduler == "fifo":
         return None
+    if cfg.scheduler == "mo-asha":
+        from .mo_asha import MOASHAScheduler
+
+        floors = {} if dense_accuracy is None else {schema.VAL_ACCURACY: dense_accuracy - schema.ACCURACY_MARGIN}
+        return MOASHAScheduler(cfg.objectives, max_epochs=epochs, path=path, floors=floors)
     from ray.tune.schedulers import ASHAScheduler
 
     # ASHA takes one metric: it stops trials early on val_accuracy only (documented).
