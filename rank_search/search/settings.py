@@ -1,7 +1,9 @@
 """The settings of one sweep (the `rank-search launch` flags), validated; no ray here."""
 from __future__ import annotations
 
+import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 
@@ -47,6 +49,33 @@ class LaunchConfig:
             raise RankSearchError(f"--num-samples must be >= 1, got {self.num_samples}")
         if self.epochs is not None and self.epochs < 1:
             raise RankSearchError(f"--epochs must be >= 1, got {self.epochs}")
+        for flag, value in (("--train-seed", self.train_seed), ("--searcher-seed", self.seed)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise RankSearchError(f"{flag} must be an integer >= 0, got {value!r}")
+        _check_int("--num-samples", self.num_samples, MAX_SAMPLES)
+        if self.epochs is not None:
+            _check_int("--epochs", self.epochs, MAX_EPOCHS)
+        _check_int("--searcher-seed", self.seed, MAX_SEED, why=" (numpy's seed range)")
+        if self.train_seed is not None:
+            _check_int("--train-seed", self.train_seed, MAX_SEED, why=" (numpy's seed range)")
+        for flag, value in (("--cpus-per-trial", self.cpus_per_trial), ("--gpus-per-trial", self.gpus_per_trial),
+                            ("--min-compression", self.min_compression),
+                            ("--max-compression", self.max_compression)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise RankSearchError(f"{flag} must be a finite number, got {value!r}")
+        if self.max_concurrent is not None and self.max_concurrent >= 1:
+            _check_int("--max-concurrent", self.max_concurrent, MAX_SAMPLES)
+        if self.max_failures >= 0:
+            _check_int("--max-failures", self.max_failures, MAX_FAILURES)
+        if self.name is not None:
+            _check_name(self.name)
+        if self.storage is not None:
+            check_storage_scheme(self.storage)
+        match = _ADDRESS.match(self.address) if isinstance(self.address, str) else None
+        if match is None or (match.group(4) and not 1 <= int(match.group(4)) <= 65535):
+            raise RankSearchError(f"--address must be local, auto or HOST:PORT (a port in 1-65535; ray:// allowed), "
+                                  f"got {self.address!r}")
         if self.searcher not in SEARCHERS:
             raise RankSearchError(f"--searcher must be one of {', '.join(SEARCHERS)}, got {self.searcher!r}")
         if self.scheduler not in SCHEDULERS:
@@ -81,8 +110,6 @@ class LaunchConfig:
         if len({m for m, _ in self.objectives}) != len(self.objectives):
             raise RankSearchError(f"--objectives must name each metric once, got "
                                   f"{','.join(schema.format_objectives(self.objectives))!r}")
-        if self.train_seed is not None and (isinstance(self.train_seed, bool) or self.train_seed < 0):
-            raise RankSearchError(f"--train-seed must be an integer >= 0, got {self.train_seed!r}")
         if self.data_root is not None and (not isinstance(self.data_root, str) or not self.data_root.strip()):
             raise RankSearchError(f"--data-root must name a folder, got {self.data_root!r}")
         if self.data_root is not None and is_uri(self.data_root):
@@ -96,11 +123,56 @@ class LaunchConfig:
             if not name or name.upper() in _BUILTIN_RESOURCES:
                 raise RankSearchError(f"--resource names a custom resource, not {name!r} "
                                       "(use --cpus-per-trial / --gpus-per-trial)")
-            if not amount > 0:
-                raise RankSearchError(f"--resource {name}={amount:g}: the amount must be > 0")
-        if self.name is not None and (not self.name or self.name in (".", "..") or "/" in self.name
-                                      or "\\" in self.name):
-            raise RankSearchError(f"--name must be a plain folder name (no '/', not '.' or '..'), got {self.name!r}")
+            if not 0 < amount < math.inf:
+                raise RankSearchError(f"--resource {name}={amount:g}: the amount must be a finite number > 0")
+
+
+# *our choice*: far above any real sweep, far below what breaks Ray (a thread per 10^12 samples)
+MAX_SAMPLES = 100_000
+MAX_EPOCHS = 100_000
+MAX_FAILURES = 1_000
+MAX_SEED = 2**32 - 1  # numpy's seed range (torch takes more)
+MAX_NAME_BYTES = 200  # a folder name is at most 255 bytes; launch adds '.NAME.partial-XXXXXXXX' beside it
+_ADDRESS = re.compile(r"^(local|auto|((ray|rays)://)?[A-Za-z0-9._\[\]:-]+:([1-9][0-9]{0,4}))$")
+# URI schemes of --storage, and the pyarrow file system each needs
+STORAGE_SCHEMES = {"file": None, "s3": "S3FileSystem", "gs": "GcsFileSystem", "gcs": "GcsFileSystem",
+                   "abfs": "AzureFileSystem", "hdfs": "HadoopFileSystem"}
+
+
+def _check_int(flag: str, value, high: int, *, why: str = "") -> None:
+    """An integer at most ``high`` (the lower bounds are checked, with their own words, before)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RankSearchError(f"{flag} must be an integer, got {value!r}")
+    if value > high:
+        raise RankSearchError(f"{flag} must be <= {high}{why}, got {value}")
+
+
+def _check_name(name) -> None:
+    """An experiment name is one plain folder name, printable, of at most ``MAX_NAME_BYTES``."""
+    if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name
+            or not name.isprintable()):
+        raise RankSearchError(f"--name must be a plain folder name (printable, no '/', not '.' or '..'), got {name!r}")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise RankSearchError(f"--name must be at most {MAX_NAME_BYTES} bytes, got {len(name.encode('utf-8'))} "
+                              f"({name[:40]!r}...)")
+
+
+def check_storage_scheme(storage: str) -> None:
+    """A ``--storage`` URI names a scheme the installed pyarrow reads (``foo://x`` is no local path)."""
+    if not isinstance(storage, str) or not storage.strip() or not storage.isprintable():
+        raise RankSearchError(f"--storage must name a folder or URI, got {storage!r}")
+    scheme, sep, _ = storage.partition("://")
+    if not sep:
+        return
+    if scheme not in STORAGE_SCHEMES:
+        raise RankSearchError(f"--storage scheme {scheme!r} is not supported: use one of "
+                              f"{', '.join(s + '://' for s in STORAGE_SCHEMES)} or a local path, got {storage!r}")
+    needed = STORAGE_SCHEMES[scheme]
+    if needed is not None:
+        import pyarrow.fs as pafs
+
+        if not hasattr(pafs, needed):
+            raise RankSearchError(f"--storage {storage!r} needs pyarrow's {needed}, which this pyarrow lacks")
 
 
 def resolve_storage(cfg: LaunchConfig) -> str:

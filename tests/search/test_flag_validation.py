@@ -1,0 +1,70 @@
+"""Launch flags validated before any folder, Ray start or network call (issue 27): each bad value
+is one line naming the rule and the value, exit 2."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+
+from rank_search.cli import main
+
+TINY = {
+    "model": "lenet5", "dataset": "synthetic", "epochs": 2,
+    "methods": {"factorized": {}},
+    "ranks": {"grouping": "per_layer", "ratio": {"float": [0.1, 0.9]}},
+}
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--cpus-per-trial", "nan"], "--cpus-per-trial must be a finite number, got nan"),
+    (["--cpus-per-trial", "inf"], "--cpus-per-trial must be a finite number, got inf"),
+    (["--gpus-per-trial", "nan"], "--gpus-per-trial must be a finite number, got nan"),
+    (["--train-seed", "99999999999999999999"], "--train-seed must be <= 4294967295"),
+    (["--searcher-seed", "-1"], "--searcher-seed must be an integer >= 0, got -1"),
+    (["--searcher-seed", "4294967296"], "--searcher-seed must be <= 4294967295"),
+    (["--num-samples", "1000000000000"], "--num-samples must be <= 100000, got 1000000000000"),
+    (["--epochs", "1000000000000"], "--epochs must be <= 100000, got 1000000000000"),
+    (["--max-concurrent", "1000000000000"], "--max-concurrent must be <= 100000"),
+    (["--max-failures", "1000000000000"], "--max-failures must be <= 1000"),
+    (["--name", "x" * 300], "--name must be at most 200 bytes, got 300"),
+    (["--name", "two\nlines"], "--name must be a plain folder name (printable"),
+    (["--name", "tab\there"], "--name must be a plain folder name (printable"),
+    (["--name", "a/b"], "--name must be a plain folder name"),
+    (["--storage", "foo://bar/x"], "--storage scheme 'foo' is not supported"),
+    (["--storage", "http://example.com/x"], "--storage scheme 'http' is not supported"),
+    (["--address", "garbage"], "--address must be local, auto or HOST:PORT"),
+    (["--address", "127.0.0.1:70000"], "--address must be local, auto or HOST:PORT"),
+    (["--resource", "slot=inf"], "the amount must be a finite number > 0"),
+    (["--resource", "slot=nan"], "the amount must be a finite number > 0"),
+    (["--max-compression", "inf"], "--max-compression must be a finite number, got inf"),
+    (["--min-compression", "nan"], "--min-compression must be a finite number, got nan"),
+])
+def test_a_bad_flag_is_one_line_exit_2_before_anything(tmp_path, capsys, monkeypatch, flags, expected) -> None:
+    import ray
+
+    monkeypatch.chdir(tmp_path)
+    space = tmp_path / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY))
+    storage = [] if "--storage" in flags else ["--storage", str(tmp_path / "runs")]
+    before = sorted(os.listdir(tmp_path))
+    code = main(["launch", "--space", str(space), *storage, *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert expected in err[0], err[0]
+    assert sorted(os.listdir(tmp_path)) == before, "a folder was made"
+    assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize("flags", [["--address", "127.0.0.2:6379"], ["--address", "ray://head:10001"],
+                                   ["--name", "my sweep-2026"], ["--storage", "s3://bucket/x"],
+                                   ["--train-seed", "4294967295"], ["--num-samples", "100000"]])
+def test_good_values_at_the_edges_pass(flags) -> None:
+    from rank_search.search import LaunchConfig
+
+    values = dict(zip(flags[::2], flags[1::2]))
+    kw = {"--address": ("address", str), "--name": ("name", str), "--storage": ("storage", str),
+          "--train-seed": ("train_seed", int), "--num-samples": ("num_samples", int)}
+    (flag, text), = values.items()
+    field, kind = kw[flag]
+    LaunchConfig(space="demo", **{field: kind(text)})
