@@ -17,7 +17,7 @@ from search_spaces import (BudgetTarget, GroupRanks, SpaceSampler, TrialSpec, de
                            reference_constants, space_from_mapping)
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = sorted((ROOT / "search_spaces" / "spaces").glob("*.yaml")) + sorted((ROOT / "benchmarks" / "spaces").glob("*.yaml"))
+SHIPPED = sorted((ROOT / "search_spaces" / "spaces").glob("*.yaml")) + sorted((ROOT / "benchmarks").glob("**/spaces/*.yaml"))
 GROUPS = ["g0", "g1", "g2"]  # rank-group names stand-in: the codec takes them from the launcher
 BUDGET = {"model": "lenet5", "dataset": "synthetic", "epochs": 1, "methods": {"posthoc": {}, "factorized": {}},
           "train": {"lr": {"float": [0.02, 0.1], "log": True}}}
@@ -40,7 +40,7 @@ def test_the_shipped_spaces_are_all_here() -> None:
     assert len(SHIPPED) >= 6 and any(p.parent.parent.name == "benchmarks" for p in SHIPPED)
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.parent.name}/{p.stem}")
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
 def test_sampled_trials_decode_and_encode_back_to_the_same_params(path: Path) -> None:
     space = load_space_file(str(path))
     refs = reference_constants(dense="/exp/dense.pt", profile="/exp") if space.rank_mode == "sensitivity" else {}
