@@ -134,6 +134,7 @@ def rank_search_trainable(config: dict[str, Any], *, progress: Callable[[int], N
         dense_cost = model_cost(trainer.dense, trainer.input_shape)
         tune.report({
             schema.EPOCH: exc.epoch + 1, schema.VAL_ACCURACY: 0.0, schema.DIVERGED: True,
-            schema.TRAIN_LOSS: float("nan"), schema.VAL_LOSS: float("nan"), **where, **target, **compression_metrics(dense_cost, dense_cost),
+            schema.TRAIN_LOSS: float("nan"), schema.VAL_LOSS: float("nan"), **where, **target,
+            **compression_metrics(dense_cost, dense_cost),
             **latency(trainer, batch_size=batch, compact=False),
         })

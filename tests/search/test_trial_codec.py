@@ -17,7 +17,8 @@ from search_spaces import (BudgetTarget, GroupRanks, SpaceSampler, TrialSpec, de
                            reference_constants, space_from_mapping)
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = sorted((ROOT / "search_spaces" / "spaces").glob("*.yaml")) + sorted((ROOT / "benchmarks").glob("**/spaces/*.yaml"))
+SHIPPED = sorted((ROOT / "search_spaces" / "spaces").glob("*.yaml")) + \
+    sorted((ROOT / "benchmarks").glob("**/spaces/*.yaml"))
 GROUPS = ["g0", "g1", "g2"]  # rank-group names stand-in: the codec takes them from the launcher
 BUDGET = {"model": "lenet5", "dataset": "synthetic", "epochs": 1, "methods": {"posthoc": {}, "factorized": {}},
           "train": {"lr": {"float": [0.02, 0.1], "log": True}}}
@@ -93,7 +94,8 @@ def test_a_budget_space_without_proxy_uses_the_documented_default_bn() -> None:
     assert config["space.proxy"] == "bn" and decode_trial(config).ranks.proxy == "bn"
     bare = {k: v for k, v in config.items() if k != "space.proxy"}  # a config of an older sweep
     assert decode_trial(bare).ranks.proxy == "bn"
-    assert BudgetRanks(2.0, "uniform").proxy == BudgetRanks.from_dict({"target": 2.0, "allocation": "uniform"}).proxy == "bn"
+    assert BudgetRanks(2.0, "uniform").proxy == "bn"
+    assert BudgetRanks.from_dict({"target": 2.0, "allocation": "uniform"}).proxy == "bn"
 
 
 def test_allocation_uniform_is_the_plain_spelling_of_a_uniform_allocation() -> None:
@@ -109,7 +111,8 @@ def test_allocation_uniform_is_the_plain_spelling_of_a_uniform_allocation() -> N
     with pytest.raises(RankSearchError, match="allocation uniform needs a 'target'"):
         space_from_mapping({**BUDGET, "ranks": {"allocation": "uniform"}})
     with pytest.raises(RankSearchError, match="may only hold 'allocation', 'target', 'budget'"):
-        space_from_mapping({**BUDGET, "ranks": {"allocation": "uniform", "target": 2.0, "allocations": ["sensitivity"]}})
+        space_from_mapping({**BUDGET, "ranks": {"allocation": "uniform", "target": 2.0,
+                                                "allocations": ["sensitivity"]}})
 
 
 def test_a_uniform_trial_needs_no_profile_and_lands_on_its_target() -> None:
