@@ -84,6 +84,7 @@ class DriverLock:
         self.path = path
         self.holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": _now()}
         self._fd: int | None = None
+        self._file = ""
         self._lease: Location | None = None
         self._token = uuid.uuid4().hex
         self._stop = threading.Event()
@@ -113,17 +114,29 @@ class DriverLock:
     def _flock(self, folder: str) -> bool:
         import fcntl
 
-        fd = os.open(os.path.join(folder, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = _parse(os.pread(fd, 65536, 0).decode("utf-8", "replace"))
+        file = os.path.join(folder, LOCK_FILE)
+        for _ in range(10):  # the holder unlinks the file as it releases it: lock the file that is there
+            fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                holder = _parse(os.pread(fd, 65536, 0).decode("utf-8", "replace"))
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise _refused(self.path, holder) from None
+                if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                    return False
+                raise
+            try:
+                same = os.stat(file).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
             os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise _refused(self.path, holder) from None
-            if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-                return False
-            raise
+        else:
+            raise RankSearchError(f"cannot lock experiment {self.path!r}: {LOCK_FILE} keeps changing")
+        self._file = file
         try:
             previous = _parse(os.pread(fd, 65536, 0).decode("utf-8", "replace"))
             self._write_fd(fd, self.holder)
@@ -185,13 +198,17 @@ class DriverLock:
 
     # -- giving it back ----------------------------------------------------------------------
     def release(self) -> None:
+        # the file goes with the lock: one left behind says its driver died holding it
         released = {**self.holder, "released": _now()}
         if self._fd is not None:
             fd, self._fd = self._fd, None
             try:
-                self._write_fd(fd, released)
+                os.unlink(self._file)  # still locked: a driver that opened it sees it moved and retries
             except OSError:
-                pass  # a full disk: the kernel frees the lock all the same
+                try:
+                    self._write_fd(fd, released)
+                except OSError:
+                    pass  # the kernel frees the lock all the same
             finally:
                 os.close(fd)
         if self._lease is not None:
@@ -199,9 +216,15 @@ class DriverLock:
             if self._thread is not None:
                 self._thread.join(timeout=5)
             try:
-                self._lease.write_text(LOCK_FILE, json.dumps(released))
+                if self._lease.uri:
+                    self._lease.fs.delete_file(self._lease.join(LOCK_FILE))
+                else:
+                    os.unlink(self._lease.join(LOCK_FILE))
             except OSError:
-                pass
+                try:
+                    self._lease.write_text(LOCK_FILE, json.dumps(released))
+                except OSError:
+                    pass
             self._lease = None
 
     def __enter__(self) -> "DriverLock":

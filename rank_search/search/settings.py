@@ -13,6 +13,7 @@ from ..schema import is_uri
 
 SEARCHERS = ("refine", "nsga2", "tpe", "random")
 SCHEDULERS = ("fifo", "asha", "mo-asha")
+LOG_TO = ("mlflow", "tensorboard", "wandb")  # the trackers of search/tracking.py
 _BUILTIN_RESOURCES = ("CPU", "GPU", "MEMORY", "OBJECT_STORE_MEMORY")
 
 
@@ -43,6 +44,7 @@ class LaunchConfig:
     min_compression: float | None = None  # narrow a budget-driven space's target range
     max_compression: float | None = None
     warm_start: int | None = None  # trials enqueued first (None: search.warm_start.warm_start_size)
+    log_to: tuple[str, ...] = ()  # experiment trackers (`--log-to`, search/tracking.py)
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:
@@ -80,6 +82,7 @@ class LaunchConfig:
             raise RankSearchError(f"--searcher must be one of {', '.join(SEARCHERS)}, got {self.searcher!r}")
         if self.scheduler not in SCHEDULERS:
             raise RankSearchError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+        _check_log_to(self.log_to)
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise RankSearchError(f"--max-concurrent must be >= 1, got {self.max_concurrent}")
         if self.cpus_per_trial <= 0:
@@ -123,8 +126,10 @@ class LaunchConfig:
             if not name or name.upper() in _BUILTIN_RESOURCES:
                 raise RankSearchError(f"--resource names a custom resource, not {name!r} "
                                       "(use --cpus-per-trial / --gpus-per-trial)")
-            if not 0 < amount < math.inf:
-                raise RankSearchError(f"--resource {name}={amount:g}: the amount must be a finite number > 0")
+            if not amount > 0:
+                raise RankSearchError(f"--resource {name}={amount:g}: the amount must be > 0")
+            if not math.isfinite(amount):
+                raise RankSearchError(f"--resource {name}={amount:g}: the amount must be a finite number")
 
 
 # *our choice*: far above any real sweep, far below what breaks Ray (a thread per 10^12 samples)
@@ -173,6 +178,17 @@ def check_storage_scheme(storage: str) -> None:
 
         if not hasattr(pafs, needed):
             raise RankSearchError(f"--storage {storage!r} needs pyarrow's {needed}, which this pyarrow lacks")
+
+
+def _check_log_to(log_to) -> None:
+    """``--log-to``: a tuple of distinct tracker names (``LOG_TO``)."""
+    if not isinstance(log_to, tuple) or not all(isinstance(t, str) for t in log_to):
+        raise RankSearchError(f"--log-to must be a tuple of tracker names, got {log_to!r}")
+    for tracker in log_to:
+        if tracker not in LOG_TO:
+            raise RankSearchError(f"--log-to must be one of {', '.join(LOG_TO)}, got {tracker!r}")
+    if len(set(log_to)) != len(log_to):
+        raise RankSearchError(f"--log-to must name each tracker once, got {', '.join(log_to)}")
 
 
 def resolve_storage(cfg: LaunchConfig) -> str:

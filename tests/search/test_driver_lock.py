@@ -61,8 +61,8 @@ def test_a_lock_whose_driver_was_killed_is_taken_over_and_said_so(tmp_path, caps
         err = capsys.readouterr().err
         assert f"pid {proc.pid}" in err and "is gone: this one takes over" in err
         assert json.loads((tmp_path / LOCK_FILE).read_text())["pid"] == os.getpid() == held.holder["pid"]
-    # released cleanly: the next driver takes it without a word
-    assert json.loads((tmp_path / LOCK_FILE).read_text()).get("released")
+    # released cleanly, the file goes with the lock: the next driver takes it without a word
+    assert not (tmp_path / LOCK_FILE).exists()
     with DriverLock.acquire(str(tmp_path)):
         assert capsys.readouterr().err == ""
 
@@ -71,6 +71,22 @@ def test_the_same_process_cannot_take_the_lock_twice(tmp_path) -> None:
     with DriverLock.acquire(str(tmp_path)):
         with pytest.raises(Exception, match="one driver per sweep"):
             DriverLock.acquire(str(tmp_path))
+
+
+def test_a_driver_that_opened_the_file_before_its_holder_released_it_locks_the_new_one(tmp_path) -> None:
+    """The holder unlinks the file as it releases it; a driver holding the old file's descriptor
+    must not think it holds the lock while a third locks the new file."""
+    import fcntl
+
+    first = DriverLock.acquire(str(tmp_path))
+    stale = os.open(tmp_path / LOCK_FILE, os.O_RDWR)  # opened before the release
+    first.release()
+    fcntl.flock(stale, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the old inode is free now
+    with DriverLock.acquire(str(tmp_path)) as second:  # locks the file at the path, not the old inode
+        assert os.stat(tmp_path / LOCK_FILE).st_ino == os.fstat(second._fd).st_ino
+        with pytest.raises(Exception, match="one driver per sweep"):
+            DriverLock.acquire(str(tmp_path))
+    os.close(stale)
 
 
 def _lease(path: Path, **fields) -> None:
@@ -87,7 +103,7 @@ def test_a_live_lease_refuses_an_expired_or_dead_one_is_taken_over(tmp_path, cap
         assert "has expired: this driver takes over" in capsys.readouterr().err
         mine = json.loads((tmp_path / LOCK_FILE).read_text())
         assert mine["pid"] == os.getpid() and mine["renewed"] > time.time() - 60
-    assert json.loads((tmp_path / LOCK_FILE).read_text()).get("released")
+    assert not (tmp_path / LOCK_FILE).exists()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     _lease(tmp_path, host=socket.gethostname(), pid=dead.pid)  # fresh, but its pid is dead on this host

@@ -35,8 +35,8 @@ TINY = {
     (["--storage", "http://example.com/x"], "--storage scheme 'http' is not supported"),
     (["--address", "garbage"], "--address must be local, auto or HOST:PORT"),
     (["--address", "127.0.0.1:70000"], "--address must be local, auto or HOST:PORT"),
-    (["--resource", "slot=inf"], "the amount must be a finite number > 0"),
-    (["--resource", "slot=nan"], "the amount must be a finite number > 0"),
+    (["--resource", "slot=inf"], "the amount must be a finite number"),
+    (["--resource", "slot=nan"], "the amount must be > 0"),
     (["--max-compression", "inf"], "--max-compression must be a finite number, got inf"),
     (["--min-compression", "nan"], "--min-compression must be a finite number, got nan"),
 ])
