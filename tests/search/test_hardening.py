@@ -174,15 +174,7 @@ def test_export_weights_copies_a_checked_compact_file(tmp_path, capsys) -> None:
     assert type(load_compact(str(tmp_path / "best.pt"))).__name__ == "LeNet5"
 
 
-def test_resume_states_its_trust_boundary() -> None:
-    from rank_search.cli import build_parser
-
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
-    text = " ".join(sub.choices["resume"].format_help().split())
-    assert "pickle" in text and "only experiments that you or your cluster wrote" in text
-    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
-    assert "unpickling runs code" in readme and "only experiments that you or your cluster wrote" in readme
+# (resume's trust boundary in its help, the README and docs/cli.md: tests/test_docs.py)
 
 
 # -- item 4: launch errors are found before any folder or Ray -------------------------------
