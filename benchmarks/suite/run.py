@@ -91,7 +91,7 @@ def run_sweep(storage: Path, task: str, arm: str, seed: int, trials: int, log: P
 
 def summarise(path: Path, task: str, arm: str, seed: int, wall: float) -> dict:
     """What the report needs of one finished sweep, in plain JSON."""
-    from analysis.loading import in_trial_order, load_experiment
+    from analysis.loading import epoch_history, in_trial_order, load_experiment
     from analysis.quality import METHOD_COLUMN
 
     exp = load_experiment(str(path))
@@ -99,22 +99,46 @@ def summarise(path: Path, task: str, arm: str, seed: int, wall: float) -> dict:
     with open(path / "dense.yaml", encoding="utf-8") as fh:
         dense = yaml.safe_load(fh)
     ref = float(dense.get("seconds_total", 0.0))
+    profile = 0.0
     if "profile_task_seconds" in dense:  # a profile measured in parallel parts: their summed time
-        ref += float(dense["profile_task_seconds"]) - float(dense["profile_seconds"])
+        ref -= float(dense["profile_seconds"])
+        profile = float(dense["profile_task_seconds"])
+    with open(path / "rank_search_sweep.yaml", encoding="utf-8") as fh:
+        allocations = (yaml.safe_load(fh)["space"].get("ranks") or {}).get("allocations") or ["sensitivity", "uniform"]
+    if "sensitivity" not in allocations:
+        # a uniform allocation never reads the profile; a sweep that measured one anyway (an old
+        # launch) is charged without it, as one that skips it would cost
+        profile = 0.0
 
     def val(row, key):
         v = row.get(key)
         return None if v is None or (isinstance(v, float) and v != v) else (float(v) if key != METHOD_COLUMN else v)
 
-    rows = [{"status": str(r["status"]), "method": val(r, METHOD_COLUMN),
+    def history(folder: str) -> dict:
+        h = epoch_history(str(path), folder)
+        return {"val_history": [e.get("val_accuracy") for e in h], "epoch_seconds": [e.get("time_this_iter_s") for e in h]}
+
+    rows = [{"trial_id": str(r["trial_id"]), "status": str(r["status"]), "method": val(r, METHOD_COLUMN),
              "macs_compression": val(r, "macs_compression"), "val_accuracy": val(r, "val_accuracy"),
              "test_accuracy": val(r, "test_accuracy"), "seconds": val(r, "time_total_s") or 0.0,
-             "epochs": val(r, "epochs_run") or 0.0} for _, r in t.iterrows()]
+             "epochs": val(r, "epochs_run") or 0.0, "stopped_rung": val(r, "stopped_rung"),
+             **history(r["folder"])} for _, r in t.iterrows()]
     return {"task": task, "arm": arm, "seed": seed, "commit": _git_commit(), "date": str(dt.date.today()),
             "machine": f"{platform.node()}, {os.cpu_count()} cores", "wall_seconds": wall,
             "dense": {"val_accuracy": float(dense["val_accuracy"]), "test_accuracy": float(dense["test_accuracy"]),
                       "source": dense.get("source"), "epochs": (dense.get("run") or {}).get("epochs")},
-            "reference_cpu_seconds": ref, "trials": rows}
+            "reference_cpu_seconds": ref + profile, "profile_cpu_seconds": profile, "trials": rows}
+
+
+def _add_histories(out: Path, path: Path) -> None:
+    """Give a summary written before the per-epoch histories were kept its trials' histories (from
+    the sweep, where it is still on disk); what it recorded of its run stays as it was."""
+    old = json.loads(out.read_text(encoding="utf-8"))
+    if all("val_history" in t for t in old["trials"]) or not (path / "rank_search_sweep.yaml").is_file():
+        return
+    new = summarise(path, old["task"], old["arm"], old["seed"], old["wall_seconds"])
+    keep = {k: old[k] for k in ("commit", "date", "machine", "wall_seconds")}
+    out.write_text(json.dumps({**new, **keep}, indent=1), encoding="utf-8")
 
 
 def summary_path(results: Path, task: str, arm: str, seed: int) -> Path:
@@ -279,7 +303,11 @@ def main() -> None:
         if a not in arms(args.trials):
             p.error(f"unknown arm {a!r}; arms: {', '.join(arms(args.trials))}")
     results, storage = Path(args.results), Path(args.storage).resolve()
-    if not args.report_only:
+    if args.report_only:
+        for f in sorted(results.glob("*/*.json")):
+            s = json.loads(f.read_text(encoding="utf-8"))
+            _add_histories(f, storage / f"{s['task']}-{s['arm']}-s{s['seed']}")
+    else:
         storage.mkdir(parents=True, exist_ok=True)
         seeds = range(args.first_seed, args.first_seed + args.seeds)
         # seeds outermost: a cut-short run still has every task and arm at the first seeds
@@ -288,6 +316,7 @@ def main() -> None:
                 for arm in arm_names:
                     out = summary_path(results, task, arm, seed)
                     if out.is_file():
+                        _add_histories(out, storage / f"{task}-{arm}-s{seed}")
                         continue
                     start = time.perf_counter()
                     path = run_sweep(storage, task, arm, seed, args.trials, storage / "run.log")

@@ -1,0 +1,116 @@
+"""Trace-driven replay of MO-ASHA on the suite's full-fidelity sweeps (fifo arms).
+
+Each trial of a finished fifo sweep is replayed in its start order on ``--workers`` simulated
+workers, epoch by epoch with the epoch times it really took; at every rung the trial is judged by
+``rank_search.search.mo_asha.decide`` on the validation accuracies the trials really reported at
+that epoch, and a stopped trial frees its worker. Reported per rule: the CPU share of the fifo
+sweep it spends, and the validation log HV of the trials it lets finish against the fifo sweep's.
+The trials themselves do not change (a real sweep's searcher would react to the stops), so this
+chooses rung settings on the tuning tasks cheaply; real sweeps confirm them.
+
+    .venv/bin/python benchmarks/suite/replay.py --arms uniform-grid,default
+"""
+from __future__ import annotations
+
+import argparse
+import heapq
+import math
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parents[1]), str(HERE)]
+
+from run import HELD_OUT, MARGIN, TASKS, _usable, cpu_seconds, fmt, load_summaries, log_hv  # noqa: E402
+
+
+def replay(s: dict, *, grace: int, eta: int, compressed_end: bool, floor: float | None, workers: int = 2) -> dict:
+    """The trials of summary ``s`` under MO-ASHA; returns the replayed summary (same shape)."""
+    from rank_search.search.mo_asha import CONTINUE, decide, rung_epochs
+
+    trials = [t for t in s["trials"] if t["val_history"] and t["macs_compression"]]
+    epochs = max(len(t["val_history"]) for t in trials)
+    rungs = set(rung_epochs(epochs, grace=grace, eta=eta))
+    records: dict[int, list] = {r: [] for r in rungs}
+    ref = (floor, 0.0) if floor is not None else (None, 0.0)
+    free = [0.0] * workers  # when each worker is next free
+    heapq.heapify(free)
+    events = []  # (time, order, trial index, epoch)
+    run_to = {}
+    order = 0
+    for i, t in enumerate(trials):
+        start = heapq.heappop(free)
+        clock = start
+        for e, secs in enumerate(t["epoch_seconds"], start=1):
+            clock += secs or 0.0
+            events.append((clock, order, i, e))
+            order += 1
+        heapq.heappush(free, clock)  # provisional: the worker is free once the trial ends or stops
+    # decisions in time order; a stop truncates the trial (its worker freed earlier: later trials
+    # would start sooner, which changes wall time only, not the CPU seconds counted here)
+    events.sort()
+    stopped: set[int] = set()
+    for _, _, i, e in events:
+        if i in stopped or e not in rungs:
+            continue
+        t = trials[i]
+        mine = [t["val_history"][e - 1], math.log(t["macs_compression"])]
+        action = decide(records[e], mine, eta=eta, ref=ref, compressed=1 if compressed_end else None)
+        records[e].append(mine)
+        if action != CONTINUE:
+            stopped.add(i)
+            run_to[i] = e
+    out = []
+    for i, t in enumerate(trials):
+        n = run_to.get(i, len(t["val_history"]))
+        finished = i not in stopped
+        out.append({**t, "seconds": sum(x or 0.0 for x in t["epoch_seconds"][:n]), "epochs": n,
+                    "val_accuracy": t["val_accuracy"] if finished else t["val_history"][n - 1],
+                    "test_accuracy": t["test_accuracy"] if finished else None})
+    return {**s, "trials": out}
+
+
+RULES = {
+    "g1e3": dict(grace=1, eta=3, compressed_end=True),
+    "g1e3-nocomp": dict(grace=1, eta=3, compressed_end=False),
+    "g2e3": dict(grace=2, eta=3, compressed_end=True),
+    "g2e3-nocomp": dict(grace=2, eta=3, compressed_end=False),
+    "g1e2": dict(grace=1, eta=2, compressed_end=True),
+    "g2e2": dict(grace=2, eta=2, compressed_end=True),
+    "g3e2": dict(grace=3, eta=2, compressed_end=True),
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", default=str(HERE / "results"))
+    p.add_argument("--arms", default="uniform-grid,default")
+    p.add_argument("--rules", default=",".join(RULES))
+    p.add_argument("--held-out", action="store_true", help="include the held-out tasks (never for tuning)")
+    args = p.parse_args()
+    summaries = load_summaries(Path(args.results))
+    tasks = [t for t in TASKS if args.held_out or t not in HELD_OUT]
+    print("| task | arm | rule | seeds | CPU share (median) | log HV replayed / fifo (median) | finished trials |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for task in tasks:
+        for arm in args.arms.split(","):
+            ss = {sd: summaries[(t, a, sd)] for (t, a, sd) in summaries if t == task and a == arm}
+            if not ss:
+                continue
+            for name in args.rules.split(","):
+                shares, ratios, fin = [], [], []
+                for sd, s in sorted(ss.items()):
+                    base = (summaries.get((task, "default", sd)) or s)["dense"]["val_accuracy"] - MARGIN
+                    r = replay(s, floor=base, **RULES[name])
+                    full = log_hv(_usable(s), base, "val_accuracy")
+                    shares.append(cpu_seconds(r) / cpu_seconds(s))
+                    ratios.append(log_hv(_usable(r), base, "val_accuracy") / full if full else float("nan"))
+                    fin.append(sum(t["test_accuracy"] is not None for t in r["trials"]))
+                print(f"| {task} | {arm} | {name} | {len(ss)} | {statistics.median(shares):.2f} | "
+                      f"{fmt(statistics.median(ratios), '.3f')} ({', '.join(fmt(x, '.2f') for x in ratios)}) | "
+                      f"{statistics.median(fin):g} |")
+
+
+if __name__ == "__main__":
+    main()
