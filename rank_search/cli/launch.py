@@ -29,6 +29,7 @@ def _resources(items: list[str] | None) -> dict[str, float]:
 
 SEARCHERS = LazyChoices.of("searcher", "rank_search.search.settings", "SEARCHERS")
 SCHEDULERS = LazyChoices.of("scheduler", "rank_search.search.settings", "SCHEDULERS")
+TRACKERS = LazyChoices.of("tracker", "rank_search.search.settings", "LOG_TO")
 
 
 def _launch_defaults() -> dict:
@@ -97,6 +98,10 @@ def add_parser(sub) -> None:
     p.add_argument("--warm-start", type=int, metavar="N",
                    help="trials enqueued before the sampler takes over (default: half the budget, every method "
                         "at least once; 0 = none)")
+    p.add_argument("--log-to", action="append", type=TRACKERS, choices=TRACKERS, metavar="TRACKER",
+                   help="also send every trial's parameters and metrics to %(choices)s; repeatable. Inside the "
+                        "experiment folder by default: mlflow.db (or MLFLOW_TRACKING_URI), tensorboard/, wandb/ "
+                        "(offline unless WANDB_MODE is set); needs pip install 'rank-search[tracking]'")
     p.set_defaults(func=run_launch)
 
     r = sub.add_parser("resume", help="finish an interrupted sweep (loads Ray's pickles: only your own experiments)",
@@ -156,7 +161,11 @@ def run_launch(args: argparse.Namespace) -> int:
         objectives=parse_objectives(args.objectives), max_failures=args.max_failures, dense=args.dense,
         profile=args.profile,
         min_compression=args.min_compression, max_compression=args.max_compression, warm_start=args.warm_start,
+        log_to=tuple(args.log_to or ()),
     )
+    from ..search.tracking import check_trackers
+
+    check_trackers(cfg.log_to, storage=cfg.storage)  # a missing package is refused before any folder is made
     from ..search.sweep import launch
 
     return _finish(launch(cfg))
@@ -167,6 +176,9 @@ def run_resume(args: argparse.Namespace) -> int:
     if not schema.is_uri(path) and not os.path.isfile(os.path.join(path, schema.SWEEP_FILE)):
         # refused before ray and torch are imported (sweep.resume says the same for a URI)
         raise RankSearchError(f"{path!r} is not a rank-search experiment (no {schema.SWEEP_FILE})")
+    from ..search.tracking import check_recorded_trackers
+
+    check_recorded_trackers(path)  # before Tune unpickles their callbacks
     from ..search.sweep import resume
 
     return _finish(resume(args.experiment))

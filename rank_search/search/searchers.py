@@ -44,6 +44,24 @@ def create_sampler(context: SearchContext) -> BaseSampler:
     return SAMPLERS.get(context.config.searcher)(context)
 
 
+def name_objectives(study, config: LaunchConfig) -> None:
+    """Name the study's objectives after the sweep's metrics (``val_accuracy``, ...), so
+    optuna-dashboard and ``study.trials_dataframe`` show them rather than "Objective 0/1".
+
+    Idempotent: a study that has these names already (a journal study read back) is left as it is.
+    """
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+
+    names = [metric for metric, _ in config.objectives]
+    if study.metric_names == names:
+        return
+    with warnings.catch_warnings():  # experimental since Optuna 3.2 and unchanged since
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        study.set_metric_names(names)
+
+
 def nsga2_population(num_samples: int) -> int:
     """NSGA-II generation size for a budget: a quarter of the trials, clamped to [4, 50].
 

@@ -115,6 +115,10 @@ def config_from_record(record: dict, *, path: str = "") -> LaunchConfig:
     resources = launch.get("resources") or {}
     if not isinstance(resources, dict):
         raise RankSearchError(f"{where}: launch.resources must be a mapping, got {resources!r}")
+    log_to = launch.get("log_to") or []  # --log-to: absent in records older than the flag
+    if not isinstance(log_to, list) or not all(isinstance(t, str) for t in log_to):
+        raise RankSearchError(f"{where}: launch.log_to must be a list of tracker names, got {log_to!r}")
+    launch["log_to"] = tuple(log_to)
     _check_types(launch, where)
     # the --dense file and --profile folder are copied into the experiment (dense.pt,
     # sensitivity.csv) at launch and need not exist now; a restart of a launch stopped before it

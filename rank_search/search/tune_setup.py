@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .. import schema
-from .searchers import SearchContext, create_sampler
+from .searchers import SearchContext, create_sampler, name_objectives
 from .settings import LaunchConfig
 
 
@@ -51,6 +51,7 @@ def make_searcher(context: SearchContext | LaunchConfig, sampler_fn: Callable, *
     else:
         search = OptunaSearch(metric=metrics, mode=modes, **common)
     check_directions(search, cfg)
+    name_objectives(search._ot_study, cfg)  # the study Ray built (see check_directions)
     return search
 
 
@@ -102,14 +103,16 @@ def make_trainable(cfg: LaunchConfig):
 
 
 def make_run_config(cfg: LaunchConfig, storage: str, name: str, epochs: int):
-    """Where and how Tune keeps the experiment: storage, retries, checkpoints, progress lines."""
+    """Where and how Tune keeps the experiment: storage, retries, checkpoints, progress lines and
+    the trackers of ``cfg.log_to`` (``tracking``; Tune keeps them in ``tuner.pkl`` for ``resume``)."""
     from ray import tune
 
     from .progress import ProgressPrinter
+    from .tracking import make_callbacks
 
     return tune.RunConfig(
         name=name, storage_path=storage, verbose=0,
         failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[ProgressPrinter(cfg.num_samples, epochs)],
+        callbacks=[ProgressPrinter(cfg.num_samples, epochs), *make_callbacks(cfg.log_to, sweep=name, storage=storage)],
     )
