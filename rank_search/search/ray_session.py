@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import tempfile
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -80,14 +81,34 @@ def _init(address: str, *, num_gpus: float | None = None) -> str | None:
     return ""
 
 
+def _term_as_int(signum, frame) -> None:
+    signal.raise_signal(signal.SIGINT)
+
+
+def _sigterm_as_sigint():
+    """Make SIGTERM (what a cluster scheduler or ``kill`` sends) stop the sweep as Ctrl-C does:
+    Tune's SIGINT handler saves its state while trials run, a ``KeyboardInterrupt`` otherwise
+    (the launch keeps its folder for `resume`). ``ray.init`` installs a handler that kills its
+    processes and exits at once, leaving the caller no say. Returns the handler replaced (None
+    off the main thread, where Python allows no handler)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _term_as_int)
+
+
 @contextmanager
 def ray_session(address: str, *, num_gpus: float | None = None) -> Iterator[bool]:
     """Ray for the block (yields whether it was started here); a Ray started here is shut down
     afterwards and a private one's temporary folder removed (nothing left in ``$TMPDIR``)."""
     temp = _init(address, num_gpus=num_gpus)
+    previous = _sigterm_as_sigint()
     try:
         yield temp is not None
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if temp is not None:
             import ray
 

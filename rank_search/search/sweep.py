@@ -206,17 +206,22 @@ def launch(cfg: LaunchConfig) -> SweepOutcome:
     pre = preflight(cfg)
     if pre.cfg.download:
         download_data(pre.space.dataset, pre.space.data_root)
-    with _full_disk_stops(pre.path), ray_session(pre.cfg.address, num_gpus=None):
-        check_resources(pre.cfg)
-        held: list[DriverLock] = []
-        try:
-            # the folder appears locked: a `resume` pasted from the header cannot slip in
-            write_sweep_record(pre.path, pre.cfg, pre.space.to_plain(),
-                               on_made=lambda folder: held.append(DriverLock.acquire(pre.path, folder=folder)))
-            return _start(pre.cfg, pre.space, pre.groups, pre.path, made_here=True)
-        finally:
-            for lock in held:
-                lock.release()
+    held: list[DriverLock] = []
+    try:
+        with _full_disk_stops(pre.path), ray_session(pre.cfg.address, num_gpus=None):
+            check_resources(pre.cfg)
+            try:
+                # the folder appears locked: a `resume` pasted from the header cannot slip in
+                write_sweep_record(pre.path, pre.cfg, pre.space.to_plain(),
+                                   on_made=lambda folder: held.append(DriverLock.acquire(pre.path, folder=folder)))
+                return _start(pre.cfg, pre.space, pre.groups, pre.path, made_here=True)
+            finally:
+                for lock in held:
+                    lock.release()
+    except KeyboardInterrupt:
+        if not held:  # stopped before its folder appeared (the record is written whole or not at all)
+            say(f"launch interrupted before its experiment folder was made: nothing was kept at {pre.path}")
+        raise
 
 
 def _searched_target(space) -> tuple[float, float, bool] | None:
@@ -265,9 +270,13 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
             ),
             run_config=make_run_config(cfg, cfg.storage, cfg.name, space.epochs),
         )
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (ray_session): the folder resumes from here
+        say(f"launch interrupted during its set-up; what it made is kept: finish it with "
+            f"`rank-search resume {path}`")
+        raise
     except BaseException:
         if made_here:
-            _remove(path)  # nothing ran yet: leave no half-made experiment behind
+            _remove(path)  # a failure, nothing ran yet: leave no half-made experiment behind
         raise
     with _driver_file(path), eager_snapshots():
         tuner.fit()
