@@ -600,61 +600,6 @@ def _journal_trials(path: str) -> int:
     return len(study.trials)
 
 
-# -- issue 27: one driver per sweep --------------------------------------------------------------
-
-def _lock_holder(path: str) -> dict:
-    from rank_search.search.lock import read_holder
-
-    return read_holder(path) or {}
-
-
-@pytest.mark.slow
-@pytest.mark.ray
-def test_two_concurrent_resumes_the_second_is_refused_and_every_trial_runs_once(killed_sweep, tmp_path) -> None:
-    path = copy_of(killed_sweep, tmp_path / "twice")
-    before = finished_on_disk(path)
-    first = subprocess.Popen([sys.executable, "-m", "rank_search", "resume", path], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: _lock_holder(path).get("pid") == first.pid and not _lock_holder(path).get("released"),
-                 300, "the first resume to lock the experiment")
-        second = rank_search("resume", path, timeout=300)
-        err = second.stderr.strip().splitlines()
-        assert second.returncode == 2 and len(err) == 1, second.stderr[-3000:]
-        assert f"pid {first.pid}" in err[0] and "one driver per sweep" in err[0]
-        out, err_first = first.communicate(timeout=600)
-    finally:
-        if first.poll() is None:
-            first.kill()
-    assert first.returncode == 0, err_first[-3000:]
-    assert_complete_once(path)
-    after = finished_on_disk(path)
-    assert all(after[f] == text for f, text in before.items()), "a finished trial ran again"
-
-
-@pytest.mark.slow
-@pytest.mark.ray
-def test_a_resume_while_the_launch_runs_is_refused_and_the_launch_finishes_once(tmp_path) -> None:
-    space = tmp_path / "slow.yaml"
-    space.write_text(yaml.safe_dump(SLOW_SPACE))
-    path = str(tmp_path / "runs" / "busy")
-    cmd = [sys.executable, "-m", "rank_search", "launch", "--space", str(space), "--num-samples", "3",
-           "--max-concurrent", "1", "--storage", str(tmp_path / "runs"), "--name", "busy"]
-    launch = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: os.path.isdir(path) and len(started_on_disk(path)) >= 1, 600, "the launch's first trial")
-        resume = rank_search("resume", path, timeout=300)
-        err = resume.stderr.strip().splitlines()
-        assert resume.returncode == 2 and len(err) == 1, resume.stderr[-3000:]
-        assert f"pid {launch.pid}" in err[0] and "one driver per sweep" in err[0]
-        out, launch_err = launch.communicate(timeout=900)
-    finally:
-        if launch.poll() is None:
-            launch.kill()
-    assert launch.returncode == 0, launch_err[-3000:]
-    assert_complete_once(path, trials=3)
-
-
 # -- issue 27: `launch --dense D --profile P` resumes ---------------------------------------------
 
 def test_the_record_of_a_dense_and_profile_launch_gives_a_config(tmp_path) -> None:
@@ -666,30 +611,3 @@ def test_the_record_of_a_dense_and_profile_launch_gives_a_config(tmp_path) -> No
     (exp / schema.SWEEP_FILE).write_text(yaml.safe_dump(record))
     cfg = config_from_record(read_sweep_record(str(exp)), path=str(exp))
     assert cfg.dense is None and cfg.profile is None  # the copies in the experiment are what a resume uses
-
-
-@pytest.mark.slow
-@pytest.mark.ray
-def test_a_dense_and_profile_sweep_killed_then_resumed_runs_every_trial_once(killed_sweep, tmp_path) -> None:
-    given = Path(killed_sweep).parent / "pristine"  # an earlier sweep's dense reference and profile
-    space = tmp_path / "slow.yaml"
-    space.write_text(yaml.safe_dump(SLOW_SPACE))
-    path = str(tmp_path / "runs" / "given")
-    cmd = [sys.executable, "-m", "rank_search", "launch", "--space", str(space), "--num-samples", "3",
-           "--max-concurrent", "1", "--storage", str(tmp_path / "runs"), "--name", "given",
-           "--dense", str(given / schema.DENSE_WEIGHTS_FILE), "--profile", str(given)]
-    with open(tmp_path / "launch.log", "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_for(lambda: os.path.isdir(path) and len(finished_on_disk(path)) >= 1
-                     and len(started_on_disk(path)) > len(finished_on_disk(path)), 600, "one trial done, one started")
-        finally:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    before = finished_on_disk(path)
-    resume = rank_search("resume", path)
-    assert resume.returncode == 0, resume.stderr[-3000:]
-    assert "needs --dense" not in resume.stderr
-    assert_complete_once(path, trials=3)
-    assert all(finished_on_disk(path)[f] == text for f, text in before.items())
-    assert Path(path, schema.PROFILE_FILE).read_bytes() == (given / schema.PROFILE_FILE).read_bytes()
