@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from rank_search import schema
 
@@ -109,3 +109,48 @@ def slug(label: str) -> str:
     """A file-name-safe form of a sweep label."""
     text = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("._")
     return text or "sweep"
+
+
+# -- a search space's dimensions and rank mode, as its record spells them (Dim.to_plain()) --
+
+
+def _plain_num(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def dim_text(plain: Any, *, unit: str = "") -> str:
+    """A searched dimension in words: ``1.5-10x (log)``, ``one of so, dso``, ``0.05`` (fixed).
+
+    Args:
+        plain: the dimension as the space's YAML writes it (a value, a list of choices, or
+            ``{float|int: [low, high], log: bool, step: s}``).
+        unit: appended to each number (``x`` for a compression).
+    """
+    if isinstance(plain, Mapping):
+        kind = next((k for k in ("float", "int") if k in plain), None)
+        bounds = plain.get(kind) if kind else None
+        if isinstance(bounds, (list, tuple)) and len(bounds) == 2:
+            text = f"{_plain_num(bounds[0])}-{_plain_num(bounds[1])}{unit}"
+            extras = [e for e in ("log" if plain.get("log") else "",
+                                  f"step {_plain_num(plain['step'])}" if plain.get("step") is not None else "") if e]
+            return text + (f" ({', '.join(extras)})" if extras else "")
+        return ", ".join(f"{k} {v}" for k, v in plain.items())
+    if isinstance(plain, (list, tuple)):
+        return "one of " + ", ".join(f"{_plain_num(v)}{unit}" if isinstance(v, (int, float)) else str(v) for v in plain)
+    return f"{_plain_num(plain)}{unit}"
+
+
+def ranks_text(ranks: Any) -> str:
+    """A space's rank mode in words, e.g. ``sensitivity allocation, macs target 1.5-10x (log), proxy bn``
+    or ``per_stage ratios 0.1-0.9``; ``"ranks not recorded"`` for a record without them."""
+    if not isinstance(ranks, Mapping) or not ranks:
+        return "ranks not recorded"
+    if "target" in ranks or ranks.get("allocation") in ("sensitivity", "uniform"):
+        allocations = [str(a) for a in (ranks.get("allocations") or [ranks.get("allocation") or "sensitivity"])]
+        how = (f"{' or '.join(allocations)} allocation" if allocations != ["uniform"]
+               else "one uniform ratio per trial")
+        text = f"{how}, {ranks.get('budget') or 'macs'} target {dim_text(ranks.get('target'), unit='x')}"
+        return text + (f", proxy {ranks['proxy']}" if ranks.get("proxy") and "sensitivity" in allocations else "")
+    grouping = ranks.get("grouping") or "uniform"
+    ratio = dim_text(ranks["ratio"]) if "ratio" in ranks else "?"
+    return f"one ratio for every layer, {ratio}" if grouping == "uniform" else f"{grouping} ratios {ratio}"

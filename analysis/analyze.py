@@ -17,7 +17,7 @@ import yaml
 from rank_search import schema
 from rank_search.errors import RankSearchError
 
-from ._labels import format_value, hypervolume_unit, short_label, slug
+from ._labels import format_value, hypervolume_unit, ranks_text, short_label, slug
 from .hypervolume import default_reference, hypervolume, reference_text
 from .loading import Experiment, epoch_history, load_experiment, read_profile, run_record
 from .pareto import pareto_mask
@@ -27,6 +27,7 @@ from .plots import (_get_hypervolume_info, _get_learning_curves_info, _get_paret
 from .quality import Quality, quality
 from .report import ReportFigure, ReportSweep, render_report
 from .summary import front, table
+from .timing import latency_note
 
 DEFAULT_OBJECTIVES = schema.DEFAULT_OBJECTIVES
 SHOWN = (schema.VAL_ACCURACY, schema.TEST_ACCURACY, schema.MACS_COMPRESSION, schema.PARAMS_COMPRESSION,
@@ -108,10 +109,12 @@ def _quality_facts(q: Quality) -> list[tuple[str, str]]:
     else:
         hv = f"{q.log_hypervolume:.4g} (floor: val {_pct(q.floor)} = best trial - {pt}, no dense reference)"
     levels = list(q.best_val)
-    best = "; ".join(f"{level:g}×: {_pct(q.best_val[level])} / {_pct(q.best_test.get(level))}" for level in levels)
+    best = "; ".join(f"{level:g}×: {_pct(q.best_val[level])} / {_pct(q.test_of_best_val.get(level))}"
+                     for level in levels)
     return [("dense reference", dense),
             (f"log hypervolume (log2 MACs ×, accuracy above dense - {pt})", hv),
-            (f"best val / test accuracy at >= {', '.join(f'{level:g}×' for level in levels)}", best or "-")]
+            (f"best val accuracy / the same trial's test accuracy at >= {', '.join(f'{level:g}×' for level in levels)}",
+             best or "-")]
 
 
 def _facts(sweep: Sweep, hv: float) -> list[tuple[str, str]]:
@@ -123,12 +126,15 @@ def _facts(sweep: Sweep, hv: float) -> list[tuple[str, str]]:
               + f" ({counts})")]
     if space:
         facts += [("space", f"{space.get('name')}: {space.get('model')} on {space.get('dataset')}, "
-                            f"{space.get('epochs')} epochs, {space.get('ranks', {}).get('grouping')} ranks"),
+                            f"{space.get('epochs')} epochs; ranks: {ranks_text(space.get('ranks'))}"),
                   ("methods", ", ".join(space.get("methods", {})))]
     if launch:
         facts.append(("searcher / scheduler", f"{launch.get('searcher')} / {launch.get('scheduler')}"
                                               f" (seed {launch.get('seed')})"))
     facts += [("front", f"{len(sweep.front)} trials"), ("hypervolume", f"{hv:.4g}"), *_quality_facts(sweep.quality)]
+    note = latency_note(t)
+    if note:
+        facts.append(("latency speed-ups", note))
     if not sweep.front.empty and sweep.front["knee"].any():
         k = sweep.front[sweep.front["knee"]].iloc[0]
         facts.append(("knee", f"trial {k['trial_id']} ({k.get('config/method')}): " + ", ".join(
@@ -153,6 +159,9 @@ def _summary(sweeps: Sequence[Sweep], objectives, reference, hvs: Mapping[str, f
         lines += ["", f"sweep {s.label} ({s.experiment.path}): {len(t)} trials, front of {len(s.front)}, "
                       f"hypervolume {hvs[s.label]:.4g}"]
         lines += [f"  {name}: {value}" for name, value in _quality_facts(s.quality)]
+        note = latency_note(t)
+        if note:
+            lines.append(f"  latency speed-ups: {note}")
         if not s.front.empty:
             lines.append(table(s.front.assign(knee=s.front["knee"].map({True: "<- knee", False: ""})), cols))
     return "\n".join(lines)
@@ -232,12 +241,16 @@ def analyze(paths: Sequence[str], out_dir: str, *, labels: Sequence[str] | None 
         ]
         if profile is not None:
             log(f"drawing the sensitivity profile of sweep {s.label}")
-            sens = _get_sensitivity_info(*profile, label=s.label)
+            sens = _get_sensitivity_info(*profile, label=s.label, reference=s.quality.dense_accuracy)
+            dense_words = f"dashed: {sens.dense_label}" if sens.dense_label else "no dense value in the profile"
+            if sens.reference is not None:
+                dense_words += (f"; dotted: the {sens.reference_label} (the dense reference's validation accuracy, "
+                                f"as launch reports it; the proxy measures the dense model its own way)")
             figs.append(_figure(plot_sensitivity(sens), out_dir, f"sensitivity-{stem}", "Layer sensitivity profile",
                                 f"The dense reference with only one layer decomposed, at each rank ratio (x "
                                 f"axis, log scale): {sens.y_label.rsplit(' (', 1)[0]} (proxy {sens.proxy}, from "
-                                f"{schema.PROFILE_FILE}). One curve per layer, coloured in model order; dashed: "
-                                "the dense model. A curve that falls early marks a layer to keep at a high rank.",
+                                f"{schema.PROFILE_FILE}). One curve per layer, coloured in model order; "
+                                f"{dense_words}. A curve that falls early marks a layer to keep at a high rank.",
                                 files))
         settings = yaml.safe_dump(exp.sweep, sort_keys=False) if exp.sweep else None
         report_sweeps.append(ReportSweep(s.label, exp.path, _facts(s, hvs[s.label]), s.front,

@@ -125,6 +125,24 @@ def best_accuracy_at(trials: pd.DataFrame, levels: Sequence[float] = DEFAULT_LEV
     return {float(level): (float(y[x >= level].max()) if (x >= level).any() else None) for level in levels}
 
 
+def best_trials_at(trials: pd.DataFrame, levels: Sequence[float] = DEFAULT_LEVELS, *,
+                   accuracy: str = schema.VAL_ACCURACY,
+                   compression: str = schema.MACS_COMPRESSION) -> dict[float, pd.Series | None]:
+    """Per level: the usable trial (a row) with the best ``accuracy`` among those with
+    ``compression >= level`` (ties: the first in table order), or ``None``. Every figure quoted
+    for a level (its validation and test accuracy) is then read from this one trial."""
+    t = _usable(trials, [accuracy, compression])
+    out: dict[float, pd.Series | None] = {}
+    for level in levels:
+        reach = t[t[compression].astype(float) >= level] if not t.empty else t
+        out[float(level)] = None if reach.empty else reach.loc[reach[accuracy].astype(float).idxmax()]
+    return out
+
+
+def _metric_of(row: pd.Series | None, metric: str) -> float | None:
+    return None if row is None else _number(row.get(metric))
+
+
 @dataclass(frozen=True)
 class Quality:
     """The quality measures of one sweep (accuracies as fractions)."""
@@ -137,7 +155,10 @@ class Quality:
     floor_from_dense: bool
     log_hypervolume: float
     best_val: Mapping[float, float | None]
-    best_test: Mapping[float, float | None]
+    best_test: Mapping[float, float | None]  # chosen on test itself: optimistic (best_accuracy_at)
+    # the test accuracy of the trial best on validation at each level (the same trial as best_val)
+    test_of_best_val: Mapping[float, float | None]
+    trial_of_best_val: Mapping[float, str | None]
 
     def row(self) -> dict[str, object]:
         """One flat row (``quality.csv``)."""
@@ -151,6 +172,8 @@ class Quality:
             out[f"best_{schema.VAL_ACCURACY}_at_{level:g}x"] = value
         for level, value in self.best_test.items():
             out[f"best_{schema.TEST_ACCURACY}_at_{level:g}x"] = value
+        for level, value in self.test_of_best_val.items():
+            out[f"{schema.TEST_ACCURACY}_of_best_val_at_{level:g}x"] = value
         return out
 
 
@@ -177,15 +200,18 @@ def quality(exp: Experiment, *, margin: float = DEFAULT_MARGIN, levels: Sequence
     # must add nothing (accuracies are counts over a few thousand images, far coarser than 1e-12)
     floor = None if top is None else round(top - margin, FLOOR_DECIMALS)
     source = val.source if val is not None else (test.source if test is not None else None)
+    best = best_trials_at(t, levels, accuracy=schema.VAL_ACCURACY)
     return Quality(
         dense_accuracy=None if val is None else val.accuracy,
         dense_test_accuracy=None if test is None else test.accuracy,
         dense_source=source, margin=margin, floor=floor, floor_from_dense=from_dense,
         log_hypervolume=log_hypervolume(t, floor=floor) if floor is not None else 0.0,
-        best_val=best_accuracy_at(t, levels, accuracy=schema.VAL_ACCURACY),
+        best_val={level: _metric_of(row, schema.VAL_ACCURACY) for level, row in best.items()},
         best_test=best_accuracy_at(t, levels, accuracy=schema.TEST_ACCURACY),
+        test_of_best_val={level: _metric_of(row, schema.TEST_ACCURACY) for level, row in best.items()},
+        trial_of_best_val={level: None if row is None else str(row["trial_id"]) for level, row in best.items()},
     )
 
 
-__all__ = ["DenseReference", "Quality", "best_accuracy_at", "dense_accuracy", "dense_reference",
+__all__ = ["DenseReference", "Quality", "best_accuracy_at", "best_trials_at", "dense_accuracy", "dense_reference",
            "log_hypervolume", "quality"]

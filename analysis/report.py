@@ -13,18 +13,20 @@ from ._labels import format_value, short_label
 
 HEADERS = {"trial_id": "trial", "config/method": "method", "epochs_run": "epochs"}
 
-# Tables fit the page: headers and text cells wrap (long words too), numbers stay on one line,
-# and a table still wider than the page (a narrow window) scrolls in its own box, not the page.
+# Tables never break a word: every front-table cell stays on one line (``nowrap``), and a table
+# wider than the window (a phone at 390 px) scrolls sideways in its own box (``.table-wrap``), not
+# the page. Fact tables wrap their long sentences at spaces only, never inside a word.
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1200px;
        padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
-.table-wrap { max-width: 100%; overflow-x: auto; margin: 0.6em 0 1.2em; }
+.table-wrap { max-width: 100%; overflow-x: auto; margin: 0.6em 0 1.2em; -webkit-overflow-scrolling: touch; }
 table { border-collapse: collapse; font-size: 0.85em; table-layout: auto; }
-table.front { width: 100%; }
 th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: right; vertical-align: top; }
-th { background: #f3f3f3; white-space: normal; overflow-wrap: anywhere; }
-td.num { white-space: nowrap; } td.text { white-space: normal; overflow-wrap: anywhere; }
+th { background: #f3f3f3; }
+table.front { width: 100%; } table.front th, table.front td { white-space: nowrap; }
+table.facts th, table.facts td { white-space: normal; overflow-wrap: normal; } table.facts th { min-width: 8em; }
+table.facts td { min-width: 14em; }
 td.text, th.text { text-align: left; }
 tr.knee td { font-weight: bold; background: #fff7e0; }
 figure { margin: 1em 0 2em; } figure img { max-width: 100%; border: 1px solid #eee; }
@@ -70,8 +72,9 @@ def front_table_html(front: pd.DataFrame, columns: Sequence[str]) -> str:
     cols = [c for c in columns if c in front.columns]
     if front.empty or not cols:
         return '<p class="muted">No trial on the front yet.</p>'
+    # a heading of two words or more takes two lines, split at a space by us (cells never wrap)
     head = "".join(f'<th class="{"num" if _numeric_column(front[c]) else "text"}" title="{_esc(c)}">'
-                   f'{_esc(header(c))}</th>' for c in cols)
+                   f'{"<br>".join(_esc(part) for part in _two_lines(header(c)))}</th>' for c in cols)
     rows = []
     for _, row in front.iterrows():
         cells = []
@@ -89,6 +92,15 @@ def front_table_html(front: pd.DataFrame, columns: Sequence[str]) -> str:
             f"<tbody>{''.join(rows)}</tbody></table></div>")
 
 
+def _two_lines(text: str) -> list[str]:
+    """``text`` split at the space nearest its middle (one part when it has no space)."""
+    spaces = [i for i, ch in enumerate(text) if ch == " "]
+    if not spaces:
+        return [text]
+    cut = min(spaces, key=lambda i: abs(len(text) - 2 * i))
+    return [text[:cut], text[cut + 1:]]
+
+
 def header(column: str) -> str:
     """A front table's column heading: a short human label (``val. accuracy``); the column's
     own name (as in the CSV files) goes into its tooltip."""
@@ -97,13 +109,15 @@ def header(column: str) -> str:
 
 def _facts(facts: Sequence[tuple[str, str]]) -> str:
     body = "".join(f'<tr><th class="text">{_esc(k)}</th><td class="text">{_esc(v)}</td></tr>' for k, v in facts)
-    return f'<div class="table-wrap"><table>{body}</table></div>'
+    return f'<div class="table-wrap"><table class="facts">{body}</table></div>'
 
 
 def render_report(*, title: str, intro: Sequence[tuple[str, str]], figures: Sequence[ReportFigure],
                   sweeps: Sequence[ReportSweep], summary_text: str = "") -> str:
     """The whole report as one HTML string (no external files, no scripts)."""
-    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_esc(title)}</title>",
+    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+             '<meta name="viewport" content="width=device-width, initial-scale=1">'
+             f"<title>{_esc(title)}</title>",
              f"<style>{CSS}</style></head><body>", f"<h1>{_esc(title)}</h1>", _facts(intro)]
     parts += ["<h2>Overview</h2>", *(_img(f) for f in figures)]
     for sweep in sweeps:

@@ -42,10 +42,24 @@ def usable_trials(exp: Experiment, objectives: Sequence[tuple[str, str]] | None 
     return t[usable_mask(t, [m for m, _ in (objectives or exp.objectives)])]
 
 
+def finished_mask(trials: pd.DataFrame) -> pd.Series:
+    """Rows that may be picked as the knee or a best trial: Tune finished them (``TERMINATED``)
+    and no scheduler stopped them early, as ``analysis.select.pick_trial`` (what `export` takes).
+    RUNNING, PENDING, ERROR and interrupted trials report numbers of an epoch that is not their last."""
+    ok = trials["status"] == "TERMINATED" if "status" in trials else pd.Series(True, index=trials.index)
+    if schema.STOPPED_RUNG in trials:
+        ok &= trials[schema.STOPPED_RUNG].isna()
+    return ok
+
+
 def front(exp: Experiment, *, finished_only: bool = False,
           objectives: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
     """The Pareto-optimal trials (by ``objectives``, default the sweep's), sorted by the first
-    objective (best first), with a boolean ``knee`` column."""
+    objective (best first), with a boolean ``knee`` column.
+
+    Unfinished trials may be on the front (their latest numbers), never its knee: the knee is
+    that of the finished trials (:func:`finished_mask`), the trial `export` picks, marked where it
+    is on this front (an unfinished trial may dominate it for now: then no row is the knee)."""
     objectives = list(objectives or exp.objectives)
     t = usable_trials(exp, objectives)
     if finished_only and not t.empty:
@@ -58,8 +72,22 @@ def front(exp: Experiment, *, finished_only: bool = False,
     mask = pareto_mask(values, modes)
     result = t[mask].copy()
     result["knee"] = False
-    result.loc[t.index[knee_index(values, modes, log_scaled(metrics))], "knee"] = True
+    done = t[finished_mask(t)]
+    if not done.empty:
+        knee = done.index[knee_index(done[metrics].to_numpy(dtype=float), modes, log_scaled(metrics))]
+        if knee in result.index:
+            result.loc[knee, "knee"] = True
     return result.sort_values(metrics[0], ascending=modes[0] == "min", kind="stable")
+
+
+def best_trials(exp: Experiment, *, top: int = 5) -> pd.DataFrame:
+    """The ``top`` finished, usable trials by validation accuracy (best first): a running trial's
+    accuracy is an earlier epoch's, so it is no "best" yet."""
+    usable = usable_trials(exp)
+    if usable.empty or top <= 0:
+        return usable.head(0)
+    usable = usable[finished_mask(usable)]
+    return usable.sort_values(schema.VAL_ACCURACY, ascending=False, kind="stable").head(top)
 
 
 def _fmt(value) -> str:
@@ -116,10 +144,9 @@ def status_text(exp: Experiment, *, top: int = 5) -> str:
     if (t["status"] == schema.INTERRUPTED).any():
         lines.append(f"interrupted: no driver runs this sweep; finish it with `rank-search resume {exp.path}`")
     lines += damaged_lines(exp)
-    usable = usable_trials(exp)
-    if not usable.empty:
-        best = usable.sort_values(schema.VAL_ACCURACY, ascending=False).head(top)
-        lines += ["", f"best {len(best)} by {schema.VAL_ACCURACY}:",
+    best = best_trials(exp, top=top)
+    if not best.empty:
+        lines += ["", f"best {len(best)} finished by {schema.VAL_ACCURACY}:",
                   table(best, ["trial_id", "config/method", "status", *SHOWN, "epochs_run"])]
     lines += ["", front_text(exp)]
     return "\n".join(lines)

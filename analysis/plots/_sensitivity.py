@@ -43,6 +43,9 @@ class SensitivityInfo(NamedTuple):
     layers: tuple[str, ...]  # model order (the profile's row order)
     schemes: tuple[str, ...]
     curves: tuple[SensitivityCurve, ...]
+    dense_label: str = ""  # the dense line's legend: the proxy, the split and the value
+    reference: float | None = None  # the sweep's dense reference (validation accuracy, as launch prints it)
+    reference_label: str = ""  # its legend, where it differs from the dense line ("" otherwise)
 
 
 def _number(value: Any) -> float | None:
@@ -56,15 +59,21 @@ def _number(value: Any) -> float | None:
     return None
 
 
+#: How the profile measured its dense value, per proxy: the words of the dense line's legend.
+DENSE_WORDS = {"bn": "dense model, BatchNorm re-estimated", "finetune": "dense model, briefly fine-tuned"}
+
+
 def _get_sensitivity_info(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any], *,
-                          label: str = "") -> SensitivityInfo:
+                          label: str = "", reference: float | None = None) -> SensitivityInfo:
     """Curves of the first measured proxy (``bn``'s ``val_accuracy``, else ``ft_val_accuracy``,
     else kept ``energy``) per (layer, scheme), from ``sensitivity.csv`` rows (strings as
     written, or numbers) and the ``sensitivity.yaml`` mapping.
 
     The dense line is the profile's dense value of that proxy (``energy``: 1.0), else the value
     of a row at ratio >= 1 (the layer left dense). Rows without a positive ratio or a value of
-    the proxy are left out.
+    the proxy are left out. ``reference``, the sweep's dense reference (validation accuracy,
+    the number `launch` prints), is drawn too where it differs from the proxy's dense value (the
+    proxy re-estimates BatchNorm or fine-tunes, so its dense value is not the reference's).
     """
     chosen = next((p for p in PROXIES if any(_number(r.get(p[1])) is not None for r in rows)), None)
     proxy, column, dense_key, y_label = chosen or ("none", schema.VAL_ACCURACY, None, PROXIES[0][3])
@@ -91,7 +100,18 @@ def _get_sensitivity_info(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, 
     for (layer, scheme), pts in points.items():
         pts.sort()
         curves.append(SensitivityCurve(layer, scheme, tuple(p[0] for p in pts), tuple(p[1] for p in pts)))
-    return SensitivityInfo(label, proxy, column, y_label, dense, tuple(layers), tuple(schemes), tuple(curves))
+    if dense is None:
+        dense_label = ""
+    elif proxy == "energy":
+        dense_label = "dense model (all energy kept)"
+    else:
+        dense_label = f"{DENSE_WORDS.get(proxy, 'dense model')}: val {format_value(schema.VAL_ACCURACY, dense)}"
+    shown_ref = reference if reference is not None and proxy in DENSE_WORDS and \
+        (dense is None or round(reference, 4) != round(dense, 4)) else None
+    reference_label = "" if shown_ref is None else \
+        f"dense reference: val {format_value(schema.VAL_ACCURACY, shown_ref)}"
+    return SensitivityInfo(label, proxy, column, y_label, dense, tuple(layers), tuple(schemes), tuple(curves),
+                           dense_label, shown_ref, reference_label)
 
 
 def _layer_colors(n: int) -> list:
@@ -118,9 +138,11 @@ def plot_sensitivity(info: SensitivityInfo) -> Figure:
                 linewidth=1.4, alpha=0.9)
     handles = []
     if info.dense is not None:
-        shown = format_value(schema.VAL_ACCURACY, info.dense)
         handles.append(ax.axhline(info.dense, color="0.2", linestyle="--", linewidth=1.2,
-                                  label=f"dense model ({shown})", zorder=1))
+                                  label=info.dense_label, zorder=1))
+    if info.reference is not None:
+        handles.append(ax.axhline(info.reference, color="0.45", linestyle=":", linewidth=1.2,
+                                  label=info.reference_label, zorder=1))
     if len(info.schemes) > 1:
         handles += [ax.plot([], [], color="0.4", linestyle=style[s], label=f"scheme {s}")[0] for s in info.schemes]
     if handles:

@@ -31,17 +31,17 @@ def space_names() -> list[str]:
 
 
 def did_you_mean(value: str, names: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``names`` to ``value``, or ``""``."""
+    """``; did you mean 'x'?`` for the closest of ``names`` to ``value``, or ``""``."""
     close = difflib.get_close_matches(value, list(names), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def unknown_name(kind: str, value: str, names: Iterable[str], *, more: str = "") -> str:
-    """The one-line message for an unknown ``kind`` (singular) ``value``: the closest name, then
-    the valid ones, then ``more`` (e.g. `` or a path to a .yaml file``)."""
+    """The one-line message for an unknown ``kind`` (singular) ``value``: the valid names, then
+    ``more`` (e.g. `` or a path to a .yaml file``), then the closest name. It starts as the
+    registries' own message (``unknown KIND 'x'; valid choices: ...``)."""
     names = sorted(names)
-    return (f"unknown {kind} {value!r}{did_you_mean(value, names)}; valid choices: {', '.join(names)}"
-            + more)
+    return f"unknown {kind} {value!r}; valid choices: {', '.join(names)}{more}{did_you_mean(value, names)}"
 
 
 def check_name(kind: str, value: str, names: Iterable[str], *, more: str = "") -> str:

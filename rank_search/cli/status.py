@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
                                    "unpickles nothing.")
     p.add_argument("experiment", metavar="EXP_DIR",
                    help="the experiment folder or URI (from `rank-search launch`), running or not")
-    p.add_argument("--top", type=int, default=5, metavar="N", help="how many best trials to list (0: none)")
+    p.add_argument("--top", type=int, default=5, metavar="N", help="how many best finished trials to list (0: none)")
     p.add_argument("--json", action="store_true",
                    help=f"print one JSON object (keys: {', '.join(JSON_KEYS)}; each trial: {', '.join(TRIAL_KEYS)}) "
                         "instead of the text")
@@ -85,9 +85,10 @@ def _sweep_state(exp, statuses: list[str], expected: int | None) -> str:
 
 def status_info(exp, *, top: int = 5) -> dict[str, Any]:
     """What `status` shows, as plain data (``JSON_KEYS``): the sweep, its trials (``TRIAL_KEYS``),
-    the ``top`` best by val_accuracy and the Pareto front as trial ids, both in the text's order."""
+    the ``top`` best finished trials by val_accuracy and the Pareto front as trial ids, both in the
+    text's order."""
     from analysis.loading import Experiment
-    from analysis.summary import front, shown_statuses, usable_trials
+    from analysis.summary import best_trials, front, shown_statuses
 
     from ..storage import Location
     from ._scripting import command
@@ -114,9 +115,7 @@ def status_info(exp, *, top: int = 5) -> dict[str, Any]:
                 "checkpoint": t["checkpoint"] if isinstance(t.get("checkpoint"), str) else None,
                 "damaged": exp.damaged.get(str(t["trial_id"])),
             })
-        usable = usable_trials(exp)
-        if not usable.empty and top:
-            top_ids = [str(i) for i in usable.sort_values(schema.VAL_ACCURACY, ascending=False)["trial_id"].head(top)]
+        top_ids = [str(i) for i in best_trials(exp, top=top)["trial_id"]]  # finished trials only
         f = front(exp)
         front_ids = [str(i) for i in f["trial_id"]]
         knee = next((str(i) for i, k in zip(f["trial_id"], f["knee"]) if k), None)

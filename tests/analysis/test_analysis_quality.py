@@ -130,7 +130,12 @@ def test_quality_with_a_dense_reference(tmp_path) -> None:
         "best_val_accuracy_at_2x": 0.75, "best_val_accuracy_at_4x": 0.75, "best_val_accuracy_at_8x": 0.625,
         "best_val_accuracy_at_16x": 0.625, "best_val_accuracy_at_32x": 0.375,
         "best_test_accuracy_at_2x": 0.75, "best_test_accuracy_at_4x": 0.75, "best_test_accuracy_at_8x": 0.75,
-        "best_test_accuracy_at_16x": 0.75, "best_test_accuracy_at_32x": 0.25}
+        "best_test_accuracy_at_16x": 0.75, "best_test_accuracy_at_32x": 0.25,
+        # the test accuracy of the trial best on validation: a at 2x and 4x, b at 8x and 16x, low at 32x
+        "test_accuracy_of_best_val_at_2x": 0.5, "test_accuracy_of_best_val_at_4x": 0.5,
+        "test_accuracy_of_best_val_at_8x": 0.75, "test_accuracy_of_best_val_at_16x": 0.75,
+        "test_accuracy_of_best_val_at_32x": 0.25}
+    assert q.trial_of_best_val == {2.0: "a", 4.0: "a", 8.0: "b", 16.0: "b", 32.0: "low"}
 
 
 def test_quality_default_floor_is_five_points_below_dense(tmp_path) -> None:
@@ -279,7 +284,7 @@ def test_analyze_writes_quality_and_the_sensitivity_figure(tmp_path, capsys) -> 
     assert html.count("data:image/png;base64,") == 7 and "Layer sensitivity profile" in html
     assert "dense reference" in html and "val 90.0%, test 87.5%; from dense.yaml (trained)" in html
     assert "log hypervolume (log2 MACs ×, accuracy above dense - 5 pt)" in html
-    assert "best val / test accuracy at &gt;= 2×, 4×, 8×, 16×, 32×" in html
+    assert "best val accuracy / the same trial&#x27;s test accuracy at &gt;= 2×, 4×, 8×, 16×, 32×" in html
     assert "2×: 80.0% / -; 4×: - / -" in html
     assert "  dense reference: val 90.0%, test 87.5%; from dense.yaml (trained)" in stdout
     assert f"  log hypervolume (log2 MACs ×, accuracy above dense - 5 pt): {math.log2(1.5) * (0.9 - 0.85):.4g} " \
@@ -296,7 +301,8 @@ def test_report_lines_without_a_dense_reference(tmp_path) -> None:
     assert facts["dense reference"] == "unknown (no dense.yaml with accuracies, no finished full trial)"
     assert facts["log hypervolume (log2 MACs ×, accuracy above dense - 5 pt)"] == \
         "0 (floor: val 85.0% = best trial - 5 pt, no dense reference)"
-    assert facts["best val / test accuracy at >= 2×, 4×, 8×, 16×, 32×"] == \
-        "2×: 75.0% / 75.0%; 4×: 75.0% / 75.0%; 8×: 62.5% / 75.0%; 16×: 62.5% / 75.0%; 32×: 37.5% / 25.0%"
+    # each pair from one trial (issue 28): a (75.0% val, 50.0% test) at 2x, not a's val with b's test
+    assert facts["best val accuracy / the same trial's test accuracy at >= 2×, 4×, 8×, 16×, 32×"] == \
+        "2×: 75.0% / 50.0%; 4×: 75.0% / 50.0%; 8×: 62.5% / 75.0%; 16×: 62.5% / 75.0%; 32×: 37.5% / 25.0%"
     empty = dict(_quality_facts(quality(Experiment(str(tmp_path), None, pd.DataFrame()))))
     assert empty["log hypervolume (log2 MACs ×, accuracy above dense - 5 pt)"] == "0 (no usable trial to set a floor)"

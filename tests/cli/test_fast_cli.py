@@ -94,7 +94,7 @@ def test_list_prints_every_registered_name(capsys) -> None:
 
 
 def test_did_you_mean_only_for_close_names() -> None:
-    assert did_you_mean("lauch", SUBCOMMANDS) == " (did you mean 'launch'?)"
+    assert did_you_mean("lauch", SUBCOMMANDS) == "; did you mean 'launch'?"
     assert did_you_mean("zzz", SUBCOMMANDS) == ""
 
 
