@@ -239,7 +239,7 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
 
     try:
         ranks = (f"{space.grouping} ranks over {len(groups)} group(s)" if space.rank_mode == "per_group" else
-                 f"ranks allocated ({', '.join(space.allocations)}) to {space.budget} targets {space.target.to_plain()}")
+                 f"ranks allocated ({', '.join(space.allocations)}) to {space.budget} targets {'{:g}-{:g}x'.format(*space.target_bounds())}{' (log)' if space.target.log else ''}")
         say(f"sweep {cfg.name}: {cfg.num_samples} trials of space {space.name!r} ({space.model} on "
             f"{space.dataset}, {space.epochs} epochs, methods {', '.join(space.methods)}, {ranks}), "
             f"training seed {space.seed}, searcher {cfg.searcher} (seed {cfg.seed}), scheduler {cfg.scheduler}")
