@@ -102,6 +102,9 @@ class DriverLock:
         try:
             if not is_uri(local):
                 if not lease and lock._flock(local):
+                    if folder is not None:  # where the file will be once the folder is renamed
+                        lock._file = os.path.join(path[len("file://"):] if path.startswith("file://") else path,
+                                                  LOCK_FILE)
                     return lock
                 lock._take_lease(Location(local))  # flock refused by the file system (some NFS, FUSE)
             else:

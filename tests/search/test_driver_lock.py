@@ -127,3 +127,14 @@ def test_a_file_uri_experiment_is_locked_like_a_folder(tmp_path, capsys) -> None
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_folder_locked_before_its_rename_releases_the_file_where_it_ends_up(tmp_path) -> None:
+    tmp, final = tmp_path / ".x.partial-1", tmp_path / "x"
+    tmp.mkdir()
+    lock = DriverLock.acquire(str(final), folder=str(tmp))
+    os.rename(tmp, final)
+    with pytest.raises(Exception, match="one driver per sweep"):
+        DriverLock.acquire(str(final))
+    lock.release()
+    assert not (final / LOCK_FILE).exists()
