@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from . import schema
+from . import safe_yaml, schema
 from .errors import RankSearchError
 from .surgery import format_rank
 
@@ -122,8 +122,10 @@ def _load(folder: str, csv_file: str, meta_file: str, cls, what: str, how: str):
     if not loc.is_file(csv_file) or not loc.is_file(meta_file):
         raise RankSearchError(f"{folder!r} holds no {what} ({csv_file} and {meta_file}); {how}")
     try:
-        meta = yaml.safe_load(loc.read_text(meta_file))
+        meta = safe_yaml.load(loc.read_text(meta_file), what=f"{meta_file} in {folder!r}")
         return cls.from_csv(loc.read_text(csv_file), meta if isinstance(meta, dict) else {})
+    except safe_yaml.YAMLLimitError:
+        raise  # its own line names the limit
     except (yaml.YAMLError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise RankSearchError(f"the {what} in {folder!r} cannot be read: {type(exc).__name__}") from None
 

@@ -9,7 +9,7 @@ import sys
 
 import yaml
 
-from .. import __version__, schema
+from .. import __version__, safe_yaml, schema
 from ..errors import RankSearchError
 from ._scripting import LazyChoices, command
 
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     picked = pick_checkpoint(args.experiment, pick=args.pick, min_accuracy=args.min_accuracy,
                              max_macs=args.max_macs, exp=exp)
     trial, loc, ckpt = picked.trial, picked.loc, picked.checkpoint
-    run_record = yaml.safe_load(loc.read_text(picked.file(RUN_FILE)))["run"]
+    run_record = safe_yaml.load(loc.read_text(picked.file(RUN_FILE)), what=picked.file(RUN_FILE))["run"]
     launch = (exp.sweep or {}).get("launch", {})
     record = {
         "run": run_record,
