@@ -14,6 +14,7 @@ import functools
 import io
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ INLINE = re.compile(r"`([^`\n]+)`")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 FLAG = re.compile(r"^--[A-Za-z0-9][A-Za-z0-9-]*")
 SHELL_LANGS = {"", "bash", "sh", "shell", "console"}
+SHELL_BUILTINS = {"source", "cd", "export"}
 WRAPPER = re.compile(r"(/usr/bin/)?time|-[a-z]|env|[A-Z_]+=\S*")
 
 
@@ -228,6 +230,25 @@ def _cli_doc_sections() -> dict[tuple[str, ...], str]:
     part = text.split("## Flags per command", 1)[1].split("\n## ", 1)[0]
     sections = re.split(r"^### (.+)$", part, flags=re.M)[1:]
     return {tuple(re.findall(r"`([a-z-]+)`", head)): body for head, body in zip(sections[::2], sections[1::2])}
+
+
+def _program(command: str) -> str | None:
+    tokens = _tokens(command)
+    return next((t for t in tokens if not WRAPPER.fullmatch(t)), None)
+
+
+def test_fenced_commands_name_programs_that_exist() -> None:
+    # `.venv/bin/X` must be installed by `make install`; anything else must be on PATH
+    venv_bin = ROOT / ".venv" / "bin" if (ROOT / ".venv" / "bin").is_dir() else Path(sys.executable).parent
+    for doc in DOCS:
+        for command in _fenced_commands(doc.read_text(encoding="utf-8")):
+            program = _program(command)
+            if program is None or program in SHELL_BUILTINS:
+                continue
+            if program.startswith(".venv/bin/"):
+                assert (venv_bin / program.removeprefix(".venv/bin/")).exists(), f"{_rel(doc)}: `{command}`"
+            else:
+                assert shutil.which(program), f"{_rel(doc)}: `{command}`: {program!r} is not a program here"
 
 
 def test_cli_doc_lists_every_flag_of_every_sub_command_and_no_other() -> None:
