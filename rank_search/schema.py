@@ -132,6 +132,7 @@ PROFILE_META_FILE = "sensitivity.yaml"  # the dense baseline and settings the pr
 LAYER_LATENCY_FILE = "layer_latency.csv"  # ranks.budget: latency: measured time of each layer and rank
 LAYER_LATENCY_META_FILE = "layer_latency.yaml"  # its batch size, threads, device and whole-model time
 STUDY_FILE = "optuna_study.log"  # the Optuna study (JournalStorage), for optuna-dashboard
+STUDY_NAME = "rank_search"  # the study's name in it
 RANK_RATIOS_KEY = "rank_ratios"  # run record: {layer: rank / max rank} of every planned layer
 KEPT_DENSE_KEY = "kept_dense"  # run record: the layers the rank spec left dense (no rank is cheaper)
 # run record: what the run ran with beyond its settings (torch threads, device, package

@@ -155,7 +155,7 @@ def _replay(file: str) -> None:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    from .tune_setup import STUDY_NAME
+    from ..schema import STUDY_NAME
 
     if os.path.getsize(file) == 0:
         return  # a launch stopped before its study was written: the restart makes it

@@ -9,7 +9,7 @@ from .searchers import SearchContext, create_sampler, name_objectives
 from .settings import LaunchConfig
 
 
-STUDY_NAME = "rank_search"
+STUDY_NAME = schema.STUDY_NAME
 
 
 def study_storage(path: str):
