@@ -1,47 +1,15 @@
 """The search-space file format: YAML -> frozen ``SearchSpace`` (no torch, no ray).
 
-A space file::
-
-    name: demo                      # optional, defaults to the file name
-    description: one line
-    model: lenet5_wide
-    dataset: mnist5k
-    epochs: 3
-    seed: 0                         # optional, training seed of every trial
-    data_root: null                 # optional
-    latency_batch_size: 1           # optional, the batch each trial's latency is measured at
-    methods:                        # methods to consider and their knob ranges
-      trp:
-        scheme: [channel, spatial]  # list -> categorical
-        interval: {int: [1, 20], log: true}
-        nuclear_weight: {float: [1.0e-5, 1.0e-3], log: true}
-      elrt:
-        regularizer: [so, dso, srip, mc]
-        rho: {float: [1.0e-4, 1.0e-1], log: true}
-      full: {}                      # no knobs
-    train:                          # train.* settings
-      lr: {float: [0.01, 0.1], log: true}
-      batch_size: 32                # scalar -> fixed
-    ranks:
-      grouping: per_layer           # uniform | per_stage | per_layer
-      ratio: {float: [0.05, 0.8]}   # each group's rank ratio (of the layer's max rank)
-
-or, budget-driven (the searched dimension is the target MACs compression; each trial solves its
-integer ranks to reach it, with one uniform ratio or from the layer sensitivity profile)::
-
-    ranks:
-      allocation: sensitivity       # per_group (the form above, default) | sensitivity | uniform
-      target: {float: [1.5, 12], log: true}   # target MACs compression (dense = 1)
-      proxy: bn                     # profile proxy: bn (default) | finetune | energy
-      allocations: [sensitivity, uniform]     # searched per trial (default both)
-      budget: macs                  # macs (default) | latency: the target is then a latency
-                                    # speed-up, spent from measured layer times (layer_latency.csv)
-
-``allocation: uniform`` (with ``target`` and optionally ``budget``) is the plain spelling of
-``allocation: sensitivity`` with ``allocations: [uniform]``: one ratio for every layer, no profile.
+A space names ``model``, ``dataset``, ``epochs`` and ``methods`` (each with its knob ranges),
+optionally ``train`` settings, ``seed``, ``data_root``, ``latency_batch_size`` and ``ranks``:
+one ratio per rank group (``grouping``, ``ratio``), or budget-driven (``allocation:
+sensitivity`` with ``target``, ``proxy``, ``allocations``, ``budget``; ``allocation: uniform``
+with ``target`` is its plain spelling for ``allocations: [uniform]``, which reads no profile).
+Defaults of a budget-driven space are ``schema.DEFAULT_*`` (proxy ``bn``).
 
 Dimensions: a scalar is fixed; a list is categorical; ``{float: [lo, hi]}`` or
-``{int: [lo, hi]}`` is a range, with optional ``log: true`` and ``step``.
+``{int: [lo, hi]}`` is a range, with optional ``log: true`` and ``step``. The full schema with
+an example is docs/spaces.md.
 """
 from __future__ import annotations
 
