@@ -88,7 +88,7 @@ def _invocations(command: str) -> list[tuple[str, str | None, list[str]]]:
         elif token.endswith("python") or token.endswith("python3"):
             if rest[:2] == ["-m", "rank_search"]:
                 found.append(("cli", rest[2] if len(rest) > 2 else None, rest[3:]))
-            elif rest and re.fullmatch(r"benchmarks/\w+\.py", rest[0]):
+            elif rest and re.fullmatch(r"benchmarks/[\w/]+\.py", rest[0]):
                 found.append(("script", rest[0], rest[1:]))
         elif token == "make":
             found.append(("make", rest[0] if rest and not rest[0].startswith("-") else None, rest[1:]))
