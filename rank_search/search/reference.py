@@ -44,7 +44,9 @@ class References:
 
 
 def needs_dense(space) -> bool:
-    """A method of the space starts from trained weights, or the allocation needs a profile."""
+    """A method of the space starts from trained weights, or the space is budget-driven (its
+    profile, when a trial may use the sensitivity allocation, is measured on the dense reference;
+    a uniform-only space keeps the reference for the report's accuracy floor)."""
     from ..methods import METHODS
 
     if space.rank_mode == "sensitivity":
