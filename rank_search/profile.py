@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .tables import Profile
-from .cost import count_macs
+from .cost import count_macs, layer_input_shapes
 from .decomp.policies import RankPolicy
 from .engine import evaluate
 from .engine.batchnorm import reestimate_batchnorm
@@ -32,6 +32,7 @@ from .engine.precision import to_channels_last
 from .layers import get_scheme
 from .plan import LayerPlan, RankPlan, eligible_layers, resolve_rank, scheme_for
 from .surgery import compress
+from .suffix import Suffix, trace
 
 DEFAULT_RATIOS = (0.02, 0.04, 0.07, 0.1, 0.15, 0.22, 0.32, 0.45, 0.65, 1.0)
 DEFAULT_PROXIES = ("bn", "finetune", "energy")
@@ -91,13 +92,17 @@ def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channe
                     bn_images: int = 512, finetune_steps: int = 20, finetune_lr: float = 0.01,
                     device: torch.device | str = "cpu", meta: dict | None = None,
                     progress: Callable[[str], None] | None = None,
-                    tasks: Sequence[tuple] | None = None, channels_last: bool = False) -> Profile:
+                    tasks: Sequence[tuple] | None = None, channels_last: bool = False,
+                    reuse_prefix: bool = True) -> Profile:
     """The sensitivity profile of ``dense`` (trained weights; never modified) on ``data``; with
     ``tasks`` (a part of ``profile_tasks``'s pairs, or of ``profile_points``' (layer, scheme,
     ratio) points), the rows of those only, the same rows the whole profile has for them (see
     ``merge_profiles``). ``channels_last``: every measured model's 4-D weights in that memory
     format (as a run with ``train.channels_last`` trains them: faster convolutions on a CPU, the
-    same numbers up to rounding)."""
+    same numbers up to rounding). ``reuse_prefix``: under the ``bn`` proxy (with or without
+    ``energy``) each layer's points run only the part of the model after the layer, the rest's
+    values computed once per layer (``suffix.Suffix``; the same rows, fewer forward passes);
+    models ``torch.fx`` cannot trace are measured whole either way."""
     device = torch.device(device)
     dense = dense.to(device).eval()
     input_shape = (data.in_channels, data.image_size, data.image_size)
@@ -131,10 +136,13 @@ def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channe
         unknown = [n for n, _ in todo if n not in layers]
         if unknown:
             raise ValueError(f"measure_profile: no eligible layer {unknown[0]!r} in the model")
+        suffixes = _Suffixes(dense, data, bn_images=bn_images, device=device, channels_last=channels_last,
+                             input_shape=input_shape) if reuse_prefix and "bn" in proxies and set(proxies) <= {"bn", "energy"} else None
         for i, ((name, scheme), mine) in enumerate(todo.items()):
             layer = layers[name]
             spectra = layer_spectra(scheme, layer)
             mine_set = set(mine)
+            part = suffixes.part(name) if suffixes is not None else None
             for ratio in (r for r in ratios if float(r) in mine_set):
                 rank = resolve_rank(name, layer, scheme, RankPolicy("ratio", float(ratio)))
                 row = {"layer": name, "scheme": scheme, "ratio": float(ratio),
@@ -144,12 +152,18 @@ def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channe
                     # row is the dense reference itself
                     row.update({"macs": total_macs, "layer_macs": per_layer[name], "energy": 1.0,
                                 "opnorm_error": 0.0, **base})
+                    rows.append(row)
+                    continue
+                energy, opnorm = spectral(spectra, rank)
+                if part is not None:  # the same numbers from the part of the model after the layer
+                    layer_macs, measured = part.measure(get_scheme(scheme).from_dense(layer, rank, name=name))
+                    macs = total_macs - per_layer[name] + layer_macs
                 else:
                     compact = compress(dense, RankPlan(((name, LayerPlan(scheme, rank)),)))
                     macs = count_macs(compact, input_shape)[0]
-                    energy, opnorm = spectral(spectra, rank)
-                    row.update({"macs": macs, "layer_macs": macs - (total_macs - per_layer[name]),
-                                "energy": energy, "opnorm_error": opnorm, **measure(to_channels_last(compact) if channels_last else compact)})
+                    measured = measure(to_channels_last(compact) if channels_last else compact)
+                row.update({"macs": macs, "layer_macs": macs - (total_macs - per_layer[name]),
+                            "energy": energy, "opnorm_error": opnorm, **measured})
                 rows.append(row)
             if progress is not None:
                 progress(f"profile: layer {i + 1}/{len(todo)} {name} ({scheme}) done, "
@@ -163,6 +177,87 @@ def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channe
     if "finetune" in proxies:
         info["dense_ft_val_accuracy"], info["dense_ft_val_loss"] = base["ft_val_accuracy"], base["ft_val_loss"]
     return Profile(tuple(rows), info)
+
+
+class _Suffixes:
+    """The ``bn`` proxy measured on the part of the model after each layer (``suffix.Suffix``): the
+    rest computes the same values for every point of a layer, so they are computed once per layer.
+    Gives the numbers ``measure_profile``'s whole-model path gives (a test holds them equal)."""
+
+    def __init__(self, dense: nn.Module, data, *, bn_images: int, device, channels_last: bool,
+                 input_shape: tuple[int, ...]) -> None:
+        ref = to_channels_last(copy.deepcopy(dense)) if channels_last else copy.deepcopy(dense)
+        # the calibration batches a re-estimation draws (same seed and data order as ``measure``)
+        torch.manual_seed(0)
+        data.train.set_epoch(0)
+        self.calibration, seen = [], 0
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            for x, _ in data.train:
+                take = min(x.shape[0], bn_images - seen)
+                self.calibration.append(x[:take].to(device))
+                seen += take
+                if seen >= bn_images:
+                    break
+        reestimate_batchnorm(ref, data.train, images=bn_images, device=device)  # upstream statistics
+        self.val = [(x.to(device), y.to(device)) for x, y in data.val]
+        self.gm = trace(ref)
+        self.shapes = layer_input_shapes(dense, input_shape, eligible_layers(dense)) if self.gm is not None else {}
+        self.channels_last = channels_last
+
+    def part(self, name: str) -> "_Part | None":
+        suffix = Suffix.of(self.gm, name)
+        return None if suffix is None else _Part(self, suffix)
+
+
+class _Part:
+    """One layer's part of the model with its frontier values cached for the calibration (train
+    mode) and validation (eval mode) batches."""
+
+    def __init__(self, owner: _Suffixes, suffix: Suffix) -> None:
+        gm = suffix.gm
+        self.owner, self.suffix = owner, suffix
+        saved = {n: copy.deepcopy(gm.get_submodule(n).state_dict()) for n in _norm_names(gm)}
+        gm.train()
+        self.train_cache = suffix.cache(owner.calibration)
+        for n, state in saved.items():  # a train-mode pass moved the running statistics: put them back
+            gm.get_submodule(n).load_state_dict(state)
+        gm.eval()
+        self.val_cache = suffix.cache(x for x, _ in owner.val)
+
+    def measure(self, layer: nn.Module) -> tuple[int, dict]:
+        """(MACs of ``layer`` in place of the part's layer, its ``bn`` proxy numbers)."""
+        gm, suffix = self.suffix.gm, self.suffix
+        layer_macs = count_macs(layer, self.owner.shapes[suffix.layer])[0]
+        if self.owner.channels_last:
+            layer = to_channels_last(layer)
+        norms = {}
+        for n in suffix.norms:
+            bn = copy.deepcopy(gm.get_submodule(n))
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative average, as reestimate_batchnorm
+            norms[n] = bn
+        swap = {suffix.layer: layer, **norms}
+        gm.train()
+        layer.train()
+        for bn in norms.values():
+            bn.train()
+        for cached in self.train_cache:
+            suffix.run(cached, swap)
+        gm.eval()
+        layer.eval()
+        for bn in norms.values():
+            bn.eval()
+        correct, total, loss_sum = 0, 0, 0.0
+        for cached, (_, y) in zip(self.val_cache, self.owner.val):
+            logits = suffix.run(cached, swap)
+            loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            total += y.numel()
+        return layer_macs, {"val_accuracy": correct / max(total, 1), "val_loss": loss_sum / max(total, 1)}
+
+
+def _norm_names(gm: nn.Module) -> list[str]:
+    return [n for n, m in gm.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def merge_profiles(parts: Sequence[Profile], order: Sequence[tuple[str, str]], seconds: float) -> Profile:

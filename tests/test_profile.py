@@ -102,3 +102,42 @@ def test_a_channels_last_profile_measures_the_same_rows_up_to_rounding(bn_setup)
         assert (a["layer"], a["scheme"], a["rank"], a["macs"]) == (b["layer"], b["scheme"], b["rank"], b["macs"])
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
         assert abs(b["val_accuracy"] - a["val_accuracy"]) <= 0.01  # at most a rounding-flipped image or two
+
+
+@pytest.mark.parametrize("name,schemes", [("resnet20", ("channel", "tucker2")), ("lenet5", ("channel", "spatial"))])
+def test_reusing_the_dense_prefix_gives_the_rows_of_the_whole_model(name, schemes) -> None:
+    """Each point runs only the part of the model after its layer, the rest cached once per layer:
+    exactly the numbers the whole compressed model gives (skip connections included)."""
+    data = load_dataset("synthetic", seed=0, batch_size=32)
+    torch.manual_seed(0)
+    model = create_model_for(name, data)
+    kw = dict(schemes=schemes, ratios=(0.1, 0.45, 1.0), proxies=("bn", "energy"), bn_images=64)
+    tasks = profile_tasks(model, schemes)
+    whole = measure_profile(model, data, tasks=tasks[::2], reuse_prefix=False, **kw)
+    reused = measure_profile(model, data, tasks=tasks[::2], **kw)
+    assert len(whole.rows) == len(reused.rows) > 0
+    for a, b in zip(whole.rows, reused.rows):
+        assert {k: a[k] for k in a if k != "val_loss"} == {k: b[k] for k in b if k != "val_loss"}, a["layer"]
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5, abs=1e-6)
+
+
+def test_models_the_prefix_cannot_be_cut_from_are_measured_whole() -> None:
+    from torch import nn
+
+    from rank_search.suffix import Suffix, trace
+
+    with_dropout = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Dropout(0.5), nn.Flatten(), nn.LazyLinear(2))
+    assert trace(with_dropout) is None
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(self.conv(x))
+
+    assert Suffix.of(trace(Twice()), "conv") is None
+    gm = trace(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3)))
+    part = Suffix.of(gm, "2")
+    assert part is not None and [n.target for n in part.frontier] == ["1"] and part.norms == []
