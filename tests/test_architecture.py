@@ -212,6 +212,7 @@ LEVELS: dict[str, int] = {
     "rank_search.decomp": 1,
     "rank_search.layers": 2,
     # what is compressed and how much it costs; what is trained, on what
+    "rank_search.suffix": 2,  # run a model from one layer on (torch.fx), for the profile
     "rank_search.plan": 3, "rank_search.surgery": 3, "rank_search.cost": 3, "rank_search.groups": 3,
     "rank_search.checkpoint": 3, "rank_search.models": 3, "rank_search.data": 3, "rank_search.weights": 3,
     "rank_search.allocation": 3,  # budget-driven rank allocation from a profile table
