@@ -1,28 +1,19 @@
-"""The Optuna journal (``optuna_study.log``) checked, and repaired where that is safe, before
-`resume` appends to it.
+"""The Optuna journal (``optuna_study.log``): checked, and repaired where that is safe, before
+`resume` appends to it; written all-or-nothing while a sweep runs.
 
-Optuna's journal is one JSON record per line, appended whole. A driver killed mid-append or a
-full disk leaves the last line cut: Optuna's reader skips it silently, and the next append glues
-a record onto it, which makes the damage permanent (a ``JSONDecodeError`` at every later read).
-So before a resume:
+A driver killed mid-append or a full disk leaves the journal's last line cut: Optuna's reader
+skips it silently, and the next append glues a record onto it (a ``JSONDecodeError`` at every
+later read). So before a resume (``check_journal``) a cut last line is rolled back to the last
+complete record (the original kept as ``optuna_study.log.torn-TIME``), said in one line; any
+other damage, a journal Optuna cannot replay, or a missing journal beside existing trials is a
+one-line ``RankSearchError``; a journal lock left by a killed driver is removed (the caller holds
+the driver lock).
 
-* a cut last line is rolled back to the last complete record (a copy of the original is kept
-  beside it as ``optuna_study.log.torn-TIME``), said in one line;
-* any other line that is not a JSON record, a file that is not UTF-8, or a journal Optuna cannot
-  replay is a one-line ``RankSearchError``, never a traceback or a hang;
-* a missing journal in an experiment whose trials exist is a one-line error (the study, and so
-  the searcher's knowledge of those trials, is gone);
-* a journal file lock left by a killed driver is removed (the caller holds the experiment's
-  driver lock, so no one else writes the journal), rather than waited on.
-
-While a sweep runs, the study writes through ``journal_storage``: an append that fails (a full
-disk) is rolled back to the journal's size before it, and raised as ``JournalWriteFailed``, a
-``BaseException``: Ray's ``OptunaSearch.on_trial_complete`` logs and drops any ``Exception`` of
-``study.tell``, and the next append would then glue its record onto the cut one. Not caught
-there, it stops the driver as a kill would (Tune's last snapshot, written before the trial's
-completion reached the study, is what `resume` restores), and ``sweep`` turns it into one line.
-
-Experiments on a URI keep their study in Tune's searcher state (``tune_setup.study_storage``):
+While a sweep runs the study writes through ``journal_storage``: a failed append is cut back to
+the size before it and raised as ``JournalWriteFailed``, a ``BaseException``, because Ray's
+``OptunaSearch.on_trial_complete`` logs and drops any ``Exception`` of ``study.tell``. It stops
+the driver as a kill would (Tune's last snapshot precedes the completion the study missed), and
+``sweep`` turns it into one line. Experiments on a URI keep their study in Tune's searcher state:
 nothing to check here.
 """
 from __future__ import annotations
