@@ -4,6 +4,7 @@ objective names in the Optuna study. No Ray is started (test_tracking_sweep.py r
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import pickle
 import struct
@@ -218,3 +219,83 @@ def test_make_callbacks_builds_one_per_tracker(monkeypatch) -> None:
     assert [type(c) for c in callbacks] == [TensorBoardTracker, MLflowTracker]
     assert callbacks[1].experiment_name == "s"
     assert tracking.make_callbacks((), sweep="s") == []
+
+
+def test_wandb_tracker_is_offline_unless_wandb_mode_says_otherwise(monkeypatch) -> None:
+    pytest.importorskip("wandb", reason="wandb is not installed (pip install 'rank-search[tracking]'): W&B untested")
+    from rank_search.search.tracking_callbacks import WandbTracker
+
+    monkeypatch.setenv("WANDB_MODE", "placeholder")
+    monkeypatch.delenv("WANDB_MODE")  # undone at teardown, whatever setup sets
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    tracker = WandbTracker(project="s")
+    tracker.setup()  # Ray's own setup asks for an API key unless offline
+    assert os.environ["WANDB_MODE"] == "offline" and tracker.kwargs["mode"] == "offline"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    tracker = WandbTracker(project="s")
+    tracker.setup()
+    assert tracker.kwargs["mode"] == "disabled" and tracker.project == "s"
+
+
+TINY = {"model": "lenet5", "dataset": "synthetic", "epochs": 2,
+        "methods": {"factorized": {}},
+        "train": {"lr": {"float": [0.02, 0.1], "log": True}},
+        "ranks": {"grouping": "uniform", "ratio": {"float": [0.1, 0.9]}}}
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        out.update(_flat(value, f"{prefix}{key}/") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+@pytest.mark.ray
+@needs_mlflow
+@needs_tbx
+def test_a_sweep_reports_to_mlflow_and_tensorboard(private_ray, tmp_path, monkeypatch) -> None:
+    """A real sweep with --log-to mlflow and tensorboard: MLflow's client reads back each trial's
+    parameters and every epoch's metrics; the study names its objectives; tuner.pkl keeps the
+    trackers for resume."""
+    import mlflow
+    import optuna
+    import yaml
+    from ray import cloudpickle
+
+    from analysis.loading import load_experiment
+    from rank_search.search.journal import journal_storage
+    from rank_search.search.sweep import launch
+    from rank_search.search.tracking_callbacks import MLflowTracker, TensorBoardTracker
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    space = tmp_path / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY))
+    out = launch(LaunchConfig(space=str(space), storage=str(tmp_path), name="s", num_samples=2, searcher="random",
+                              warm_start=0, log_to=("mlflow", "tensorboard")))
+    assert out.complete
+    exp = tmp_path / "s"
+    trials = load_experiment(str(exp)).trials.set_index("trial_id")
+    assert len(trials) == 2
+
+    study = optuna.load_study(study_name=schema.STUDY_NAME, storage=journal_storage(str(exp / schema.STUDY_FILE)))
+    assert study.metric_names == [schema.VAL_ACCURACY, schema.MACS_COMPRESSION]
+
+    client = mlflow.MlflowClient(f"sqlite:///{exp / tracking.MLFLOW_DB}")
+    runs = client.search_runs([client.get_experiment_by_name("s").experiment_id])
+    by_trial = {next(t for t in trials.index if t in r.data.tags["trial_name"]): r for r in runs}
+    assert sorted(by_trial) == sorted(trials.index)
+    for trial_id, run in by_trial.items():
+        assert run.info.status == "FINISHED"
+        config = json.loads((exp / f"trial_{trial_id}" / "params.json").read_text())  # as Tune keeps it
+        assert run.data.params == {k: str(v) for k, v in _flat(config).items()}
+        assert run.data.params[schema.METHOD_KEY] == "factorized"
+        for metric in (schema.VAL_ACCURACY, schema.MACS_COMPRESSION):
+            history = client.get_metric_history(run.info.run_id, metric)
+            assert [m.step for m in history] == [1, 2]
+            assert history[-1].value == pytest.approx(trials.loc[trial_id, metric])
+        assert _scalars(exp / tracking.TENSORBOARD_DIR / f"trial_{trial_id}")[schema.VAL_ACCURACY][-1][1] == \
+            pytest.approx(trials.loc[trial_id, schema.VAL_ACCURACY], abs=1e-4)
+
+    state = cloudpickle.loads((exp / "tuner.pkl").read_bytes())  # what `resume` restores
+    kept = [type(c) for c in state["_run_config"].callbacks]
+    assert MLflowTracker in kept and TensorBoardTracker in kept
