@@ -134,7 +134,5 @@ class WandbTracker(WandbLoggerCallback):
     def log_trial_start(self, trial) -> None:
         experiment = tracking.local_folder(_experiment(trial))
         if os.path.isdir(experiment):  # not on a URI experiment: there W&B keeps its default
-            folder = os.path.join(experiment, tracking.WANDB_DIR)
-            os.makedirs(folder, exist_ok=True)
-            self.kwargs["dir"] = folder
+            self.kwargs["dir"] = experiment  # W&B writes into its own wandb/ folder there
         super().log_trial_start(trial)

@@ -18,6 +18,7 @@ from rank_search.search.settings import LOG_TO, LaunchConfig
 
 HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None
 HAS_TBX = importlib.util.find_spec("tensorboardX") is not None
+HAS_WANDB = importlib.util.find_spec("wandb") is not None
 needs_mlflow = pytest.mark.skipif(not HAS_MLFLOW, reason="mlflow is not installed (pip install 'rank-search[tracking]')")
 needs_tbx = pytest.mark.skipif(not HAS_TBX, reason="tensorboardX is not installed (pip install 'rank-search[tracking]')")
 
@@ -250,12 +251,14 @@ def _flat(config: dict, prefix: str = "") -> dict:
     return out
 
 
+@pytest.mark.slow  # about 1.5-2 min on 2 loaded cores
 @pytest.mark.ray
 @needs_mlflow
 @needs_tbx
-def test_a_sweep_reports_to_mlflow_and_tensorboard(private_ray, tmp_path, monkeypatch) -> None:
-    """A real sweep with --log-to mlflow and tensorboard: MLflow's client reads back each trial's
-    parameters and every epoch's metrics; the study names its objectives; tuner.pkl keeps the
+def test_a_sweep_reports_to_its_trackers(private_ray, tmp_path, monkeypatch) -> None:
+    """A real sweep with --log-to mlflow, tensorboard (and wandb where installed): MLflow's client
+    reads back each trial's parameters and every epoch's metrics; TensorBoard's scalars and W&B's
+    offline runs are in the experiment; the study names its objectives; tuner.pkl keeps the
     trackers for resume."""
     import mlflow
     import optuna
@@ -270,8 +273,11 @@ def test_a_sweep_reports_to_mlflow_and_tensorboard(private_ray, tmp_path, monkey
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     space = tmp_path / "tiny.yaml"
     space.write_text(yaml.safe_dump(TINY))
+    log_to = ("mlflow", "tensorboard") + (("wandb",) if HAS_WANDB else ())  # W&B offline (WANDB_MODE unset)
+    monkeypatch.setenv("WANDB_MODE", "placeholder")
+    monkeypatch.delenv("WANDB_MODE")  # undone at teardown, whatever the tracker sets
     out = launch(LaunchConfig(space=str(space), storage=str(tmp_path), name="s", num_samples=2, searcher="random",
-                              warm_start=0, log_to=("mlflow", "tensorboard")))
+                              warm_start=0, log_to=log_to))
     assert out.complete
     exp = tmp_path / "s"
     trials = load_experiment(str(exp)).trials.set_index("trial_id")
@@ -295,6 +301,11 @@ def test_a_sweep_reports_to_mlflow_and_tensorboard(private_ray, tmp_path, monkey
             assert history[-1].value == pytest.approx(trials.loc[trial_id, metric])
         assert _scalars(exp / tracking.TENSORBOARD_DIR / f"trial_{trial_id}")[schema.VAL_ACCURACY][-1][1] == \
             pytest.approx(trials.loc[trial_id, schema.VAL_ACCURACY], abs=1e-4)
+
+    if HAS_WANDB:  # one offline run per trial, holding its metrics (a binary log: wandb sync reads it)
+        runs = {p.name.rsplit("-", 1)[1]: p for p in (exp / tracking.WANDB_DIR).glob("offline-run-*")}
+        assert sorted(runs) == sorted(trials.index)
+        assert all(schema.VAL_ACCURACY.encode() in next(p.glob("run-*.wandb")).read_bytes() for p in runs.values())
 
     state = cloudpickle.loads((exp / "tuner.pkl").read_bytes())  # what `resume` restores
     kept = [type(c) for c in state["_run_config"].callbacks]
