@@ -310,3 +310,21 @@ def test_a_sweep_reports_to_its_trackers(private_ray, tmp_path, monkeypatch) -> 
     state = cloudpickle.loads((exp / "tuner.pkl").read_bytes())  # what `resume` restores
     kept = [type(c) for c in state["_run_config"].callbacks]
     assert MLflowTracker in kept and TensorBoardTracker in kept
+
+
+def test_the_sweep_searcher_names_the_journal_study(tmp_path) -> None:
+    """make_searcher (launch's searcher) leaves the objective names in the study journal, where
+    optuna-dashboard EXP/optuna_study.log reads them; building it again (a restart) keeps them."""
+    import optuna
+
+    from rank_search.search.journal import journal_storage
+    from rank_search.search.tune_setup import make_searcher, study_storage
+
+    def space(trial):
+        trial.suggest_float("x", 0.0, 1.0)
+
+    cfg = LaunchConfig(space="x", objectives=((schema.VAL_ACCURACY, "max"), (schema.COMPACT_PARAMS, "min")))
+    for _ in range(2):
+        make_searcher(cfg, space, storage=study_storage(str(tmp_path)))
+    study = optuna.load_study(study_name=schema.STUDY_NAME, storage=journal_storage(str(tmp_path / schema.STUDY_FILE)))
+    assert study.metric_names == [schema.VAL_ACCURACY, schema.COMPACT_PARAMS]
