@@ -11,7 +11,7 @@ from matplotlib.lines import Line2D
 
 from .._labels import format_value, metric_label, short_label
 from ..pareto import front_path, knee_index, log_scaled, pareto_mask
-from ..summary import usable_mask
+from ..summary import finished_mask, usable_mask
 from ._common import SWEEP_LINES, SWEEP_MARKERS, format_axis, method_color, new_figure
 
 METHOD_COLUMN = "config/method"
@@ -53,6 +53,17 @@ def _log_axis(values: list[float]) -> bool:
     return bool(len(v) and (v > 0).all() and v.max() / v.min() >= LOG_SPAN)
 
 
+def _knee(t: pd.DataFrame, values: np.ndarray, on_front: np.ndarray, directions: Sequence[str],
+          metrics: Sequence[str], points: tuple) -> TrialPoint | None:
+    """The knee of the finished trials (``summary.finished_mask``, as ``summary.front``), where it
+    is on the front; None while only unfinished trials could be one."""
+    done = np.flatnonzero(finished_mask(t).to_numpy())
+    if len(done) == 0:
+        return None
+    pos = int(done[knee_index(values[done], directions, log_scaled(metrics))])
+    return points[pos] if on_front[pos] else None
+
+
 def _get_pareto_front_info(sweeps: Mapping[str, pd.DataFrame], objectives: Sequence[tuple[str, str]]
                            ) -> ParetoFrontInfo:
     """Plot data for each sweep's trials (``{label: trials}``), by ``objectives``.
@@ -82,7 +93,7 @@ def _get_pareto_front_info(sweeps: Mapping[str, pd.DataFrame], objectives: Seque
             for tid, m, x, y, f, done in zip(t["trial_id"], method, t[x_metric], t[y_metric], mask, finished)
         )
         path = tuple(front_path(values[:, [1, 0]], [directions[1], directions[0]])) if len(metrics) == 2 else ()
-        fronts.append(SweepFront(label, points, path, points[knee_index(values, directions, log_scaled(metrics))], len(trials)))
+        fronts.append(SweepFront(label, points, path, _knee(t, values, mask, directions, metrics, points), len(trials)))
         methods.update(p.method for p in points)
         xs += [p.x for p in points]
         ys += [p.y for p in points]

@@ -131,3 +131,14 @@ def test_sensitivity_dense_line_names_its_split_and_the_reference() -> None:
 def test_report_has_a_viewport_for_phones() -> None:
     html = render_report(title="t", intro=[], figures=[], sweeps=[])
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+
+
+def test_the_figure_circles_no_unfinished_knee() -> None:
+    from analysis.plots import _get_pareto_front_info
+
+    objectives = [(ACC, "max"), (MACS, "max")]
+    done = _get_pareto_front_info({"s": trials(["TERMINATED"] * 3)}, objectives).sweeps[0]
+    assert done.knee.trial_id == "mid"
+    running = _get_pareto_front_info({"s": trials(["TERMINATED", "RUNNING", "TERMINATED"])}, objectives).sweeps[0]
+    assert running.knee is not None and running.knee.trial_id != "mid"
+    assert _get_pareto_front_info({"s": trials(["RUNNING"] * 3)}, objectives).sweeps[0].knee is None
