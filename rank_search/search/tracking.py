@@ -75,6 +75,18 @@ def mlflow_tracking_uri(experiment: str) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.join(local_folder(experiment), MLFLOW_DB)}"
 
 
+def describe(names: tuple[str, ...], *, experiment: str) -> str:
+    """One line: where each tracker of ``names`` writes for the experiment at ``experiment``, and how to look."""
+    folder = local_folder(experiment)
+    uri = mlflow_tracking_uri(folder)
+    mode = os.environ.get("WANDB_MODE", "offline")
+    where = {"mlflow": f"mlflow at {uri} (mlflow ui --backend-store-uri {uri})",
+             "tensorboard": f"tensorboard --logdir {os.path.join(folder, TENSORBOARD_DIR)}",
+             "wandb": f"wandb {mode} in {os.path.join(folder, WANDB_DIR)}"
+                      + (" (upload later with wandb sync)" if mode == "offline" else "")}
+    return "; ".join(where[name] for name in names)
+
+
 def make_callbacks(names: tuple[str, ...], *, sweep: str, storage: str | None = None) -> list:
     """The Tune logger callbacks of the trackers ``names`` for the sweep named ``sweep``."""
     check_trackers(names, storage=storage)

@@ -107,12 +107,15 @@ def make_run_config(cfg: LaunchConfig, storage: str, name: str, epochs: int):
     the trackers of ``cfg.log_to`` (``tracking``; Tune keeps them in ``tuner.pkl`` for ``resume``)."""
     from ray import tune
 
-    from .progress import ProgressPrinter
-    from .tracking import make_callbacks
+    from .progress import ProgressPrinter, say
+    from .tracking import describe, make_callbacks
 
+    trackers = make_callbacks(cfg.log_to, sweep=name, storage=storage)
+    if trackers:
+        say("tracking: " + describe(cfg.log_to, experiment=storage.rstrip("/") + "/" + name))
     return tune.RunConfig(
         name=name, storage_path=storage, verbose=0,
         failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[ProgressPrinter(cfg.num_samples, epochs), *make_callbacks(cfg.log_to, sweep=name, storage=storage)],
+        callbacks=[ProgressPrinter(cfg.num_samples, epochs), *trackers],
     )

@@ -328,3 +328,11 @@ def test_the_sweep_searcher_names_the_journal_study(tmp_path) -> None:
         make_searcher(cfg, space, storage=study_storage(str(tmp_path)))
     study = optuna.load_study(study_name=schema.STUDY_NAME, storage=journal_storage(str(tmp_path / schema.STUDY_FILE)))
     assert study.metric_names == [schema.VAL_ACCURACY, schema.COMPACT_PARAMS]
+
+
+def test_describe_says_where_each_tracker_writes(monkeypatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    line = tracking.describe(("mlflow", "tensorboard", "wandb"), experiment="/x/runs/s")
+    assert line == ("mlflow at sqlite:////x/runs/s/mlflow.db (mlflow ui --backend-store-uri sqlite:////x/runs/s/mlflow.db); "
+                    "tensorboard --logdir /x/runs/s/tensorboard; wandb offline in /x/runs/s/wandb (upload later with wandb sync)")
