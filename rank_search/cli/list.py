@@ -7,6 +7,7 @@ import importlib
 import json
 
 from ._names import BUILTIN, space_names
+from ._scripting import LazyChoices
 
 #: kind -> (module, registry attribute): the one owner of each list. The CLI prints the built-in
 #: names of the torch-backed ones from ``_names.BUILTIN`` (no torch; a test keeps them equal).
@@ -23,7 +24,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("list", help="list the models, data sets, methods, schemes or search spaces",
                        description="Print the registered names, one per line: of one KIND, or of every kind as "
                                    "'KIND NAME' lines.")
-    p.add_argument("kind", nargs="?", choices=tuple(KINDS), metavar="KIND",
+    kinds = LazyChoices("kind", lambda: tuple(KINDS))
+    p.add_argument("kind", nargs="?", type=kinds, choices=kinds, metavar="KIND",
                    help=f"one of {', '.join(KINDS)} (default: all of them)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object {KIND: [NAME, ...]} instead")

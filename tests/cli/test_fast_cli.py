@@ -39,6 +39,7 @@ LIGHT = [
     (["list"], 0, ""),
     *[(["list", kind], 0, "") for kind in list_command.KINDS],
     (["lauch"], 2, "did you mean 'launch'?"),
+    (["list", "model"], 2, "did you mean 'models'?"),
     (["launch", "--space", "dmeo"], 2, "did you mean 'demo'?"),
     (["launch", "--space", "missing.yaml"], 2, "--space 'missing.yaml' does not exist"),
     (["launch", "--space", "demo", "--dense", "missing.pt"], 2, "--dense 'missing.pt' does not exist"),
