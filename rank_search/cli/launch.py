@@ -50,12 +50,19 @@ def add_parser(sub) -> None:
                                    "tried), --train-seed every trial's training (weights, data order).")
     p.add_argument("--space", required=True, help="shipped space name (`rank-search list spaces`: demo, "
                                                   "resnet20_cifar10, ...) or a space.yaml file")
-    p.add_argument("--num-samples", type=int, default=d["num_samples"], help="number of trials")
+    p.add_argument("--num-samples", type=int, help=f"number of trials (default: {d['num_samples']}; with "
+                                                    "--budget-hours, at most this many, default 1000)")
+    p.add_argument("--budget-hours", type=float, metavar="H",
+                   help="stop starting trials once the sweep has spent H trial-hours (every trial's time plus "
+                        "the dense reference and profile; running trials finish): same-cost comparisons "
+                        "(default: none, --num-samples ends the sweep)")
     p.add_argument("--epochs", type=int, help="epoch budget per trial (default: the space's `epochs`)")
     p.add_argument("--searcher", default=d["searcher"], type=SEARCHERS, choices=SEARCHERS, metavar="SEARCHER",
                    help="the Optuna sampler: one of %(choices)s")
     p.add_argument("--scheduler", default=d["scheduler"], type=SCHEDULERS, choices=SCHEDULERS, metavar="SCHEDULER",
-                   help="one of %(choices)s (asha: early stopping on val_accuracy only)")
+                   help="one of %(choices)s (fifo: every trial trains its full budget; mo-asha: trials stop "
+                        "early at geometric epoch rungs unless they rank on the Pareto front of their rung; "
+                        "asha: early stopping on val_accuracy only)")
     p.add_argument("--max-concurrent", type=int, metavar="K",
                    help="at most K trials at once (default: as resources allow)")
     p.add_argument("--cpus-per-trial", type=float, default=d["cpus_per_trial"],
@@ -153,7 +160,7 @@ def run_launch(args: argparse.Namespace) -> int:
         args.seed = args.deprecated_seed
 
     cfg = LaunchConfig(
-        space=args.space, num_samples=args.num_samples, epochs=args.epochs, searcher=args.searcher,
+        space=args.space, num_samples=_num_samples(args), epochs=args.epochs, searcher=args.searcher,
         scheduler=args.scheduler, max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, resources=_resources(args.resource), address=args.address,
         storage=args.storage, name=args.name, seed=args.seed, train_seed=args.train_seed,
@@ -161,7 +168,7 @@ def run_launch(args: argparse.Namespace) -> int:
         objectives=parse_objectives(args.objectives), max_failures=args.max_failures, dense=args.dense,
         profile=args.profile,
         min_compression=args.min_compression, max_compression=args.max_compression, warm_start=args.warm_start,
-        log_to=tuple(args.log_to or ()),
+        log_to=tuple(args.log_to or ()), budget_hours=args.budget_hours,
     )
     from ..search.tracking import check_trackers
 
@@ -169,6 +176,16 @@ def run_launch(args: argparse.Namespace) -> int:
     from ..search.sweep import launch
 
     return _finish(launch(cfg))
+
+
+def _num_samples(args: argparse.Namespace) -> int:
+    if args.num_samples is not None:
+        return args.num_samples
+    if args.budget_hours is not None:
+        from ..search.settings import BUDGET_SAMPLES
+
+        return BUDGET_SAMPLES
+    return _launch_defaults()["num_samples"]
 
 
 def run_resume(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from ..schema import is_uri
 
 SEARCHERS = ("refine", "nsga2", "tpe", "random")
 SCHEDULERS = ("fifo", "asha", "mo-asha")
+BUDGET_SAMPLES = 1000  # --num-samples when --budget-hours is given without it: the budget ends the sweep
 LOG_TO = ("mlflow", "tensorboard", "wandb")  # the trackers of search/tracking.py
 _BUILTIN_RESOURCES = ("CPU", "GPU", "MEMORY", "OBJECT_STORE_MEMORY")
 
@@ -45,6 +46,7 @@ class LaunchConfig:
     max_compression: float | None = None
     warm_start: int | None = None  # trials enqueued first (None: search.warm_start.warm_start_size)
     log_to: tuple[str, ...] = ()  # experiment trackers (`--log-to`, search/tracking.py)
+    budget_hours: float | None = None  # stop sampling at this many trial-hours (`--budget-hours`, search/budget.py)
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:
@@ -66,6 +68,10 @@ class LaunchConfig:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not math.isfinite(value)):
                 raise RankSearchError(f"{flag} must be a finite number, got {value!r}")
+        if self.budget_hours is not None and (isinstance(self.budget_hours, bool)
+                                              or not isinstance(self.budget_hours, (int, float))
+                                              or not math.isfinite(self.budget_hours) or self.budget_hours <= 0):
+            raise RankSearchError(f"--budget-hours must be a finite number of hours > 0, got {self.budget_hours!r}")
         if self.max_concurrent is not None and self.max_concurrent >= 1:
             _check_int("--max-concurrent", self.max_concurrent, MAX_SAMPLES)
         if self.max_failures >= 0:

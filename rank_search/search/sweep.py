@@ -34,6 +34,7 @@ from .settings import LaunchConfig, check_storage, resolve_storage
 from .sweep_record import config_from_record, read_sweep_record, write_sweep_record
 from .reference import check_dense_weights, check_given_profile, prepare_references
 from .searchers import SearchContext
+from .budget import BudgetSearcher, planned_trials, reference_seconds, spent_seconds
 from .tune_setup import make_run_config, make_scheduler, make_searcher, make_trainable, study_storage, trial_dirname
 from .warm_start import planned_methods, warm_start_points
 
@@ -240,7 +241,9 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
     try:
         ranks = (f"{space.grouping} ranks over {len(groups)} group(s)" if space.rank_mode == "per_group" else
                  f"ranks allocated ({', '.join(space.allocations)}) to {space.budget} targets {'{:g}-{:g}x'.format(*space.target_bounds())}{' (log)' if space.target.log else ''}")
-        say(f"sweep {cfg.name}: {cfg.num_samples} trials of space {space.name!r} ({space.model} on "
+        trials = (f"{cfg.num_samples} trials" if cfg.budget_hours is None else
+                  f"trials for {cfg.budget_hours:g} trial-hours (at most {cfg.num_samples})")
+        say(f"sweep {cfg.name}: {trials} of space {space.name!r} ({space.model} on "
             f"{space.dataset}, {space.epochs} epochs, methods {', '.join(space.methods)}, {ranks}), "
             f"training seed {space.seed}, searcher {cfg.searcher} (seed {cfg.seed}), scheduler {cfg.scheduler}")
         say(f"experiment folder: {path}")
@@ -249,7 +252,9 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
             say("note: a latency objective with MACs targets; ranks.budget: latency allocates from measured "
                 "layer times instead (README, budget-driven spaces)")
         refs = prepare_references(path, space, cfg)
-        points = warm_start_points(space, groups, cfg.num_samples, cfg.warm_start, by_results=cfg.searcher == "refine")
+        planned = (cfg.num_samples if cfg.budget_hours is None
+                   else planned_trials(cfg.budget_hours, path, cfg.num_samples))
+        points = warm_start_points(space, groups, planned, cfg.warm_start, by_results=cfg.searcher == "refine")
         if points:
             open_ = sum(1 for p in points if schema.METHOD_KEY not in p) if len(space.methods) > 1 else 0
             say(f"warm start: the first {len(points)} trials are enqueued (every method, "
@@ -260,6 +265,8 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
                                 allocations=tuple(space.allocations), methods=tuple(planned_methods(space)))
         searcher = make_searcher(context, SpaceSampler(space, groups, refs.constants()), points=points,
                                  storage=study_storage(path))
+        if cfg.budget_hours is not None:
+            searcher = BudgetSearcher(searcher, hours=cfg.budget_hours, reference=reference_seconds(path))
         tuner = tune.Tuner(
             make_trainable(cfg),
             tune_config=tune.TuneConfig(
@@ -280,7 +287,7 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
         raise
     with _driver_file(path), eager_snapshots():
         tuner.fit()
-    return _outcome(path, cfg.num_samples)
+    return _outcome(path, cfg)
 
 
 # What a launch stopped before its first trial leaves besides its record and references: the
@@ -386,7 +393,8 @@ def _nothing_to_do(path: str, cfg: LaunchConfig) -> SweepOutcome | None:
         return None
     if not Location(path).is_file("tuner.pkl"):
         raise RankSearchError(f"{path!r} holds no Tune experiment state to resume (a snapshot but no tuner.pkl)")
-    if len(state.statuses) >= cfg.num_samples and all(s == FINISHED for s in state.statuses.values()):
+    if (len(state.statuses) >= cfg.num_samples or _budget_spent(path, cfg)) and \
+            all(s == FINISHED for s in state.statuses.values()):
         counts = {FINISHED: len(state.statuses)}
         return SweepOutcome(path, True, counts, cfg.num_samples, nothing_to_do=True)
     return None
@@ -411,17 +419,23 @@ def _resume_locked(path: str, cfg: LaunchConfig, record: dict) -> SweepOutcome:
             tuner = tune.Tuner.restore(path, trainable=make_trainable(cfg), resume_unfinished=True,
                                        resume_errored=True, restart_errored=False)
             tuner.fit()
-        return _outcome(path, cfg.num_samples)
+        return _outcome(path, cfg)
 
 
-def _outcome(path: str, num_samples: int) -> SweepOutcome:
+def _budget_spent(path: str, cfg: LaunchConfig) -> bool:
+    return cfg.budget_hours is not None and spent_seconds(path) >= cfg.budget_hours * 3600
+
+
+def _outcome(path: str, cfg: LaunchConfig) -> SweepOutcome:
     """Trial counts by status from Tune's last snapshot on disk, written before ``fit`` returns.
     (Tune's ``ResultGrid`` calls the trials it stopped on Ctrl-C TERMINATED; the snapshot keeps
-    them RUNNING, which is what they are: unfinished.)"""
+    them RUNNING, which is what they are: unfinished.) A sweep with a budget is complete once it
+    is spent and no trial is unfinished."""
+    num_samples = cfg.num_samples
     state = read_tune_state(path)
     statuses = list(state.statuses.values()) if state is not None else []
     terminated, errored = statuses.count(FINISHED), statuses.count("ERROR")
     counts = {"TERMINATED": terminated, "ERROR": errored, "UNFINISHED": len(statuses) - terminated - errored}
     counts = {k: v for k, v in counts.items() if v}
-    return SweepOutcome(path, terminated + errored >= num_samples and not counts.get("UNFINISHED"), counts,
-                        num_samples)
+    enough = terminated + errored >= num_samples or _budget_spent(path, cfg)
+    return SweepOutcome(path, enough and not counts.get("UNFINISHED"), counts, num_samples)
