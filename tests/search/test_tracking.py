@@ -336,3 +336,36 @@ def test_describe_says_where_each_tracker_writes(monkeypatch) -> None:
     line = tracking.describe(("mlflow", "tensorboard", "wandb"), experiment="/x/runs/s")
     assert line == ("mlflow at sqlite:////x/runs/s/mlflow.db (mlflow ui --backend-store-uri sqlite:////x/runs/s/mlflow.db); "
                     "tensorboard --logdir /x/runs/s/tensorboard; wandb offline in /x/runs/s/wandb (upload later with wandb sync)")
+
+
+@pytest.mark.slow  # two sweeps: about 2-3 min on 2 loaded cores
+@pytest.mark.ray
+@needs_mlflow
+@needs_tbx
+def test_resume_keeps_the_trackers_and_a_trial_continues_its_run(private_ray, tmp_path, monkeypatch) -> None:
+    """A trial that crashed (no retries) is finished by `resume`: its trackers come back from
+    tuner.pkl, and its epochs land in the MLflow run and TensorBoard folder it had."""
+    import mlflow
+    import yaml
+    from _faults import install as install_faults
+
+    from rank_search.search.sweep import launch, resume
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    install_faults(monkeypatch, experiment="r", at_epoch=1, markers=str(tmp_path))  # dies in epoch 2, once
+    space = tmp_path / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY))
+    out = launch(LaunchConfig(space=str(space), storage=str(tmp_path), name="r", num_samples=1, searcher="random",
+                              warm_start=0, max_failures=0, log_to=("mlflow", "tensorboard")))
+    assert out.counts == {"ERROR": 1}
+    out = resume(out.path)
+    assert out.complete and out.counts == {"TERMINATED": 1}
+
+    exp = tmp_path / "r"
+    client = mlflow.MlflowClient(f"sqlite:///{exp / tracking.MLFLOW_DB}")
+    runs = client.search_runs([client.get_experiment_by_name("r").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    history = client.get_metric_history(runs[0].info.run_id, schema.VAL_ACCURACY)
+    assert [m.step for m in history] == [1, 2]  # epoch 1 before the crash, epoch 2 after resume
+    (folder,) = (exp / tracking.TENSORBOARD_DIR).iterdir()
+    assert [step for step, _ in _scalars(folder)[schema.VAL_ACCURACY]] == [1, 2]
