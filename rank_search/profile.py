@@ -136,8 +136,10 @@ def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channe
         unknown = [n for n, _ in todo if n not in layers]
         if unknown:
             raise ValueError(f"measure_profile: no eligible layer {unknown[0]!r} in the model")
-        suffixes = _Suffixes(dense, data, bn_images=bn_images, device=device, channels_last=channels_last,
-                             input_shape=input_shape) if reuse_prefix and "bn" in proxies and set(proxies) <= {"bn", "energy"} else None
+        suffixes = None
+        if reuse_prefix and "bn" in proxies and set(proxies) <= {"bn", "energy"}:  # no weight updates
+            suffixes = _Suffixes(dense, data, bn_images=bn_images, device=device, channels_last=channels_last,
+                                 input_shape=input_shape)
         for i, ((name, scheme), mine) in enumerate(todo.items()):
             layer = layers[name]
             spectra = layer_spectra(scheme, layer)
