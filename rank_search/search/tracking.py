@@ -23,15 +23,13 @@ import os
 
 from ..errors import RankSearchError
 from ..schema import is_uri
+# where each tracker writes, shared with the callbacks (re-exported: callers read them here)
+from .tracking_paths import (MLFLOW_ARTIFACTS, MLFLOW_DB, TENSORBOARD_DIR, WANDB_DIR,  # noqa: F401
+                             local_folder, mlflow_tracking_uri)
 
 #: tracker -> the module it imports (the package that provides it)
 PACKAGES: dict[str, str] = {"mlflow": "mlflow", "tensorboard": "tensorboardX", "wandb": "wandb"}
 EXTRA = "tracking"  # pyproject's optional extra holding the packages
-
-MLFLOW_DB = "mlflow.db"
-MLFLOW_ARTIFACTS = "mlartifacts"
-TENSORBOARD_DIR = "tensorboard"
-WANDB_DIR = "wandb"
 
 
 def check_trackers(names: tuple[str, ...] | list[str], *, storage: str | None = None) -> None:
@@ -63,16 +61,6 @@ def check_recorded_trackers(path: str) -> None:
     log_to = read_sweep_record(local_folder(path))["launch"].get("log_to") or []
     if isinstance(log_to, list):
         check_trackers(log_to)
-
-
-def local_folder(path: str) -> str:
-    """The local folder of an experiment at ``path`` (a folder or a ``file://`` URI)."""
-    return path[len("file://"):] if path.startswith("file://") else path
-
-
-def mlflow_tracking_uri(experiment: str) -> str:
-    """``MLFLOW_TRACKING_URI`` when set, else the SQLite store inside the experiment folder."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.join(local_folder(experiment), MLFLOW_DB)}"
 
 
 def describe(names: tuple[str, ...], *, experiment: str) -> str:

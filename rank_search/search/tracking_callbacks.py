@@ -13,7 +13,7 @@ from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.air.integrations.wandb import WandbLoggerCallback
 from ray.tune.logger import LoggerCallback
 
-from . import tracking
+from . import tracking_paths
 
 # Tune's bookkeeping fields, not worth a TensorBoard chart
 _NOT_SCALARS = ("config", "pid", "timestamp", "time_total_s", "training_iteration", "done")
@@ -25,7 +25,7 @@ def _experiment(trial) -> str:
 
 
 class MLflowTracker(MLflowLoggerCallback):
-    """Ray's MLflow logger, set up when the first trial starts (``tracking.mlflow_tracking_uri``),
+    """Ray's MLflow logger, set up when the first trial starts (``tracking_paths.mlflow_tracking_uri``),
     with its experiment's artifacts inside the experiment folder; a trial restarted by
     ``resume`` goes on in the MLflow run it had (found by its ``trial_name`` tag)."""
 
@@ -35,13 +35,13 @@ class MLflowTracker(MLflowLoggerCallback):
     def _start(self, trial) -> None:
         import mlflow
 
-        folder = tracking.local_folder(_experiment(trial))
-        self.tracking_uri = tracking.mlflow_tracking_uri(folder)
+        folder = tracking_paths.local_folder(_experiment(trial))
+        self.tracking_uri = tracking_paths.mlflow_tracking_uri(folder)
         if not os.environ.get("MLFLOW_TRACKING_URI"):
             client = mlflow.MlflowClient(self.tracking_uri)
             if client.get_experiment_by_name(self.experiment_name) is None:
                 client.create_experiment(self.experiment_name,
-                                         artifact_location=os.path.join(folder, tracking.MLFLOW_ARTIFACTS))
+                                         artifact_location=os.path.join(folder, tracking_paths.MLFLOW_ARTIFACTS))
         super().setup()
         self._started = True
 
@@ -50,17 +50,22 @@ class MLflowTracker(MLflowLoggerCallback):
             self._start(trial)
         # Private on purpose: Ray's callback keeps trial -> run id in ``_trial_runs`` and starts a
         # new run for a trial it does not hold; after `resume` we hand it the trial's old run.
-        if trial not in self._trial_runs:
+        # Where a Ray version keeps it otherwise, a resumed trial just gets a new run.
+        runs = getattr(self, "_trial_runs", None)
+        if isinstance(runs, dict) and trial not in runs:
             run = self._find_run(str(trial))
             if run is not None:
-                self._trial_runs[trial] = run
+                runs[trial] = run
         super().log_trial_start(trial)
 
     def _find_run(self, trial_name: str) -> str | None:
         import mlflow
 
+        experiment_id = getattr(self.mlflow_util, "experiment_id", None)  # set by Ray's setup
+        if experiment_id is None:
+            return None
         client = mlflow.MlflowClient(self.tracking_uri)
-        runs = client.search_runs([self.mlflow_util.experiment_id],
+        runs = client.search_runs([experiment_id],
                                   filter_string=f"tags.trial_name = '{trial_name}'", max_results=1)
         if not runs:
             return None
@@ -68,12 +73,12 @@ class MLflowTracker(MLflowLoggerCallback):
         return runs[0].info.run_id
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
-        if not self._started or trial not in self._trial_runs:
+        if not self._started or trial not in getattr(self, "_trial_runs", {}):
             self.log_trial_start(trial)
         super().log_trial_result(iteration, trial, result)
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
-        if self._started and trial in self._trial_runs:
+        if self._started and trial in getattr(self, "_trial_runs", {}):
             super().log_trial_end(trial, failed)
 
 
@@ -91,7 +96,7 @@ class TensorBoardTracker(LoggerCallback):
         if trial in self._writers:
             self._writers[trial].close()
         name = os.path.basename(trial.path.rstrip("/"))
-        folder = os.path.join(tracking.local_folder(_experiment(trial)), tracking.TENSORBOARD_DIR, name)
+        folder = os.path.join(tracking_paths.local_folder(_experiment(trial)), tracking_paths.TENSORBOARD_DIR, name)
         self._writers[trial] = SummaryWriter(folder, flush_secs=30)
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
@@ -132,7 +137,7 @@ class WandbTracker(WandbLoggerCallback):
         super().setup(*args, **kwargs)
 
     def log_trial_start(self, trial) -> None:
-        experiment = tracking.local_folder(_experiment(trial))
+        experiment = tracking_paths.local_folder(_experiment(trial))
         if os.path.isdir(experiment):  # not on a URI experiment: there W&B keeps its default
             self.kwargs["dir"] = experiment  # W&B writes into its own wandb/ folder there
         super().log_trial_start(trial)
