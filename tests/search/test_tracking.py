@@ -61,16 +61,22 @@ def test_a_missing_package_is_one_line(monkeypatch) -> None:
     tracking.check_trackers(())  # nothing asked, nothing needed
 
 
-def test_cli_refuses_a_missing_package_before_any_folder(monkeypatch, tmp_path, capsys) -> None:
-    from rank_search.cli import main
+def test_cli_refuses_a_missing_package_before_any_folder_torch_or_ray(tmp_path) -> None:
+    import subprocess
+    import sys
 
-    monkeypatch.setitem(tracking.PACKAGES, "wandb", "no_such_module_for_rank_search")
-    code = main(["launch", "--space", "demo", "--log-to", "tensorboard", "--log-to", "wandb",
-                 "--storage", str(tmp_path / "runs"), "--name", "x"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2
-    assert err == ["rank-search launch: error: --log-to wandb needs the 'no_such_module_for_rank_search' package: "
-                   "pip install 'rank-search[tracking]'"]
+    script = ("import sys\n"
+              "from rank_search.search import tracking\n"
+              "tracking.PACKAGES['wandb'] = 'no_such_module_for_rank_search'\n"
+              "from rank_search.cli import main\n"
+              f"code = main(['launch', '--space', 'demo', '--log-to', 'tensorboard', '--log-to', 'wandb', "
+              f"'--storage', {str(tmp_path / 'runs')!r}, '--name', 'x'])\n"
+              "print(code, 'torch' in sys.modules, 'ray' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "False", "False"], done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [
+        "rank-search launch: error: --log-to wandb needs the 'no_such_module_for_rank_search' package: "
+        "pip install 'rank-search[tracking]'"]
     assert not (tmp_path / "runs").exists()
 
 
