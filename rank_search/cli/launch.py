@@ -52,6 +52,9 @@ def add_parser(sub) -> None:
                                                   "resnet20_cifar10, ...) or a space.yaml file")
     p.add_argument("--num-samples", type=int, help=f"number of trials (default: {d['num_samples']}; with "
                                                     "--budget-hours, at most this many, default 1000)")
+    p.add_argument("--ablate", action="append", metavar="PART",
+                   help="switch a part of the refine searcher off, to measure what it adds (ablation studies; "
+                        "repeatable): gap-fill, method-share or parent-weighting (default: none)")
     p.add_argument("--budget-hours", type=float, metavar="H",
                    help="stop starting trials once the sweep has spent H trial-hours (every trial's time plus "
                         "the dense reference and profile; running trials finish): same-cost comparisons "
@@ -168,7 +171,7 @@ def run_launch(args: argparse.Namespace) -> int:
         objectives=parse_objectives(args.objectives), max_failures=args.max_failures, dense=args.dense,
         profile=args.profile,
         min_compression=args.min_compression, max_compression=args.max_compression, warm_start=args.warm_start,
-        log_to=tuple(args.log_to or ()), budget_hours=args.budget_hours,
+        log_to=tuple(args.log_to or ()), budget_hours=args.budget_hours, ablate=tuple(args.ablate or ()),
     )
     from ..search.tracking import check_trackers
 

@@ -95,7 +95,10 @@ def refine_settings(context: SearchContext) -> RefineSettings:
         fixed = {schema.ALLOCATION_KEY: "uniform"} if len(allocations) > 1 and "uniform" in allocations else {}
         fill = FillSettings(schema.TARGET_KEY, macs[0], spacing, fixed=fixed)
     share = ShareSettings(schema.METHOD_KEY, context.methods) if len(context.methods) > 1 else None
-    return RefineSettings(floors=floors, log_objectives=logs, fill=fill, share=share)
+    off = set(cfg.ablate)  # `--ablate`: parts switched off one at a time to measure what each adds
+    return RefineSettings(floors=floors, log_objectives=logs, fill=None if "gap-fill" in off else fill,
+                          share=None if "method-share" in off else share,
+                          weighted_parents="parent-weighting" not in off)
 
 
 @SAMPLERS.register("refine")

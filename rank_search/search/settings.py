@@ -13,6 +13,7 @@ from ..schema import is_uri
 
 SEARCHERS = ("refine", "nsga2", "tpe", "random")
 SCHEDULERS = ("fifo", "asha", "mo-asha")
+ABLATIONS = ("gap-fill", "method-share", "parent-weighting")  # parts of the refine searcher `--ablate` turns off
 BUDGET_SAMPLES = 1000  # --num-samples when --budget-hours is given without it: the budget ends the sweep
 LOG_TO = ("mlflow", "tensorboard", "wandb")  # the trackers of search/tracking.py
 _BUILTIN_RESOURCES = ("CPU", "GPU", "MEMORY", "OBJECT_STORE_MEMORY")
@@ -46,6 +47,7 @@ class LaunchConfig:
     max_compression: float | None = None
     warm_start: int | None = None  # trials enqueued first (None: search.warm_start.warm_start_size)
     log_to: tuple[str, ...] = ()  # experiment trackers (`--log-to`, search/tracking.py)
+    ablate: tuple[str, ...] = ()  # parts of the default search switched off (`--ablate`, ablation studies)
     budget_hours: float | None = None  # stop sampling at this many trial-hours (`--budget-hours`, search/budget.py)
 
     def __post_init__(self) -> None:
@@ -68,6 +70,9 @@ class LaunchConfig:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not math.isfinite(value)):
                 raise RankSearchError(f"{flag} must be a finite number, got {value!r}")
+        for part in self.ablate:
+            if part not in ABLATIONS:
+                raise RankSearchError(f"--ablate must name one of {', '.join(ABLATIONS)}, got {part!r}")
         if self.budget_hours is not None and (isinstance(self.budget_hours, bool)
                                               or not isinstance(self.budget_hours, (int, float))
                                               or not math.isfinite(self.budget_hours) or self.budget_hours <= 0):

@@ -119,6 +119,10 @@ def config_from_record(record: dict, *, path: str = "") -> LaunchConfig:
     if not isinstance(log_to, list) or not all(isinstance(t, str) for t in log_to):
         raise RankSearchError(f"{where}: launch.log_to must be a list of tracker names, got {log_to!r}")
     launch["log_to"] = tuple(log_to)
+    ablate = launch.get("ablate") or []  # --ablate: absent in records older than the flag
+    if not isinstance(ablate, list) or not all(isinstance(t, str) for t in ablate):
+        raise RankSearchError(f"{where}: launch.ablate must be a list of part names, got {ablate!r}")
+    launch["ablate"] = tuple(ablate)
     _check_types(launch, where)
     # the --dense file and --profile folder are copied into the experiment (dense.pt,
     # sensitivity.csv) at launch and need not exist now; a restart of a launch stopped before it

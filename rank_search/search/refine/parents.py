@@ -10,7 +10,7 @@ from .pareto import ObjectiveView, contributions, front
 
 
 def select_parent(done: Sequence[FrozenTrial], view: ObjectiveView, rng: np.random.RandomState, *,
-                  explore: float) -> FrozenTrial | None:
+                  explore: float, weighted: bool = True) -> FrozenTrial | None:
     """A parent for the next child, or None for a trial drawn from the priors.
 
     Args:
@@ -18,6 +18,7 @@ def select_parent(done: Sequence[FrozenTrial], view: ObjectiveView, rng: np.rand
         view: how their values are read (floors, log objectives, directions).
         rng: the sampler's generator; one ``rand`` when ``done`` is not empty, then one ``choice``.
         explore: probability of None (a draw from the priors) when ``done`` is not empty.
+        weighted: False draws the parent uniformly from the front.
 
     Returns:
         A trial on the front of ``done`` (kept to the trials reaching every floor while any
@@ -34,7 +35,7 @@ def select_parent(done: Sequence[FrozenTrial], view: ObjectiveView, rng: np.rand
     idx = front(values)
     pts = values[idx]
     weights = np.full(len(idx), 1.0 / len(idx))
-    if pts.shape[1] == 2:
+    if weighted and pts.shape[1] == 2:
         ref = [r if r is not None and pts[:, k].min() >= r else None for k, r in enumerate(view.reference())]
         c = contributions(pts, ref)
         if c.sum() > 0:

@@ -90,7 +90,8 @@ class FrontSampler(BaseSampler):
                 (parent, child), filling = filled, True
             else:
                 done = [t for t in trials if t.state == TrialState.COMPLETE]
-                parent = select_parent([t for t in done if t.values is not None], view, self._rng, explore=s.explore)
+                parent = select_parent([t for t in done if t.values is not None], view, self._rng, explore=s.explore,
+                                       weighted=s.weighted_parents)
                 if parent is not None:
                     share = self._share()
                     gate = None if share is None else partial(share.gate, done, view, self._rng)

@@ -64,6 +64,8 @@ class RefineSettings:
         log_objectives: indices of ratio objectives, compared in log space.
         fill: gap fills, or None for none.
         share: the method share, or None for none.
+        weighted_parents: parents drawn half by hypervolume contribution (True) or uniformly from
+            the front (False: the ablation of that weighting).
     """
 
     step: float = 0.15
@@ -73,6 +75,7 @@ class RefineSettings:
     log_objectives: tuple[int, ...] = ()
     fill: FillSettings | None = None
     share: ShareSettings | None = None
+    weighted_parents: bool = True
 
     def __post_init__(self) -> None:
         if not (0 < self.step and 0 <= self.switch <= 1 and 0 <= self.explore <= 1):
