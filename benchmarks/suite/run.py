@@ -40,11 +40,21 @@ REACH = 0.95  # a trial reaches a compression level within 5% (the allocation's 
 TRIALS = 16
 
 
-def arms(trials: int) -> dict[str, tuple[dict, list[str]]]:
-    """Arm name -> (changes to the space's ``ranks``, extra launch flags)."""
+def arms(trials: int) -> dict[str, tuple[dict, list[str], bool]]:
+    """Arm name -> (changes to the space's ``ranks``, extra launch flags, whether the arm gets the
+    uniform grid's trial-hours of the same task and seed as its ``--budget-hours``)."""
+    mo = ["--scheduler", "mo-asha"]
     return {
-        "default": ({}, []),
-        "uniform-grid": ({"allocations": ["uniform"]}, ["--warm-start", str(trials)]),
+        "default": ({}, [], False),
+        "uniform-grid": ({"allocations": ["uniform"]}, ["--warm-start", str(trials)], False),
+        # the same cost as the grid, spent by MO-ASHA (more trials, most stopped early)
+        "mo-asha": ({}, mo, True),
+        # MO-ASHA with one part of the default search off at a time (the ablation)
+        "mo-asha-no-profile": ({"allocations": ["uniform"]}, mo, True),
+        "mo-asha-no-fill": ({}, [*mo, "--ablate", "gap-fill"], True),
+        "mo-asha-no-share": ({}, [*mo, "--ablate", "method-share"], True),
+        "mo-asha-no-weighting": ({}, [*mo, "--ablate", "parent-weighting"], True),
+        "mo-asha-no-warm-start": ({}, [*mo, "--warm-start", "0"], True),
     }
 
 
@@ -62,9 +72,10 @@ def _cli() -> list[str]:
     return [sys.executable, "-m", "rank_search"]
 
 
-def run_sweep(storage: Path, task: str, arm: str, seed: int, trials: int, log: Path) -> Path:
-    """Launch (or resume) one sweep; returns its folder once it has finished."""
-    ranks, flags = arms(trials)[arm]
+def run_sweep(storage: Path, task: str, arm: str, seed: int, trials: int, log: Path, budget: float | None) -> Path:
+    """Launch (or resume) one sweep; returns its folder once it has finished. ``budget``: its
+    trial-hours, for the arms that run to a budget instead of ``trials``."""
+    ranks, flags, _ = arms(trials)[arm]
     name = f"{task}-{arm}-s{seed}"
     path = storage / name
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -81,7 +92,8 @@ def run_sweep(storage: Path, task: str, arm: str, seed: int, trials: int, log: P
             space = {**space, "name": name, "seed": seed, "ranks": {**space["ranks"], **ranks}}
             space_file = storage / f"{name}.yaml"
             space_file.write_text(yaml.safe_dump(space, sort_keys=False), encoding="utf-8")
-            cmd = [*_cli(), "launch", "--space", str(space_file), "--num-samples", str(trials),
+            count = ["--budget-hours", f"{budget:.6f}"] if budget is not None else ["--num-samples", str(trials)]
+            cmd = [*_cli(), "launch", "--space", str(space_file), *count,
                    "--searcher-seed", str(seed), "--train-seed", str(seed), "--storage", str(storage),
                    "--name", name, "--max-concurrent", "2", *flags]
         print(f"{dt.datetime.now():%H:%M:%S} {' '.join(cmd[2:])}", file=sys.stderr, flush=True)
@@ -291,8 +303,9 @@ def main() -> None:
     p.add_argument("--out", help="append the markdown section to this file")
     args = p.parse_args()
     if args.list_arms:
-        for name, (ranks, flags) in arms(args.trials).items():
-            print(f"{name}: ranks {ranks or 'as shipped'}, flags {' '.join(flags) or 'none'}")
+        for name, (ranks, flags, budgeted) in arms(args.trials).items():
+            print(f"{name}: ranks {ranks or 'as shipped'}, flags {' '.join(flags) or 'none'}"
+                  + (", --budget-hours: the uniform grid's trial-hours" if budgeted else ""))
         return
     tasks = args.tasks.split(",")
     arm_names = args.arms.split(",")
@@ -318,8 +331,16 @@ def main() -> None:
                     if out.is_file():
                         _add_histories(out, storage / f"{task}-{arm}-s{seed}")
                         continue
+                    budget = None
+                    if arms(args.trials)[arm][2]:
+                        grid = summary_path(results, task, "uniform-grid", seed)
+                        if not grid.is_file():
+                            print(f"skipping {task} {arm} seed {seed}: its budget is the uniform grid's, not run yet",
+                                  file=sys.stderr)
+                            continue
+                        budget = cpu_seconds(json.loads(grid.read_text(encoding="utf-8"))) / 3600
                     start = time.perf_counter()
-                    path = run_sweep(storage, task, arm, seed, args.trials, storage / "run.log")
+                    path = run_sweep(storage, task, arm, seed, args.trials, storage / "run.log", budget)
                     s = summarise(path, task, arm, seed, time.perf_counter() - start)
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.write_text(json.dumps(s, indent=1), encoding="utf-8")
