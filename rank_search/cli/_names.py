@@ -94,5 +94,5 @@ def check_rank_spec(spec) -> None:
     parse_rank_policy(spec)
 
 
-__all__ = ["BUILTIN", "check_file", "check_model", "check_name", "check_rank_spec", "check_space", "did_you_mean", "is_plan_path",
-           "space_names", "unknown_name"]
+__all__ = ["BUILTIN", "check_file", "check_model", "check_name", "check_rank_spec", "check_space", "did_you_mean",
+           "is_plan_path", "space_names", "unknown_name"]
