@@ -198,6 +198,26 @@ def _text(value: Any) -> str | None:
     return str(value) if value else None
 
 
+def encode_point(space: SearchSpace, groups: Sequence[str], *, method: str | None = None,
+                 train: Mapping[str, Any] | None = None, target: float | None = None, allocation: str | None = None,
+                 ratio: float | None = None) -> dict[str, Any]:
+    """A point to enqueue (Optuna fixes the parameters it names, samples the rest): the given
+    values under the keys ``SpaceSampler`` suggests them as. A value of a dimension the space
+    fixes is left out (it is no parameter), as is a method when the space has one."""
+    out: dict[str, Any] = {}
+    if method is not None and len(space.methods) > 1:
+        out[METHOD_KEY] = method
+    out.update({TRAIN_PREFIX + k: v for k, v in (train or {}).items() if space.train[k].kind != "fixed"})
+    if space.rank_mode == "sensitivity":
+        if target is not None and space.target.kind != "fixed":
+            out[TARGET_KEY] = target
+        if allocation is not None and len(space.allocations) > 1:
+            out[ALLOCATION_KEY] = allocation
+    elif ratio is not None and space.ratio.kind != "fixed":
+        out.update({RANK_PREFIX + g: ratio for g in groups})
+    return out
+
+
 class SpaceSampler:
     """Picklable define-by-run function for ``ray.tune.search.optuna.OptunaSearch``: suggests a
     trial's searched parameters and returns its fixed values and the sweep's constants.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..schema import ALLOCATION_KEY, METHOD_KEY, RANK_PREFIX, TARGET_KEY
+from search_spaces import encode_point
 
 
 def warm_start_size(num_samples: int, methods: int) -> int:
@@ -63,16 +63,14 @@ def warm_start_points(space, groups: list[str], num_samples: int, size: int | No
     is asked last with its method open, so it is chosen with the most results in, and takes the
     uniform allocation (as the least compressed end does: both ends are what a hand sweep of
     uniform ratios has). Why two rounds and the end last: docs/refine.md, warm start."""
-    from .reference import train_settings
-
     methods = list(space.methods)
-    central = train_settings(space, searched_only=True)
+    # the searched train settings at their midpoints (the dense reference's settings)
+    central = encode_point(space, groups, train={k: d.midpoint() for k, d in space.train.items()})
     planned = planned_methods(space)
     n = warm_start_size(num_samples, len(methods)) if size is None else size
-    points: list[dict[str, Any]] = [{METHOD_KEY: m} for m in methods if m not in planned][:n]
+    points: list[dict[str, Any]] = [encode_point(space, groups, method=m) for m in methods if m not in planned][:n]
     n_plan = n - len(points) if planned else 0
     if n_plan <= 0:
-        points = points if len(methods) > 1 else [{} for _ in points]
         return [{**p, **central} for p in points]
     if space.rank_mode == "sensitivity":
         t = space.target
@@ -87,20 +85,14 @@ def warm_start_points(space, groups: list[str], num_samples: int, size: int | No
         allocations = [None]
 
     def point(method: str | None, value: float, allocation: str | None) -> dict[str, Any]:
-        out: dict[str, Any] = {METHOD_KEY: method} if method is not None and len(methods) > 1 else {}
         value = float(value)  # a categorical dimension takes its nearest choice as it is
         if space.rank_mode == "sensitivity":
             if t.kind == "categorical":
                 value = min(t.choices, key=lambda c: abs(math.log(c / value)))
-            if t.kind != "fixed":
-                out[TARGET_KEY] = value
-            if allocation is not None and len(allocations) > 1:
-                out[ALLOCATION_KEY] = allocation
-        elif space.ratio.kind != "fixed":
-            if space.ratio.kind == "categorical":
-                value = min(space.ratio.choices, key=lambda c: abs(c - value))
-            out.update({RANK_PREFIX + g: value for g in groups})
-        return out
+            return encode_point(space, groups, method=method, target=value, allocation=allocation)
+        if space.ratio.kind == "categorical":
+            value = min(space.ratio.choices, key=lambda c: abs(c - value))
+        return encode_point(space, groups, method=method, ratio=value)
 
     head = "uniform" if "uniform" in allocations else allocations[0]
     shared = by_results and n < num_samples and len(planned) > 1

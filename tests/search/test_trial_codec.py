@@ -158,3 +158,22 @@ def test_a_sweep_of_allocation_uniform_launches_without_a_profile(private_ray, t
     trials = load_experiment(out.path).trials
     ratio = trials["macs_compression"] / trials[f"config/{schema.TARGET_KEY}"]
     assert all(math.isclose(r, 1, abs_tol=0.05) for r in ratio)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_warm_start_point_fixes_the_parameters_it_names(path: Path) -> None:
+    from rank_search.search.warm_start import warm_start_points
+
+    space = load_space_file(str(path))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    sampler = SpaceSampler(space, GROUPS)
+    points = warm_start_points(space, GROUPS, 8)
+    assert points
+    for point in points:
+        study.enqueue_trial(point)
+        trial = study.ask()
+        fixed = sampler(trial)
+        config = {**trial.params, **fixed}
+        assert set(point) <= set(trial.params)  # only searched parameters, under the sampler's names
+        assert {k: config[k] for k in point} == point
+        study.tell(trial, 0.0)
