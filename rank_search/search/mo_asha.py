@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Sequence
 
 import numpy as np
@@ -92,6 +93,14 @@ class MOASHAScheduler(FIFOScheduler):
         self._ledger: dict | None = None
 
     # -- the ledger ----------------------------------------------------------------------------
+    def _follow(self, trial) -> None:
+        """A local experiment resumed where it was moved to: its trials live there now (Tune
+        rebases them), and so does the ledger; the launch location is only the fallback."""
+        if self._ledger is None and not schema.is_uri(self.path):
+            trial_path = getattr(trial, "path", None)
+            if isinstance(trial_path, str) and os.path.isabs(trial_path):
+                self.path = os.path.dirname(trial_path)
+
     @property
     def ledger(self) -> dict:
         if self._ledger is None:
@@ -133,6 +142,7 @@ class MOASHAScheduler(FIFOScheduler):
         epoch = result.get("training_iteration")
         if epoch not in self.rungs or result.get(schema.DIVERGED):
             return CONTINUE
+        self._follow(trial)
         key, rung = str(trial.trial_id), str(epoch)
         done = self.ledger["decisions"].get(key, {})
         if rung in done:  # replayed after a restore: the recorded decision stands

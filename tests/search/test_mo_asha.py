@@ -204,3 +204,17 @@ def test_sweeps_with_an_early_stopping_scheduler(private_ray, tmp_path, schedule
         assert (t[t[schema.STOPPED_RUNG].isna()]["epochs_run"] == 3).all()
     else:
         assert (t["epochs_run"] < 3).any()  # ASHA stopped some on accuracy
+
+
+def test_a_moved_experiment_keeps_its_ledger_where_its_trials_are(tmp_path) -> None:
+    launched, moved = tmp_path / "launched", tmp_path / "moved"
+    moved.mkdir()
+    (moved / schema.SCHEDULER_LEDGER_FILE).write_text(json.dumps({"rungs": {"1": {"a": [0.5, 0.7]}},
+                                                                 "decisions": {"a": {"1": STOP}}}))
+    sched = MOASHAScheduler(OBJECTIVES, max_epochs=6, path=str(launched))  # as pickled at launch
+    trial = SimpleNamespace(trial_id="a", path=str(moved / "trial_a"))
+    assert sched.on_trial_result(None, trial, _result(1, 0.99, 9.0)) == STOP  # the recorded decision
+    other = SimpleNamespace(trial_id="b", path=str(moved / "trial_b"))
+    sched.on_trial_result(None, other, _result(1, 0.40, 1.1))
+    assert "b" in json.loads((moved / schema.SCHEDULER_LEDGER_FILE).read_text())["decisions"]
+    assert not launched.exists()
