@@ -214,10 +214,43 @@ def resolve_storage(cfg: LaunchConfig) -> str:
     return storage if is_uri(storage) else os.path.abspath(storage)
 
 
+PROBE_S = 15.0  # *our choice*: an object store answers in well under a second when it answers at all
+
+
+def probe_storage(storage: str, *, timeout: float | None = None) -> None:
+    """A remote ``--storage`` answers (pyarrow reaches it and can tell whether the path exists)
+    within ``timeout`` seconds; a missing network, a bucket that does not exist or absent
+    credentials is one line instead of a traceback or a hang (``gs://`` retried for minutes)."""
+    import threading
+
+    timeout = PROBE_S if timeout is None else timeout
+    outcome: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            from ..storage import Location
+
+            Location(storage).exists()
+            outcome.append(None)
+        except BaseException as exc:  # anything pyarrow raises is the answer
+            outcome.append(exc)
+
+    worker = threading.Thread(target=probe, name="rank-search-storage-probe", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        raise RankSearchError(f"--storage {storage!r} did not answer within {timeout:g} s (no network, or no such "
+                              "bucket?)")
+    if outcome[0] is not None:
+        first = (str(outcome[0]).strip().splitlines() or [type(outcome[0]).__name__])[0][:200]
+        raise RankSearchError(f"--storage {storage!r} cannot be reached: {first}")
+
+
 def check_storage(storage: str) -> None:
-    """A local ``--storage`` (a path or ``file://``) must be a folder, or creatable, and writable:
-    checked before any folder is made or Ray started. Other URIs are checked by the first write."""
+    """A local ``--storage`` (a path or ``file://``) must be a folder, or creatable, and writable;
+    another URI must answer (``probe_storage``): checked before any folder is made or Ray started."""
     if is_uri(storage) and not storage.startswith("file://"):
+        probe_storage(storage)
         return
     local = storage[len("file://"):] if storage.startswith("file://") else storage
     local = os.path.abspath(local)

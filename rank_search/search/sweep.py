@@ -30,7 +30,7 @@ from .check import check_recorded_data, check_space, download_data
 from .progress import say
 from .ray_session import ray_session
 from .restore import FINISHED, eager_snapshots, moved_experiment, read_tune_state
-from .settings import LaunchConfig, check_storage, resolve_storage
+from .settings import LaunchConfig, check_storage, probe_storage, resolve_storage
 from .sweep_record import config_from_record, read_sweep_record, write_sweep_record
 from .reference import check_dense_weights, check_given_profile, prepare_references
 from .searchers import SearchContext
@@ -376,6 +376,8 @@ def resume(path: str) -> SweepOutcome:
     driver of the same experiment is refused (``search.lock``).
     """
     path = path.rstrip("/") if is_uri(path) else os.path.abspath(path)
+    if is_uri(path) and not path.startswith("file://"):
+        probe_storage(path)  # a store that does not answer is one line, not a hang
     record = read_sweep_record(path)
     cfg = config_from_record(record, path=path)
     # checked before the lock too: damaged state, or nothing to do, leaves the folder untouched

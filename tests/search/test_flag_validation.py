@@ -68,3 +68,27 @@ def test_good_values_at_the_edges_pass(flags) -> None:
     (flag, text), = values.items()
     field, kind = kw[flag]
     LaunchConfig(space="demo", **{field: kind(text)})
+
+
+def test_a_storage_that_does_not_answer_is_one_line_within_the_probe_time(monkeypatch) -> None:
+    import time
+
+    from rank_search.errors import RankSearchError
+    from rank_search.search.settings import probe_storage
+    from rank_search.storage import Location
+
+    monkeypatch.setattr(Location, "__init__", lambda self, path: None)
+    monkeypatch.setattr(Location, "exists", lambda self, rel="": time.sleep(30))
+    start = time.perf_counter()
+    with pytest.raises(RankSearchError, match=r"--storage 'gs://b/x' did not answer within 0.5 s"):
+        probe_storage("gs://b/x", timeout=0.5)
+    assert time.perf_counter() - start < 5
+
+    def unreachable(self, rel=""):
+        raise OSError("When resolving region for bucket 'b': Could not resolve host\nmore detail")
+
+    monkeypatch.setattr(Location, "exists", unreachable)
+    with pytest.raises(RankSearchError, match=r"^--storage 's3://b/x' cannot be reached: When resolving region.*host$"):
+        probe_storage("s3://b/x", timeout=5)
+    monkeypatch.setattr(Location, "exists", lambda self, rel="": False)
+    probe_storage("s3://b/x", timeout=5)  # answers: passes
