@@ -77,8 +77,28 @@ def _init(address: str, *, num_gpus: float | None = None) -> str | None:
             shutil.rmtree(temp, ignore_errors=True)
             raise
         return temp
+    probe_address(address)
     ray.init(address=address, logging_level="WARNING", log_to_driver=False)
     return ""
+
+
+def probe_address(address: str, *, timeout: float = 5.0) -> None:
+    """Something listens at ``--address`` HOST:PORT (``ray.init`` waits for ever on a closed
+    port); ``auto`` is left to Ray, which reads the address of a cluster started on this node."""
+    import socket
+
+    from ..errors import RankSearchError
+
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if address == "auto" or not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise RankSearchError(f"--address {address!r}: nothing answers at {host}:{port} "
+                              f"({exc.strerror or type(exc).__name__}); is the Ray head running there?") from None
 
 
 def _term_as_int(signum, frame) -> None:

@@ -92,3 +92,24 @@ def test_a_storage_that_does_not_answer_is_one_line_within_the_probe_time(monkey
         probe_storage("s3://b/x", timeout=5)
     monkeypatch.setattr(Location, "exists", lambda self, rel="": False)
     probe_storage("s3://b/x", timeout=5)  # answers: passes
+
+
+def test_an_address_where_nothing_listens_is_one_line_not_a_hang(tmp_path, capsys, monkeypatch) -> None:
+    import socket
+    import time
+
+    import ray
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.chdir(tmp_path)
+    space = tmp_path / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY))
+    start = time.perf_counter()
+    code = main(["launch", "--space", str(space), "--storage", str(tmp_path / "runs"),
+                 "--address", f"127.0.0.1:{port}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and f"nothing answers at 127.0.0.1:{port}" in err[0], err
+    assert time.perf_counter() - start < 60 and not ray.is_initialized()
+    assert not (tmp_path / "runs").exists()
