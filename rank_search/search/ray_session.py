@@ -39,6 +39,28 @@ def quiet_ray_notices() -> None:
         pass
 
 
+# Ray's socket paths go under its temp folder (``session_DATE_PID/sockets/plasma_store``, about
+# 64 bytes) and a Unix socket path has at most 107: a longer $TMPDIR fails deep inside ray.init.
+MAX_TEMP_LEN = 40
+
+
+def private_temp_dir() -> str:
+    """A new folder for a private Ray: under ``$TMPDIR``, or ``/tmp`` when ``$TMPDIR`` is too long
+    for Ray's socket paths; a one-line error when neither serves."""
+    from ..errors import RankSearchError
+
+    for parent in (None, "/tmp"):
+        where = parent or tempfile.gettempdir()
+        if len(os.path.join(where, "rs-ray-12345678")) <= MAX_TEMP_LEN:
+            try:
+                return tempfile.mkdtemp(prefix="rs-ray-", dir=parent)
+            except OSError:
+                continue
+    raise RankSearchError(f"no temporary folder short enough for Ray's socket paths: $TMPDIR "
+                          f"{tempfile.gettempdir()!r} is over {MAX_TEMP_LEN - 16} characters and /tmp is not "
+                          "writable; set TMPDIR to a short folder")
+
+
 def init_ray(address: str, *, num_gpus: float | None = None) -> bool:
     """Connect or start Ray; returns whether this call started it (and must shut it down).
 
@@ -63,7 +85,7 @@ def _init(address: str, *, num_gpus: float | None = None) -> str | None:
         # are not per run: ``ray start --temp-dir`` is the CLI, and ``RAY_TMPDIR`` is process-wide
         # (inherited by every child) and Ray adds its own ``ray/`` level under it. A private
         # folder per launch is what lets us remove it afterwards and keep socket paths short.
-        temp = tempfile.mkdtemp(prefix="rs-ray-")
+        temp = private_temp_dir()
         kwargs: dict[str, Any] = {"address": "local", "_temp_dir": temp, "include_dashboard": False,
                                   "configure_logging": True, "logging_level": "WARNING",
                                   # worker chatter (checkpoint notices) stays in the Ray logs;

@@ -113,3 +113,22 @@ def test_an_address_where_nothing_listens_is_one_line_not_a_hang(tmp_path, capsy
     assert code == 2 and len(err) == 1 and f"nothing answers at 127.0.0.1:{port}" in err[0], err
     assert time.perf_counter() - start < 60 and not ray.is_initialized()
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_long_tmpdir_gives_ray_a_short_folder_under_tmp(tmp_path, monkeypatch) -> None:
+    import tempfile
+
+    from rank_search.search.ray_session import MAX_TEMP_LEN, private_temp_dir
+
+    long = tmp_path / ("x" * 120)
+    long.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long))
+    folder = private_temp_dir()
+    try:
+        assert folder.startswith("/tmp/rs-ray-") and len(folder) <= MAX_TEMP_LEN
+    finally:
+        os.rmdir(folder)
+    monkeypatch.setattr(tempfile, "tempdir", "/tmp")
+    folder = private_temp_dir()
+    os.rmdir(folder)
+    assert os.path.dirname(folder) == "/tmp"
