@@ -4,18 +4,15 @@ Everything a user can get wrong is checked before any folder is made or Ray star
 the settings, the data set's files, ``--storage``, an existing experiment at any URI); with
 ``--download`` the data set is then fetched, once, in this process; what needs Ray (can any node
 fit a trial?) right after it starts, before the experiment folder exists. A launch that fails
-before its trials start removes the folder it made.
+before its trials start removes the folder it made; one interrupted (Ctrl-C, SIGTERM) keeps it for
+`resume`. One driver per sweep: launch and resume lock the experiment (``search.lock``).
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import os
-import socket
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 from search_spaces import SpaceSampler, get_space
 
@@ -24,7 +21,8 @@ from ..data import check_data
 from ..errors import RankSearchError
 from ..schema import is_uri
 from ..storage import Location
-from .journal import JournalWriteFailed, check_journal
+from .driver import driver_file, full_disk_stops, remove_experiment
+from .journal import check_journal
 from .lock import DriverLock
 from .check import check_recorded_data, check_space, download_data
 from .progress import say
@@ -131,77 +129,6 @@ def check_resources(cfg: LaunchConfig) -> None:
                           f"(--cpus-per-trial/--gpus-per-trial/--resource); the nodes have: {have}")
 
 
-@contextmanager
-def _driver_file(path: str) -> Iterator[None]:
-    """``rank_search_driver.json`` at the experiment root: this process drives the sweep, and
-    when it ends (normally or by Ctrl-C) that it ended. `status` reads it to tell running trials
-    from trials whose driver is gone (a ``kill -9`` leaves the file without ``ended``)."""
-    loc = Location(path)
-    record = {"host": socket.gethostname(), "pid": os.getpid(),
-              "started": _dt.datetime.now().isoformat(timespec="seconds")}
-    loc.write_text(schema.DRIVER_FILE, json.dumps(record))
-    try:
-        yield
-    finally:
-        record["ended"] = _dt.datetime.now().isoformat(timespec="seconds")
-        try:
-            loc.write_text(schema.DRIVER_FILE, json.dumps(record))
-        except OSError:
-            pass
-
-
-_DISK_FULL = (28, 122)  # ENOSPC, EDQUOT (Linux)
-
-
-def _disk_full(exc: BaseException | None) -> OSError | None:
-    """The full-disk ``OSError`` behind ``exc`` (Tune wraps what its loop raises), if any."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-@contextmanager
-def _full_disk_stops(path: str) -> Iterator[None]:
-    """A full disk while the sweep runs stops the driver with one line. What is on disk stays
-    resumable: Tune's snapshot and the sweep record are replaced whole, and `resume` rolls a
-    journal record cut by the full disk back (``search.journal``)."""
-    try:
-        yield
-    except BaseException as exc:
-        full = _disk_full(exc)
-        if full is None and not isinstance(exc, JournalWriteFailed):
-            raise
-        full = full or exc.__cause__ or exc
-        where = f" writing {full.filename}" if getattr(full, "filename", None) else ""
-        try:
-            kept = Location(path).is_file(schema.SWEEP_FILE)
-        except OSError:
-            kept = False
-        hint = (f"free space, then finish it with `rank-search resume {path}`" if kept else
-                "nothing was kept; free space and launch again")
-        why = "no space left on the device" if _disk_full(exc) else \
-            f"the study journal cannot be written ({getattr(full, 'strerror', None) or type(full).__name__})"
-        raise RankSearchError(f"{why}{where}: the sweep stopped; {hint}") from None
-
-
-def _remove(path: str) -> None:
-    """Remove the experiment folder a failed launch made (before any trial ran)."""
-    loc = Location(path)
-    try:
-        if loc.uri:
-            loc.fs.delete_dir(loc.root)
-        else:
-            import shutil
-
-            shutil.rmtree(loc.root)
-    except (OSError, FileNotFoundError):
-        pass
-
-
 def launch(cfg: LaunchConfig) -> SweepOutcome:
     """Start a new sweep; returns when it ends or is interrupted (then ``complete`` is False)."""
     pre = preflight(cfg)
@@ -209,7 +136,7 @@ def launch(cfg: LaunchConfig) -> SweepOutcome:
         download_data(pre.space.dataset, pre.space.data_root)
     held: list[DriverLock] = []
     try:
-        with _full_disk_stops(pre.path), ray_session(pre.cfg.address, num_gpus=None):
+        with full_disk_stops(pre.path), ray_session(pre.cfg.address, num_gpus=None):
             check_resources(pre.cfg)
             try:
                 # the folder appears locked: a `resume` pasted from the header cannot slip in
@@ -283,9 +210,9 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
         raise
     except BaseException:
         if made_here:
-            _remove(path)  # a failure, nothing ran yet: leave no half-made experiment behind
+            remove_experiment(path)  # a failure, nothing ran yet: leave no half-made experiment behind
         raise
-    with _driver_file(path), eager_snapshots():
+    with driver_file(path), eager_snapshots():
         tuner.fit()
     return _outcome(path, cfg)
 
@@ -384,7 +311,7 @@ def resume(path: str) -> SweepOutcome:
     outcome = _nothing_to_do(path, cfg)
     if outcome is not None:
         return outcome
-    with _full_disk_stops(path), DriverLock.acquire(path):  # one driver per sweep
+    with full_disk_stops(path), DriverLock.acquire(path):  # one driver per sweep
         return _resume_locked(path, cfg, record)
 
 
@@ -417,7 +344,7 @@ def _resume_locked(path: str, cfg: LaunchConfig, record: dict) -> SweepOutcome:
     with ray_session(cfg.address):
         check_resources(cfg)
         say(f"resuming sweep {cfg.name} at {path}")
-        with moved_experiment(path), _driver_file(path), eager_snapshots():
+        with moved_experiment(path), driver_file(path), eager_snapshots():
             tuner = tune.Tuner.restore(path, trainable=make_trainable(cfg), resume_unfinished=True,
                                        resume_errored=True, restart_errored=False)
             tuner.fit()
