@@ -26,7 +26,7 @@ from .plots import (_get_hypervolume_info, _get_learning_curves_info, _get_paret
                     plot_pareto_front, plot_rank_heatmap, plot_sensitivity, save_figure)
 from .quality import Quality, quality
 from .report import ReportFigure, ReportSweep, render_report
-from .summary import front, table
+from .summary import front, table, with_stops
 from .timing import latency_note
 
 DEFAULT_OBJECTIVES = schema.DEFAULT_OBJECTIVES
@@ -121,7 +121,7 @@ def _facts(sweep: Sweep, hv: float) -> list[tuple[str, str]]:
     exp, t = sweep.experiment, sweep.experiment.trials
     launch = (exp.sweep or {}).get("launch", {})
     space = (exp.sweep or {}).get("space", {})
-    counts = ", ".join(f"{k} {int(v)}" for k, v in t["status"].value_counts().items()) if not t.empty else "none"
+    counts = ", ".join(f"{k} {int(v)}" for k, v in with_stops(t).value_counts().items()) if not t.empty else "none"
     facts = [("trials", f"{len(t)}" + (f" of {launch['num_samples']}" if launch.get("num_samples") else "")
               + f" ({counts})")]
     if space:
@@ -163,7 +163,8 @@ def _summary(sweeps: Sequence[Sweep], objectives, reference, hvs: Mapping[str, f
         if note:
             lines.append(f"  latency speed-ups: {note}")
         if not s.front.empty:
-            lines.append(table(s.front.assign(knee=s.front["knee"].map({True: "<- knee", False: ""})), cols))
+            shown = s.front.assign(status=with_stops(s.front), knee=s.front["knee"].map({True: "<- knee", False: ""}))
+            lines.append(table(shown, cols))
     return "\n".join(lines)
 
 
@@ -253,7 +254,8 @@ def analyze(paths: Sequence[str], out_dir: str, *, labels: Sequence[str] | None 
                                 f"{dense_words}. A curve that falls early marks a layer to keep at a high rank.",
                                 files))
         settings = yaml.safe_dump(exp.sweep, sort_keys=False) if exp.sweep else None
-        report_sweeps.append(ReportSweep(s.label, exp.path, _facts(s, hvs[s.label]), s.front,
+        report_sweeps.append(ReportSweep(s.label, exp.path, _facts(s, hvs[s.label]),
+                                         s.front.assign(status=with_stops(s.front)),
                                          _front_columns(objectives), settings, figs))
     summary = _summary(sweeps, objectives, ref, hvs)
     log("writing report.html")

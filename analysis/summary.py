@@ -110,16 +110,31 @@ def front_text(exp: Experiment) -> str:
     f = f.assign(knee=f["knee"].map({True: "<- knee", False: ""}))
     objectives = ", ".join(f"{m} ({d})" for m, d in exp.objectives)
     cols = ["trial_id", "config/method", "status", *SHOWN, "epochs_run", "knee"]
-    return f"Pareto front over {objectives}: {len(f)} of {len(usable_trials(exp))} trials\n" + table(f, cols)
+    text = f"Pareto front over {objectives}: {len(f)} of {len(usable_trials(exp))} trials\n" + table(f, cols)
+    if schema.LATENCY_SPEEDUP in f and pd.to_numeric(f[schema.LATENCY_SPEEDUP], errors="coerce").notna().any():
+        text += (f"\n\n{schema.LATENCY_SPEEDUP}: single timings, each where and while its trial ran (a shared machine "
+                 "may skew them; no spread is recorded); measure a pick with `rank-search evaluate` on an idle machine")
+    return text
 
 
-def shown_statuses(exp: Experiment) -> pd.Series:
+def shown_statuses(exp: Experiment, *, stops: bool = False) -> pd.Series:
     """Tune's status of each trial, with RUNNING and PENDING shown as INTERRUPTED when no driver
-    runs the sweep any more (Tune's last snapshot, written at Ctrl-C or before a kill, keeps them)."""
+    runs the sweep any more (Tune's last snapshot, written at Ctrl-C or before a kill, keeps them);
+    with ``stops``, a trial the scheduler stopped early as ``STOPPED@EPOCH`` (the rung it stopped at)."""
     status = exp.trials["status"]
-    if exp.driver != "gone":
+    if exp.driver == "gone":
+        status = status.where(~status.isin(["RUNNING", "PENDING"]), schema.INTERRUPTED)
+    return with_stops(exp.trials.assign(status=status)) if stops else status
+
+
+def with_stops(trials: pd.DataFrame) -> pd.Series:
+    """The ``status`` column of ``trials``, a trial the scheduler stopped early shown as
+    ``STOPPED@EPOCH`` (the rung it stopped at): what tables print."""
+    status = trials["status"]
+    if schema.STOPPED_RUNG not in trials:
         return status
-    return status.where(~status.isin(["RUNNING", "PENDING"]), schema.INTERRUPTED)
+    rung = trials[schema.STOPPED_RUNG]
+    return status.where(rung.isna(), "STOPPED@" + rung.fillna(0).astype(int).astype(str))
 
 
 def damaged_lines(exp: Experiment) -> list[str]:
@@ -134,7 +149,7 @@ def status_text(exp: Experiment, *, top: int = 5) -> str:
     if exp.trials.empty:
         lines.append(f"no trial started yet (of {expected})" if expected else "no trial started yet")
         return "\n".join(lines)
-    t = exp.trials.assign(status=shown_statuses(exp))
+    t = exp.trials.assign(status=shown_statuses(exp, stops=True))
     exp = Experiment(exp.path, exp.sweep, t, exp.driver, exp.damaged)
     counts = t["status"].value_counts()
     parts = ", ".join(f"{k} {int(v)}" for k, v in counts.items())

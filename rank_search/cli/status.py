@@ -13,8 +13,8 @@ from .. import schema
 #: its ``counts`` (every trial state, 0 included).
 JSON_KEYS = ("experiment", "name", "space", "state", "driver", "num_samples", "objectives", "counts", "diverged",
              "trials", "top", "front", "knee", "resume")
-TRIAL_KEYS = ("trial_id", "state", "epoch", "epochs", "finished", "diverged", "num_failures", "metrics", "config",
-              "folder", "checkpoint", "damaged")
+TRIAL_KEYS = ("trial_id", "state", "epoch", "epochs", "finished", "diverged", "stopped_rung", "num_failures",
+              "metrics", "config", "folder", "checkpoint", "damaged")
 TRIAL_STATES = ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR", schema.INTERRUPTED, "UNKNOWN")
 #: ``state`` of the sweep: its driver runs; every trial ended (TERMINATED or ERROR); its driver is
 #: gone with trials left (`resume` finishes it); neither can be told (no driver record, another host's).
@@ -109,6 +109,7 @@ def status_info(exp, *, top: int = 5) -> dict[str, Any]:
                 "epoch": epoch if epoch is not None else 0,
                 "epochs": _number(t.get(schema.CONFIG_COLUMN_PREFIX + schema.SPACE_PREFIX + "epochs"), integer=True),
                 "finished": bool(t["finished"]), "diverged": _present(t.get(schema.DIVERGED)) and bool(t[schema.DIVERGED]),
+                "stopped_rung": _number(t.get(schema.STOPPED_RUNG), integer=True),
                 "num_failures": _number(t.get("num_failures"), integer=True) or 0,
                 "metrics": {m: _number(t.get(m), integer=m in _COUNTS) for m in metrics},
                 "config": _config(loc, t), "folder": str(t["folder"]),

@@ -162,6 +162,19 @@ def test_stopped_trials_are_marked_and_never_the_exported_knee(tmp_path) -> None
     assert pick_trial(loaded, pick="max-accuracy")["trial_id"] == "a"
     assert pick_trial(loaded, pick="max-accuracy", include_stopped=True)["trial_id"] == "b"
 
+    # status and the report mark it, with the rung; status --json says so per trial
+    from analysis.summary import status_text
+    from rank_search.cli.status import status_info
+
+    text = status_text(loaded)
+    assert "STOPPED@1 1" in text and "TERMINATED 2" in text
+    front_rows = [line for line in text.splitlines() if line.startswith("b ")]
+    assert front_rows and "STOPPED@1" in front_rows[0] and "knee" not in front_rows[0]
+    info = status_info(loaded)
+    by_id = {t["trial_id"]: t for t in info["trials"]}
+    assert by_id["b"]["stopped_rung"] == 1 and by_id["a"]["stopped_rung"] is None
+    assert by_id["b"]["state"] == "TERMINATED" and info["knee"] != "b"
+
 
 def test_a_damaged_ledger_is_one_line(tmp_path) -> None:
     from analysis.loading import load_experiment
@@ -218,3 +231,52 @@ def test_a_moved_experiment_keeps_its_ledger_where_its_trials_are(tmp_path) -> N
     sched.on_trial_result(None, other, _result(1, 0.40, 1.1))
     assert "b" in json.loads((moved / schema.SCHEDULER_LEDGER_FILE).read_text())["decisions"]
     assert not launched.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_decisions_survive_a_sigkilled_driver_and_resume(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from analysis.loading import epoch_history, load_experiment
+
+    # the real MNIST subset makes an epoch last about a second, so the kill lands mid-sweep
+    space = {**TINY, "dataset": "mnist5k", "train": {**TINY["train"], "batch_size": 16}}
+    space_file = tmp_path / "s.yaml"
+    space_file.write_text(yaml.safe_dump(space))
+    exp = tmp_path / "k"
+    ledger = exp / schema.SCHEDULER_LEDGER_FILE
+    cmd = [sys.executable, "-m", "rank_search", "launch", "--space", str(space_file), "--num-samples", "8",
+           "--scheduler", "mo-asha", "--searcher", "random", "--warm-start", "0", "--max-concurrent", "1",
+           "--storage", str(tmp_path), "--name", "k"]
+    with open(tmp_path / "launch.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                if ledger.is_file() and len(json.loads(ledger.read_text())["decisions"]) >= 3:
+                    break
+                time.sleep(0.5)
+            else:
+                pytest.fail("no three rung decisions within 300 s")
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    before = json.loads(ledger.read_text())["decisions"]
+    resume = subprocess.run([sys.executable, "-m", "rank_search", "resume", str(exp)], capture_output=True,
+                            text=True, timeout=600)
+    assert resume.returncode == 0, resume.stderr[-2000:]
+    after = json.loads(ledger.read_text())["decisions"]
+    assert {t: d for t, d in after.items() if t in before} == before  # nothing decided twice, nothing changed
+    trials = load_experiment(str(exp)).trials
+    assert len(trials) == 8 and trials["trial_id"].is_unique and set(after) == set(trials["trial_id"])
+    for _, t in trials.iterrows():
+        epochs = [r["epoch"] for r in epoch_history(str(exp), t["folder"])]
+        if after[t["trial_id"]].get("1") == STOP:
+            assert max(epochs) == 1, t["trial_id"]  # a stopped trial stays stopped
+        else:
+            assert max(epochs) == 3, t["trial_id"]  # a promoted one runs to the end
