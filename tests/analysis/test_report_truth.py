@@ -142,3 +142,13 @@ def test_the_figure_circles_no_unfinished_knee() -> None:
     running = _get_pareto_front_info({"s": trials(["TERMINATED", "RUNNING", "TERMINATED"])}, objectives).sweeps[0]
     assert running.knee is not None and running.knee.trial_id != "mid"
     assert _get_pareto_front_info({"s": trials(["RUNNING"] * 3)}, objectives).sweeps[0].knee is None
+
+
+def test_front_text_notes_that_speedups_are_single_timings(tmp_path) -> None:
+    from analysis.summary import front_text
+
+    t = trials(["TERMINATED"] * 3)
+    assert "single timings" not in front_text(Experiment(str(tmp_path), None, t))
+    text = front_text(Experiment(str(tmp_path), None, t.assign(**{SPEED: [1.1, 1.9, 3.0]})))
+    table, note = text.split("\n\n")  # a blank line: the table's rows end before the note
+    assert note.startswith(f"{SPEED}: single timings") and "no spread is recorded" in note
