@@ -119,7 +119,7 @@ def _plain_num(value: Any) -> str:
 
 
 def dim_text(plain: Any, *, unit: str = "") -> str:
-    """A searched dimension in words: ``1.5-10x (log)``, ``one of so, dso``, ``0.05`` (fixed).
+    """A searched dimension in words: ``LOW-HIGH (log)``, ``one of so, dso``, or the fixed value.
 
     Args:
         plain: the dimension as the space's YAML writes it (a value, a list of choices, or
@@ -141,8 +141,8 @@ def dim_text(plain: Any, *, unit: str = "") -> str:
 
 
 def ranks_text(ranks: Any) -> str:
-    """A space's rank mode in words, e.g. ``sensitivity allocation, macs target 1.5-10x (log), proxy bn``
-    or ``per_stage ratios 0.1-0.9``; ``"ranks not recorded"`` for a record without them."""
+    """A space's rank mode in words, e.g. ``sensitivity allocation, macs target LOW-HIGHx (log), proxy bn``
+    or ``per_stage ratios LOW-HIGH``; ``"ranks not recorded"`` for a record without them."""
     if not isinstance(ranks, Mapping) or not ranks:
         return "ranks not recorded"
     if "target" in ranks or ranks.get("allocation") in ("sensitivity", "uniform"):
