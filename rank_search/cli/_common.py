@@ -136,7 +136,7 @@ class PickedTrial:
 
 
 def pick_checkpoint(experiment: str, *, pick: str, min_accuracy: float | None = None,
-                    max_macs: float | None = None, exp=None) -> PickedTrial:
+                    max_macs: float | None = None, exp=None, include_stopped: bool = False) -> PickedTrial:
     """Pick a trial of the sweep at ``experiment`` (``analysis.select.pick_trial``) and find its
     final checkpoint; ``exp`` is the experiment when it is loaded already.
 
@@ -149,7 +149,7 @@ def pick_checkpoint(experiment: str, *, pick: str, min_accuracy: float | None = 
     from ..storage import Location
 
     exp = exp if exp is not None else load_experiment(experiment)
-    trial = pick_trial(exp, pick=pick, min_accuracy=min_accuracy, max_macs=max_macs)
+    trial = pick_trial(exp, pick=pick, min_accuracy=min_accuracy, max_macs=max_macs, include_stopped=include_stopped)
     loc = Location(experiment)
     name = trial["checkpoint"]
     if not isinstance(name, str) or not loc.is_dir(f"{trial['folder']}/{name}"):

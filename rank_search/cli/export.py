@@ -31,6 +31,9 @@ def add_parser(sub) -> None:
                    help="only trials with val_accuracy >= A (default: no bound)")
     p.add_argument("--max-macs", type=float, metavar="M",
                    help="only trials whose compact model has <= M MACs (default: no bound)")
+    p.add_argument("--include-stopped", action="store_true",
+                   help="also pick among the trials --scheduler mo-asha stopped early (default: trials that "
+                        "trained their full budget only)")
     p.add_argument("--weights", action="store_true", help="also copy the trial's compact weights (OUT.pt)")
     p.add_argument("--out", required=True, help="output YAML file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (and OUT.pt)")
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     for line in damaged_lines(exp):
         print(f"export: {line}", file=sys.stderr)
     picked = pick_checkpoint(args.experiment, pick=args.pick, min_accuracy=args.min_accuracy,
-                             max_macs=args.max_macs, exp=exp)
+                             max_macs=args.max_macs, exp=exp, include_stopped=args.include_stopped)
     trial, loc, ckpt = picked.trial, picked.loc, picked.checkpoint
     run_record = safe_yaml.load(loc.read_text(picked.file(RUN_FILE)), what=picked.file(RUN_FILE))["run"]
     launch = (exp.sweep or {}).get("launch", {})

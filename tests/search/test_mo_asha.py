@@ -133,10 +133,8 @@ def test_minimised_objectives_and_missing_metrics(tmp_path) -> None:
                                                      "latency_ms": 9.0}) == CONTINUE
 
 
-def test_stopped_trials_are_marked_and_never_the_exported_knee(tmp_path) -> None:
-    from analysis.loading import load_experiment
-    from analysis.select import pick_trial
-
+def _stopped_sweep(tmp_path):
+    """A finished mo-asha sweep on disk: a (3 epochs), b (stopped at rung 1, the best), c."""
     exp = tmp_path / "exp"
     exp.mkdir()
     sweep = {"launch": {"name": "x", "searcher": "random", "seed": 0, "scheduler": "mo-asha",
@@ -155,6 +153,14 @@ def test_stopped_trials_are_marked_and_never_the_exported_knee(tmp_path) -> None
         (folder / "result.json").write_text("\n".join(lines) + "\n")
     (exp / schema.SCHEDULER_LEDGER_FILE).write_text(json.dumps(
         {"rungs": {}, "decisions": {"a": {"1": CONTINUE}, "b": {"1": STOP}, "c": {"1": CONTINUE}}}))
+    return exp
+
+
+def test_stopped_trials_are_marked_and_never_the_exported_knee(tmp_path) -> None:
+    from analysis.loading import load_experiment
+    from analysis.select import pick_trial
+
+    exp = _stopped_sweep(tmp_path)
     t = load_experiment(str(exp)).trials.set_index("trial_id")
     assert t.loc["b", schema.STOPPED_RUNG] == 1 and t[schema.STOPPED_RUNG].isna().sum() == 2
     loaded = load_experiment(str(exp))
@@ -280,3 +286,12 @@ def test_decisions_survive_a_sigkilled_driver_and_resume(tmp_path) -> None:
             assert max(epochs) == 1, t["trial_id"]  # a stopped trial stays stopped
         else:
             assert max(epochs) == 3, t["trial_id"]  # a promoted one runs to the end
+
+
+def test_export_takes_a_stopped_trial_only_when_asked(tmp_path, capsys) -> None:
+    from rank_search.cli import main
+
+    exp = _stopped_sweep(tmp_path)  # no checkpoints on disk: the error names the trial picked
+    for extra, picked in (([], "a"), (["--include-stopped"], "b")):
+        assert main(["export", str(exp), "--pick", "max-accuracy", "--out", str(tmp_path / "x.yaml"), *extra]) == 2
+        assert f"trial {picked} has no final checkpoint" in capsys.readouterr().err
