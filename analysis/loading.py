@@ -169,9 +169,9 @@ def _stopped_by_scheduler(loc: Location) -> dict[str, int]:
     """Trial id -> the rung epoch the sweep's scheduler stopped it at (``--scheduler mo-asha``'s
     ledger); a ledger that cannot be read is damage the trials table names, not a crash."""
     try:
-        ledger = json.loads(loc.read_text(schema.SCHEDULER_LEDGER_FILE))
+        ledger = yaml.safe_load(loc.read_text(schema.SCHEDULER_LEDGER_FILE))
         return {str(t): int(r) for t, d in ledger["decisions"].items() for r, a in d.items() if a == "STOP"}
-    except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, OSError, yaml.YAMLError) as exc:
         raise RankSearchError(f"{loc.join(schema.SCHEDULER_LEDGER_FILE)!r} cannot be read: {exc}") from None
 
 

@@ -177,7 +177,10 @@ DEFAULT_LATENCY_BATCH_SIZE = 1
 # The driver of a running sweep (`launch` / `resume`) at the experiment root: host and pid, so
 # `status` tells trials Tune's last snapshot calls RUNNING from trials whose driver is gone.
 DRIVER_FILE = "rank_search_driver.json"
-SCHEDULER_LEDGER_FILE = "mo_asha.json"  # --scheduler mo-asha: every rung decision {"decisions": {trial id: {epoch: action}}}
+# --scheduler mo-asha: every rung decision, {"decisions": {trial id: {epoch: action}}, "rungs": ...}; not
+# .json: Tune copies an experiment's .json/.pkl files to its staging folder at resume and back over
+# the experiment's when it syncs, which would put an older ledger back
+SCHEDULER_LEDGER_FILE = "mo_asha.yaml"
 STOPPED_RUNG = "stopped_rung"  # the trials table: the rung epoch a scheduler stopped the trial at (None: not stopped)
 INTERRUPTED = "INTERRUPTED"  # the status `status` shows for those
 

@@ -7,14 +7,13 @@ sweep's objectives, ties inside a front broken by exclusive hypervolume contribu
 compressed trial of the first front always goes on (the compressed end of the front is kept).
 Otherwise it is stopped and keeps the metrics it reported (in the spirit of Schmucker et al., 2021).
 
-Every decision is written to ``mo_asha.json`` in the experiment folder before it is returned, and
+Every decision is written to ``mo_asha.yaml`` in the experiment folder before it is returned, and
 a restored scheduler replays it: a stopped trial stays stopped and a promoted one is never stopped
 again at that rung, whatever ran or was lost in between. Tune does not save a scheduler's state
 across ``Tuner.restore``, so this ledger is the state.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Sequence
@@ -22,7 +21,9 @@ from typing import Sequence
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler
 
-from .. import schema
+import yaml
+
+from .. import safe_yaml, schema
 from ..storage import Location
 from .refine.pareto import contributions, dominance
 
@@ -105,12 +106,12 @@ class MOASHAScheduler(FIFOScheduler):
     def ledger(self) -> dict:
         if self._ledger is None:
             loc = Location(self.path)
-            self._ledger = (json.loads(loc.read_text(LEDGER_FILE)) if loc.is_file(LEDGER_FILE)
+            self._ledger = (safe_yaml.load(loc.read_text(LEDGER_FILE), what=LEDGER_FILE) if loc.is_file(LEDGER_FILE)
                             else {"rungs": {}, "decisions": {}})
         return self._ledger
 
     def _save(self) -> None:
-        Location(self.path).write_text(LEDGER_FILE, json.dumps(self.ledger, indent=1, sort_keys=True))
+        Location(self.path).write_text(LEDGER_FILE, yaml.safe_dump(self.ledger, sort_keys=True))
 
     def _point(self, result: dict) -> list[float] | None:
         out = []
