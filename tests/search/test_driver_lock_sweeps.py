@@ -29,10 +29,10 @@ TINY = {
 TRIALS = 4
 
 
-def _launch(tmp_path: Path, space: dict, name: str, *extra: str) -> tuple[list[str], str]:
+def _launch(tmp_path: Path, space: dict, name: str, *extra: str, trials: int = TRIALS) -> tuple[list[str], str]:
     file = tmp_path / f"{name}.yaml"
     file.write_text(yaml.safe_dump(space))
-    cmd = [sys.executable, "-m", "rank_search", "launch", "--space", str(file), "--num-samples", str(TRIALS),
+    cmd = [sys.executable, "-m", "rank_search", "launch", "--space", str(file), "--num-samples", str(trials),
            "--max-concurrent", "1", "--storage", str(tmp_path / "runs"), "--name", name, *extra]
     return cmd, str(tmp_path / "runs" / name)
 
@@ -83,10 +83,11 @@ def test_two_concurrent_resumes_the_second_is_refused_and_every_trial_runs_once(
 
 
 def test_a_resume_while_the_launch_runs_is_refused_and_the_launch_finishes_once(tmp_path) -> None:
-    cmd, path = _launch(tmp_path, TINY, "busy")
+    # long enough that the launch still runs when the resume, seconds of imports later, looks
+    cmd, path = _launch(tmp_path, {**TINY, "epochs": 4}, "busy", trials=6)
     launch = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: os.path.isdir(path) and len(started_on_disk(path)) >= 1, 900, "the launch's first trial")
+        wait_for(lambda: os.path.isdir(path), 900, "the launch's experiment folder")
         resume = rank_search("resume", path, timeout=300)
         err = resume.stderr.strip().splitlines()
         assert resume.returncode == 2 and len(err) == 1, resume.stderr[-3000:]
@@ -96,7 +97,7 @@ def test_a_resume_while_the_launch_runs_is_refused_and_the_launch_finishes_once(
         if launch.poll() is None:
             launch.kill()
     assert launch.returncode == 0, launch_err[-3000:]
-    assert_complete_once(path, trials=TRIALS, epochs=TINY["epochs"])
+    assert_complete_once(path, trials=6, epochs=4)
 
 
 def test_a_dense_and_profile_sweep_killed_then_resumed_runs_every_trial_once(tmp_path) -> None:
