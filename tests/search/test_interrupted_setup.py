@@ -15,8 +15,6 @@ import yaml
 
 from rank_search import schema
 
-pytestmark = [pytest.mark.slow, pytest.mark.ray]
-
 BUDGET = {
     "model": "lenet5", "dataset": "synthetic", "epochs": 2,
     "methods": {"posthoc": {}, "factorized": {}},
@@ -25,6 +23,8 @@ BUDGET = {
 }
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
 def test_a_signal_while_the_dense_reference_trains_keeps_a_folder_resume_finishes(tmp_path, sig) -> None:
     from test_hardening import assert_complete_once
@@ -58,3 +58,62 @@ def test_a_signal_while_the_dense_reference_trains_keeps_a_folder_resume_finishe
     assert resume.returncode == 0, resume.stderr[-3000:]
     assert "stopped before its first trial started" in resume.stderr
     assert_complete_once(path, trials=3)
+
+
+# -- the same decisions in-process, without Ray (fast) ---------------------------------------
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """``launch`` with Ray's part replaced: no cluster start, every node fits."""
+    from contextlib import nullcontext
+
+    import rank_search.search.sweep as sweep
+
+    monkeypatch.setattr(sweep, "ray_session", lambda *a, **k: nullcontext(True))
+    monkeypatch.setattr(sweep, "check_resources", lambda cfg: None)
+    return sweep
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_during_the_set_up_keeps_the_folder_and_names_the_resume(tmp_path, capsys, no_ray,
+                                                                        monkeypatch) -> None:
+    from rank_search.cli import main
+
+    monkeypatch.setattr(no_ray, "prepare_references", _interrupt)
+    space = tmp_path / "budget.yaml"
+    space.write_text(yaml.safe_dump(BUDGET))
+    code = main(["launch", "--space", str(space), "--storage", str(tmp_path / "runs"), "--name", "x"])
+    err = capsys.readouterr().err
+    path = tmp_path / "runs" / "x"
+    assert code == 130 and f"rank-search resume {path}" in err, err
+    assert (path / schema.SWEEP_FILE).is_file() and not (path / "rank_search.lock").exists()
+
+
+def test_ctrl_c_before_the_folder_exists_says_nothing_was_kept(tmp_path, capsys, no_ray, monkeypatch) -> None:
+    from rank_search.cli import main
+
+    monkeypatch.setattr(no_ray, "check_resources", _interrupt)
+    space = tmp_path / "budget.yaml"
+    space.write_text(yaml.safe_dump(BUDGET))
+    code = main(["launch", "--space", str(space), "--storage", str(tmp_path / "runs"), "--name", "x"])
+    err = capsys.readouterr().err
+    assert code == 130 and "before its experiment folder was made: nothing was kept" in err, err
+    assert not (tmp_path / "runs" / "x").exists()
+
+
+def test_a_failure_during_the_set_up_still_removes_the_folder(tmp_path, capsys, no_ray, monkeypatch) -> None:
+    from rank_search.cli import main
+    from rank_search.errors import RankSearchError
+
+    def fail(*args, **kwargs):
+        raise RankSearchError("the dense reference diverged")
+
+    monkeypatch.setattr(no_ray, "prepare_references", fail)
+    space = tmp_path / "budget.yaml"
+    space.write_text(yaml.safe_dump(BUDGET))
+    assert main(["launch", "--space", str(space), "--storage", str(tmp_path / "runs"), "--name", "x"]) == 2
+    assert "the dense reference diverged" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "x").exists()
