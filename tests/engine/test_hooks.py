@@ -18,13 +18,30 @@ HOOKS = ("validate", "build_model", "on_train_start", "on_epoch_start", "before_
          "after_backward", "on_epoch_end", "finalize", "compact_model", "state_dict", "load_state_dict")
 
 
-def test_every_hook_is_a_documented_no_op() -> None:
+def test_every_hook_is_a_documented_no_op(lenet5, synthetic_data) -> None:
+    """Each base hook, called as the engine calls it on a real trainer, changes nothing: the
+    model's weights and mode, the trainer's step and history, the global RNG stay as they were."""
     for name in HOOKS:
-        hook = getattr(TrainingHooks, name)
-        assert hook.__doc__ and hook.__doc__.strip(), name
-    hooks, model = TrainingHooks(), nn.Linear(2, 2)
-    assert hooks.build_model(model, None) is model
-    assert hooks.regularization_loss(None) is None and hooks.state_dict() == {}
+        assert getattr(TrainingHooks, name).__doc__, name
+    hooks = TrainingHooks()
+    trainer = Trainer(lenet5, hooks, synthetic_data, CONFIG, epochs=1)
+    dense = nn.Linear(2, 2)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    rng, step, mode = torch.get_rng_state(), trainer.global_step, trainer.model.training
+    calls = {
+        "validate": (trainer,), "on_train_start": (trainer,), "on_epoch_start": (trainer, 0),
+        "before_forward": (trainer,), "after_backward": (trainer,), "on_epoch_end": (trainer, 0),
+        "finalize": (trainer,), "load_state_dict": ({}, trainer),
+    }
+    for name, args in calls.items():
+        assert getattr(hooks, name)(*args) is None, name
+    assert hooks.build_model(dense, trainer) is dense
+    assert hooks.regularization_loss(trainer) is None and hooks.state_dict() == {}
+    assert hooks.compact_model(trainer) is trainer.model
+    assert set(calls) | {"build_model", "regularization_loss", "state_dict", "compact_model"} == set(HOOKS)
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), rng) and trainer.global_step == step
+    assert trainer.model.training == mode and trainer.history == []
 
 
 def test_the_bare_hooks_train_the_dense_model(lenet5, synthetic_data) -> None:
