@@ -11,7 +11,7 @@ OUT ?= runs
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,deploy]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,deploy,tracking]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,11 +31,14 @@ test: install
 test-all: install
 	$(BIN)/python -m pytest -q -m ""
 
+# Sections go to BENCH_OUT; copy the ones that replace today's into benchmarks/RESULTS.md by hand.
+BENCH_OUT ?= benchmarks/history/bench-latest.md
 bench: install
-	$(BIN)/python benchmarks/methods.py --out benchmarks/RESULTS.md
-	$(BIN)/python benchmarks/tune_overhead.py --epochs 3 --repeats 2 --out benchmarks/RESULTS.md
-	$(BIN)/python benchmarks/search_quality.py --seeds 3 --trials 16 --random-trials 64 --epochs 2 --out benchmarks/RESULTS.md
-	$(BIN)/python benchmarks/bn_recalibration.py --model resnet20 --seeds 3 --targets 3,5,8 --out benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/methods.py --out $(BENCH_OUT)
+	$(BIN)/python benchmarks/tune_overhead.py --epochs 3 --repeats 2 --out $(BENCH_OUT)
+	$(BIN)/python benchmarks/search_quality.py --seeds 3 --trials 16 --random-trials 64 --epochs 2 --out $(BENCH_OUT)
+	$(BIN)/python benchmarks/bn_recalibration.py --model resnet20 --seeds 3 --targets 3,5,8 --out $(BENCH_OUT)
+	$(BIN)/python benchmarks/profile_speed.py --model resnet20 --dataset mnist5k --out $(BENCH_OUT)
 
 clean:
 	rm -rf $(OUT) .pytest_cache
