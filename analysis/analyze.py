@@ -31,7 +31,7 @@ from .timing import latency_note
 
 DEFAULT_OBJECTIVES = schema.DEFAULT_OBJECTIVES
 SHOWN = (schema.VAL_ACCURACY, schema.TEST_ACCURACY, schema.MACS_COMPRESSION, schema.PARAMS_COMPRESSION,
-         schema.LATENCY_SPEEDUP, schema.COMPACT_MACS, schema.COMPACT_PARAMS)
+         schema.LATENCY_SPEEDUP, schema.LATENCY_SPREAD, schema.COMPACT_MACS, schema.COMPACT_PARAMS)
 TRIALS_FILE, PARETO_FILE, QUALITY_FILE, REPORT_FILE = "trials.csv", "pareto.csv", "quality.csv", "report.html"
 
 

@@ -2,9 +2,10 @@
 
 A trial's ``latency_speedup`` is one measurement: the median of a few interleaved dense/compact
 forward passes at its last report (``rank_search.latency``), on whatever machine ran the trial,
-shared or not. The trials record no spread of it. The note says so, and where two trials of
-nearly equal MACs disagree widely on speed-up, it quotes them: the disagreement is a lower
-bound on the noise, measured, not assumed.
+shared or not. Trials record its spread (``latency_speedup_spread``, the interquartile range of
+the passes' speed-ups); where two trials' speed-ups differ by less than their spread, their order
+is noise and the note says how often. Where two trials of nearly equal MACs disagree widely on
+speed-up, it quotes them: the disagreement is a lower bound on the noise, measured, not assumed.
 """
 from __future__ import annotations
 
@@ -65,7 +66,14 @@ def latency_note(trials: pd.DataFrame) -> str | None:
         return None
     note = ("single timings: each trial's median of a few interleaved dense/compact passes, taken where "
             "and while it ran (possibly a shared, busy machine)")
-    note += "; the trials record no spread of it, so a difference between two trials may be noise"
+    overlaps = spread_overlaps(trials)
+    if overlaps is None:
+        note += "; the trials record no spread of it, so a difference between two trials may be noise"
+    else:
+        close, pairs = overlaps
+        note += (f"; the spread column is the interquartile range of its passes' speed-ups. {close} of {pairs} "
+                 "neighbouring speed-ups differ by less than their spread"
+                 + (": unreliable, their order is noise" if close else ": their order holds"))
     pair = worst_disagreement(trials)
     if pair is not None:
         (a, b), (ma, mb), (sa, sb) = pair
@@ -77,4 +85,19 @@ def latency_note(trials: pd.DataFrame) -> str | None:
     return note + ". Measure a chosen model with `rank-search evaluate` on an idle machine."
 
 
-__all__ = ["LatencyDisagreement", "latency_note", "worst_disagreement"]
+def spread_overlaps(trials: pd.DataFrame) -> tuple[int, int] | None:
+    """(How many, of how many) pairs of neighbouring speed-ups (the usable trials sorted by
+    speed-up) differ by less than the larger of their two spreads; None without recorded spreads."""
+    cols = [schema.LATENCY_SPEEDUP, schema.LATENCY_SPREAD]
+    if trials.empty or any(c not in trials for c in cols):
+        return None
+    t = trials[usable_mask(trials, cols)]
+    rows = sorted((float(r[cols[0]]), float(r[cols[1]])) for _, r in t.iterrows()
+                  if math.isfinite(float(r[cols[0]])) and math.isfinite(float(r[cols[1]])))
+    if len(rows) < 2:
+        return None
+    close = sum(1 for (a, sa), (b, sb) in zip(rows, rows[1:]) if b - a < max(sa, sb))
+    return close, len(rows) - 1
+
+
+__all__ = ["LatencyDisagreement", "latency_note", "spread_overlaps", "worst_disagreement"]

@@ -33,10 +33,11 @@ def _check_count(name: str, value: Any, low: int) -> None:
         raise RankSearchError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
-def median_forward_ms(forwards: Sequence[Callable[[torch.Tensor], Any]], x: torch.Tensor, *, repeats: int,
-                      warmup: int = WARMUP, max_seconds: float | None = None, min_repeats: int = MIN_REPEATS,
-                      synchronize: Callable[[], None] | None = None) -> list[float]:
-    """Median milliseconds of one ``forward(x)`` for each of ``forwards``, measured interleaved.
+def forward_times_ms(forwards: Sequence[Callable[[torch.Tensor], Any]], x: torch.Tensor, *, repeats: int,
+                     warmup: int = WARMUP, max_seconds: float | None = None, min_repeats: int = MIN_REPEATS,
+                     synchronize: Callable[[], None] | None = None) -> list[list[float]]:
+    """Milliseconds of every timed ``forward(x)`` for each of ``forwards``, measured interleaved:
+    one list per forward, entry k of each from round k.
 
     Each round times every forward once; odd rounds run them in reverse order, so none always
     runs right after another (which would give it the other's warm caches).
@@ -68,13 +69,37 @@ def median_forward_ms(forwards: Sequence[Callable[[torch.Tensor], Any]], x: torc
             spent += elapsed
         if max_seconds is not None and round_ + 1 >= min(min_repeats, repeats) and spent >= max_seconds:
             break
-    return [statistics.median(t) for t in times]
+    return times
 
 
-def latency_metrics(dense_ms: float, compact_ms: float) -> dict[str, float]:
-    """The two medians and their ratio (dense / compact), under their schema names."""
-    return {schema.LATENCY_MS: compact_ms, schema.DENSE_LATENCY_MS: dense_ms,
-            schema.LATENCY_SPEEDUP: dense_ms / compact_ms if compact_ms > 0 else float("nan")}
+def median_forward_ms(forwards: Sequence[Callable[[torch.Tensor], Any]], x: torch.Tensor, *, repeats: int,
+                      warmup: int = WARMUP, max_seconds: float | None = None, min_repeats: int = MIN_REPEATS,
+                      synchronize: Callable[[], None] | None = None) -> list[float]:
+    """Median milliseconds of one ``forward(x)`` for each of ``forwards`` (``forward_times_ms``)."""
+    return [statistics.median(t) for t in forward_times_ms(forwards, x, repeats=repeats, warmup=warmup,
+                                                           max_seconds=max_seconds, min_repeats=min_repeats,
+                                                           synchronize=synchronize)]
+
+
+def speedup_spread(dense_ms: Sequence[float], compact_ms: Sequence[float]) -> float:
+    """Interquartile range of the per-round speed-ups (dense / compact of the same round; quartiles
+    interpolated between the rounds): how far the reported median may be from another run's; nan
+    with fewer than 2 rounds."""
+    ratios = [d / c for d, c in zip(dense_ms, compact_ms) if c > 0]
+    if len(ratios) < 2:
+        return float("nan")
+    q = statistics.quantiles(ratios, n=4, method="inclusive")
+    return q[2] - q[0]
+
+
+def latency_metrics(dense_ms: float, compact_ms: float, spread: float | None = None) -> dict[str, float]:
+    """The two medians and their ratio (dense / compact), under their schema names; with
+    ``spread`` (``speedup_spread``) also the ratio's dispersion."""
+    out = {schema.LATENCY_MS: compact_ms, schema.DENSE_LATENCY_MS: dense_ms,
+           schema.LATENCY_SPEEDUP: dense_ms / compact_ms if compact_ms > 0 else float("nan")}
+    if spread is not None:
+        out[schema.LATENCY_SPREAD] = spread
+    return out
 
 
 def _on(model: nn.Module, device: torch.device, *, channels_last: bool = False) -> nn.Module:
@@ -106,7 +131,8 @@ def measure_latency(dense: nn.Module, compact: nn.Module | None, input_shape: tu
     and reports it for both (speed-up 1).
 
     Returns:
-        ``latency_ms`` (compact), ``dense_latency_ms`` and ``latency_speedup`` (dense / compact).
+        ``latency_ms`` (compact), ``dense_latency_ms``, ``latency_speedup`` (dense / compact) and
+        ``latency_speedup_spread`` (the interquartile range of the per-round speed-ups).
     """
     _check_count("latency batch size", batch_size, 1)
     device = torch.device(device)
@@ -123,10 +149,11 @@ def measure_latency(dense: nn.Module, compact: nn.Module | None, input_shape: tu
         for m in models:
             m.eval()
         with torch.no_grad():
-            medians = median_forward_ms(models, x, repeats=repeats, warmup=warmup, max_seconds=max_seconds,
-                                        synchronize=sync)
+            times = forward_times_ms(models, x, repeats=repeats, warmup=warmup, max_seconds=max_seconds,
+                                     synchronize=sync)
     finally:
         for m, mode in zip(models, modes):
             m.train(mode)
         torch.set_num_threads(before)
-    return latency_metrics(medians[0], medians[-1])
+    spread = speedup_spread(times[0], times[-1]) if compact is not None else 0.0
+    return latency_metrics(statistics.median(times[0]), statistics.median(times[-1]), spread)

@@ -21,6 +21,7 @@ MACS_COMPRESSION = "macs_compression"
 LATENCY_MS = "latency_ms"
 DENSE_LATENCY_MS = "dense_latency_ms"
 LATENCY_SPEEDUP = "latency_speedup"
+LATENCY_SPREAD = "latency_speedup_spread"  # interquartile range of the per-round speed-ups behind LATENCY_SPEEDUP
 EPOCH = "epoch"
 EPOCHS = "epochs"
 WALL_SECONDS = "wall_seconds"

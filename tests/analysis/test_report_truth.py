@@ -152,3 +152,19 @@ def test_front_text_notes_that_speedups_are_single_timings(tmp_path) -> None:
     text = front_text(Experiment(str(tmp_path), None, t.assign(**{SPEED: [1.1, 1.9, 3.0]})))
     table, note = text.split("\n\n")  # a blank line: the table's rows end before the note
     assert note.startswith(f"{SPEED}: single timings") and "no spread is recorded" in note
+
+
+def test_recorded_spreads_say_which_speedup_orders_are_noise() -> None:
+    from analysis.timing import spread_overlaps
+
+    t = trials(["TERMINATED"] * 3)
+    t[SPEED] = [1.1, 1.9, 3.0]
+    assert spread_overlaps(t) is None  # no spread recorded: the note says so
+    t[schema.LATENCY_SPREAD] = [0.05, 0.1, 0.2]  # every neighbour further apart than its spread
+    assert spread_overlaps(t) == (0, 2)
+    assert "0 of 2 neighbouring speed-ups differ by less than their spread: their order holds" in latency_note(t)
+    t[schema.LATENCY_SPREAD] = [0.05, 0.9, 0.2]  # 1.1 and 1.9 are 0.8 apart, less than 0.9
+    assert spread_overlaps(t) == (1, 2)
+    note = latency_note(t)
+    assert "1 of 2 neighbouring speed-ups differ by less than their spread: unreliable" in note
+    assert "record no spread" not in note

@@ -3,6 +3,8 @@ measurement (``run.prepare.latency``) and the trial's batch-size setting. No tim
 the numbers are only checked to be there, positive and consistent with each other."""
 from __future__ import annotations
 
+import math
+
 import time
 
 import pytest
@@ -15,7 +17,7 @@ from rank_search.latency import latency_metrics, measure_latency, median_forward
 from rank_search.run import RunSpec, prepare
 from rank_search.run.prepare import latency
 
-LATENCY_KEYS = {schema.LATENCY_MS, schema.DENSE_LATENCY_MS, schema.LATENCY_SPEEDUP}
+LATENCY_KEYS = {schema.LATENCY_MS, schema.DENSE_LATENCY_MS, schema.LATENCY_SPEEDUP, schema.LATENCY_SPREAD}
 
 
 class _Recorder(nn.Module):
@@ -64,6 +66,16 @@ def test_bad_counts_are_refused(kwargs, match) -> None:
 def test_the_speedup_is_dense_over_compact() -> None:
     assert latency_metrics(3.0, 1.5) == {schema.LATENCY_MS: 1.5, schema.DENSE_LATENCY_MS: 3.0,
                                          schema.LATENCY_SPEEDUP: 2.0}
+    assert latency_metrics(3.0, 1.5, 0.25)[schema.LATENCY_SPREAD] == 0.25
+
+
+def test_the_spread_is_the_interquartile_range_of_the_per_round_speedups() -> None:
+    from rank_search.latency import speedup_spread
+
+    # rounds' speed-ups 1, 2, 3, 4, 5: quartiles 2 and 4 (inclusive)
+    assert speedup_spread([1.0, 2.0, 3.0, 4.0, 5.0], [1.0] * 5) == pytest.approx(2.0)
+    assert speedup_spread([2.0] * 6, [1.0] * 6) == 0.0  # steady timings
+    assert math.isnan(speedup_spread([2.0], [1.0]))
 
 
 def test_both_models_run_in_eval_without_grad_at_the_batch_size_and_are_restored() -> None:
@@ -88,6 +100,7 @@ def test_without_a_compact_model_the_dense_stands_in() -> None:
     log: list = []
     out = measure_latency(_Recorder("dense", log), None, (4,), batch_size=1, repeats=2, warmup=0)
     assert out[schema.LATENCY_MS] == out[schema.DENSE_LATENCY_MS] and out[schema.LATENCY_SPEEDUP] == 1.0
+    assert out[schema.LATENCY_SPREAD] == 0.0
     assert len(log) == 2
 
 
