@@ -189,7 +189,8 @@ def test_core_never_imports_ray(folder: str) -> None:
     assert _closure_violations(files, {"ray"}) == []
 
 
-@pytest.mark.parametrize("module", ["rank_search/cli/__init__.py", "rank_search/cli/_common.py"])
+@pytest.mark.parametrize("module", ["rank_search/cli/__init__.py", "rank_search/cli/_output.py",
+                                    "rank_search/cli/_progress.py", "rank_search/cli/_pick.py"])
 def test_cli_top_does_not_import_torch(module: str) -> None:
     """``rank-search --help`` stays fast: torch is imported inside the sub-commands only."""
     path = ROOT / module

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from analysis.hypervolume import parse_reference
 
     from ..schema import parse_objectives
-    from ._common import atomic_output_dir, check_out_dir
+    from ._output import atomic_output_dir, check_out_dir
 
     objectives = parse_objectives(args.objectives) if args.objectives else None
     reference = None

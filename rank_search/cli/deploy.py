@@ -48,7 +48,7 @@ def compact_of(source: str, *, pick: str, min_accuracy: float | None, max_macs: 
         yield source, source
         return
     from ..storage import Location
-    from ._common import pick_checkpoint
+    from ._pick import pick_checkpoint
 
     if not Location(source).is_dir():
         raise RankSearchError(f"SOURCE {source!r} is neither a compact.pt file nor an experiment folder")

@@ -43,7 +43,7 @@ def add_parser(sub) -> None:
 
 
 def _atomic_write(path: str, data: bytes) -> None:
-    from ._common import write_file_atomically
+    from ._output import write_file_atomically
 
     write_file_atomically(path, data)  # whole or not at all, with the umask's permissions (not 0600)
 
@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     from analysis.loading import load_experiment
     from analysis.summary import damaged_lines
 
-    from ._common import check_writable, pick_checkpoint
+    from ._output import check_writable
+    from ._pick import pick_checkpoint
 
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):

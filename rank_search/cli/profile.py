@@ -52,7 +52,8 @@ def _floats(text: str, flag: str) -> tuple[float, ...]:
 def run(args: argparse.Namespace) -> int:
     from ..errors import RankSearchError
     from ..schema import PROFILE_PROXIES
-    from ._common import Progress, atomic_output_dir, check_out_dir
+    from ._output import atomic_output_dir, check_out_dir
+    from ._progress import Progress
 
     proxies = tuple(p.strip() for p in args.proxies.split(",") if p.strip())
     bad = [p for p in proxies if p not in PROFILE_PROXIES]

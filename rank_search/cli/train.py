@@ -10,7 +10,8 @@ import yaml
 
 from .. import safe_yaml, schema
 from ..errors import RankSearchError
-from ._common import Progress, atomic_output_dir, check_out_dir
+from ._output import atomic_output_dir, check_out_dir
+from ._progress import Progress
 from ._names import BUILTIN, check_file, check_model, check_name, check_rank_spec, is_plan_path
 from ._scripting import LazyChoices
 

@@ -1,5 +1,5 @@
 """`export` and `deploy` pick a sweep's trial and find its compact.pt through one helper
-(``cli._common.pick_checkpoint``): the same trial, the same file, the same errors."""
+(``cli._pick.pick_checkpoint``): the same trial, the same file, the same errors."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,7 +21,7 @@ def exp(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("pick", PICKS)
 def test_export_and_deploy_take_the_same_compact_file(exp: Path, tmp_path: Path, pick: str) -> None:
-    from rank_search.cli._common import pick_checkpoint
+    from rank_search.cli._pick import pick_checkpoint
     from rank_search.cli.deploy import compact_of
 
     picked = pick_checkpoint(str(exp), pick=pick)
@@ -36,7 +36,7 @@ def test_export_and_deploy_take_the_same_compact_file(exp: Path, tmp_path: Path,
 
 
 def test_the_filters_reach_the_pick(exp: Path) -> None:
-    from rank_search.cli._common import pick_checkpoint
+    from rank_search.cli._pick import pick_checkpoint
     from rank_search.errors import RankSearchError
 
     best = pick_checkpoint(str(exp), pick="max-accuracy")

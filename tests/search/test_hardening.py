@@ -366,7 +366,7 @@ def test_export_refuses_an_existing_out_and_writes_with_the_umask(tmp_path, caps
 
 
 def test_train_and_analyze_out_folders_follow_the_umask(tmp_path) -> None:
-    from rank_search.cli._common import atomic_output_dir
+    from rank_search.cli._output import atomic_output_dir
 
     old = os.umask(0o022)
     try:

@@ -1,15 +1,12 @@
-"""Shared CLI helpers: atomic output folders, progress lines, and the picked trial of a sweep."""
+"""Output files and folders of the CLI: checked before work starts, written all-or-nothing."""
 from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Iterator
 
-from .. import schema
 from ..errors import RankSearchError
 
 
@@ -81,77 +78,3 @@ def atomic_output_dir(path: str, *, overwrite: bool = False) -> Iterator[str]:
     if os.path.isdir(path):
         shutil.rmtree(path)
     os.replace(tmp, path)
-
-
-class Progress:
-    """Per-batch progress on a terminal (one rewritten line); nothing when stderr is not a tty."""
-
-    def __init__(self, stream=None) -> None:
-        self.stream = stream or sys.stderr
-        self.live = self.stream.isatty()
-
-    def __call__(self, message: str) -> None:
-        if self.live:
-            self.stream.write("\r" + message[:100].ljust(100))
-            self.stream.flush()
-
-    def line(self, message: str) -> None:
-        if self.live:
-            self.stream.write("\r" + " " * 100 + "\r")
-        print(message, file=self.stream, flush=True)
-
-
-@dataclass(frozen=True)
-class PickedTrial:
-    """The trial of a sweep that `export` and `deploy` pick, and its final checkpoint.
-
-    Attributes:
-        experiment: the experiment folder or URI, as given.
-        trial: the trial's row (``analysis.loading``'s columns).
-        checkpoint: its final checkpoint folder, relative to the experiment.
-        loc: the experiment's ``storage.Location``.
-    """
-
-    experiment: str
-    trial: Any
-    checkpoint: str
-    loc: Any
-
-    @property
-    def trial_id(self) -> str:
-        return str(self.trial["trial_id"])
-
-    def file(self, name: str) -> str:
-        """``name`` in the final checkpoint (relative to the experiment); a missing file is a
-        one-line error."""
-        rel = f"{self.checkpoint}/{name}"
-        if not self.loc.exists(rel):
-            raise RankSearchError(f"trial {self.trial_id} has no {name} in its final checkpoint in "
-                                  f"{self.experiment!r}")
-        return rel
-
-    def compact_weights(self) -> str:
-        """The trial's ``compact.pt`` (relative to the experiment)."""
-        return self.file(schema.COMPACT_WEIGHTS_FILE)
-
-
-def pick_checkpoint(experiment: str, *, pick: str, min_accuracy: float | None = None,
-                    max_macs: float | None = None, exp=None, include_stopped: bool = False) -> PickedTrial:
-    """Pick a trial of the sweep at ``experiment`` (``analysis.select.pick_trial``) and find its
-    final checkpoint; ``exp`` is the experiment when it is loaded already.
-
-    Raises:
-        RankSearchError: no trial to pick, or the picked one has no final checkpoint.
-    """
-    from analysis.loading import load_experiment
-    from analysis.select import pick_trial
-
-    from ..storage import Location
-
-    exp = exp if exp is not None else load_experiment(experiment)
-    trial = pick_trial(exp, pick=pick, min_accuracy=min_accuracy, max_macs=max_macs, include_stopped=include_stopped)
-    loc = Location(experiment)
-    name = trial["checkpoint"]
-    if not isinstance(name, str) or not loc.is_dir(f"{trial['folder']}/{name}"):
-        raise RankSearchError(f"trial {trial['trial_id']} has no final checkpoint in {experiment!r}")
-    return PickedTrial(experiment, trial, f"{trial['folder']}/{name}", loc)
