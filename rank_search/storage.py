@@ -94,9 +94,13 @@ class Location:
 
     def write_text(self, rel: str, text: str) -> None:
         """Write ``rel`` whole: a temporary sibling renamed into place locally, one stream on a URI."""
+        self.write_bytes(rel, text.encode("utf-8"))
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write ``rel`` whole (see ``write_text``)."""
         if self.uri:
             with self.fs.open_output_stream(self.join(rel)) as fh:
-                fh.write(text.encode("utf-8"))
+                fh.write(data)
             return
         target = self.join(rel)
         # a unique sibling (two threads may write at once), synced before the rename: a full disk
@@ -105,8 +109,8 @@ class Location:
 
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.partial-", dir=os.path.dirname(target))
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.chmod(tmp, 0o666 & ~_UMASK)
@@ -117,6 +121,42 @@ class Location:
             except OSError:
                 pass
             raise
+
+    def address(self, rel: str) -> str:
+        """Where another process opens ``rel``: its local path, or its URI."""
+        return f"{self.path.rstrip('/')}/{rel}" if self.uri else self.join(rel)
+
+    def local_path(self, rel: str = "") -> str | None:
+        """``rel``'s path on this machine's file system; None on a URI (read it through this class)."""
+        if self.uri:
+            return None
+        return self.join(rel) if rel else self.root
+
+    def delete(self, rel: str) -> None:
+        """Remove the file ``rel`` (OSError when it cannot be)."""
+        if self.uri:
+            self.fs.delete_file(self.join(rel))
+        else:
+            os.unlink(self.join(rel))
+
+    def delete_tree(self) -> None:
+        """Remove the folder and everything in it (OSError when it cannot be)."""
+        if self.uri:
+            self.fs.delete_dir(self.root)
+        else:
+            import shutil
+
+            shutil.rmtree(self.root)
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """(parent, name) of a folder given as a local path or a URI: an experiment's storage and name."""
+    if "://" in path:
+        scheme, rest = path.split("://", 1)
+        head, name = posixpath.split(rest.rstrip("/"))
+        return f"{scheme}://{head}", name
+    head, name = posixpath.split(path.rstrip("/"))
+    return head, name
 
 
 def _umask() -> int:

@@ -55,8 +55,8 @@ def compact_of(source: str, *, pick: str, min_accuracy: float | None, max_macs: 
     picked = pick_checkpoint(source, pick=pick, min_accuracy=min_accuracy, max_macs=max_macs)
     rel, loc = picked.compact_weights(), picked.loc
     label = f"{source.rstrip('/')}/{rel} (trial {picked.trial_id}, pick {pick})"
-    if not loc.uri:
-        yield loc.join(rel), label
+    if loc.local_path() is not None:
+        yield loc.local_path(rel), label
         return
     with tempfile.TemporaryDirectory(prefix="rank-search-deploy-") as d:
         path = os.path.join(d, schema.COMPACT_WEIGHTS_FILE)

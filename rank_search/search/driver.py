@@ -79,11 +79,6 @@ def remove_experiment(path: str) -> None:
     """Remove the experiment folder a failed launch made (before any trial ran)."""
     loc = Location(path)
     try:
-        if loc.uri:
-            loc.fs.delete_dir(loc.root)
-        else:
-            import shutil
-
-            shutil.rmtree(loc.root)
+        loc.delete_tree()
     except (OSError, FileNotFoundError):
         pass

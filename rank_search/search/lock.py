@@ -219,10 +219,7 @@ class DriverLock:
             if self._thread is not None:
                 self._thread.join(timeout=5)
             try:
-                if self._lease.uri:
-                    self._lease.fs.delete_file(self._lease.join(LOCK_FILE))
-                else:
-                    os.unlink(self._lease.join(LOCK_FILE))
+                self._lease.delete(LOCK_FILE)
             except OSError:
                 try:
                     self._lease.write_text(LOCK_FILE, json.dumps(released))

@@ -337,7 +337,7 @@ def _prepare_dense_and_profile(path: str, space, cfg: LaunchConfig) -> Reference
     folder = path if profile_needed or (space.rank_mode == "sensitivity" and space.budget == "latency") else None
     if not (needs_dense(space) or cfg.dense):
         return References(None, None)
-    dense_uri = loc.join(schema.DENSE_WEIGHTS_FILE) if not loc.uri else f"{path.rstrip('/')}/{schema.DENSE_WEIGHTS_FILE}"
+    dense_uri = loc.address(schema.DENSE_WEIGHTS_FILE)
     have_dense = loc.is_file(schema.DENSE_WEIGHTS_FILE)
     have_profile = loc.is_file(schema.PROFILE_FILE) and loc.is_file(schema.PROFILE_META_FILE)
     if have_dense and (have_profile or not profile_needed):
@@ -365,16 +365,7 @@ def _prepare_dense_and_profile(path: str, space, cfg: LaunchConfig) -> Reference
     _get(warm)
     if measure:
         out["profile"] = _measure_profile_parts(space, cfg, resources, out["weights"], out["batch_size"], plan)
-    if not loc.uri:
-        import os
-
-        tmp = loc.join(schema.DENSE_WEIGHTS_FILE + ".partial")
-        with open(tmp, "wb") as fh:
-            fh.write(out["weights"])
-        os.replace(tmp, loc.join(schema.DENSE_WEIGHTS_FILE))
-    else:
-        with loc.fs.open_output_stream(loc.join(schema.DENSE_WEIGHTS_FILE)) as fh:
-            fh.write(out["weights"])
+    loc.write_bytes(schema.DENSE_WEIGHTS_FILE, out["weights"])
     record = {**out["record"], "seconds_total": time.perf_counter() - start}
     if profile_needed:
         from ..tables import load_profile, save_profile

@@ -20,7 +20,7 @@ from typing import Iterator
 
 from ..errors import RankSearchError
 from ..schema import is_uri
-from ..storage import Location
+from ..storage import Location, split_path
 
 STATE_PREFIX = "experiment_state-"
 FINISHED = "TERMINATED"
@@ -72,22 +72,12 @@ def read_tune_state(path: str) -> TuneState | None:
     return TuneState(name, statuses, folders)
 
 
-def _split(path: str) -> tuple[str, str]:
-    """(storage path, experiment name) of an experiment folder, a local path or a URI."""
-    if "://" in path:
-        scheme, rest = path.split("://", 1)
-        head, name = posixpath.split(rest.rstrip("/"))
-        return f"{scheme}://{head}", name
-    head, name = posixpath.split(path.rstrip("/"))
-    return head, name
-
-
 def _rebased(storage, path: str):
     """A copy of Tune's StorageContext ``storage`` pointing at the experiment folder ``path``
     (what Tune does itself for the trials it restores)."""
     from ray.train._internal.storage import get_fs_and_path
 
-    parent, name = _split(path)
+    parent, name = split_path(path)
     new = copy.copy(storage)
     new.storage_filesystem, fs_path = get_fs_and_path(parent)
     new.storage_fs_path = posixpath.normpath(fs_path) if fs_path else fs_path

@@ -20,7 +20,7 @@ from .. import schema
 from ..data import check_data
 from ..errors import RankSearchError
 from ..schema import is_uri
-from ..storage import Location
+from ..storage import Location, split_path
 from .driver import driver_file, full_disk_stops, remove_experiment
 from .journal import check_journal
 from .lock import DriverLock
@@ -229,14 +229,12 @@ def _restart(path: str, cfg: LaunchConfig, record: dict) -> SweepOutcome:
     profile, when they were made, are reused."""
     from search_spaces import space_from_mapping
 
-    from .restore import _split
-
     plain = record.get("space")
     if not isinstance(plain, dict):
         raise RankSearchError(f"{schema.SWEEP_FILE} in {path!r} has no 'space' mapping")
     space = space_from_mapping(plain, name=str(plain.get("name") or cfg.space))
     groups = check_space(space)
-    storage, name = _split(path)
+    storage, name = split_path(path)
     cfg = dataclasses.replace(cfg, storage=storage, name=name)  # where it is now
     cfg = _recorded_references(path, cfg, record, space)
     check_recorded_data(record, download=cfg.download)
@@ -246,7 +244,7 @@ def _restart(path: str, cfg: LaunchConfig, record: dict) -> SweepOutcome:
         loc = Location(path)
         for f in loc.listdir():
             if f == schema.STUDY_FILE or f.startswith(_UNSTARTED):
-                (loc.fs.delete_file(loc.join(f)) if loc.uri else os.unlink(loc.join(f)))
+                loc.delete(f)
         return _start(cfg, space, groups, path, made_here=False)
 
 
@@ -261,8 +259,8 @@ def _check_made_references(path: str, record: dict) -> None:
     if not isinstance(plain, dict) or not loc.is_file(schema.DENSE_WEIGHTS_FILE):
         return
     space = space_from_mapping(plain, name=str(plain.get("name") or "space"))
-    if not loc.uri:
-        check_dense_weights(space, loc.join(schema.DENSE_WEIGHTS_FILE))
+    if loc.local_path() is not None:
+        check_dense_weights(space, loc.local_path(schema.DENSE_WEIGHTS_FILE))
     if space.needs_profile:  # a uniform allocation reads no profile
         check_given_profile(space, path)
 
@@ -276,8 +274,8 @@ def _recorded_references(path: str, cfg: LaunchConfig, record: dict, space) -> L
     if not isinstance(dense, str):
         return cfg
     loc = Location(path)
-    if loc.is_file(schema.DENSE_WEIGHTS_FILE) and not loc.uri:
-        dense_now = loc.join(schema.DENSE_WEIGHTS_FILE)
+    if loc.is_file(schema.DENSE_WEIGHTS_FILE) and loc.local_path() is not None:
+        dense_now = loc.local_path(schema.DENSE_WEIGHTS_FILE)
     elif os.path.isfile(dense):
         dense_now = dense
     else:
