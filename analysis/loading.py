@@ -128,13 +128,16 @@ def _driver_state(loc: Location) -> str:
         return "unknown"
     if record.get("ended"):
         return "gone"
-    if record.get("host") != socket.gethostname() or not isinstance(record.get("pid"), int):
+    pid = record.get("pid")
+    # a pid outside what the kernel hands out is damage; 0 or a negative one would signal a group
+    if record.get("host") != socket.gethostname() or isinstance(pid, bool) or not isinstance(pid, int) \
+            or not 0 < pid < 2 ** 31:
         return "unknown"
     try:
-        os.kill(record["pid"], 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return "gone"
-    except (PermissionError, OSError):
+    except (PermissionError, OSError, OverflowError):
         return "running"
     return "running"
 

@@ -314,6 +314,11 @@ def test_resume_of_a_finished_sweep_says_so_without_ray(tmp_path, capsys) -> Non
     ({"host": "HOST", "pid": "ME", "ended": "2026-01-01T00:00:00"}, "INTERRUPTED"),  # Ctrl-C: ended
     ({"host": "HOST", "pid": "ME"}, "RUNNING"),  # a live driver
     ({"host": "elsewhere", "pid": 1}, "RUNNING"),  # another host's driver: Tune's word stands
+    # a damaged record: no pid the kernel could have given (status crashed on the huge one; 0 or a
+    # negative pid would signal a process group): unknown, Tune's word stands
+    ({"host": "HOST", "pid": 10 ** 30}, "RUNNING"),
+    ({"host": "HOST", "pid": 0}, "RUNNING"),
+    ({"host": "HOST", "pid": -1}, "RUNNING"),
     (None, "RUNNING"),  # an experiment from before the driver record
 ])
 def test_status_shows_interrupted_trials_when_no_driver_runs(tmp_path, capsys, driver, shown) -> None:
