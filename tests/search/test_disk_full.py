@@ -53,7 +53,7 @@ def _run(*argv: str) -> subprocess.CompletedProcess:
 
 def test_enospc_mid_sweep_stops_in_one_line_and_resume_finishes_every_trial_once(tmp_path) -> None:
     from analysis.loading import load_experiment
-    from test_hardening import assert_complete_once, finished_on_disk
+    from _hardening import assert_complete_once, finished_on_disk
 
     space = tmp_path / "tiny.yaml"
     space.write_text(yaml.safe_dump(TINY))

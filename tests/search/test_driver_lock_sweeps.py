@@ -16,7 +16,7 @@ import yaml
 from rank_search import schema
 
 from test_finite_inputs import BUDGET, _dense, _profile
-from test_hardening import assert_complete_once, finished_on_disk, rank_search, started_on_disk, wait_for
+from _hardening import assert_complete_once, finished_on_disk, rank_search, started_on_disk, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

@@ -27,7 +27,7 @@ BUDGET = {
 @pytest.mark.ray
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
 def test_a_signal_while_the_dense_reference_trains_keeps_a_folder_resume_finishes(tmp_path, sig) -> None:
-    from test_hardening import assert_complete_once
+    from _hardening import assert_complete_once
 
     space = tmp_path / "budget.yaml"
     space.write_text(yaml.safe_dump(BUDGET))

@@ -21,7 +21,7 @@ import yaml
 
 from analysis.loading import epoch_history, load_experiment
 
-from test_hardening import SLOW_SPACE, assert_complete_once, finished_on_disk, rank_search, started_on_disk, wait_for
+from _hardening import SLOW_SPACE, assert_complete_once, finished_on_disk, rank_search, started_on_disk, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

@@ -143,7 +143,7 @@ def _finished_on_disk(path: str) -> dict[str, str]:
     return out
 
 
-@pytest.mark.parametrize("address", ["path", "file-uri"])
+@pytest.mark.parametrize("address", ["path", pytest.param("file-uri", marks=pytest.mark.slow)])
 def test_sigkilled_driver_then_resume_runs_each_trial_once(tmp_path, address) -> None:
     # the real MNIST subset makes each epoch last about a second, so the kill lands mid-sweep
     slow = {**TINY_SPACE, "dataset": "mnist5k", "train": {**TINY_SPACE["train"], "batch_size": 16},
