@@ -75,6 +75,13 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...], *, counting: str 
     for name, module in model.named_modules():
         if isinstance(module, kinds) and not name.startswith(skip):
             handles.append(module.register_forward_hook(hook(name)))
+    _run_once(model, input_shape, handles)
+    return sum(per_module.values()), per_module
+
+
+def _run_once(model: nn.Module, input_shape: tuple[int, ...], handles: list) -> None:
+    """One sample of zeros through ``model`` in eval mode without autograd, on its device and
+    dtype; its mode is restored and ``handles`` (the hooks that watched it) removed."""
     was_training = model.training
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
@@ -87,7 +94,6 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...], *, counting: str 
         for h in handles:
             h.remove()
         model.train(was_training)
-    return sum(per_module.values()), per_module
 
 
 def layer_input_shapes(model: nn.Module, input_shape: tuple[int, ...], layers) -> dict[str, tuple[int, ...]]:
@@ -102,18 +108,7 @@ def layer_input_shapes(model: nn.Module, input_shape: tuple[int, ...], layers) -
         return fn
 
     handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules() if n in names]
-    was_training = model.training
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros((1, *input_shape), device=device, dtype=dtype))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    _run_once(model, input_shape, handles)
     return shapes
 
 

@@ -36,22 +36,22 @@ def _is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _import_nodes(tree: ast.AST, *, module_level: bool) -> list[ast.stmt]:
+def _import_nodes(tree: ast.AST, *, module_level: bool, type_checking: bool = True) -> list[ast.stmt]:
     """Import statements; with ``module_level`` only those that run when the module is imported
-    (not inside functions, not under ``if TYPE_CHECKING:``)."""
+    (not inside functions, not under ``if TYPE_CHECKING:``); without ``type_checking`` none under
+    ``if TYPE_CHECKING:`` anywhere."""
     found: list[ast.stmt] = []
 
     def visit(node: ast.AST) -> None:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             found.append(node)
             return
-        if module_level:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-                return
-            if isinstance(node, ast.If) and _is_type_checking(node.test):
-                for child in node.orelse:
-                    visit(child)
-                return
+        if module_level and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            return
+        if (module_level or not type_checking) and isinstance(node, ast.If) and _is_type_checking(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -332,21 +332,7 @@ def test_importing_the_engine_loads_no_method() -> None:
 
 def _runtime_import_nodes(tree: ast.AST) -> list[ast.stmt]:
     """Every import that can run (function bodies included), none under ``if TYPE_CHECKING:``."""
-    found: list[ast.stmt] = []
-
-    def visit(node: ast.AST) -> None:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            found.append(node)
-            return
-        if isinstance(node, ast.If) and _is_type_checking(node.test):
-            for child in node.orelse:
-                visit(child)
-            return
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    visit(tree)
-    return found
+    return _import_nodes(tree, module_level=False, type_checking=False)
 
 
 def import_graph(files: list[Path], *, root: Path = ROOT) -> dict[str, set[str]]:

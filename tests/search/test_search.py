@@ -20,6 +20,7 @@ from analysis.loading import epoch_history, load_experiment
 from rank_search.cli import main
 from rank_search.search import LaunchConfig
 from _faults import install as install_faults
+from _hardening import wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -122,15 +123,6 @@ def test_crashed_trial_resumes_from_its_checkpoint(local_ray, space_file, tmp_pa
         assert epochs == sorted(set(epochs))
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _finished_on_disk(path: str) -> dict[str, str]:
     """trial folder -> result.json text, for trials whose last result is their final epoch."""
     out = {}
@@ -156,7 +148,7 @@ def test_sigkilled_driver_then_resume_runs_each_trial_once(tmp_path, address) ->
     log = open(tmp_path / "launch.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_for(lambda: os.path.isdir(exp_path) and len(_finished_on_disk(exp_path)) >= 1
+        wait_for(lambda: os.path.isdir(exp_path) and len(_finished_on_disk(exp_path)) >= 1
                   and any(f.startswith("trial_") for f in os.listdir(exp_path) if f not in _finished_on_disk(exp_path)),
                   240, "one finished trial and one started")
         time.sleep(1.0)
