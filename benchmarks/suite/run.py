@@ -128,7 +128,8 @@ def summarise(path: Path, task: str, arm: str, seed: int, wall: float) -> dict:
 
     def history(folder: str) -> dict:
         h = epoch_history(str(path), folder)
-        return {"val_history": [e.get("val_accuracy") for e in h], "epoch_seconds": [e.get("time_this_iter_s") for e in h]}
+        return {"val_history": [e.get("val_accuracy") for e in h],
+                "epoch_seconds": [e.get("time_this_iter_s") for e in h]}
 
     rows = [{"trial_id": str(r["trial_id"]), "status": str(r["status"]), "method": val(r, METHOD_COLUMN),
              "macs_compression": val(r, "macs_compression"), "val_accuracy": val(r, "val_accuracy"),
@@ -254,9 +255,10 @@ def report(summaries: dict, tasks: list[str], arm_names: list[str], baseline: st
             levels = [fmt(float(np.nanmedian([picked_test(_usable(ss[sd]), lv) for sd in seeds])))
                       if any(picked_test(_usable(ss[sd]), lv) == picked_test(_usable(ss[sd]), lv) for sd in seeds)
                       else "-" for lv in LEVELS]
-            lines.append(f"| {tag} | {arm} | {len(seeds)} | {fmt(statistics.median(hv))} ({', '.join(fmt(v) for v in hv)}) "
-                         f"| {fmt(statistics.median(thv))} | {statistics.median(cpu):.3f} | "
-                         f"{fmt(statistics.median(h / c for h, c in zip(hv, cpu)), '.3f')} | " + " | ".join(levels) + " |")
+            per_cpu = statistics.median(h / c for h, c in zip(hv, cpu))
+            lines.append(f"| {tag} | {arm} | {len(seeds)} | {fmt(statistics.median(hv))} "
+                         f"({', '.join(fmt(v) for v in hv)}) | {fmt(statistics.median(thv))} | "
+                         f"{statistics.median(cpu):.3f} | {fmt(per_cpu, '.3f')} | " + " | ".join(levels) + " |")
         grid = {sd: summaries[(t, a, sd)] for (t, a, sd) in summaries if t == task and a == baseline}
         for arm in arm_names:
             if arm == baseline:
