@@ -13,6 +13,7 @@ an example is docs/spaces.md.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -30,6 +31,10 @@ RANKS_KEYS = {"per_group": ("allocation", "grouping", "ratio"),
               "uniform": ("allocation", "target", "budget")}  # the plain spelling of allocations: [uniform]
 SPACE_KEYS = ("name", "description", "model", "dataset", "epochs", "seed", "data_root", "latency_batch_size", "methods",
               "train", "ranks")
+
+
+MAX_SEED = 2 ** 32 - 1  # numpy's seed range, as `launch --train-seed`
+MAX_LATENCY_BATCH = 4096  # *our choice*: a deployment batch; a huge one only makes each epoch's timing hang
 
 
 class SpaceError(RankSearchError):
@@ -95,8 +100,8 @@ def parse_dim(where: str, value: Any) -> Dim:
         kind = kinds[0]
         bounds = value[kind]
         if (not isinstance(bounds, list) or len(bounds) != 2
-                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)):
-            raise SpaceError(f"{where}: {kind} range must be [low, high] numbers, got {bounds!r}")
+                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in bounds)):
+            raise SpaceError(f"{where}: {kind} range must be [low, high] finite numbers, got {bounds!r}")
         low, high = float(bounds[0]), float(bounds[1])
         if not low < high:
             raise SpaceError(f"{where}: range low must be < high, got [{low}, {high}]")
@@ -138,8 +143,14 @@ class SearchSpace:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             raise SpaceError(f"space {self.name!r}: epochs must be an integer >= 1, got {self.epochs!r}")
         b = self.latency_batch_size
-        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
-            raise SpaceError(f"space {self.name!r}: latency_batch_size must be an integer >= 1, got {b!r}")
+        if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= MAX_LATENCY_BATCH:
+            raise SpaceError(f"space {self.name!r}: latency_batch_size must be an integer in [1, {MAX_LATENCY_BATCH}], "
+                             f"got {b!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise SpaceError(f"space {self.name!r}: seed must be an integer in [0, {MAX_SEED}] (numpy's seed range), "
+                             f"got {self.seed!r}")
+        if self.data_root is not None and (not isinstance(self.data_root, str) or not self.data_root):
+            raise SpaceError(f"space {self.name!r}: data_root must be a folder path or URI, got {self.data_root!r}")
         if not self.methods:
             raise SpaceError(f"space {self.name!r}: 'methods' must name at least one method")
         if self.rank_mode not in RANK_MODES:
@@ -161,10 +172,11 @@ class SearchSpace:
 
     def _check_budget(self) -> None:
         t = self.target
-        low = t.value if t.kind == "fixed" else (min(t.choices) if t.kind == "categorical" else t.low)
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in
-                   ([t.value] if t.kind == "fixed" else list(t.choices) if t.kind == "categorical" else [t.low])):
-            raise SpaceError(f"space {self.name!r}: ranks.target must be numbers (MACs compression), got {t.to_plain()!r}")
+        values = [t.value] if t.kind == "fixed" else list(t.choices) if t.kind == "categorical" else [t.low, t.high]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            raise SpaceError(f"space {self.name!r}: ranks.target must be finite numbers (MACs compression), "
+                             f"got {t.to_plain()!r}")
+        low = min(values)
         if low < 1:
             raise SpaceError(f"space {self.name!r}: ranks.target must be >= 1 (1 = dense), got {t.to_plain()!r}")
         if self.proxy not in PROFILE_PROXIES:
@@ -266,7 +278,7 @@ def space_from_mapping(data: Any, *, name: str = "space") -> SearchSpace:
     return SearchSpace(
         name=name, model=str(data["model"]), dataset=str(data["dataset"]), epochs=data["epochs"],
         methods=methods, train=train, grouping=str(ranks.get("grouping", "uniform")),
-        seed=int(data.get("seed", 0)), data_root=data.get("data_root"),
+        seed=data.get("seed", 0), data_root=data.get("data_root"),
         latency_batch_size=data.get("latency_batch_size", DEFAULT_LATENCY_BATCH_SIZE),
         description=str(data.get("description", "")), **kwargs,
     )
