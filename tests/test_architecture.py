@@ -36,6 +36,15 @@ def _is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
+def _import_base(node: ast.ImportFrom, package: str) -> str:
+    """The absolute module a ``from ... import`` names, relative levels resolved in ``package``."""
+    if not node.level:
+        return node.module or ""
+    parts = package.split(".") if package else []
+    parts = parts[: len(parts) - (node.level - 1)]
+    return ".".join(parts + ([node.module] if node.module else []))
+
+
 def _import_nodes(tree: ast.AST, *, module_level: bool, type_checking: bool = True) -> list[ast.stmt]:
     """Import statements; with ``module_level`` only those that run when the module is imported
     (not inside functions, not under ``if TYPE_CHECKING:``); without ``type_checking`` none under
@@ -69,12 +78,7 @@ def imported_modules(path: Path, *, module_level: bool = False, root: Path = ROO
         if isinstance(node, ast.Import):
             out.update(alias.name for alias in node.names)
             continue
-        if node.level:
-            base_parts = package.split(".") if package else []
-            base_parts = base_parts[: len(base_parts) - (node.level - 1)]
-            base = ".".join(base_parts + ([node.module] if node.module else []))
-        else:
-            base = node.module or ""
+        base = _import_base(node, package)
         out.add(base)
         for alias in node.names:
             if _module_file(f"{base}.{alias.name}", root) is not None:
@@ -347,12 +351,7 @@ def import_graph(files: list[Path], *, root: Path = ROOT) -> dict[str, set[str]]
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             else:
-                if node.level:
-                    parts = package.split(".") if package else []
-                    parts = parts[: len(parts) - (node.level - 1)]
-                    base = ".".join(parts + ([node.module] if node.module else []))
-                else:
-                    base = node.module or ""
+                base = _import_base(node, package)
                 targets = [f"{base}.{a.name}" if _module_file(f"{base}.{a.name}", root) else base for a in node.names]
             for target in targets:
                 local = _module_file(target, root)
