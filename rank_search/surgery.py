@@ -3,12 +3,33 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
+from typing import Mapping
 
+import torch
 from torch import nn
+
+from .errors import RankSearchError
 
 from .cost import count_macs
 from .layers import get_scheme
 from .plan import RankPlan, candidate_layers
+
+
+def data_aware_schemes() -> tuple[str, ...]:
+    """The schemes with a data-aware (output-error) decomposition."""
+    from .layers import SCHEMES
+
+    return tuple(n for n in SCHEMES.names() if SCHEMES.get(n).data_aware)
+
+
+def check_data_aware(plan: RankPlan, input_moments: Mapping[str, torch.Tensor] | None = None) -> None:
+    """Every planned layer's scheme has a data-aware form (and, given ``input_moments``, a moment)."""
+    for name, lp in plan.items():
+        if not get_scheme(lp.scheme).data_aware:
+            raise RankSearchError(f"init_decomposition=data needs schemes {', '.join(data_aware_schemes())}; "
+                                  f"layer {name!r} has scheme {lp.scheme!r}")
+        if input_moments is not None and name not in input_moments:
+            raise RankSearchError(f"init_decomposition=data has no calibration moment for layer {name!r}")
 
 
 def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
@@ -17,7 +38,8 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-def compress(model: nn.Module, plan: RankPlan, *, balance: bool = True, decompose: bool = True) -> nn.Module:
+def compress(model: nn.Module, plan: RankPlan, *, balance: bool = True, decompose: bool = True,
+             input_moments: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
     """A compact copy of ``model`` with every planned layer factorized from its current weights.
 
     The dense model is never mutated.
@@ -27,13 +49,20 @@ def compress(model: nn.Module, plan: RankPlan, *, balance: bool = True, decompos
             factors orthonormal (ELRT's initialisation).
         decompose: False builds only the compact structure (default-initialised factors), e.g.
             to load saved compact weights without paying for the decompositions.
+        input_moments: layer name -> the second moment of its unfolded inputs on calibration
+            data (``decomp.collect_input_moments``): every planned layer is then decomposed
+            data-aware (its output error minimised). Raises ``RankSearchError`` for a planned
+            layer whose scheme has no data-aware form or whose moment is missing.
     """
+    if input_moments is not None:
+        check_data_aware(plan, input_moments)
     compact = copy.deepcopy(model)
     layers = candidate_layers(compact)
     for name, lp in plan.items():
         cls = get_scheme(lp.scheme)
         if decompose:
-            new = cls.from_dense(layers[name], lp.rank, balance=balance, name=name, tiles=lp.tiles)
+            extra = {"input_moment": input_moments[name]} if input_moments is not None else {}
+            new = cls.from_dense(layers[name], lp.rank, balance=balance, name=name, tiles=lp.tiles, **extra)
         else:
             new = cls.build(layers[name], lp.rank, name=name, tiles=lp.tiles)
         _set_submodule(compact, name, new.train(layers[name].training))

@@ -45,6 +45,8 @@ class FactorizedLayer(nn.Module):
     output_name: ClassVar[str]
     #: number of rank dimensions (2 for Tucker-2: out and in modes)
     rank_dims: ClassVar[int] = 1
+    #: whether ``from_dense`` takes ``input_moment`` (a data-aware, output-error decomposition)
+    data_aware: ClassVar[bool] = False
 
     # ---- scheme-level API (dense side) ----
     @classmethod
@@ -101,6 +103,10 @@ class FactorizedLayer(nn.Module):
         Args:
             balance: split singular values evenly between factors (sqrt(S) each); with False
                 the input-side factors stay orthonormal and the scale goes to the output side.
+            input_moment: schemes with ``data_aware`` only: the second moment ``C`` [d, d] of the
+                layer's unfolded inputs on calibration data (``decomp.collect_input_moments``);
+                the factors then minimise the output error ``tr((M - M') C (M - M')^T)`` instead
+                of the weight error (``decomp.calibrated``). None: the weight decomposition.
         """
         raise NotImplementedError
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..decomp.calibrated import output_aware_low_rank
 from ..decomp.svd import as_working, low_rank_approx, singular_values, truncated_svd
 from .base import FactorizedLayer, Rank, check_rank, conv_geometry
 
@@ -15,6 +16,7 @@ def _split(s: torch.Tensor, balance: bool) -> tuple[torch.Tensor, torch.Tensor]:
 
 class ChannelFactorized(FactorizedLayer):
     scheme = "channel"
+    data_aware = True
     scale_factor_name = "expand"
     output_name = "expand"
 
@@ -57,11 +59,18 @@ class ChannelFactorized(FactorizedLayer):
         return cls(reduce.to(**where), expand.to(**where), rank)
 
     @classmethod
-    def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", **opts):
+    def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer",
+                   input_moment: torch.Tensor | None = None, **opts):
         new = cls.build(layer, rank, name=name)
         w = layer.weight.detach()
         with torch.no_grad():
-            u, s, vh = truncated_svd(as_working(cls.matrix(w)), new.rank, randomized=False)
+            m = as_working(cls.matrix(w))
+            if input_moment is not None:  # the output-error optimum M' = U_r U_r^T M, re-split below
+                left, right = output_aware_low_rank(m, input_moment, new.rank)
+                p, s, vh = truncated_svd(right, new.rank, randomized=False)
+                u = left @ p
+            else:
+                u, s, vh = truncated_svd(m, new.rank, randomized=False)
             out_scale, in_scale = _split(s, balance)
             new.reduce.weight.copy_((vh * in_scale.unsqueeze(1)).reshape(new.reduce.weight.shape))
             new.expand.weight.copy_((u * out_scale.unsqueeze(0)).reshape(new.expand.weight.shape))

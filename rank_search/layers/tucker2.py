@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..decomp.calibrated import output_aware_tucker2
 from ..decomp.tucker import mode_spectra, tucker2, tucker2_reconstruct
 from ..errors import RankSearchError
 from .base import FactorizedLayer, Rank, conv_geometry
@@ -21,6 +22,7 @@ def as_pair(rank: Rank) -> tuple[int, int]:
 
 class Tucker2Factorized(FactorizedLayer):
     scheme = "tucker2"
+    data_aware = True
     scale_factor_name = "core"
     output_name = "expand"
     rank_dims = 2
@@ -70,9 +72,13 @@ class Tucker2Factorized(FactorizedLayer):
         return cls(reduce.to(**where), core.to(**where), expand.to(**where), (r_out, r_in))
 
     @classmethod
-    def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer", **opts):
+    def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer",
+                   input_moment: torch.Tensor | None = None, **opts):
         new = cls.build(layer, rank, name=name)
-        core_w, u_out, u_in = tucker2(layer.weight.detach(), new.rank)
+        if input_moment is not None:
+            core_w, u_out, u_in = output_aware_tucker2(layer.weight.detach(), input_moment, new.rank)
+        else:
+            core_w, u_out, u_in = tucker2(layer.weight.detach(), new.rank)
         with torch.no_grad():
             new.reduce.weight.copy_(u_in.t().reshape(new.reduce.weight.shape))
             new.core.weight.copy_(core_w)

@@ -1,0 +1,137 @@
+"""Data-aware (output-error) decompositions against the weight decompositions (issue 30).
+
+With the calibration batch equal to the evaluation batch the data-aware factors must give an
+output error no larger than the weight SVD's / Tucker-2's at every rank, and equal (zero) at full
+rank; the moments collected through a model must be those of each layer's own inputs.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from rank_search.decomp import collect_input_moments, input_moment, output_error
+from rank_search.errors import RankSearchError
+from rank_search.layers import ChannelFactorized, Tucker2Factorized
+from rank_search.plan import build_plan
+from rank_search.surgery import compress
+
+
+def _inputs(shape: tuple[int, ...]) -> torch.Tensor:
+    """Correlated inputs (two channels nearly copy two others), where data-awareness matters."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*shape, generator=g)
+    x[:, :2] = x[:, 2:4] + 0.01 * x[:, :2]
+    return torch.relu(x)
+
+
+def _error(layer: nn.Module, dense: nn.Module, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(((layer(x) - dense(x)) ** 2).sum())
+
+
+def _energy(dense: nn.Module, x: torch.Tensor) -> float:
+    """The squared norm of the dense outputs: the scale of the tolerances."""
+    with torch.no_grad():
+        return float((dense(x) ** 2).sum())
+
+
+CONV = dict(in_channels=6, out_channels=8, kernel_size=3, padding=1, stride=1)
+
+
+@pytest.mark.parametrize("geometry", [CONV, {**CONV, "stride": 2, "padding": 0}, {**CONV, "dilation": 2}])
+def test_channel_scheme_output_error_at_every_rank(geometry: dict) -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(**geometry)
+    x = _inputs((12, 6, 9, 9))
+    moment = input_moment(conv, x)
+    top = ChannelFactorized.max_rank(conv)
+    scale = _energy(conv, x)
+    for r in range(1, top + 1):
+        weight = _error(ChannelFactorized.from_dense(conv, r), conv, x)
+        data = _error(ChannelFactorized.from_dense(conv, r, input_moment=moment), conv, x)
+        assert data <= weight * (1 + 1e-5) + 1e-6 * scale, (r, data, weight)
+    assert data == pytest.approx(0.0, abs=1e-7 * scale) and weight == pytest.approx(0.0, abs=1e-7 * scale)
+    assert _error(ChannelFactorized.from_dense(conv, top // 2, input_moment=moment), conv, x) < \
+        _error(ChannelFactorized.from_dense(conv, top // 2), conv, x)
+
+
+def test_channel_scheme_on_a_linear_layer() -> None:
+    torch.manual_seed(1)
+    lin = nn.Linear(10, 7)
+    x = _inputs((40, 10))
+    moment = input_moment(lin, x)
+    for r in range(1, 8):
+        weight = _error(ChannelFactorized.from_dense(lin, r), lin, x)
+        data = _error(ChannelFactorized.from_dense(lin, r, input_moment=moment), lin, x)
+        assert data <= weight * (1 + 1e-5) + 1e-6, (r, data, weight)
+    assert data == pytest.approx(0.0, abs=1e-6)
+
+
+def test_tucker2_output_error_at_every_rank_pair() -> None:
+    torch.manual_seed(2)
+    conv = nn.Conv2d(**CONV)
+    x = _inputs((12, 6, 9, 9))
+    moment = input_moment(conv, x)
+    scale = _energy(conv, x)
+    for r_out in range(1, 9):
+        for r_in in range(1, 7):
+            weight = _error(Tucker2Factorized.from_dense(conv, (r_out, r_in)), conv, x)
+            data = _error(Tucker2Factorized.from_dense(conv, (r_out, r_in), input_moment=moment), conv, x)
+            assert data <= weight * (1 + 1e-5) + 1e-7 * scale, ((r_out, r_in), data, weight)
+    assert data == pytest.approx(0.0, abs=1e-7 * scale) and weight == pytest.approx(0.0, abs=1e-7 * scale)
+
+
+def test_output_error_is_the_per_column_mean_of_the_squared_output_error() -> None:
+    torch.manual_seed(3)
+    conv = nn.Conv2d(**CONV, bias=False)
+    x = _inputs((4, 6, 5, 5))
+    low = ChannelFactorized.from_dense(conv, 3)
+    direct = _error(low, conv, x) / (4 * 5 * 5)
+    via_moment = output_error(conv.weight.reshape(8, -1), low.to_dense_weight().reshape(8, -1), input_moment(conv, x))
+    assert via_moment == pytest.approx(direct, rel=1e-4)
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 6, 3, padding=1)
+        self.body = nn.Conv2d(6, 8, 3, padding=1)
+        self.head = nn.Linear(8 * 6 * 6, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.body(torch.relu(self.stem(x))))
+        return self.head(h.flatten(1))
+
+
+def _loader(n: int = 20, batch: int = 8):
+    g = torch.Generator().manual_seed(4)
+    images = torch.randn(n, 1, 6, 6, generator=g)
+    return [(images[i:i + batch], torch.zeros(len(images[i:i + batch]), dtype=torch.long)) for i in range(0, n, batch)]
+
+
+def test_collected_moments_are_each_layers_own_inputs() -> None:
+    torch.manual_seed(5)
+    net = _Net().train()
+    loader = _loader()
+    before = torch.get_rng_state()
+    moments = collect_input_moments(net, ["body", "head"], loader, images=12)
+    assert torch.equal(torch.get_rng_state(), before) and net.training
+    x = torch.cat([b for b, _ in loader])[:12]
+    inner = torch.relu(net.stem(x))
+    assert torch.allclose(moments["body"], input_moment(net.body, inner))
+    flat = torch.relu(net.body(inner)).flatten(1)
+    assert torch.allclose(moments["head"], input_moment(net.head, flat))
+    with pytest.raises(ValueError, match="calibration images must be >= 1, got 0"):
+        collect_input_moments(net, ["body"], loader, images=0)
+
+
+def test_compress_data_aware_refuses_a_scheme_without_it() -> None:
+    net = _Net()
+    moments = collect_input_moments(net, ["body"], _loader(), images=8)
+    plan = build_plan(net, "ratio:0.5", scheme="spatial")
+    with pytest.raises(RankSearchError, match="init_decomposition=data needs schemes channel, tucker2; layer 'body' "
+                                              "has scheme 'spatial'"):
+        compress(net, plan, input_moments=moments)
+    compact = compress(net, build_plan(net, "ratio:0.5", scheme="channel"), input_moments=moments)
+    assert isinstance(compact.body, ChannelFactorized)
