@@ -65,7 +65,7 @@ from rank_search.models import create_model_for
 from _report import emit  # benchmarks/_report.py (the script folder is on sys.path)
 
 MODEL = "resnet20"
-METHOD_ORDER = ["full", "posthoc", "factorized", "trp", "lrpet", "deeptwist", "elrt"]
+METHOD_ORDER = ["full", "posthoc", "factorized", "trp", "lrpet", "deeptwist", "elrt", "nested"]
 GPU_MODES = "off,bf16,fp16,bf16+cl"
 CPU_MODES = "off,bf16+cl"  # fp16 needs CUDA
 LATENCY_MODES = ("off", "bf16", "bf16+cl")

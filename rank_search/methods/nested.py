@@ -1,0 +1,154 @@
+"""`nested`: one factorized model whose every per-layer truncation is usable (issue 31).
+
+The layers a uniform plan may name (and any other layer the rank spec names) are nested at full
+rank from the weights the run starts from (the dense reference with ``init: dense``), components
+in descending singular value (``_nested_model``). Each training step runs one truncation, drawn
+by ``TruncationSampler`` from (seed, step) alone, so a resumed run draws the same ones:
+- with probability ``p_full`` every layer at full rank,
+- with probability ``p_min`` every layer at its smallest rank, ``ceil(min_ratio * max)`` (>= 1),
+- otherwise each layer (each Tucker-2 mode) independently uniform over [smallest, full].
+*Our choice*: the sandwich rule (largest, smallest, random widths) at its usual 1:1:2 share,
+with one truncation per step instead of four, so a step costs one ordinary step. The extremes
+bound the front; uniform ranks train component i in a share of steps falling with i, the
+ordering nested dropout relies on; independent layers cover per-layer allocations.
+The compact model of record is the truncation to the resolved plan (energy/value specs resolve
+on the starting weights), layers outside it dense at full rank, with its BatchNorm statistics
+re-estimated on ``bn_images`` training images (0: the running statistics of training).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+from torch import nn
+
+from ..engine.batchnorm import reestimate_batchnorm
+from ..errors import RankSearchError
+from ..layers import Rank, get_scheme
+from ..plan import RankPlan, eligible_layers, scheme_for
+from ._nested_model import export_truncation, nest, nested_layers, set_truncation
+from ._registry import register_method
+from .base import Method, check_init
+
+KINDS = ("full", "min", "random")
+
+
+@dataclass(frozen=True)
+class NestedKnobs:
+    """Attributes:
+    p_full: probability that a step trains every nested layer at full rank.
+    p_min: probability that a step trains every nested layer at its smallest rank.
+    min_ratio: a layer's smallest trained rank as a fraction of its full rank (rounded up, >= 1).
+    bn_images: training images the compact model's BatchNorm statistics are re-estimated on
+        (0: keep the running statistics of training, a mixture over truncations).
+    init: ``dense``: a sweep's trials start from the dense reference; ``scratch``: from a fresh one.
+    """
+
+    p_full: float = 0.25
+    p_min: float = 0.25
+    min_ratio: float = 0.05
+    bn_images: int = 512
+    init: str = "dense"
+
+    def __post_init__(self) -> None:
+        check_init("nested", self.init)
+        for knob in ("p_full", "p_min"):
+            value = getattr(self, knob)
+            if not 0.0 <= value <= 1.0:
+                raise RankSearchError(f"nested.{knob} must be in [0, 1], got {value}")
+        if self.p_full + self.p_min > 1.0:
+            raise RankSearchError(f"nested.p_full + nested.p_min must be <= 1, got {self.p_full + self.p_min}")
+        if not 0.0 < self.min_ratio <= 1.0:
+            raise RankSearchError(f"nested.min_ratio must be in (0, 1], got {self.min_ratio}")
+        if self.bn_images < 0:
+            raise RankSearchError(f"nested.bn_images must be >= 0, got {self.bn_images}")
+
+
+def smallest_rank(max_rank: Rank, min_ratio: float) -> Rank:
+    """``ceil(min_ratio * max_rank)``, at least 1 (per mode for Tucker-2's pair)."""
+    if isinstance(max_rank, tuple):
+        return tuple(max(1, math.ceil(min_ratio * m)) for m in max_rank)
+    return max(1, math.ceil(min_ratio * max_rank))
+
+
+@dataclass(frozen=True)
+class TruncationSampler:
+    """The per-layer truncation of each training step (the distribution of the module docstring).
+
+    Attributes:
+        low, high: per nested layer, its smallest and its full rank (ints or (out, in) pairs).
+        p_full, p_min: the probabilities of an all-full and an all-smallest step.
+        seed: with the step, all a draw depends on.
+    """
+
+    low: Mapping[str, Rank]
+    high: Mapping[str, Rank]
+    p_full: float
+    p_min: float
+    seed: int
+
+    @classmethod
+    def for_model(cls, model: nn.Module, knobs: NestedKnobs, seed: int) -> "TruncationSampler":
+        """The sampler over ``model``'s nested layers with ``knobs``' probabilities and smallest ranks."""
+        layers = nested_layers(model)
+        return cls({n: smallest_rank(m.max_rank, knobs.min_ratio) for n, m in layers.items()},
+                   {n: m.max_rank for n, m in layers.items()}, knobs.p_full, knobs.p_min, seed)
+
+    def draw(self, step: int) -> tuple[str, dict[str, Rank]]:
+        """(kind, ranks) of step ``step``: kind is one of ``KINDS``; ranks hold every layer."""
+        rng = np.random.default_rng([self.seed, step])
+        u = rng.random()
+        if u < self.p_full:
+            return "full", dict(self.high)
+        if u < self.p_full + self.p_min:
+            return "min", dict(self.low)
+        ranks: dict[str, Rank] = {}
+        for name, low in self.low.items():
+            high = self.high[name]
+            if isinstance(low, tuple):
+                ranks[name] = tuple(int(rng.integers(lo, hi + 1)) for lo, hi in zip(low, high))
+            else:
+                ranks[name] = int(rng.integers(low, high + 1))
+        return "random", ranks
+
+
+@register_method
+class Nested(Method):
+    name = "nested"
+    Knobs = NestedKnobs
+    supported_schemes = ("channel", "tucker2")
+
+    def __init__(self, knobs=None, *, ranks=None, scheme=None) -> None:
+        super().__init__(knobs, ranks=ranks, scheme=scheme)
+        self._sampler: TruncationSampler | None = None
+
+    def nested_schemes(self, dense: nn.Module, plan: RankPlan) -> dict[str, str]:
+        """Layer -> scheme of every layer to nest: the plan's layers with their schemes, and every
+        other layer a uniform plan may name, in the run's scheme (channel where Tucker-2 cannot)."""
+        schemes = {name: lp.scheme for name, lp in plan.items()}
+        for name, layer in eligible_layers(dense).items():
+            scheme = scheme_for(layer, self.scheme)
+            if name not in schemes and get_scheme(scheme).unsupported_reason(layer) is None:
+                schemes[name] = scheme
+        order = [n for n, _ in dense.named_modules()]
+        return dict(sorted(schemes.items(), key=lambda item: order.index(item[0])))
+
+    def build_model(self, dense, trainer):
+        self.plan = self.current_plan(dense)
+        return nest(dense, self.nested_schemes(dense, self.plan))
+
+    def before_forward(self, trainer) -> None:
+        if self._sampler is None:
+            self._sampler = TruncationSampler.for_model(trainer.model, self.knobs, trainer.seed)
+        set_truncation(trainer.model, self._sampler.draw(trainer.global_step)[1])
+
+    def finalize(self, trainer) -> None:
+        set_truncation(trainer.model, None)
+
+    def compact_model(self, trainer):
+        compact = export_truncation(trainer.model, self.plan)
+        if self.knobs.bn_images:
+            reestimate_batchnorm(compact, trainer.data.train, images=self.knobs.bn_images, device=trainer.device)
+        return compact
