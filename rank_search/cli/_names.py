@@ -17,7 +17,7 @@ BUILTIN: dict[str, tuple[str, ...]] = {
     "models": ("lenet5", "lenet5_wide", "resnet110", "resnet18", "resnet20", "resnet32", "resnet44", "resnet50",
                "resnet56", "vgg16_cifar"),
     "datasets": ("cifar10", "cifar100", "digits", "imagefolder", "mnist5k", "synthetic"),
-    "methods": ("deeptwist", "elrt", "factorized", "full", "lrpet", "posthoc", "trp"),
+    "methods": ("deeptwist", "elrt", "factorized", "full", "lrpet", "nested", "posthoc", "trp"),
     "schemes": ("channel", "spatial", "tiled", "tucker2"),
     "countings": ("all", "trp"),
 }
