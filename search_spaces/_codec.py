@@ -7,7 +7,8 @@ trial back. Decode: ``decode_trial`` reads a config into a frozen ``TrialSpec``;
 downstream reads the flat config.
 
 Flat keys: ``method``; ``<method>.<knob>`` (the sampled method's knobs only); ``train.<key>``;
-``rank.<group>`` (one ratio per rank group) or, in a budget-driven space, ``budget.target`` and
+``distill.<key>`` (distillation from the sweep's dense reference); ``rank.<group>`` (one ratio
+per rank group) or, in a budget-driven space, ``budget.target`` and
 ``budget.allocation``; the sweep's constants under ``space.*``.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rank_search.schema import (ALLOCATION_KEY, DEFAULT_ALLOCATION, DEFAULT_BUDG
 from ._space import SearchSpace
 
 TRAIN_PREFIX = "train."
+DISTILL_PREFIX = "distill."  # distillation settings (``engine.DistillConfig`` fields)
 DENSE_KEY = SPACE_PREFIX + "dense"  # path or URI of the sweep's dense reference (dense.pt)
 PROFILE_KEY = SPACE_PREFIX + "profile"  # folder holding the sweep's profile (and layer latency table)
 _NAME, _MODEL, _DATASET, _EPOCHS, _SEED, _GROUPING, _DATA_ROOT, _RANK_MODE, _PROXY, _BUDGET = (
@@ -78,7 +80,7 @@ class BudgetTarget:
 class TrialSpec:
     """One trial, decoded: what ``rank_search.search.trial.run_spec`` turns into a run.
 
-    ``knobs`` and ``train`` are keyed without their prefix; ``ranks`` is ``None`` only when the
+    ``knobs``, ``train`` and ``distill`` are keyed without their prefix; ``ranks`` is ``None`` only when the
     config holds none (a method without a rank plan may not need them); ``dense`` and
     ``profile`` name the sweep's references (``None`` when the sweep has none).
     """
@@ -90,6 +92,7 @@ class TrialSpec:
     seed: int = 0
     knobs: Mapping[str, Any] = field(default_factory=dict)
     train: Mapping[str, Any] = field(default_factory=dict)
+    distill: Mapping[str, Any] = field(default_factory=dict)
     ranks: GroupRanks | BudgetTarget | None = None
     rank_mode: str = "per_group"
     grouping: str = "uniform"
@@ -120,6 +123,7 @@ class TrialSpec:
         out: dict[str, Any] = {METHOD_KEY: self.method}
         out.update({knob_key(self.method, k): v for k, v in self.knobs.items()})
         out.update({TRAIN_PREFIX + k: v for k, v in self.train.items()})
+        out.update({DISTILL_PREFIX + k: v for k, v in self.distill.items()})
         if isinstance(self.ranks, GroupRanks):
             out.update({RANK_PREFIX + g: v for g, v in self.ranks.ratios.items()})
         elif isinstance(self.ranks, BudgetTarget):
@@ -174,6 +178,7 @@ def decode_trial(config: Mapping[str, Any]) -> TrialSpec:
     mine = method + "."
     knobs = {k[len(mine):]: v for k, v in config.items() if k.startswith(mine)}
     train = {k[len(TRAIN_PREFIX):]: v for k, v in config.items() if k.startswith(TRAIN_PREFIX)}
+    distill = {k[len(DISTILL_PREFIX):]: v for k, v in config.items() if k.startswith(DISTILL_PREFIX)}
     rank_mode = str(config.get(_RANK_MODE, "per_group"))
     grouping = str(config.get(_GROUPING, "uniform"))
     ranks: GroupRanks | BudgetTarget | None = None
@@ -187,7 +192,8 @@ def decode_trial(config: Mapping[str, Any]) -> TrialSpec:
     name = config.get(_NAME)
     return TrialSpec(
         method=method, model=str(config[_MODEL]), dataset=str(config[_DATASET]), epochs=int(config[_EPOCHS]),
-        seed=int(config.get(_SEED, 0)), knobs=knobs, train=train, ranks=ranks, rank_mode=rank_mode,
+        seed=int(config.get(_SEED, 0)), knobs=knobs, train=train, distill=distill, ranks=ranks,
+        rank_mode=rank_mode,
         grouping=grouping, space=None if name is None else str(name), data_root=config.get(_DATA_ROOT),
         dense=_text(config.get(DENSE_KEY)), profile=_text(config.get(PROFILE_KEY)),
         latency_batch_size=latency_batch_size(config),
@@ -252,6 +258,8 @@ class SpaceSampler:
             suggest(dim, knob_key(method, knob))
         for key, dim in s.train.items():
             suggest(dim, TRAIN_PREFIX + key)
+        for key, dim in s.distill.items():
+            suggest(dim, DISTILL_PREFIX + key)
         for group in self.groups:
             suggest(s.ratio, RANK_PREFIX + group)
         if s.rank_mode == "sensitivity":

@@ -1,7 +1,8 @@
 """The search-space file format: YAML -> frozen ``SearchSpace`` (no torch, no ray).
 
 A space names ``model``, ``dataset``, ``epochs`` and ``methods`` (each with its knob ranges),
-optionally ``train`` settings, ``seed``, ``data_root``, ``latency_batch_size`` and ``ranks``:
+optionally ``train`` and ``distill`` settings, ``seed``, ``data_root``, ``latency_batch_size`` and
+``ranks``:
 one ratio per rank group (``grouping``, ``ratio``), or budget-driven (``allocation:
 sensitivity`` with ``target``, ``proxy``, ``allocations``, ``budget``; ``allocation: uniform``
 with ``target`` is its plain spelling for ``allocations: [uniform]``, which reads no profile).
@@ -30,7 +31,7 @@ RANKS_KEYS = {"per_group": ("allocation", "grouping", "ratio"),
               "sensitivity": ("allocation", "target", "proxy", "allocations", "budget"),
               "uniform": ("allocation", "target", "budget")}  # the plain spelling of allocations: [uniform]
 SPACE_KEYS = ("name", "description", "model", "dataset", "epochs", "seed", "data_root", "latency_batch_size", "methods",
-              "train", "ranks")
+              "train", "distill", "ranks")
 
 
 MAX_SEED = 2 ** 32 - 1  # numpy's seed range, as `launch --train-seed`
@@ -127,6 +128,7 @@ class SearchSpace:
     epochs: int
     methods: Mapping[str, Mapping[str, Dim]]
     train: Mapping[str, Dim] = field(default_factory=dict)
+    distill: Mapping[str, Dim] = field(default_factory=dict)  # distillation from the dense reference
     grouping: str = "uniform"
     ratio: Dim = field(default_factory=lambda: Dim("float", low=0.1, high=1.0))
     rank_mode: str = "per_group"  # per_group (a ratio per rank group) | sensitivity (budget-driven)
@@ -219,6 +221,7 @@ class SearchSpace:
             "methods": {m: {k: d.to_plain() for k, d in knobs.items()} for m, knobs in self.methods.items()},
             "train": {k: d.to_plain() for k, d in self.train.items()},
             "ranks": self.ranks_plain(),
+            **({"distill": {k: d.to_plain() for k, d in self.distill.items()}} if self.distill else {}),
         }
 
 
@@ -248,6 +251,10 @@ def space_from_mapping(data: Any, *, name: str = "space") -> SearchSpace:
     if not isinstance(train_raw, Mapping):
         raise SpaceError(f"space {name!r}: 'train' must map setting -> dimension")
     train = {str(k): parse_dim(f"train.{k}", v) for k, v in train_raw.items()}
+    distill_raw = data.get("distill") or {}
+    if not isinstance(distill_raw, Mapping):
+        raise SpaceError(f"space {name!r}: 'distill' must map setting -> dimension")
+    distill = {str(k): parse_dim(f"distill.{k}", v) for k, v in distill_raw.items()}
     ranks = data.get("ranks") or {}
     if not isinstance(ranks, Mapping):
         raise SpaceError(f"space {name!r}: 'ranks' must be a mapping, got {type(ranks).__name__}")
@@ -277,7 +284,7 @@ def space_from_mapping(data: Any, *, name: str = "space") -> SearchSpace:
         kwargs["allocations"] = tuple(str(a) for a in (allocs if isinstance(allocs, list) else [allocs]))
     return SearchSpace(
         name=name, model=str(data["model"]), dataset=str(data["dataset"]), epochs=data["epochs"],
-        methods=methods, train=train, grouping=str(ranks.get("grouping", "uniform")),
+        methods=methods, train=train, distill=distill, grouping=str(ranks.get("grouping", "uniform")),
         seed=data.get("seed", 0), data_root=data.get("data_root"),
         latency_batch_size=data.get("latency_batch_size", DEFAULT_LATENCY_BATCH_SIZE),
         description=str(data.get("description", "")), **kwargs,

@@ -45,8 +45,9 @@ def add_parser(sub) -> None:
     p.add_argument("--scheme", type=SCHEMES, choices=SCHEMES, metavar="SCHEME",
                    help="one of %(choices)s (default: the method's)")
     p.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
-                   help="train.lr=0.05, train.batch_size=64, train.threads=1, <method>.<knob>=value; repeatable "
-                        "(default: the data set's lr and batch size, the method's knobs)")
+                   help="train.lr=0.05, train.batch_size=64, train.threads=1, distill.weight=0.5, "
+                        "<method>.<knob>=value; repeatable (default: the data set's lr and batch size, no "
+                        "distillation, the method's knobs)")
     p.add_argument("--epochs", type=int, help="training epochs (default: 10, or the --config's)")
     p.add_argument("--seed", "--train-seed", dest="seed", type=int, metavar="TRAIN_SEED",
                    help="training seed: weights, data order, augmentation (default: 0, or the --config's)")

@@ -1,4 +1,4 @@
-"""Training hyper-parameters (``--set train.KEY=VALUE``)."""
+"""Training hyper-parameters (``--set train.KEY=VALUE``) and distillation (``--set distill.KEY=VALUE``)."""
 from __future__ import annotations
 
 import math
@@ -94,6 +94,32 @@ class TrainConfig:
         if self.schedule == "step":
             return self.lr * self.gamma ** sum(frac >= m for m in self.milestones)
         return self.lr
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Distillation from a dense teacher (``--set distill.KEY=VALUE``): the loss is
+    ``(1 - weight) * CE(student, labels) + weight * T^2 * KL(softmax(teacher / T) || softmax(student / T))``
+    (Hinton et al. 2015), the teacher's logits computed under ``no_grad`` on every batch.
+
+    Attributes:
+        weight: the distillation share in [0, 1]; 0 (default) is off: no teacher is built or
+            run, and training is bit-identical to training without this setting.
+        temperature: T > 0, the softening of both distributions (default 4).
+    """
+
+    weight: float = 0.0
+    temperature: float = 4.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.weight) and 0 <= self.weight <= 1):
+            raise RankSearchError(f"distill.weight must be a number in [0, 1], got {self.weight}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise RankSearchError(f"distill.temperature must be a finite number > 0, got {self.temperature}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.weight > 0
 
 
 def fp16_needs_cuda(device: str) -> RankSearchError:

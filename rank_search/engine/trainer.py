@@ -15,7 +15,8 @@ from torch import nn
 
 from ..decomp import as_working, full_precision
 from ..errors import RankSearchError
-from .train_config import TrainConfig
+from .distill import distill_loss, frozen_teacher
+from .train_config import DistillConfig, TrainConfig
 from .hooks import TrainingHooks
 from .precision import autocast, batch_to, check_amp, grad_scaler, to_channels_last
 
@@ -74,10 +75,14 @@ class Trainer:
         epochs: number of epochs.
         seed: seeds torch, numpy, python and the data order.
         progress: optional ``callable(message)`` for per-batch progress text.
+        distill: distillation settings; with ``weight > 0`` a ``teacher`` is required.
+        teacher: the dense teacher (trained weights): a frozen copy (eval mode, no gradient) runs
+            on the trial's device, outside the trained model, so no compact model holds it.
     """
 
     def __init__(self, dense: nn.Module, method: TrainingHooks, data, config: TrainConfig, *, epochs: int,
-                 seed: int = 0, progress: Callable[[str], None] | None = None) -> None:
+                 seed: int = 0, progress: Callable[[str], None] | None = None,
+                 distill: DistillConfig | None = None, teacher: nn.Module | None = None) -> None:
         if epochs < 1:
             raise RankSearchError(f"epochs must be >= 1, got {epochs}")
         self.config, self.method, self.data = config, method, data
@@ -92,6 +97,13 @@ class Trainer:
         # reductions), so the run record keeps it and a re-run applies it.
         self.threads = torch.get_num_threads()
         self.dense = dense
+        self.distill = distill or DistillConfig()
+        self.teacher = frozen_teacher(teacher, self.device) if self.distill.enabled else None
+        if self.teacher is not None and config.channels_last:
+            to_channels_last(self.teacher)
+        if self.distill.enabled and self.teacher is None:
+            raise RankSearchError(f"distill.weight={self.distill.weight:g} needs a dense teacher: train --init FILE "
+                                  "(or teacher: FILE in --config); a sweep gives its dense reference")
         self.input_shape = (data.in_channels, data.image_size, data.image_size)
         self.steps_per_epoch = len(data.train)
         self.total_steps = self.steps_per_epoch * epochs
@@ -166,6 +178,10 @@ class Trainer:
             # The loss in float32 (half-precision logits promoted), and every hook outside
             # autocast: a regularizer is computed in the weights' float32.
             loss = nn.functional.cross_entropy(as_working(logits), y)
+            if self.teacher is not None:
+                with torch.no_grad(), autocast(self.config.amp, self.device):
+                    teacher_logits = self.teacher(x)
+                loss = distill_loss(loss, as_working(logits), as_working(teacher_logits), self.distill)
             reg = self.method.regularization_loss(self)
             total = loss if reg is None else loss + reg
             value = loss.item()

@@ -52,6 +52,35 @@ def svd_randomized(value: str) -> bool | None:
     return False if value == "exact" else None
 
 
+INIT_DECOMPOSITIONS = ("weight", "data")
+
+
+def check_init_decomposition(method: str, value: Any, images: Any) -> None:
+    """The ``<method>.init_decomposition`` knob of the methods that decompose trained weights:
+    ``weight`` (each layer's truncated SVD / Tucker-2: the weight error) or ``data`` (each
+    layer's output error on ``calibration_images`` training images drawn through the model being
+    decomposed; schemes ``channel`` and ``tucker2``), and its ``calibration_images`` count."""
+    if value not in INIT_DECOMPOSITIONS:
+        raise RankSearchError(f"{method}.init_decomposition must be one of {', '.join(INIT_DECOMPOSITIONS)}, "
+                              f"got {value!r}")
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        raise RankSearchError(f"{method}.calibration_images must be an integer >= 1, got {images!r}")
+
+
+def decompose_trained(trainer: "Trainer", plan: RankPlan, *, init_decomposition: str, images: int) -> nn.Module:
+    """``trainer.model`` compressed with ``plan``: by its weights, or (``data``) by each layer's
+    output error on the first ``images`` training images drawn through it (no gradient, the
+    model's mode, the data order and the global RNG untouched)."""
+    from ..decomp import collect_input_moments
+    from ..surgery import compress
+
+    if init_decomposition != "data":
+        return compress(trainer.model, plan)
+    moments = collect_input_moments(trainer.model, list(plan), trainer.data.train, images=images,
+                                    device=trainer.device)
+    return compress(trainer.model, plan, input_moments=moments)
+
+
 def is_plan_file(spec: Any) -> bool:
     """Whether the rank spec ``spec`` names a plan file (``.yaml``/``.yml``)."""
     return isinstance(spec, str) and spec.strip().lower().endswith((".yaml", ".yml"))

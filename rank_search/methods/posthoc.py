@@ -4,7 +4,8 @@ From scratch the epoch budget is shared: ``epochs - finetune_epochs`` dense epoc
 decomposition (policies resolved on the trained weights), then ``finetune_epochs`` epochs of the
 compact model; the learning-rate schedule runs on across the switch. From trained dense weights
 (``init: dense`` and a run that has them: `train --init`, a sweep's dense reference) the
-decomposition comes first and every epoch fine-tunes.
+decomposition comes first and every epoch fine-tunes. ``init_decomposition: data`` decomposes
+each layer by its output error on training images drawn through the trained dense model.
 """
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from dataclasses import dataclass
 
 from ..decomp import full_precision
 from ..errors import RankSearchError
-from ..surgery import compress
+from ..surgery import check_data_aware, compress
 from ._registry import register_method
-from .base import Method, check_init
+from .base import Method, check_init, check_init_decomposition, decompose_trained
 
 
 @dataclass(frozen=True)
@@ -26,15 +27,21 @@ class PosthocKnobs:
         dense weights when it has them; ``scratch`` always trains the dense phase first.
     bn_recalibrate: after the decomposition, re-estimate every BatchNorm's running statistics
         on ``bn_images`` training images (no gradient) before fine-tuning.
+    init_decomposition: ``weight`` (each layer's weight error) or ``data`` (each layer's output
+        error on ``calibration_images`` training images drawn through the trained dense model;
+        schemes ``channel`` and ``tucker2``): ``methods.base.check_init_decomposition``.
     """
 
     finetune_epochs: int = 1
     init: str = "dense"
     bn_recalibrate: bool = False
     bn_images: int = 512
+    init_decomposition: str = "weight"
+    calibration_images: int = 256
 
     def __post_init__(self) -> None:
         check_init("posthoc", self.init)
+        check_init_decomposition("posthoc", self.init_decomposition, self.calibration_images)
         if self.bn_images < 1:
             raise RankSearchError(f"posthoc.bn_images must be >= 1, got {self.bn_images}")
         if self.finetune_epochs < 0:
@@ -56,6 +63,8 @@ class Posthoc(Method):
         return self.initialized and self.knobs.init == "dense"
 
     def validate(self, trainer) -> None:
+        if self.knobs.init_decomposition == "data":
+            check_data_aware(self.plan if self.plan is not None else self.plan_for(trainer.dense))
         if not self.from_dense and self.knobs.finetune_epochs >= trainer.epochs:
             raise RankSearchError(
                 f"posthoc.finetune_epochs must be < epochs ({trainer.epochs}), got {self.knobs.finetune_epochs}"
@@ -64,7 +73,8 @@ class Posthoc(Method):
     @full_precision()
     def _decompose(self, trainer) -> None:
         self.plan = self.current_plan(trainer.model)  # energy/value specs: on the trained weights
-        model = compress(trainer.model, self.plan)
+        model = decompose_trained(trainer, self.plan, init_decomposition=self.knobs.init_decomposition,
+                                  images=self.knobs.calibration_images)
         if self.knobs.bn_recalibrate:
             from ..engine.batchnorm import reestimate_batchnorm
 
@@ -85,7 +95,9 @@ class Posthoc(Method):
             return trainer.model
         # Mid dense phase: what decomposing now (without fine-tuning) would give; the plan of
         # record is settled only at the real decomposition.
-        return compress(trainer.model, self.current_plan(trainer.model))
+        return decompose_trained(trainer, self.current_plan(trainer.model),
+                                 init_decomposition=self.knobs.init_decomposition,
+                                 images=self.knobs.calibration_images)
 
     def state_dict(self):
         return {**super().state_dict(), "phase": self.phase}

@@ -19,12 +19,13 @@ def prepare(spec: RunSpec, *, progress: Callable[[str], None] | None = None):
     (names, knobs, ranks, data paths) is raised here, before training.
     """
     from ..data import dataset_info, load_dataset
-    from ..engine import TrainConfig, Trainer
+    from ..engine import DistillConfig, TrainConfig, Trainer
     from ..engine.trainer import seed_everything
     from ..methods import create_method
     from ..models import create_model_for
 
     train_cfg = replace_validated(TrainConfig(), spec.train_settings, prefix="train.")
+    distill = replace_validated(DistillConfig(), spec.distill_settings, prefix="distill.")
     info = dataset_info(spec.dataset, data_root=spec.data_root)
     train_cfg = train_cfg.with_defaults(lr=info.lr, batch_size=info.batch_size)
     ranks = spec.ranks
@@ -42,7 +43,24 @@ def prepare(spec: RunSpec, *, progress: Callable[[str], None] | None = None):
     method.initialized = spec.init is not None  # e.g. posthoc then spends every epoch fine-tuning
     if method.uses_plan:
         method.resolve_plan(dense)  # fail fast on a bad plan
-    return Trainer(dense, method, data, train_cfg, epochs=spec.epochs, seed=spec.seed, progress=progress)
+    return Trainer(dense, method, data, train_cfg, epochs=spec.epochs, seed=spec.seed, progress=progress,
+                   distill=distill, teacher=_teacher(spec, dense, data) if distill.enabled else None)
+
+
+def _teacher(spec: RunSpec, dense, data):
+    """The dense teacher of a distilled run: ``spec.teacher``'s weights, else the ``init`` dense
+    model; None when the run has neither (the trainer then refuses ``distill.weight > 0``)."""
+    if spec.teacher is None or spec.teacher == spec.init:
+        return dense if spec.init is not None else None
+    import torch
+
+    from ..models import create_model_for
+    from ..weights import load_weights
+
+    with torch.random.fork_rng():  # building it must not move the run's random stream
+        teacher = create_model_for(spec.model, data)
+    load_weights(teacher, spec.teacher, what="teacher")
+    return teacher
 
 
 def compression(trainer) -> dict[str, Any]:

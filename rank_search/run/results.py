@@ -23,15 +23,18 @@ from .spec import RunSpec
 def resolved_settings(trainer) -> dict[str, Any]:
     """Every setting the run trained with, as ``--set`` keys: the whole ``TrainConfig`` (the data
     set's learning rate and batch size filled in, ``train.threads`` the torch threads actually
-    used) and every knob of the method, defaults included. A re-run of these does not depend on
-    defaults that may change, nor on the machine's default thread count."""
+    used), every knob of the method, defaults included, and the ``distill.*`` settings of a
+    distilled run (none when distillation is off). A re-run of these does not depend on defaults
+    that may change, nor on the machine's default thread count."""
     from ..overrides import to_plain
 
     train_cfg = to_plain(trainer.config)
     train_cfg["threads"] = int(trainer.threads)
     method = trainer.method
     knobs = to_plain(method.knobs)
-    return {**{f"train.{k}": v for k, v in train_cfg.items()}, **{f"{method.name}.{k}": v for k, v in knobs.items()}}
+    distill = to_plain(trainer.distill) if trainer.distill.enabled else {}
+    return {**{f"train.{k}": v for k, v in train_cfg.items()}, **{f"distill.{k}": v for k, v in distill.items()},
+            **{f"{method.name}.{k}": v for k, v in knobs.items()}}
 
 
 def run_record(trainer, spec: RunSpec) -> dict[str, Any]:

@@ -16,14 +16,18 @@ from ..groups import GroupRatios
 from ..overrides import split_prefixed
 
 RUN_KEYS = ("model", "dataset", "method", "ranks", "scheme", "epochs", "seed", "data_root", "download", "settings",
-            "init")
+            "init", "teacher")
 # written by results.run_record, ignored on input
 RECORD_KEYS = (schema.GROUPS_KEY, schema.RANK_RATIOS_KEY, schema.KEPT_DENSE_KEY, schema.ENVIRONMENT_KEY)
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything that defines a run; ``settings`` holds ``train.*`` and ``<method>.*`` keys."""
+    """Everything that defines a run; ``settings`` holds ``train.*``, ``distill.*`` and ``<method>.*`` keys.
+
+    ``teacher`` is the dense teacher of ``distill.weight > 0`` (a state_dict file); without it the
+    ``init`` weights teach.
+    """
 
     model: str
     dataset: str
@@ -36,25 +40,33 @@ class RunSpec:
     download: bool = False
     settings: Mapping[str, Any] = field(default_factory=dict)
     init: str | None = None  # a state_dict file the dense model starts from (``train --init``)
+    teacher: str | None = None  # a state_dict file of the dense teacher (default: ``init``)
 
     def __post_init__(self) -> None:
-        if self.init is not None and (not isinstance(self.init, str) or not self.init):
-            raise RankSearchError(f"init must be the path of a state_dict file, got {self.init!r}")
+        for key in ("init", "teacher"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise RankSearchError(f"{key} must be the path of a state_dict file, got {value!r}")
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             raise RankSearchError(f"epochs must be an integer >= 1, got {self.epochs!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise RankSearchError(f"seed must be an integer, got {self.seed!r}")
-        allowed = ("train.", f"{self.method}.")
+        allowed = ("train.", "distill.", f"{self.method}.")
         for key in self.settings:
             if not key.startswith(allowed):
                 raise RankSearchError(
-                    f"setting {key!r} must start with 'train.' or '{self.method}.' (the method's knobs)"
+                    f"setting {key!r} must start with 'train.', 'distill.' or '{self.method}.' (the method's knobs)"
                 )
 
     @property
     def train_settings(self) -> dict[str, Any]:
         """The ``train.*`` settings, keyed without the prefix (``TrainConfig`` fields)."""
         return split_prefixed(self.settings, "train")
+
+    @property
+    def distill_settings(self) -> dict[str, Any]:
+        """The ``distill.*`` settings, keyed without the prefix (``DistillConfig`` fields)."""
+        return split_prefixed(self.settings, "distill")
 
     @property
     def knobs(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from search_spaces import Dim, SearchSpace
 
 from ..overrides import replace_validated
 from ..data import PRESENCE_CHECKS, check_data, dataset_info, fetch_data
-from ..engine import TrainConfig
+from ..engine import DistillConfig, TrainConfig
 from ..errors import RankSearchError
 from ..methods import METHODS, create_method
 from ..models import create_model_for
@@ -31,6 +31,9 @@ def check_space(space: SearchSpace) -> list[str]:
     for key, dim in space.train.items():
         for value in _probe_values(dim):
             replace_validated(TrainConfig(), {key: value}, prefix="train.")
+    for key, dim in space.distill.items():
+        for value in _probe_values(dim):
+            replace_validated(DistillConfig(), {key: value}, prefix="distill.")
     ratio = _probe_values(space.ratio)
     for method, knobs in space.methods.items():
         cls = METHODS.get(method)

@@ -44,13 +44,20 @@ class References:
 
 
 def needs_dense(space) -> bool:
-    """A method of the space starts from trained weights, or the space is budget-driven (its
+    """A method of the space starts from trained weights, a trial may distill (``distill.weight``
+    above 0: the reference teaches), or the space is budget-driven (its
     profile, when a trial may use the sensitivity allocation, is measured on the dense reference;
     a uniform-only space keeps the reference for the report's accuracy floor)."""
     from ..methods import METHODS
 
     if space.rank_mode == "sensitivity":
         return True
+    weight = space.distill.get("weight")  # distillation: the reference is the teacher
+    if weight is not None:
+        values = [weight.high] if weight.kind in ("float", "int") else \
+            [weight.value] if weight.kind == "fixed" else list(weight.choices)
+        if any(isinstance(v, (int, float)) and v > 0 for v in values):
+            return True
     for method, knobs in space.methods.items():
         dim = knobs.get("init")
         values = ([dim.value] if dim.kind == "fixed" else list(dim.choices)) if dim is not None else \

@@ -37,11 +37,12 @@ def _cpu_share() -> int:
     return max(1, int(round(cpus)))
 
 
-def _local_init(spec):
-    """The spec with its ``init`` weights on local disk: a dense reference on URI storage is
-    copied once per machine (under a name fixed by its URI, size and modification time, so every
+def _local_init(spec, key: str = "init"):
+    """The spec with its ``key`` weights (``init``, ``teacher``) on local disk: a dense reference on
+    URI storage is copied once per machine (under a name fixed by its URI, size and modification time, so every
     worker process finds the copy) into the temporary folder, and older copies of it are removed."""
-    if spec.init is None or not schema.is_uri(spec.init):
+    path = getattr(spec, key)
+    if path is None or not schema.is_uri(path):
         return spec
     import dataclasses
     import glob
@@ -50,11 +51,11 @@ def _local_init(spec):
 
     from ..storage import Location
 
-    folder, name = posixpath.split(spec.init)
+    folder, name = posixpath.split(path)
     source = Location(folder)
     info = source.fs.get_file_info(source.join(name))
-    stamp = f"{spec.init}|{info.size}|{info.mtime_ns}"
-    prefix = os.path.join(tempfile.gettempdir(), f"rank-search-{hashlib.sha256(spec.init.encode()).hexdigest()[:16]}-")
+    stamp = f"{path}|{info.size}|{info.mtime_ns}"
+    prefix = os.path.join(tempfile.gettempdir(), f"rank-search-{hashlib.sha256(path.encode()).hexdigest()[:16]}-")
     local = f"{prefix}{hashlib.sha256(stamp.encode()).hexdigest()[:16]}-{name}"
     if not os.path.isfile(local):
         partial = f"{local}.{os.getpid()}.partial"
@@ -67,7 +68,7 @@ def _local_init(spec):
                     os.remove(old)
                 except OSError:
                     pass
-    return dataclasses.replace(spec, init=local)
+    return dataclasses.replace(spec, **{key: local})
 
 
 def _experiment_now(like: str) -> str:
@@ -95,7 +96,7 @@ def rank_search_trainable(config: dict[str, Any], *, progress: Callable[[int], N
     trial = decode_trial(config)
     if trial.dense or trial.profile:
         trial = trial.moved_to(_experiment_now(trial.dense or trial.profile))
-    spec = _local_init(run_spec(trial))
+    spec = _local_init(_local_init(run_spec(trial)), "teacher")
     finished = [0]  # epochs finished so far, read by the progress hook
     trainer = prepare(spec, progress=(lambda message: progress(finished[0])) if progress is not None else None)
     checkpoint = tune.get_checkpoint()

@@ -4,7 +4,8 @@ No model is built here: the sampled ratios become ``GroupRatios`` (or, in a budg
 space, the sampled target becomes ``BudgetRanks``, read from the sweep's tables by its one
 constructor), which ``run.prepare`` resolves into the integer plan against the model it builds
 (once). Each method's ``search_defaults`` fill the knobs the space leaves out; a method whose
-``init`` knob is ``dense`` starts from the sweep's dense reference.
+``init`` knob is ``dense`` starts from the sweep's dense reference, which also teaches a trial
+with ``distill.weight > 0``.
 """
 from __future__ import annotations
 
@@ -55,11 +56,19 @@ def run_spec(trial: TrialSpec) -> RunSpec:
         ranks = _ranks(trial)
         scheme = scheme or cls.default_scheme
     init = trial.dense if trial.dense and method_init(trial.method, trial.knobs) == "dense" else None
+    # a distilled trial's teacher is the sweep's dense reference, whatever the method starts from
+    teacher = trial.dense if trial.dense and not init and _distilled(trial.distill) else None
     settings = {**{f"train.{k}": v for k, v in trial.train.items()},
+                **{f"distill.{k}": v for k, v in trial.distill.items()},
                 **{f"{trial.method}.{k}": v for k, v in knobs.items()}}
     return RunSpec(model=trial.model, dataset=trial.dataset, method=trial.method, ranks=ranks, scheme=scheme,
                    epochs=trial.epochs, seed=trial.seed, data_root=trial.data_root, settings=settings,
-                   **({"init": init} if init else {}))
+                   **({"init": init} if init else {}), **({"teacher": teacher} if teacher else {}))
+
+
+def _distilled(distill: Mapping[str, Any]) -> bool:
+    weight = distill.get("weight", 0)
+    return isinstance(weight, (int, float)) and not isinstance(weight, bool) and weight > 0
 
 
 def spec_from_config(config: Mapping[str, Any]) -> RunSpec:

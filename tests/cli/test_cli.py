@@ -169,7 +169,7 @@ ERROR_CASES = [
     ("negative-lr", ["--set", "train.lr=-1"], ["train.lr must be a finite number > 0, got -1"]),
     ("bad-lr", ["--set", "train.lr=fast"], ["train.lr must be a number, got 'fast'"]),
     ("set-no-equals", ["--set", "train.lr"], ["--set expects key=value, got 'train.lr'"]),
-    ("set-bad-prefix", ["--set", "trp.interval=5"], ["setting 'trp.interval' must start with 'train.' or 'posthoc.'"]),
+    ("set-bad-prefix", ["--set", "trp.interval=5"], ["setting 'trp.interval' must start with 'train.', 'distill.' or 'posthoc.'"]),
     ("zero-epochs", ["--epochs", "0"], ["epochs must be an integer >= 1, got 0"]),
     ("bad-scheme", ["--scheme", "cp"], ["unknown scheme 'cp'", "valid choices: channel, spatial, tiled, tucker2"]),
     ("missing-config", ["--config", "nowhere.yaml"], ["config file 'nowhere.yaml' does not exist"]),

@@ -110,9 +110,9 @@ TRAIN_KEYS = ("train.lr, train.momentum, train.weight_decay, train.batch_size, t
 
 @pytest.mark.parametrize("settings,match", [
     ({"train.foo": 1}, rf"unknown setting 'train.foo'; valid settings: {TRAIN_KEYS}$"),
-    ({"posthoc.nope": 1}, r"unknown setting 'posthoc.nope'; valid settings: posthoc.finetune_epochs, posthoc.init, posthoc.bn_recalibrate, posthoc.bn_images$"),
-    ({"other.x": 1}, r"setting 'other.x' must start with 'train.' or 'posthoc.'"),
-    ({"lr": 1}, r"setting 'lr' must start with 'train.' or 'posthoc.'"),
+    ({"posthoc.nope": 1}, r"unknown setting 'posthoc.nope'; valid settings: posthoc.finetune_epochs, posthoc.init, posthoc.bn_recalibrate, posthoc.bn_images, posthoc.init_decomposition, posthoc.calibration_images$"),
+    ({"other.x": 1}, r"setting 'other.x' must start with 'train.', 'distill.' or 'posthoc.'"),
+    ({"lr": 1}, r"setting 'lr' must start with 'train.', 'distill.' or 'posthoc.'"),
     ({"train.lr": "abc"}, r"train.lr must be a number, got 'abc'"),
     ({"train.lr": -1}, r"train.lr must be a finite number > 0, got -1"),
     ({"train.lr": True}, r"train.lr must be a number, got True"),

@@ -1,0 +1,159 @@
+"""Data-aware decomposition and distillation for `posthoc` (issue 30). Paired per seed: one
+trained dense reference, the uniform allocation at each MACs target, then
+
+- accuracy before any fine-tuning, with `posthoc.init_decomposition` weight vs data;
+- accuracy after each fine-tuning length in --epochs, for weight/data init x distillation off/on
+  (`distill.weight` --distill-weight, `distill.temperature` --temperature, the reference teaching);
+- the median seconds per fine-tuning epoch of each, and the decomposition's own seconds.
+
+    .venv/bin/python benchmarks/distill_init.py --models resnet20,lenet5_wide --seeds 3 --targets 2,4,8,16
+    .venv/bin/python benchmarks/distill_init.py --quick      # 1 model, 1 seed, 2 targets, 1 epoch
+
+No Ray; one torch thread; every run is cached under --storage (a rerun skips what is done).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import time
+
+import torch
+
+from _report import cached_json, emit  # benchmarks/_report.py (the script folder is on sys.path)
+
+INITS = ("weight", "data")
+
+
+def _dense(model: str, dataset: str, seed: int, epochs: int, storage: str) -> str:
+    from rank_search.run import RunSpec, train
+    from rank_search.weights import save_weights
+
+    path = os.path.join(storage, f"dense-{model}-{dataset}-e{epochs}-s{seed}.pt")
+    if not os.path.isfile(path):
+        result = train(RunSpec(model=model, dataset=dataset, method="full", epochs=epochs, seed=seed,
+                               settings={"train.threads": 1}))
+        save_weights(result.trainer.model, path)
+    return path
+
+
+def _before(spec_kwargs: dict) -> dict:
+    """Test accuracy of the decomposed model before fine-tuning, and the decomposition's seconds."""
+    from rank_search.engine import evaluate
+    from rank_search.run import RunSpec, prepare
+
+    trainer = prepare(RunSpec(**spec_kwargs))
+    start = time.perf_counter()
+    trainer.method.on_epoch_start(trainer, 0)  # posthoc from dense weights: the decomposition
+    seconds = time.perf_counter() - start
+    return {"test_accuracy": evaluate(trainer.model, trainer.data.test, trainer.device)[0], "seconds": seconds}
+
+
+def _after(spec_kwargs: dict) -> dict:
+    from rank_search.run import RunSpec, train
+
+    result = train(RunSpec(**spec_kwargs))
+    return {"test_accuracy": result.metrics["test_accuracy"], "macs_compression": result.metrics["macs_compression"],
+            "epoch_seconds": statistics.median(r.seconds for r in result.trainer.history)}
+
+
+def _cell(values: list[float], base: list[float] | None) -> str:
+    text = f"{statistics.median(values):.4f}"
+    if base is None or values is base:
+        return text
+    diffs = [v - b for v, b in zip(values, base)]
+    return f"{text} ({statistics.median(diffs):+.4f} [{min(diffs):+.4f}, {max(diffs):+.4f}])"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="resnet20,lenet5_wide")
+    p.add_argument("--dataset", default="mnist5k")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--dense-epochs", type=int, default=3)
+    p.add_argument("--epochs", default="1,4", help="fine-tuning lengths, comma-separated")
+    p.add_argument("--targets", default="2,4,8,16", help="MACs compression targets (uniform allocation)")
+    p.add_argument("--scheme", default="channel", choices=["channel", "tucker2"])
+    p.add_argument("--distill-weight", type=float, default=0.5)
+    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--calibration-images", type=int, default=256)
+    p.add_argument("--quick", action="store_true", help="the smoke form: first model, 1 seed, targets 4,8, "
+                                                        "1 epoch of fine-tuning, 1 dense epoch")
+    p.add_argument("--storage", default="runs/distill_init")
+    p.add_argument("--out")
+    args = p.parse_args()
+    if args.quick:
+        args.models, args.seeds, args.targets = args.models.split(",")[0], 1, "4,8"
+        args.epochs, args.dense_epochs = "1", 1
+    torch.set_num_threads(1)
+    storage = os.path.abspath(args.storage)
+    os.makedirs(storage, exist_ok=True)
+    from rank_search.allocation import LayerMacs, uniform_allocation
+    from rank_search.data import dataset_info
+    from rank_search.models import create_model_for
+
+    info = dataset_info(args.dataset)
+    shape = (info.in_channels, info.image_size, info.image_size)
+    models = args.models.split(",")
+    targets = [float(t) for t in args.targets.split(",")]
+    lengths = [int(e) for e in args.epochs.split(",")]
+    variants = [(init, w) for init in INITS for w in (0.0, args.distill_weight)]
+    rows: dict[tuple, list[float]] = {}
+    for model in models:
+        for seed in range(args.seeds):
+            dense = _dense(model, args.dataset, seed, args.dense_epochs, storage)
+            torch.manual_seed(seed)
+            macs = LayerMacs(create_model_for(model, info), shape)
+            for target in targets:
+                ranks = uniform_allocation(macs, target, scheme=args.scheme).to_dict()
+                base = dict(model=model, dataset=args.dataset, method="posthoc", ranks=ranks, scheme=args.scheme,
+                            seed=seed, init=dense)
+                tag = f"{model}-{args.scheme}-t{target:g}-s{seed}"
+                for init in INITS:
+                    knobs = {"train.threads": 1, "posthoc.init_decomposition": init,
+                             "posthoc.calibration_images": args.calibration_images}
+                    got = cached_json(os.path.join(storage, f"{tag}-{init}-before.json"),
+                                      lambda: _before({**base, "epochs": 1, "settings": knobs}))
+                    rows.setdefault((model, target, init, "before"), []).append(got["test_accuracy"])
+                    rows.setdefault((model, target, init, "decompose_s"), []).append(got["seconds"])
+                    for epochs in lengths:
+                        for weight in (0.0, args.distill_weight):
+                            settings = {**knobs, **({"distill.weight": weight, "distill.temperature": args.temperature}
+                                                    if weight else {})}
+                            got = cached_json(os.path.join(storage, f"{tag}-{init}-d{weight:g}-e{epochs}.json"),
+                                              lambda: _after({**base, "epochs": epochs, "settings": settings}))
+                            rows.setdefault((model, target, init, weight, epochs), []).append(got["test_accuracy"])
+                            rows.setdefault((model, target, init, weight, "epoch_s"), []).append(got["epoch_seconds"])
+                            rows.setdefault((model, target, "macs"), []).append(got["macs_compression"])
+    command = (f"`.venv/bin/python benchmarks/distill_init.py --models {args.models} --dataset {args.dataset} "
+               f"--seeds {args.seeds} --dense-epochs {args.dense_epochs} --epochs {args.epochs} --targets "
+               f"{args.targets} --scheme {args.scheme} --distill-weight {args.distill_weight:g} --temperature "
+               f"{args.temperature:g} --calibration-images {args.calibration_images}`")
+    lines = [f"## Data-aware decomposition and distillation for posthoc ({dt.date.today()}, {platform.node()}, "
+             f"{os.cpu_count()} cores)", "",
+             f"Command: {command}. One dense reference per seed and model ({args.dense_epochs} epochs), the uniform "
+             f"allocation ({args.scheme}) at each target, posthoc from it. Test accuracy, median over "
+             f"{args.seeds} seed(s); in brackets the paired difference to weight init without distillation "
+             "(median [min, max]). Epoch s: median seconds per fine-tuning epoch (teacher included), one torch "
+             "thread; decompose s: the decomposition (calibration included).", "",
+             "| model | target | MACs x | init | distill | before FT | "
+             + " | ".join(f"after {e} ep" for e in lengths) + " | epoch s | decompose s |",
+             "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in lengths) + " | --- | --- |"]
+    for model in models:
+        for target in targets:
+            for init, weight in variants:
+                before = rows[(model, target, init, "before")]
+                after = [_cell(rows[(model, target, init, weight, e)], rows[(model, target, "weight", 0.0, e)])
+                         for e in lengths]
+                lines.append(
+                    f"| {model} | {target:g}x | {statistics.median(rows[(model, target, 'macs')]):.2f} | {init} | "
+                    f"{weight:g} | {_cell(before, rows[(model, target, 'weight', 'before')])} | {' | '.join(after)} | "
+                    f"{statistics.median(rows[(model, target, init, weight, 'epoch_s')]):.2f} | "
+                    f"{statistics.median(rows[(model, target, init, 'decompose_s')]):.2f} |")
+    emit("\n".join(lines) + "\n", args.out)
+
+
+if __name__ == "__main__":
+    main()
