@@ -6,6 +6,8 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
+from rank_search.methods._nested_model import set_truncation
+
 #: every candidate layer of ``tiny_net`` nested, both schemes and a Linear among them
 SCHEMES = {"0": "channel", "3": "tucker2", "6": "channel", "11": "channel", "13": "channel"}
 CLASSES = 4
@@ -36,3 +38,20 @@ def batches(x: torch.Tensor, y: torch.Tensor, size: int) -> list[tuple[torch.Ten
 def splits(*, train: int = 256, val: int = 128, batch: int = 32) -> SimpleNamespace:
     """``train``/``val`` lists of batches: what BatchNorm re-estimation and ``evaluate`` iterate."""
     return SimpleNamespace(train=batches(*blobs(train, seed=1), batch), val=batches(*blobs(val, seed=2), batch))
+
+
+def nested_training(model: nn.Module, sampler, data, *, epochs: int, lr: float = 0.05) -> nn.Module:
+    """``epochs`` epochs of SGD on ``data.train``, each step at ``sampler``'s truncation; returns
+    ``model`` at full rank."""
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    step = 0
+    for _ in range(epochs):
+        for x, y in data.train:
+            set_truncation(model, sampler.draw(step)[1])
+            loss = nn.functional.cross_entropy(model.train()(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+    set_truncation(model, None)
+    return model

@@ -32,24 +32,24 @@ from ..layers.base import conv_geometry
 from ..plan import RankPlan
 
 
+def _filled(module: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    """``module`` moved to ``weight``'s device and dtype, holding copies of ``weight`` and ``bias``."""
+    module = module.to(weight.device, weight.dtype)
+    with torch.no_grad():
+        module.weight.copy_(weight)
+        if bias is not None:
+            module.bias.copy_(bias)
+    return module
+
+
 def _conv_like(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Conv2d:
     """A new Conv2d with ``conv``'s geometry holding copies of ``weight`` and ``bias``."""
-    out, inp = weight.shape[:2]
-    new = nn.Conv2d(inp, out, bias=bias is not None, **conv_geometry(conv)).to(weight.device, weight.dtype)
-    with torch.no_grad():
-        new.weight.copy_(weight)
-        if bias is not None:
-            new.bias.copy_(bias)
-    return new
+    new = nn.Conv2d(weight.shape[1], weight.shape[0], bias=bias is not None, **conv_geometry(conv))
+    return _filled(new, weight, bias)
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None).to(weight.device, weight.dtype)
-    with torch.no_grad():
-        new.weight.copy_(weight)
-        if bias is not None:
-            new.bias.copy_(bias)
-    return new
+    return _filled(nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None), weight, bias)
 
 
 def _conv(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -220,7 +220,8 @@ def export_truncation(model: nn.Module, plan: RankPlan) -> nn.Module:
         if name not in layers:
             raise RankSearchError(f"plan layer {name!r} is not a nested layer of the model")
         if lp.scheme != layers[name].scheme:
-            raise RankSearchError(f"plan layer {name!r} has scheme {lp.scheme!r}, the nested layer {layers[name].scheme!r}")
+            raise RankSearchError(
+                f"plan layer {name!r} has scheme {lp.scheme!r}, the nested layer {layers[name].scheme!r}")
         layers[name].check(name, lp.rank)
     compact = copy.deepcopy(model)
     for name, layer in nested_layers(compact).items():

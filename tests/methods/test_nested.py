@@ -17,7 +17,7 @@ from rank_search.methods._nested_model import (NestedChannel, NestedTucker2, exp
 from rank_search.methods.nested import TruncationSampler, smallest_rank
 from rank_search.plan import LayerPlan, RankPlan
 
-from _nested import SCHEMES, splits, tiny_net
+from _nested import SCHEMES, nested_training, splits, tiny_net
 
 X = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(7))
 
@@ -168,20 +168,11 @@ def test_a_short_nested_training_reduces_the_loss_of_several_truncations() -> No
     data = splits()
     model = nest(tiny_net(), SCHEMES)
     sampler = TruncationSampler.for_model(model, create_method("nested").knobs, seed=0)
-    truncations = {"full": sampler.high, "min": sampler.low, "mixed": next(r for k, r in map(sampler.draw, range(100, 200)) if k == "random"),
+    mixed = next(r for k, r in map(sampler.draw, range(100, 200)) if k == "random")
+    truncations = {"full": sampler.high, "min": sampler.low, "mixed": mixed,
                    "half": {n: tuple(max(1, m // 2) for m in hi) if isinstance(hi, tuple) else max(1, hi // 2)
                             for n, hi in sampler.high.items()}}
     before = {k: _loss_at(model, r, data) for k, r in truncations.items()}
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    step = 0
-    for _ in range(10):
-        for x, y in data.train:
-            set_truncation(model, sampler.draw(step)[1])
-            model.train()
-            loss = nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            step += 1
+    nested_training(model, sampler, data, epochs=10)
     after = {k: _loss_at(model, r, data) for k, r in truncations.items()}
     assert all(after[k] < 0.75 * before[k] for k in truncations), (before, after)

@@ -5,19 +5,18 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
 from rank_search.cost import count_macs, stays_dense
 from rank_search.engine import evaluate
 from rank_search.errors import RankSearchError
 from rank_search.methods import create_method
-from rank_search.methods._nested_model import nest, nested_layers, set_truncation
+from rank_search.methods._nested_model import nest, nested_layers
 from rank_search.methods.nested import TruncationSampler
 from rank_search.plan import eligible_layers
 from rank_search.search.oneshot import (OneShotPoint, TruncationSpace, compact_of, evaluate_truncation, front,
                                         oneshot_search, sample_allocations)
 
-from _nested import SCHEMES, splits, tiny_net
+from _nested import SCHEMES, nested_training, splits, tiny_net
 
 SHAPE = (3, 8, 8)
 
@@ -28,17 +27,7 @@ def trained():
     data = splits()
     model = nest(tiny_net(), SCHEMES)
     sampler = TruncationSampler.for_model(model, create_method("nested", {"min_ratio": 0.2}).knobs, seed=0)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    step = 0
-    for _ in range(4):
-        for x, y in data.train:
-            set_truncation(model, sampler.draw(step)[1])
-            loss = nn.functional.cross_entropy(model.train()(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            step += 1
-    set_truncation(model, None)
+    nested_training(model, sampler, data, epochs=4)
     return model, sampler, data
 
 
