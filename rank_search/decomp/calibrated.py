@@ -26,7 +26,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from .precision import full_precision
-from .tucker import tucker2
 
 
 def unfolded_inputs(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -45,6 +44,21 @@ def input_moment(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``C = X X^T / N`` (float64) of ``layer``'s unfolded inputs for the batch ``x``."""
     cols = unfolded_inputs(layer, x.detach()).double()
     return cols @ cols.t() / max(cols.shape[1], 1)
+
+
+@torch.no_grad()
+def forward_images(model: nn.Module, loader, *, images: int, device: torch.device) -> int:
+    """Run ``model`` (in its current mode) on the first ``images`` images of ``loader``, under a
+    forked RNG (dropout draws leave the global stream alone); returns how many it saw."""
+    seen = 0
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for x, _ in loader:
+            take = min(x.shape[0], images - seen)
+            model(x[:take].to(device, non_blocking=True))
+            seen += take
+            if seen >= images:
+                break
+    return seen
 
 
 @torch.no_grad()
@@ -71,16 +85,10 @@ def collect_input_moments(model: nn.Module, names: Iterable[str], loader, *, ima
         return record
 
     handles = [modules[n].register_forward_pre_hook(hook(n)) for n in names]
-    was_training, seen = model.training, 0
+    was_training = model.training
     model.eval()
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            for x, _ in loader:
-                take = min(x.shape[0], images - seen)
-                model(x[:take].to(device, non_blocking=True))
-                seen += take
-                if seen >= images:
-                    break
+        seen = forward_images(model, loader, images=images, device=device)
     finally:
         for h in handles:
             h.remove()
@@ -144,6 +152,8 @@ def output_aware_tucker2(weight: torch.Tensor, moment: torch.Tensor, ranks: tupl
     ``U_out [n, r_out]`` (orthonormal columns), ``U_in [c, r_in]`` (orthonormal columns; the
     reduce conv is ``U_in^T``), with an output error on ``moment`` no larger than the weight
     Tucker-2's at the same ranks."""
+    from .tucker import tucker2  # tensorly, loaded only where Tucker-2 is used
+
     r_out, r_in = ranks
     n, c, kh, kw = weight.shape
     if not (1 <= r_out <= n and 1 <= r_in <= c):

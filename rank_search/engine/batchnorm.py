@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..decomp.calibrated import forward_images
+
 
 def has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
@@ -27,14 +29,7 @@ def reestimate_batchnorm(model: nn.Module, loader, *, images: int = 512, device:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average: every batch counts equally
     model.train()
-    seen = 0
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        for x, _ in loader:
-            take = min(x.shape[0], images - seen)
-            model(x[:take].to(device, non_blocking=True))
-            seen += take
-            if seen >= images:
-                break
+    seen = forward_images(model, loader, images=images, device=device)
     for m, (momentum, _) in zip(norms, saved):
         m.momentum = momentum
     model.train(was_training)
