@@ -44,22 +44,26 @@ def journal_storage(file: str):
 
 
 class _WholeRecords(JournalFileBackend):
-    """``JournalFileBackend`` whose appends leave whole records or nothing."""
+    """``JournalFileBackend`` whose appends leave whole records or nothing; ``file`` is its path."""
+
+    def __init__(self, file: str) -> None:
+        super().__init__(file)
+        self.file = file
 
     def append_logs(self, logs):
         try:
-            before = os.path.getsize(self._file_path)
+            before = os.path.getsize(self.file)
         except OSError as exc:
-            raise JournalWriteFailed(f"cannot append to {self._file_path}") from exc
+            raise JournalWriteFailed(f"cannot append to {self.file}") from exc
         try:
             super().append_logs(logs)
         except OSError as exc:
             try:
-                with open(self._file_path, "r+b") as fh:  # cutting frees space: this works on a full disk
+                with open(self.file, "r+b") as fh:  # cutting frees space: this works on a full disk
                     fh.truncate(before)
             except OSError:
                 pass  # `resume` rolls the cut record back
-            raise JournalWriteFailed(f"cannot append to {self._file_path}") from exc
+            raise JournalWriteFailed(f"cannot append to {self.file}") from exc
 
 
 def _say(message: str) -> None:

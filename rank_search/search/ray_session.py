@@ -26,8 +26,9 @@ def quiet_ray_notices() -> None:
     """Drop Tune's own resume hint and failure summary (the CLI prints ours) and Tune's progress
     box (``RAY_AIR_NEW_OUTPUT=0`` with ``verbose=0`` prints nothing, the TensorBoard hint included)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    for name in ("ray.tune.tune", "ray._private.authentication.authentication_token_setup",
-                 "ray.tune.analysis.experiment_analysis"):
+    from ._private_api import RAY_AUTH_LOGGER
+
+    for name in ("ray.tune.tune", RAY_AUTH_LOGGER, "ray.tune.analysis.experiment_analysis"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropNotices) for f in logger.filters):
             logger.addFilter(_DropNotices())
@@ -74,19 +75,17 @@ def _init(address: str, *, num_gpus: float | None = None) -> str | None:
     cluster), None when Ray was already initialised."""
     import ray
 
+    from ._private_api import RAY_TEMP_DIR_KWARG, check_versions
+
+    check_versions()  # resume relies on private Ray and Optuna names: refuse an untested release
     if ray.is_initialized():
         return None
     quiet_ray_notices()
     # Tune warns about frequent snapshots: we checkpoint every epoch on purpose (exact resume).
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if address == "local":
-        # ``_temp_dir`` is how ray.init takes a root temp folder (its docstring lists it among the
-        # "hidden" keyword options): Ray 2.60 has no public parameter for it. The alternatives
-        # are not per run: ``ray start --temp-dir`` is the CLI, and ``RAY_TMPDIR`` is process-wide
-        # (inherited by every child) and Ray adds its own ``ray/`` level under it. A private
-        # folder per launch is what lets us remove it afterwards and keep socket paths short.
-        temp = private_temp_dir()
-        kwargs: dict[str, Any] = {"address": "local", "_temp_dir": temp, "include_dashboard": False,
+        temp = private_temp_dir()  # per run: removed afterwards, short enough for socket paths
+        kwargs: dict[str, Any] = {"address": "local", RAY_TEMP_DIR_KWARG: temp, "include_dashboard": False,
                                   "configure_logging": True, "logging_level": "WARNING",
                                   # worker chatter (checkpoint notices) stays in the Ray logs;
                                   # trial errors are reported by Tune and kept in error.txt

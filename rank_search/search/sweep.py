@@ -27,13 +27,15 @@ from .lock import DriverLock
 from .check import check_recorded_data, check_space, download_data
 from .progress import say
 from .ray_session import ray_session
-from .restore import FINISHED, eager_snapshots, moved_experiment, read_tune_state
+from ._private_api import eager_snapshots, resuming_at
+from .restore import FINISHED, read_tune_state
 from .settings import LaunchConfig, check_storage, probe_storage, resolve_storage
 from .sweep_record import config_from_record, read_sweep_record, write_sweep_record
 from .reference import check_dense_weights, check_given_profile, prepare_references
 from .searchers import SearchContext
 from .budget import BudgetSearcher, planned_trials, reference_seconds, spent_seconds
-from .tune_setup import make_run_config, make_scheduler, make_searcher, make_trainable, study_storage, trial_dirname
+from .tune_setup import (make_run_config, make_scheduler, make_search_alg, make_searcher, make_trainable, study_storage,
+                         trial_dirname)
 from .warm_start import planned_methods, warm_start_points
 
 
@@ -197,9 +199,9 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
         tuner = tune.Tuner(
             make_trainable(cfg),
             tune_config=tune.TuneConfig(
-                search_alg=searcher,
+                search_alg=make_search_alg(searcher, max_concurrent=cfg.max_concurrent),
                 scheduler=make_scheduler(cfg, path=path, epochs=space.epochs, dense_accuracy=refs.accuracy),
-                num_samples=cfg.num_samples, max_concurrent_trials=cfg.max_concurrent, reuse_actors=True,
+                num_samples=cfg.num_samples, reuse_actors=True,
                 trial_dirname_creator=trial_dirname,
             ),
             run_config=make_run_config(cfg, cfg.storage, cfg.name, space.epochs),
@@ -342,7 +344,7 @@ def _resume_locked(path: str, cfg: LaunchConfig, record: dict) -> SweepOutcome:
     with ray_session(cfg.address):
         check_resources(cfg)
         say(f"resuming sweep {cfg.name} at {path}")
-        with moved_experiment(path), driver_file(path), eager_snapshots():
+        with resuming_at(path), driver_file(path), eager_snapshots():
             tuner = tune.Tuner.restore(path, trainable=make_trainable(cfg), resume_unfinished=True,
                                        resume_errored=True, restart_errored=False)
             tuner.fit()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .. import schema
+from ._private_api import optuna_study
 from .searchers import SearchContext, create_sampler, name_objectives
 from .settings import LaunchConfig
 
@@ -34,7 +35,8 @@ def make_searcher(context: SearchContext | LaunchConfig, sampler_fn: Callable, *
     else known); ``points`` are enqueued first (the warm start), ``storage`` keeps the study
     (see ``study_storage``)."""
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
+
+    from ._private_api import SweepOptunaSearch as OptunaSearch  # its study follows a moved experiment
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line per launch
 
@@ -51,18 +53,28 @@ def make_searcher(context: SearchContext | LaunchConfig, sampler_fn: Callable, *
     else:
         search = OptunaSearch(metric=metrics, mode=modes, **common)
     check_directions(search, cfg)
-    name_objectives(search._ot_study, cfg)  # the study Ray built (see check_directions)
+    name_objectives(optuna_study(search), cfg)  # the study Ray built (see check_directions)
     return search
+
+
+def make_search_alg(searcher, *, max_concurrent: int | None):
+    """What ``tune.TuneConfig(search_alg=...)`` gets: ``searcher`` limited to ``max_concurrent``
+    running trials (Tune's ``ConcurrencyLimiter``) in a ``SweepSearchGenerator``, the wrapping Tune
+    itself does for ``max_concurrent_trials``, with a generator that follows a moved experiment
+    (``_private_api.resuming_at``)."""
+    from ray.tune.search import ConcurrencyLimiter
+
+    from ._private_api import SweepSearchGenerator
+
+    if max_concurrent:
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+    return SweepSearchGenerator(searcher)
 
 
 def check_directions(search, cfg: LaunchConfig) -> None:
     """The Optuna study must really have one direction per objective (ray#35909 silently drops
     to single-objective when metric/mode are also set on TuneConfig)."""
-    # Private on purpose: Ray 2.60's OptunaSearch has no public accessor for the study it
-    # builds (it is created inside __init__ from metric/mode), and the public
-    # ``optuna.load_study`` cannot reach it when the study lives in memory (no storage: an
-    # experiment on a URI). The check guards against ray#35909, so it must see that very object.
-    study = search._ot_study
+    study = optuna_study(search)
     want = ["maximize" if m == "max" else "minimize" for _, m in cfg.objectives]
     got = [d.name.lower() for d in study.directions]
     if got != want:

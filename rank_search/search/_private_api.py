@@ -1,0 +1,199 @@
+"""Every private Ray and Optuna name rank-search uses, in one module, behind a version check.
+
+Each use says why no public API serves. ``check_versions`` refuses, in one line, a Ray or Optuna
+outside ``TESTED``, the range the suite passes on (the same as ``pyproject.toml``'s, a test keeps
+them equal); ``ray_session`` calls it before Ray starts.
+
+Resume of a moved experiment goes through two subclasses a sweep hands to Tune, not through
+patches: ``SweepSearchGenerator`` and ``SweepOptunaSearch`` re-point, while ``resuming_at(path)``
+is active, what they read back from their pickles at the folder being resumed.
+
+One runtime patch is left, ``eager_snapshots``: Tune's snapshot cadence is public only as a period
+(``TUNE_GLOBAL_CHECKPOINT_S``) and a checkpoint count (``CheckpointConfig.num_to_keep``); neither
+orders the snapshot before a trial starts (see its docstring).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import posixpath
+import re
+from contextlib import contextmanager
+from typing import Iterator
+
+from ..errors import RankSearchError
+from ..schema import is_uri
+from ..storage import split_path
+
+#: package -> (lowest tested, first untested): the ``pyproject.toml`` range of each dependency
+#: whose private names are used below.
+TESTED = {"ray": ((2, 41), (2, 61)), "optuna": ((4, 0), (5, 2))}
+
+#: ``ray.init``'s root temp folder keyword. Ray lists ``_temp_dir`` among its "hidden" options and
+#: has no public parameter: ``ray start --temp-dir`` is the CLI, and ``RAY_TMPDIR`` is process-wide
+#: (every child inherits it) with Ray's own ``ray/`` level under it. A private folder per launch is
+#: what lets ``ray_session`` remove it afterwards and keep socket paths short.
+RAY_TEMP_DIR_KWARG = "_temp_dir"
+
+#: Ray's logger of the token-auth notice (a line for clusters started by hand). Loggers are only
+#: reachable by name, and this one lives in a private package.
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def _release(text: str) -> tuple[int, int]:
+    major, minor = (re.match(r"(\d+)\.(\d+)", text) or re.match(r"(\d+)()", text)).groups()
+    return int(major), int(minor or 0)
+
+
+def check_versions(installed: dict[str, str] | None = None) -> None:
+    """Raise a one-line ``RankSearchError`` when ``installed`` (default: the importable ray and
+    optuna) falls outside ``TESTED``."""
+    if installed is None:
+        from importlib.metadata import version
+
+        installed = {name: version(name) for name in TESTED}
+    for name, version in installed.items():
+        (low, high) = TESTED[name]
+        if not low <= _release(version) < high:
+            raise RankSearchError(
+                f"{name} {version} is outside the range rank-search is tested on "
+                f"(>={low[0]}.{low[1]},<{high[0]}.{high[1]}; its resume uses private {name} names): "
+                f"install a {name} in that range")
+
+
+def optuna_study(search):
+    """The Optuna study a Ray ``OptunaSearch`` built. Ray creates it inside the searcher from
+    metric/mode and has no accessor; ``optuna.load_study`` cannot reach an in-memory study (an
+    experiment on a URI), and the direction check (ray#35909) must see this very object."""
+    return search._ot_study
+
+
+# -- resume of a moved experiment ------------------------------------------------------------
+_RESUMED_AT: list[str] = []  # the folder being resumed, while ``resuming_at`` is active
+
+
+@contextmanager
+def resuming_at(path: str) -> Iterator[None]:
+    """While the block runs, ``SweepSearchGenerator`` and ``SweepOptunaSearch`` restored by
+    ``Tuner.restore`` point at ``path`` (where the experiment is now), not at the launch location."""
+    _RESUMED_AT.append(path)
+    try:
+        yield
+    finally:
+        _RESUMED_AT.pop()
+
+
+def _rebased(storage, path: str):
+    """A copy of Tune's StorageContext ``storage`` pointing at the experiment folder ``path``, as
+    Tune does itself for the trials it restores. ``StorageContext`` and ``get_fs_and_path`` are
+    private (``ray.train._internal``); the experiment a searcher makes new trials from holds one,
+    and Tune offers no public way to move it."""
+    from ray.train._internal.storage import get_fs_and_path
+
+    parent, name = split_path(path)
+    new = copy.copy(storage)
+    new.storage_filesystem, fs_path = get_fs_and_path(parent)
+    new.storage_fs_path = posixpath.normpath(fs_path) if fs_path else fs_path
+    new.experiment_dir_name = name
+    return new
+
+
+def _rebase_study(searcher, path: str) -> None:
+    """Point a restored ``OptunaSearch``'s journal study at ``path``'s journal. Ray pickles the
+    searcher's whole ``__dict__`` (the storage naming the journal at the launch location, the
+    study and the running trials on it) and has no public way to give it another storage."""
+    from .. import schema
+    from .journal import journal_storage
+
+    backend = getattr(getattr(searcher, "_storage", None), "_backend", None)
+    old = getattr(backend, "file", None) or getattr(backend, "_file_path", None)
+    local = path[len("file://"):] if path.startswith("file://") else path
+    if old is None or is_uri(local):
+        return  # an in-memory study (URI experiments) lives in the pickle itself
+    new = journal_storage(os.path.join(local, schema.STUDY_FILE))  # what tune_setup.study_storage makes
+    if os.path.abspath(old) == os.path.abspath(new._backend.file):
+        return
+    searcher._storage = new
+    if getattr(searcher, "_ot_study", None) is not None:
+        searcher._ot_study._storage = new
+    for trial in (getattr(searcher, "_ot_trials", None) or {}).values():
+        trial.storage = new
+
+
+def _search_classes():
+    from ray.tune.search import SearchGenerator
+    from ray.tune.search.optuna import OptunaSearch
+
+    class SweepSearchGenerator(SearchGenerator):
+        """Tune's ``SearchGenerator``; restored inside ``resuming_at(path)``, the experiment spec it
+        makes new trials from writes them to ``path``."""
+
+        def set_state(self, state: dict) -> None:
+            experiment = state.get("experiment")
+            storage = getattr(experiment, "storage", None)
+            if _RESUMED_AT and storage is not None:
+                experiment.storage = _rebased(storage, _RESUMED_AT[-1])
+                experiment.spec["storage"] = experiment.storage
+            super().set_state(state)
+
+    class SweepOptunaSearch(OptunaSearch):
+        """Ray's ``OptunaSearch``; restored inside ``resuming_at(path)``, its study is the journal
+        in ``path``."""
+
+        def restore(self, checkpoint_path: str) -> None:
+            super().restore(checkpoint_path)
+            if _RESUMED_AT:
+                _rebase_study(self, _RESUMED_AT[-1])
+
+    return SweepSearchGenerator, SweepOptunaSearch
+
+
+def __getattr__(name: str):
+    # the classes subclass Ray's, so they are made on first use: importing this module imports no Ray
+    if name in ("SweepSearchGenerator", "SweepOptunaSearch"):
+        generator, search = _search_classes()
+        for cls in (generator, search):
+            cls.__module__, cls.__qualname__ = __name__, cls.__name__
+        globals().update(SweepSearchGenerator=generator, SweepOptunaSearch=search)
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# -- the one runtime patch left -------------------------------------------------------------
+@contextmanager
+def eager_snapshots() -> Iterator[None]:
+    """While the block runs, Tune writes its experiment snapshot (trial states and the searcher)
+    before it starts each trial and after each trial checkpoint, not every ten seconds or so: a
+    driver killed at any moment leaves no trial folder the snapshot does not know (an orphan
+    whose config would run again) and no checkpoint it does not list (epochs run twice).
+
+    A runtime patch of ``TuneController._schedule_trial_actor`` and
+    ``_ExperimentCheckpointManager.on_trial_checkpoint``, because no public setting serves: both
+    classes are built inside ``Tuner.fit`` (no subclass can be handed in);
+    ``TUNE_GLOBAL_CHECKPOINT_S=0`` snapshots at the end of every controller step (pickling the
+    whole study each time), still after the step has started its trials; and
+    ``CheckpointConfig(num_to_keep=1)`` forces a snapshot per checkpoint but deletes the one the
+    previous snapshot lists before the new snapshot is synced.
+    """
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+    from ray.tune.execution.tune_controller import TuneController
+
+    original_on_checkpoint = _ExperimentCheckpointManager.on_trial_checkpoint
+    original_schedule = TuneController._schedule_trial_actor
+
+    def on_trial_checkpoint(self, trial):
+        original_on_checkpoint(self, trial)
+        self._should_force_sync_up = True  # the step's snapshot is written and synced now
+
+    def schedule_trial_actor(self, trial):
+        self._checkpoint_manager._should_force_sync_up = True
+        self.checkpoint()  # the trial is in the snapshot before its folder exists
+        return original_schedule(self, trial)
+
+    _ExperimentCheckpointManager.on_trial_checkpoint = on_trial_checkpoint
+    TuneController._schedule_trial_actor = schedule_trial_actor
+    try:
+        yield
+    finally:
+        _ExperimentCheckpointManager.on_trial_checkpoint = original_on_checkpoint
+        TuneController._schedule_trial_actor = original_schedule

@@ -1,0 +1,103 @@
+"""Private Ray and Optuna names (issue 27): all in ``search/_private_api.py``, behind a version
+check whose range is pyproject's, and a moved experiment's study re-pointed without a patch."""
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rank_search.errors import RankSearchError
+from rank_search.search import _private_api
+from rank_search.search._private_api import TESTED, check_versions
+
+ROOT = Path(__file__).resolve().parents[1]
+PRIVATE = re.compile(r"\._ot_|\._backend\b|\._file_path\b|\._experiment\b|ray\._private|ray\.train\._internal|"
+                     r"ray\.tune\.execution|\b_temp_dir\b|_should_force_sync_up|_schedule_trial_actor")
+
+
+def test_private_ray_and_optuna_names_appear_only_in_the_private_api_module() -> None:
+    found = []
+    for file in sorted((ROOT / "rank_search").rglob("*.py")):
+        if file.name == "_private_api.py":
+            continue
+        for number, line in enumerate(file.read_text().splitlines(), start=1):
+            if PRIVATE.search(line):
+                found.append(f"{file.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not found, "\n".join(found)
+
+
+def test_the_tested_range_is_the_range_pyproject_declares() -> None:
+    text = (ROOT / "pyproject.toml").read_text()
+    for name, requirement in (("ray", r"ray\[tune\]"), ("optuna", "optuna")):
+        match = re.search(rf'"{requirement}>=(\d+)\.(\d+),<(\d+)\.(\d+)"', text)
+        assert match, f"pyproject.toml declares no >=X.Y,<X.Y range for {name}"
+        low, high = (int(match[1]), int(match[2])), (int(match[3]), int(match[4]))
+        assert TESTED[name] == (low, high), name
+
+
+def test_the_installed_ray_and_optuna_are_in_the_tested_range() -> None:
+    check_versions()  # raises outside
+
+
+@pytest.mark.parametrize("name, version", [("ray", "2.39.9"), ("ray", "2.61.0"), ("ray", "3.0.0"),
+                                           ("optuna", "3.4.0"), ("optuna", "5.2.0rc1"), ("optuna", "6")])
+def test_a_version_outside_the_range_is_one_line_naming_it(name, version) -> None:
+    with pytest.raises(RankSearchError, match=rf"^{name} {re.escape(version)} is outside the range [^\n]*$"):
+        check_versions({name: version})
+
+
+@pytest.mark.parametrize("name", sorted(TESTED))
+def test_both_ends_of_the_range_pass(name) -> None:
+    (low, high) = TESTED[name]
+    check_versions({name: f"{low[0]}.{low[1]}.0"})
+    check_versions({name: f"{high[0]}.{high[1] - 1}.99"})
+
+
+def test_the_sweep_classes_pickle_by_reference() -> None:
+    for cls in (_private_api.SweepOptunaSearch, _private_api.SweepSearchGenerator):
+        assert pickle.loads(pickle.dumps(cls)) is cls
+        assert cls.__module__ == "rank_search.search._private_api"
+
+
+def _searcher(folder: Path):
+    from ray import tune
+
+    from rank_search.search.tune_setup import study_storage
+
+    folder.mkdir(exist_ok=True)
+    return _private_api.SweepOptunaSearch(space={"x": tune.uniform(0, 1)}, metric="y", mode="max",
+                                          storage=study_storage(str(folder)), study_name="rank_search")
+
+
+def test_a_restored_searcher_follows_its_moved_journal_and_tells_the_study_there(tmp_path) -> None:
+    import optuna
+
+    launch = tmp_path / "launch"
+    searcher = _searcher(launch)
+    config = searcher.suggest("t1")  # a trial running when the driver stopped
+    searcher.save(str(launch / "searcher.pkl"))
+
+    moved = tmp_path / "moved"
+    shutil.move(launch, moved)
+    restored = _searcher(tmp_path / "elsewhere-made")  # what Tune unpickles, then restores
+    with _private_api.resuming_at(str(moved)):
+        restored.restore(str(moved / "searcher.pkl"))
+    restored.on_trial_complete("t1", {"y": 0.5, **config})
+
+    assert not os.path.exists(launch), "the restored searcher wrote to the launch location"
+    journal = optuna.storages.journal.JournalFileBackend(str(moved / "optuna_study.log"))
+    study = optuna.load_study(study_name="rank_search", storage=optuna.storages.JournalStorage(journal))
+    assert [(t.state.name, t.values) for t in study.trials] == [("COMPLETE", [0.5])]
+
+
+def test_outside_a_resume_a_restored_searcher_keeps_its_journal(tmp_path) -> None:
+    searcher = _searcher(tmp_path)
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    restored = _searcher(tmp_path / "other")
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.suggest("t1")
+    assert (tmp_path / "optuna_study.log").stat().st_size > 0
