@@ -101,3 +101,24 @@ def test_outside_a_resume_a_restored_searcher_keeps_its_journal(tmp_path) -> Non
     restored.restore(str(tmp_path / "searcher.pkl"))
     restored.suggest("t1")
     assert (tmp_path / "optuna_study.log").stat().st_size > 0
+
+
+def test_a_restored_generator_makes_new_trials_in_the_moved_folder(tmp_path) -> None:
+    from ray import tune
+
+    def trainable(config) -> None:  # never run: only the experiment spec is made
+        pass
+
+    def generator():
+        return _private_api.SweepSearchGenerator(_searcher(tmp_path / "study"))
+
+    launched = generator()
+    launched.add_configurations([tune.Experiment("exp", run=trainable, storage_path=str(tmp_path / "launch"),
+                                                 num_samples=3)])
+    state = pickle.loads(pickle.dumps(launched.get_state()))  # as Tune saves and loads it
+    moved = tmp_path / "moved" / "renamed"
+    restored = generator()
+    with _private_api.resuming_at(str(moved)):
+        restored.set_state(state)
+    trial = restored.next_trial()
+    assert trial is not None and trial.storage.experiment_fs_path == str(moved)
