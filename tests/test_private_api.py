@@ -122,3 +122,28 @@ def test_a_restored_generator_makes_new_trials_in_the_moved_folder(tmp_path) -> 
         restored.set_state(state)
     trial = restored.next_trial()
     assert trial is not None and trial.storage.experiment_fs_path == str(moved)
+
+
+def _refused_for_ray(capsys, argv: list[str]) -> None:
+    from rank_search.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and re.search(r": ray \S+ is outside the range .*>=9\.0,<9\.1", err[0]), err
+
+
+def test_launch_refuses_an_untested_ray_before_anything(monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch.setitem(TESTED, "ray", ((9, 0), (9, 1)))
+    monkeypatch.chdir(tmp_path)
+    _refused_for_ray(capsys, ["launch", "--space", "demo", "--num-samples", "2", "--storage", str(tmp_path / "runs")])
+    assert os.listdir(tmp_path) == []
+
+
+def test_resume_refuses_an_untested_ray_before_it_touches_the_experiment(monkeypatch, tmp_path, capsys) -> None:
+    from _experiments import hand_made
+
+    exp = hand_made(tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in Path(exp).rglob("*")}
+    monkeypatch.setitem(TESTED, "ray", ((9, 0), (9, 1)))
+    _refused_for_ray(capsys, ["resume", str(exp)])
+    assert {p: p.stat().st_mtime_ns for p in Path(exp).rglob("*")} == before

@@ -27,7 +27,7 @@ from .lock import DriverLock
 from .check import check_recorded_data, check_space, download_data
 from .progress import say
 from .ray_session import ray_session
-from ._private_api import eager_snapshots, resuming_at
+from ._private_api import check_versions, eager_snapshots, resuming_at
 from .restore import FINISHED, read_tune_state
 from .settings import LaunchConfig, check_storage, probe_storage, resolve_storage
 from .sweep_record import config_from_record, read_sweep_record, write_sweep_record
@@ -78,6 +78,7 @@ class Preflight:
 
 def preflight(cfg: LaunchConfig) -> Preflight:
     """Every check of `launch` that needs neither Ray nor a folder; raises ``RankSearchError``."""
+    check_versions()  # a resume of this sweep would rely on private names of this Ray and Optuna
     try:
         space = get_space(cfg.space)
     except UnicodeDecodeError:
@@ -302,6 +303,7 @@ def resume(path: str) -> SweepOutcome:
     set is checked (or, after a ``--download`` launch, fetched) before Ray starts. A second
     driver of the same experiment is refused (``search.lock``).
     """
+    check_versions()  # before anything is read or repaired: resume relies on private Ray names
     path = path.rstrip("/") if is_uri(path) else os.path.abspath(path)
     if is_uri(path) and not path.startswith("file://"):
         probe_storage(path)  # a store that does not answer is one line, not a hang
