@@ -5,7 +5,8 @@ rank from the weights the run starts from (the dense reference with ``init: dens
 in descending singular value (``_nested_model``). Each training step runs one truncation, drawn
 by ``TruncationSampler`` from (seed, step) alone, so a resumed run draws the same ones:
 - with probability ``p_full`` every layer at full rank,
-- with probability ``p_min`` every layer at its smallest rank, ``ceil(min_ratio * max)`` (>= 1),
+- with probability ``p_min`` every layer at its smallest rank, ``ceil(min_ratio * max)`` (>= 1)
+  or the plan's rank where that is lower (so the compact model of record is a trained truncation),
 - otherwise each layer (each Tucker-2 mode) independently uniform over [smallest, full].
 *Our choice*: the sandwich rule (largest, smallest, random widths) at its usual 1:1:2 share,
 with one truncation per step instead of four, so a step costs one ordinary step. The extremes
@@ -73,6 +74,10 @@ def smallest_rank(max_rank: Rank, min_ratio: float) -> Rank:
     return max(1, math.ceil(min_ratio * max_rank))
 
 
+def _lowest(a: Rank, b: Rank) -> Rank:
+    return tuple(min(x, y) for x, y in zip(a, b)) if isinstance(a, tuple) else min(a, b)
+
+
 @dataclass(frozen=True)
 class TruncationSampler:
     """The per-layer truncation of each training step (the distribution of the module docstring).
@@ -90,11 +95,15 @@ class TruncationSampler:
     seed: int
 
     @classmethod
-    def for_model(cls, model: nn.Module, knobs: NestedKnobs, seed: int) -> "TruncationSampler":
-        """The sampler over ``model``'s nested layers with ``knobs``' probabilities and smallest ranks."""
+    def for_model(cls, model: nn.Module, knobs: NestedKnobs, seed: int,
+                  plan: RankPlan | None = None) -> "TruncationSampler":
+        """The sampler over ``model``'s nested layers with ``knobs``' probabilities and smallest
+        ranks, each lowered to ``plan``'s rank of the layer where that is lower."""
         layers = nested_layers(model)
-        return cls({n: smallest_rank(m.max_rank, knobs.min_ratio) for n, m in layers.items()},
-                   {n: m.max_rank for n, m in layers.items()}, knobs.p_full, knobs.p_min, seed)
+        low = {n: smallest_rank(m.max_rank, knobs.min_ratio) for n, m in layers.items()}
+        for name, lp in (plan.items() if plan is not None else ()):
+            low[name] = _lowest(low[name], lp.rank)
+        return cls(low, {n: m.max_rank for n, m in layers.items()}, knobs.p_full, knobs.p_min, seed)
 
     def draw(self, step: int) -> tuple[str, dict[str, Rank]]:
         """(kind, ranks) of step ``step``: kind is one of ``KINDS``; ranks hold every layer."""
@@ -141,7 +150,7 @@ class Nested(Method):
 
     def before_forward(self, trainer) -> None:
         if self._sampler is None:
-            self._sampler = TruncationSampler.for_model(trainer.model, self.knobs, trainer.seed)
+            self._sampler = TruncationSampler.for_model(trainer.model, self.knobs, trainer.seed, self.plan)
         set_truncation(trainer.model, self._sampler.draw(trainer.global_step)[1])
 
     def finalize(self, trainer) -> None:

@@ -11,8 +11,9 @@ Contract:
   appear at every compression; the uniform ones of ``uniform_points`` ratios come first.
 - ``evaluate_truncation`` and ``compact_of`` leave the model they are given as it was (they work
   on a copy); ``compact_of``'s model computes what ``evaluate_truncation`` evaluated.
-- ``oneshot_search`` returns every evaluated point; ``front`` keeps those no other point beats
-  in both validation accuracy (higher) and MACs (lower), cheapest first.
+- ``oneshot_search`` returns every evaluated point (optionally screened first with fewer
+  BatchNorm images, only the near-front ones evaluated in full); ``front`` keeps those no other
+  point beats in both validation accuracy (higher) and MACs (lower), cheapest first.
 """
 from __future__ import annotations
 
@@ -37,13 +38,15 @@ from ..plan import LayerPlan, RankPlan
 
 @dataclass(frozen=True)
 class OneShotPoint:
-    """One evaluated allocation: its plan, MACs, MACs compression and validation metrics."""
+    """One evaluated allocation: its plan, MACs, MACs compression, validation metrics and the
+    training images its BatchNorm statistics were re-estimated on."""
 
     plan: RankPlan
     macs: int
     compression: float
     val_accuracy: float
     val_loss: float
+    bn_images: int = 0
 
 
 class TruncationSpace:
@@ -144,15 +147,39 @@ def _evaluate_in_place(work: nn.Module, plan: RankPlan, data, *, bn_images: int,
 
 
 def oneshot_search(model: nn.Module, data, space: TruncationSpace, plans: Sequence[RankPlan], *,
-                   bn_images: int = 512, device: torch.device | None = None) -> list[OneShotPoint]:
-    """Every plan of ``plans`` evaluated on ``model`` (left as it was), in order."""
+                   bn_images: int = 512, screen_images: int = 0, margin: float = 0.02,
+                   device: torch.device | None = None) -> list[OneShotPoint]:
+    """Every plan of ``plans`` evaluated on ``model`` (left as it was), in order.
+
+    With ``screen_images`` > 0 every plan is first screened with that many BatchNorm images, and
+    only the plans within ``margin`` validation accuracy of the best screened plan of no more
+    MACs are evaluated again with ``bn_images``; the others keep their screened metrics (each
+    point records its ``bn_images``).
+    """
+    if screen_images < 0 or not 0.0 <= margin <= 1.0:
+        raise RankSearchError(f"the one-shot screen needs screen_images >= 0 and margin in [0, 1], "
+                              f"got {screen_images} and {margin}")
     work = copy.deepcopy(model)
-    points = []
-    for plan in plans:
-        accuracy, loss = _evaluate_in_place(work, plan, data, bn_images=bn_images, device=device)
+
+    def point(plan: RankPlan, images: int) -> OneShotPoint:
+        accuracy, loss = _evaluate_in_place(work, plan, data, bn_images=images, device=device)
         macs = space.cost(plan)
-        points.append(OneShotPoint(plan, macs, space.macs.total / macs, accuracy, loss))
-    return points
+        return OneShotPoint(plan, macs, space.macs.total / macs, accuracy, loss, images)
+
+    if not screen_images:
+        return [point(plan, bn_images) for plan in plans]
+    points = [point(plan, screen_images) for plan in plans]
+    return [point(p.plan, bn_images) if near else p for p, near in zip(points, _near_front(points, margin))]
+
+
+def _near_front(points: Sequence[OneShotPoint], margin: float) -> list[bool]:
+    """Per point: within ``margin`` accuracy of the best point of no more MACs."""
+    near = [False] * len(points)
+    best = -math.inf
+    for i in sorted(range(len(points)), key=lambda i: (points[i].macs, -points[i].val_accuracy)):
+        best = max(best, points[i].val_accuracy)
+        near[i] = points[i].val_accuracy >= best - margin
+    return near
 
 
 def front(points: Sequence[OneShotPoint]) -> list[OneShotPoint]:

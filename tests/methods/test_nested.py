@@ -109,6 +109,14 @@ def test_smallest_rank_rounds_up_and_is_at_least_one() -> None:
     assert smallest_rank(64, 0.05) == 4 and smallest_rank(8, 0.05) == 1 and smallest_rank((12, 8), 0.25) == (3, 2)
 
 
+def test_the_plan_of_record_is_a_trained_truncation(pair) -> None:
+    _, model = pair
+    knobs = create_method("nested", {"min_ratio": 0.5}).knobs
+    plan = RankPlan((("3", LayerPlan("tucker2", (2, 7))), ("6", LayerPlan("channel", 3))))
+    sampler = TruncationSampler.for_model(model, knobs, seed=0, plan=plan)
+    assert sampler.low == {"0": 4, "3": (2, 4), "6": 3, "11": 8, "13": 2}
+
+
 def test_the_sampler_draws_the_documented_distribution(pair) -> None:
     _, model = pair
     knobs = create_method("nested", {"min_ratio": 0.2}).knobs

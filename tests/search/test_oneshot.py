@@ -92,6 +92,22 @@ def test_the_search_evaluates_every_plan_and_keeps_the_non_dominated_ones(traine
     assert max(p.val_accuracy for p in kept) == max(p.val_accuracy for p in points) > 0.5
 
 
+def test_screening_re_evaluates_exactly_the_near_front_plans(trained, space) -> None:
+    model, _, data = trained
+    plans = sample_allocations(space, 30, seed=0)
+    screened = oneshot_search(model, data, space, plans, bn_images=32)
+    points = oneshot_search(model, data, space, plans, bn_images=64, screen_images=32, margin=0.05)
+    full = {p.plan: p for p in oneshot_search(model, data, space, plans, bn_images=64)}
+    again = [p for p in points if p.bn_images == 64]
+    assert 0 < len(again) < len(points) and [p.plan for p in points] == plans
+    for s, p in zip(screened, points):
+        best = max(q.val_accuracy for q in screened if q.macs <= s.macs)
+        near = s.val_accuracy >= best - 0.05
+        assert p == (full[p.plan] if near else s)
+    with pytest.raises(RankSearchError, match=r"screen_images >= 0 and margin in \[0, 1\], got 8 and 1.5"):
+        oneshot_search(model, data, space, plans, screen_images=8, margin=1.5)
+
+
 def test_front_breaks_ties_towards_the_cheaper_point() -> None:
     def point(macs: int, accuracy: float) -> OneShotPoint:
         return OneShotPoint(plan=None, macs=macs, compression=100 / macs, val_accuracy=accuracy, val_loss=0.0)
