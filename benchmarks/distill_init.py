@@ -1,7 +1,7 @@
 """Data-aware decomposition and distillation for `posthoc` (issue 30). Paired per seed: one
 trained dense reference, the uniform allocation at each MACs target, then
 
-- accuracy before any fine-tuning, with `posthoc.init_decomposition` weight vs data;
+- accuracy before any fine-tuning, with each `posthoc.init_decomposition` of --inits;
 - accuracy after each fine-tuning length in --epochs, for weight/data init x distillation off/on
   (`distill.weight` --distill-weight, `distill.temperature` --temperature, the reference teaching);
 - the median seconds per fine-tuning epoch of each, and the decomposition's own seconds.
@@ -24,7 +24,6 @@ import torch
 
 from _report import cached_json, emit  # benchmarks/_report.py (the script folder is on sys.path)
 
-INITS = ("weight", "data")
 
 
 def _dense(model: str, dataset: str, seed: int, epochs: int, storage: str) -> str:
@@ -79,6 +78,7 @@ def main() -> None:
     p.add_argument("--distill-weight", type=float, default=0.5)
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--calibration-images", type=int, default=256)
+    p.add_argument("--inits", default="weight,data,data_sequential", help="posthoc.init_decomposition values")
     p.add_argument("--quick", action="store_true", help="the smoke form: first model, 1 seed, targets 4,8, "
                                                         "1 epoch of fine-tuning, 1 dense epoch")
     p.add_argument("--storage", default="runs/distill_init")
@@ -99,7 +99,10 @@ def main() -> None:
     models = args.models.split(",")
     targets = [float(t) for t in args.targets.split(",")]
     lengths = [int(e) for e in args.epochs.split(",")]
-    variants = [(init, w) for init in INITS for w in (0.0, args.distill_weight)]
+    inits = args.inits.split(",")
+    if "weight" not in inits:
+        p.error("--inits must include weight, the baseline of the paired differences")
+    variants = [(init, w) for init in inits for w in (0.0, args.distill_weight)]
     rows: dict[tuple, list[float]] = {}
     for model in models:
         for seed in range(args.seeds):
@@ -111,7 +114,7 @@ def main() -> None:
                 base = dict(model=model, dataset=args.dataset, method="posthoc", ranks=ranks, scheme=args.scheme,
                             seed=seed, init=dense)
                 tag = f"{model}-{args.scheme}-t{target:g}-s{seed}"
-                for init in INITS:
+                for init in inits:
                     knobs = {"train.threads": 1, "posthoc.init_decomposition": init,
                              "posthoc.calibration_images": args.calibration_images}
                     got = cached_json(os.path.join(storage, f"{tag}-{init}-before.json"),
@@ -130,7 +133,7 @@ def main() -> None:
     command = (f"`.venv/bin/python benchmarks/distill_init.py --models {args.models} --dataset {args.dataset} "
                f"--seeds {args.seeds} --dense-epochs {args.dense_epochs} --epochs {args.epochs} --targets "
                f"{args.targets} --scheme {args.scheme} --distill-weight {args.distill_weight:g} --temperature "
-               f"{args.temperature:g} --calibration-images {args.calibration_images}`")
+               f"{args.temperature:g} --calibration-images {args.calibration_images} --inits {args.inits}`")
     lines = [f"## Data-aware decomposition and distillation for posthoc ({dt.date.today()}, {platform.node()}, "
              f"{os.cpu_count()} cores)", "",
              f"Command: {command}. One dense reference per seed and model ({args.dense_epochs} epochs), the uniform "

@@ -69,6 +69,25 @@ def compress(model: nn.Module, plan: RankPlan, *, balance: bool = True, decompos
     return compact
 
 
+def compress_sequential(model: nn.Module, plan: RankPlan, loader, *, images: int, device: torch.device,
+                        balance: bool = True) -> nn.Module:
+    """Like ``compress(..., input_moments=...)``, but layer by layer in plan order, each layer fitted
+    to reproduce its dense outputs from the inputs it gets with every earlier planned layer already
+    compressed (``decomp.collect_paired_moments``: two forward passes of the first ``images``
+    images of ``loader`` per layer). The dense model is never mutated; modes are kept."""
+    from .decomp import collect_paired_moments
+
+    check_data_aware(plan)
+    compact = copy.deepcopy(model)
+    layers = candidate_layers(model)
+    for name, lp in plan.items():
+        moment, cross = collect_paired_moments(model, compact, name, loader, images=images, device=device)
+        new = get_scheme(lp.scheme).from_dense(layers[name], lp.rank, balance=balance, name=name,
+                                               tiles=lp.tiles, input_moment=moment, input_cross=cross)
+        _set_submodule(compact, name, new.train(layers[name].training))
+    return compact
+
+
 @dataclass(frozen=True)
 class LayerReport:
     """One line of the surgery report."""

@@ -11,7 +11,7 @@ from .policies import POLICY_KINDS, RankPolicy, parse_rank_policy
 _LAZY = {"batched_low_rank": "batched", "batched_truncated_svd": "batched", "full_precision": "precision",
          "as_working": "svd", "low_rank_approx": "svd", "singular_values": "svd", "truncated_svd": "svd",
          "mode_spectra": "tucker", "tucker2": "tucker", "tucker2_reconstruct": "tucker",
-         "collect_input_moments": "calibrated", "input_moment": "calibrated", "output_aware_low_rank": "calibrated",
+         "collect_input_moments": "calibrated", "collect_paired_moments": "calibrated", "input_moment": "calibrated", "output_aware_low_rank": "calibrated",
          "output_aware_tucker2": "calibrated", "output_error": "calibrated"}
 
 
@@ -28,6 +28,7 @@ __all__ = [
     "batched_low_rank",
     "batched_truncated_svd",
     "collect_input_moments",
+    "collect_paired_moments",
     "full_precision",
     "input_moment",
     "low_rank_approx",

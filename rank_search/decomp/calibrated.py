@@ -99,6 +99,48 @@ def collect_input_moments(model: nn.Module, names: Iterable[str], loader, *, ima
     return {n: sums[n] / counts[n] for n in sums}
 
 
+@torch.no_grad()
+def collect_paired_moments(dense: nn.Module, compressed: nn.Module, name: str, loader, *, images: int,
+                           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(X~ X~^T / N, X X~^T / N)`` of layer ``name``: ``X`` its inputs in ``dense``, ``X~`` those in
+    ``compressed`` (the same model with earlier layers compressed), on the same first ``images``
+    images of ``loader``; both models run in eval mode (left in their modes), the global RNG untouched."""
+    inputs: dict[str, torch.Tensor] = {}
+
+    def hook(key: str):
+        def record(module, args) -> None:
+            inputs[key] = unfolded_inputs(module, args[0].detach()).float()
+        return record
+
+    models = {"dense": dense, "compressed": compressed}
+    modes = {k: m.training for k, m in models.items()}
+    handles = [m.get_submodule(name).register_forward_pre_hook(hook(k)) for k, m in models.items()]
+    moment = cross = 0
+    count = seen = 0
+    try:
+        for m in models.values():
+            m.eval()
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            for x, _ in loader:
+                x = x[:images - seen].to(device, non_blocking=True)
+                for m in models.values():
+                    m(x)
+                a, b = inputs["dense"], inputs["compressed"]
+                moment = moment + (b @ b.t()).double()
+                cross = cross + (a @ b.t()).double()
+                count, seen = count + b.shape[1], seen + x.shape[0]
+                if seen >= images:
+                    break
+    finally:
+        for h in handles:
+            h.remove()
+        for k, m in models.items():
+            m.train(modes[k])
+    if count == 0:
+        raise ValueError("the calibration loader yielded no image")
+    return moment / count, cross / count
+
+
 def output_error(matrix: torch.Tensor, approx: torch.Tensor, moment: torch.Tensor) -> float:
     """``tr((M - M') C (M - M')^T)``: the mean squared output error per input column."""
     diff = matrix.detach().double() - approx.detach().double()
@@ -110,27 +152,42 @@ def _top_eigvecs(sym: torch.Tensor, r: int) -> torch.Tensor:
     return vecs[:, -r:].flip(-1)
 
 
+def _relative_error(mat: torch.Tensor, approx: torch.Tensor, moment: torch.Tensor, cross: torch.Tensor) -> float:
+    """``||M X - M' X~||^2 / N`` less the constant ``tr(M C M^T)``: what a fit minimises."""
+    fit = torch.einsum("ij,jk,ik->", approx, moment, approx)
+    return float(fit - 2 * torch.einsum("ij,jk,ik->", mat, cross, approx))
+
+
 @full_precision()
-def output_aware_low_rank(matrix: torch.Tensor, moment: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(U_r [m, r], U_r^T M [r, n])``, the rank-``rank`` factorisation of ``matrix`` [m, n]
-    minimising the output error on the inputs whose moment is ``moment`` [n, n]."""
+def output_aware_low_rank(matrix: torch.Tensor, moment: torch.Tensor, rank: int, *,
+                          cross: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(U_r [m, r], U_r^T M^ [r, n])``, the rank-``rank`` factorisation of ``matrix`` [m, n]
+    minimising the output error on the inputs whose moment is ``moment`` [n, n] (``M^ = M``).
+
+    With ``cross = X X~^T / N`` (the dense inputs ``X`` against the inputs ``X~`` the layer gets
+    once earlier layers are compressed, ``moment`` then being ``X~ X~^T / N``) it minimises
+    ``||M X - M' X~||``: ``M^ = M D C~^+`` is the least-squares map, then the same projection.
+    """
     m, n = matrix.shape
     if not 1 <= rank <= min(m, n):
         raise ValueError(f"rank must be in [1, {min(m, n)}] for a {m}x{n} matrix, got {rank}")
-    mat = matrix.double()
-    u = _top_eigvecs(mat @ moment.double() @ mat.t(), rank)
+    mat, mom = matrix.double(), moment.double()
+    if cross is not None:
+        mat = mat @ cross.double() @ torch.linalg.pinv(mom, hermitian=True)
+    u = _top_eigvecs(mat @ mom @ mat.t(), rank)
     return u.to(matrix.dtype), (u.t() @ mat).to(matrix.dtype)
 
 
-def _regression(mat: torch.Tensor, moment: torch.Tensor, reduce: torch.Tensor, taps: int, r_out: int):
+def _regression(mat: torch.Tensor, moment: torch.Tensor, cross: torch.Tensor, reduce: torch.Tensor, taps: int,
+                r_out: int):
     """For the input map ``reduce`` [r_in, c]: the reduced-rank regression ``(U_out, G)`` of the
-    dense outputs on the reduced patches, and the output error of ``U_out G T``."""
+    dense outputs on the reduced patches, and the output error of ``U_out G T`` (less a constant)."""
     t = torch.kron(reduce, torch.eye(taps, dtype=mat.dtype))
     cz = t @ moment @ t.t()
-    h = mat @ moment @ t.t() @ torch.linalg.pinv(cz, hermitian=True)
+    h = mat @ cross @ t.t() @ torch.linalg.pinv(cz, hermitian=True)
     u = _top_eigvecs(h @ cz @ h.t(), r_out)
     g = u.t() @ h
-    return u, g, output_error(mat, u @ g @ t, moment)
+    return u, g, _relative_error(mat, u @ g @ t, moment, cross)
 
 
 def _whitened_input_factor(weight: torch.Tensor, moment: torch.Tensor, r_in: int) -> torch.Tensor:
@@ -147,12 +204,12 @@ def _whitened_input_factor(weight: torch.Tensor, moment: torch.Tensor, r_in: int
 
 
 @full_precision()
-def output_aware_tucker2(weight: torch.Tensor, moment: torch.Tensor, ranks: tuple[int, int]
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def output_aware_tucker2(weight: torch.Tensor, moment: torch.Tensor, ranks: tuple[int, int], *,
+                         cross: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Tucker-2 of ``W[n, c, kh, kw]`` fitted to the outputs: ``core [r_out, r_in, kh, kw]``,
     ``U_out [n, r_out]`` (orthonormal columns), ``U_in [c, r_in]`` (orthonormal columns; the
     reduce conv is ``U_in^T``), with an output error on ``moment`` no larger than the weight
-    Tucker-2's at the same ranks."""
+    Tucker-2's at the same ranks; ``cross`` as in :func:`output_aware_low_rank`."""
     from .tucker import tucker2  # tensorly, loaded only where Tucker-2 is used
 
     r_out, r_in = ranks
@@ -161,9 +218,10 @@ def output_aware_tucker2(weight: torch.Tensor, moment: torch.Tensor, ranks: tupl
         raise ValueError(f"Tucker-2 ranks must be in [1, {n}] x [1, {c}], got {ranks}")
     w = weight.detach().double()
     mom = moment.double()
+    crs = mom if cross is None else cross.double()
     mat = w.reshape(n, -1)
     candidates = [tucker2(w, (r_out, r_in))[2].t(), _whitened_input_factor(w, mom, r_in)]
-    best = min((_regression(mat, mom, r, kh * kw, r_out) + (r,) for r in candidates), key=lambda fit: fit[2])
+    best = min((_regression(mat, mom, crs, r, kh * kw, r_out) + (r,) for r in candidates), key=lambda fit: fit[2])
     u, g, _, reduce = best
     dtype = weight.dtype
     return g.reshape(r_out, r_in, kh, kw).to(dtype), u.to(dtype), reduce.t().contiguous().to(dtype)

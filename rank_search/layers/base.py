@@ -107,6 +107,10 @@ class FactorizedLayer(nn.Module):
                 layer's unfolded inputs on calibration data (``decomp.collect_input_moments``);
                 the factors then minimise the output error ``tr((M - M') C (M - M')^T)`` instead
                 of the weight error (``decomp.calibrated``). None: the weight decomposition.
+            input_cross: with ``input_moment``, sequential calibration: ``X X~^T / N`` of the dense
+                inputs ``X`` against the inputs ``X~`` the layer sees once earlier layers are
+                compressed (``input_moment`` is then ``X~ X~^T / N``); the factors minimise
+                ``||M X - M' X~||`` (``decomp.collect_paired_moments``).
         """
         raise NotImplementedError
 

@@ -60,13 +60,13 @@ class ChannelFactorized(FactorizedLayer):
 
     @classmethod
     def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer",
-                   input_moment: torch.Tensor | None = None, **opts):
+                   input_moment: torch.Tensor | None = None, input_cross: torch.Tensor | None = None, **opts):
         new = cls.build(layer, rank, name=name)
         w = layer.weight.detach()
         with torch.no_grad():
             m = as_working(cls.matrix(w))
             if input_moment is not None:  # the output-error optimum M' = U_r U_r^T M, re-split below
-                left, right = output_aware_low_rank(m, input_moment, new.rank)
+                left, right = output_aware_low_rank(m, input_moment, new.rank, cross=input_cross)
                 p, s, vh = truncated_svd(right, new.rank, randomized=False)
                 u = left @ p
             else:

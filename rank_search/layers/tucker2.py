@@ -73,10 +73,11 @@ class Tucker2Factorized(FactorizedLayer):
 
     @classmethod
     def from_dense(cls, layer: nn.Module, rank: Rank, *, balance: bool = True, name: str = "layer",
-                   input_moment: torch.Tensor | None = None, **opts):
+                   input_moment: torch.Tensor | None = None, input_cross: torch.Tensor | None = None, **opts):
         new = cls.build(layer, rank, name=name)
         if input_moment is not None:
-            core_w, u_out, u_in = output_aware_tucker2(layer.weight.detach(), input_moment, new.rank)
+            core_w, u_out, u_in = output_aware_tucker2(layer.weight.detach(), input_moment, new.rank,
+                                                      cross=input_cross)
         else:
             core_w, u_out, u_in = tucker2(layer.weight.detach(), new.rank)
         with torch.no_grad():

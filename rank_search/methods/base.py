@@ -52,14 +52,16 @@ def svd_randomized(value: str) -> bool | None:
     return False if value == "exact" else None
 
 
-INIT_DECOMPOSITIONS = ("weight", "data")
+INIT_DECOMPOSITIONS = ("weight", "data", "data_sequential")
 
 
 def check_init_decomposition(method: str, value: Any, images: Any) -> None:
     """The ``<method>.init_decomposition`` knob of the methods that decompose trained weights:
-    ``weight`` (each layer's truncated SVD / Tucker-2: the weight error) or ``data`` (each
-    layer's output error on ``calibration_images`` training images drawn through the model being
-    decomposed; schemes ``channel`` and ``tucker2``), and its ``calibration_images`` count."""
+    ``weight`` (each layer's truncated SVD / Tucker-2: the weight error), ``data`` (each layer's
+    output error on ``calibration_images`` training images drawn through the model being
+    decomposed; schemes ``channel`` and ``tucker2``) or ``data_sequential`` (the same, each layer
+    fitted on the inputs it gets once the layers before it are compressed: one calibration pass
+    per layer), and its ``calibration_images`` count."""
     if value not in INIT_DECOMPOSITIONS:
         raise RankSearchError(f"{method}.init_decomposition must be one of {', '.join(INIT_DECOMPOSITIONS)}, "
                               f"got {value!r}")
@@ -68,14 +70,16 @@ def check_init_decomposition(method: str, value: Any, images: Any) -> None:
 
 
 def decompose_trained(trainer: "Trainer", plan: RankPlan, *, init_decomposition: str, images: int) -> nn.Module:
-    """``trainer.model`` compressed with ``plan``: by its weights, or (``data``) by each layer's
-    output error on the first ``images`` training images drawn through it (no gradient, the
-    model's mode, the data order and the global RNG untouched)."""
+    """``trainer.model`` compressed with ``plan`` as ``init_decomposition`` says (see
+    :func:`check_init_decomposition`); calibration runs with no gradient and leaves the model's
+    mode, the data order and the global RNG untouched."""
     from ..decomp import collect_input_moments
-    from ..surgery import compress
+    from ..surgery import compress, compress_sequential
 
-    if init_decomposition != "data":
+    if init_decomposition == "weight":
         return compress(trainer.model, plan)
+    if init_decomposition == "data_sequential":
+        return compress_sequential(trainer.model, plan, trainer.data.train, images=images, device=trainer.device)
     moments = collect_input_moments(trainer.model, list(plan), trainer.data.train, images=images,
                                     device=trainer.device)
     return compress(trainer.model, plan, input_moments=moments)

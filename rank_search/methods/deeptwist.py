@@ -25,14 +25,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..decomp import collect_input_moments, full_precision
+from ..decomp import full_precision
 from ..engine.trainer import rng_devices
 from ..errors import RankSearchError
 from ..layers import get_scheme
 from ..plan import candidate_layers
 from ..surgery import check_data_aware, compress
 from ._registry import register_method
-from .base import Method, check_init, check_init_decomposition, check_svd, svd_randomized
+from .base import Method, check_init, check_init_decomposition, check_svd, decompose_trained, svd_randomized
 
 
 @dataclass(frozen=True)
@@ -53,10 +53,11 @@ class DeepTwistKnobs:
     svd: ``exact`` (default: the paper's SVD, ``torch.linalg.svd`` truncated) or ``randomized``
         (``torch.svd_lowrank`` where the rank is far below the layer size) for the ``channel``
         and ``tiled`` distortions; Tucker-2 always uses tensorly's SVD-initialised HOOI.
-    init_decomposition: ``weight`` (the paper's) or ``data``: every distortion is the low-rank
-        weight with the least output error on ``calibration_images`` training images drawn
-        through the current model (one extra forward pass of them per distortion; schemes
-        ``channel`` and ``tucker2``): ``methods.base.check_init_decomposition``.
+    init_decomposition: ``weight`` (the paper's), ``data`` or ``data_sequential``: every distortion
+        is the low-rank weight with the least output error on ``calibration_images`` training
+        images drawn through the current model (one extra forward pass of them per distortion,
+        one per layer for ``data_sequential``; schemes ``channel`` and ``tucker2``):
+        ``methods.base.check_init_decomposition``.
     """
 
     distortion_step: int = 100
@@ -108,32 +109,31 @@ class DeepTwist(Method):
         model = trainer.model
         layers = candidate_layers(model)
         randomized = svd_randomized(self.knobs.svd)
-        moments = None
-        if self.knobs.init_decomposition == "data":
-            moments = collect_input_moments(model, list(self.plan), trainer.data.train,
-                                            images=self.knobs.calibration_images, device=trainer.device)
+        fitted = None
+        if self.knobs.init_decomposition != "weight":  # the output-error optimum, multiplied back
+            fitted = decompose_trained(trainer, self.plan, init_decomposition=self.knobs.init_decomposition,
+                                       images=self.knobs.calibration_images)
         # The exact SVD draws no random numbers; the fork keeps the training stream untouched
         # whatever a decomposition does (a randomized SVD draws from the global RNG).
         with torch.random.fork_rng(devices=rng_devices(model)):
             for name, lp in self.plan.items():
                 weight = layers[name].weight
-                cls = get_scheme(lp.scheme)
-                if moments is not None:  # the output-error optimum at the plan's rank, multiplied back
-                    low = cls.from_dense(layers[name], lp.rank, name=name, input_moment=moments[name])
-                    weight.copy_(low.to_dense_weight().reshape(weight.shape))
+                if fitted is not None:
+                    weight.copy_(fitted.get_submodule(name).to_dense_weight().reshape(weight.shape))
                 else:
-                    weight.copy_(cls.project(weight.detach(), lp.rank, tiles=lp.tiles, randomized=randomized))
+                    weight.copy_(get_scheme(lp.scheme).project(weight.detach(), lp.rank, tiles=lp.tiles,
+                                                               randomized=randomized))
         self.distortions += 1
         self.last_distortion_step = trainer.global_step
 
     # ---- hooks ----
     def validate(self, trainer) -> None:
-        if self.knobs.init_decomposition == "data":
+        if self.knobs.init_decomposition != "weight":
             check_data_aware(self.plan if self.plan is not None else self.plan_for(trainer.dense))
 
     def on_train_start(self, trainer) -> None:
         self.plan = self.current_plan(trainer.model)  # fixed from here; a resumed run restores it
-        if self.knobs.init_decomposition == "data":
+        if self.knobs.init_decomposition != "weight":
             check_data_aware(self.plan)
 
     def before_forward(self, trainer) -> None:

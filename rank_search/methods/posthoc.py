@@ -27,9 +27,11 @@ class PosthocKnobs:
         dense weights when it has them; ``scratch`` always trains the dense phase first.
     bn_recalibrate: after the decomposition, re-estimate every BatchNorm's running statistics
         on ``bn_images`` training images (no gradient) before fine-tuning.
-    init_decomposition: ``weight`` (each layer's weight error) or ``data`` (each layer's output
+    init_decomposition: ``weight`` (each layer's weight error), ``data`` (each layer's output
         error on ``calibration_images`` training images drawn through the trained dense model;
-        schemes ``channel`` and ``tucker2``): ``methods.base.check_init_decomposition``.
+        schemes ``channel`` and ``tucker2``) or ``data_sequential`` (each layer fitted on the
+        inputs it gets once the layers before it are compressed):
+        ``methods.base.check_init_decomposition``.
     """
 
     finetune_epochs: int = 1
@@ -63,7 +65,7 @@ class Posthoc(Method):
         return self.initialized and self.knobs.init == "dense"
 
     def validate(self, trainer) -> None:
-        if self.knobs.init_decomposition == "data":
+        if self.knobs.init_decomposition != "weight":
             check_data_aware(self.plan if self.plan is not None else self.plan_for(trainer.dense))
         if not self.from_dense and self.knobs.finetune_epochs >= trainer.epochs:
             raise RankSearchError(

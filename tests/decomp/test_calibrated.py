@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from rank_search.decomp import collect_input_moments, input_moment, output_error
+from rank_search.decomp import collect_input_moments, collect_paired_moments, input_moment, output_error
 from rank_search.errors import RankSearchError
 from rank_search.layers import ChannelFactorized, Tucker2Factorized
 from rank_search.plan import build_plan
-from rank_search.surgery import compress
+from rank_search.surgery import compress, compress_sequential
 
 
 def _inputs(shape: tuple[int, ...]) -> torch.Tensor:
@@ -135,3 +135,46 @@ def test_compress_data_aware_refuses_a_scheme_without_it() -> None:
         compress(net, plan, input_moments=moments)
     compact = compress(net, build_plan(net, "ratio:0.5", scheme="channel"), input_moments=moments)
     assert isinstance(compact.body, ChannelFactorized)
+
+
+def test_sequential_fits_reduce_to_the_plain_ones_when_the_inputs_are_unchanged() -> None:
+    torch.manual_seed(6)
+    conv = nn.Conv2d(**CONV)
+    moment = input_moment(conv, _inputs((6, 6, 7, 7)))
+    for cls, rank in ((ChannelFactorized, 3), (Tucker2Factorized, (4, 3))):
+        plain = cls.from_dense(conv, rank, input_moment=moment).to_dense_weight()
+        paired = cls.from_dense(conv, rank, input_moment=moment, input_cross=moment).to_dense_weight()
+        torch.testing.assert_close(paired, plain, atol=1e-4, rtol=1e-4)
+
+
+def test_a_sequential_fit_is_the_best_from_the_compressed_inputs() -> None:
+    """||M X - M' X~|| of the sequential fit is at most that of the plain data-aware and weight
+    fits, with X the dense inputs and X~ those of a model whose earlier layer is compressed."""
+    torch.manual_seed(7)
+    net = _Net().eval()
+    loader = _loader()
+    earlier = compress(net, build_plan(net, {"stem": 2}))
+    moment, cross = collect_paired_moments(net, earlier, "body", loader, images=20, device=torch.device("cpu"))
+    x = torch.cat([b for b, _ in loader])
+    dense_in, compressed_in = torch.relu(net.stem(x)), torch.relu(earlier.stem(x))
+    torch.testing.assert_close(moment, input_moment(net.body, compressed_in), atol=1e-5, rtol=1e-4)
+    target = net.body(dense_in)
+    for r in range(1, 9):
+        fits = [ChannelFactorized.from_dense(net.body, r, input_moment=moment, input_cross=cross),
+                ChannelFactorized.from_dense(net.body, r, input_moment=input_moment(net.body, dense_in)),
+                ChannelFactorized.from_dense(net.body, r)]
+        with torch.no_grad():
+            errors = [float(((f(compressed_in) - target) ** 2).sum()) for f in fits]
+        assert errors[0] <= min(errors[1:]) * (1 + 1e-4) + 1e-6, (r, errors)
+
+
+def test_compress_sequential_fits_every_layer_in_plan_order() -> None:
+    torch.manual_seed(8)
+    net = _Net().train()
+    plan = build_plan(net, "ratio:0.5", scheme="channel")
+    compact = compress_sequential(net, plan, _loader(), images=16, device=torch.device("cpu"))
+    assert net.training and compact.training and isinstance(net.body, nn.Conv2d)
+    assert all(isinstance(compact.get_submodule(n), ChannelFactorized) for n in plan)
+    with pytest.raises(RankSearchError, match="init_decomposition=data needs schemes channel, tucker2"):
+        compress_sequential(net, build_plan(net, "ratio:0.5", scheme="spatial"), _loader(), images=8,
+                            device=torch.device("cpu"))

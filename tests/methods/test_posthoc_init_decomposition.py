@@ -53,9 +53,22 @@ def test_data_aware_init_fits_each_layers_outputs_better(dense_file: str) -> Non
     assert any(d < 0.99 * w for w, d in errors.values())
 
 
+def test_sequential_init_decomposes_every_planned_layer(dense_file: str) -> None:
+    trainer = prepare(_spec(dense_file, **{"posthoc.init_decomposition": "data_sequential",
+                                           "posthoc.calibration_images": 32}))
+    plain = prepare(_spec(dense_file, **{"posthoc.init_decomposition": "data", "posthoc.calibration_images": 32}))
+    for t in (trainer, plain):
+        t.method.on_epoch_start(t, 0)
+    names = list(trainer.method.plan)
+    assert all(isinstance(trainer.model.get_submodule(n), ChannelFactorized) for n in names)
+    first, last = (trainer.model.get_submodule(n).to_dense_weight() for n in (names[0], names[-1]))
+    torch.testing.assert_close(first, plain.model.get_submodule(names[0]).to_dense_weight(), atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(last, plain.model.get_submodule(names[-1]).to_dense_weight(), atol=1e-5)
+
+
 @pytest.mark.parametrize("settings, match", [
     ({"posthoc.init_decomposition": "activations"},
-     "posthoc.init_decomposition must be one of weight, data, got 'activations'"),
+     "posthoc.init_decomposition must be one of weight, data, data_sequential, got 'activations'"),
     ({"posthoc.calibration_images": 0}, "posthoc.calibration_images must be an integer >= 1, got 0"),
 ])
 def test_bad_knobs_are_one_line_errors(settings: dict, match: str) -> None:

@@ -59,5 +59,5 @@ def test_bad_distill_values_fail_the_space_check_in_one_line(distill: dict, matc
 
 def test_a_bad_init_decomposition_fails_the_space_check() -> None:
     space = space_from_mapping({**SPACE, "methods": {"posthoc": {"init_decomposition": ["weight", "pca"]}}})
-    with pytest.raises(RankSearchError, match="posthoc.init_decomposition must be one of weight, data, got 'pca'"):
+    with pytest.raises(RankSearchError, match="posthoc.init_decomposition must be one of weight, data, data_sequential, got 'pca'"):
         check_space(space)
