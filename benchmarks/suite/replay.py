@@ -25,14 +25,16 @@ sys.path[:0] = [str(HERE.parents[1]), str(HERE)]
 from run import HELD_OUT, MARGIN, TASKS, _usable, cpu_seconds, fmt, load_summaries, log_hv  # noqa: E402
 
 
-def replay(s: dict, *, grace: int, eta: int, compressed_end: bool, floor: float | None, workers: int = 2) -> dict:
-    """The trials of summary ``s`` under MO-ASHA; returns the replayed summary (same shape)."""
+def replay(s: dict, *, grace: int, eta: int, compressed_end: bool, floor: float | None, workers: int = 2,
+           by_method: bool = False) -> dict:
+    """The trials of summary ``s`` under MO-ASHA (``by_method``: each trial compared with the
+    trials of its own method only); returns the replayed summary (same shape)."""
     from rank_search.search.mo_asha import CONTINUE, decide, rung_epochs
 
     trials = [t for t in s["trials"] if t["val_history"] and t["macs_compression"]]
     epochs = max(len(t["val_history"]) for t in trials)
     rungs = set(rung_epochs(epochs, grace=grace, eta=eta))
-    records: dict[int, list] = {r: [] for r in rungs}
+    records: dict[tuple, list] = {}
     ref = (floor, 0.0) if floor is not None else (None, 0.0)
     free = [0.0] * workers  # when each worker is next free
     heapq.heapify(free)
@@ -56,8 +58,9 @@ def replay(s: dict, *, grace: int, eta: int, compressed_end: bool, floor: float 
             continue
         t = trials[i]
         mine = [t["val_history"][e - 1], math.log(t["macs_compression"])]
-        action = decide(records[e], mine, eta=eta, ref=ref, compressed=1 if compressed_end else None)
-        records[e].append(mine)
+        group = records.setdefault((e, t["method"] if by_method else None), [])
+        action = decide(group, mine, eta=eta, ref=ref, compressed=1 if compressed_end else None)
+        group.append(mine)
         if action != CONTINUE:
             stopped.add(i)
             run_to[i] = e
@@ -79,6 +82,9 @@ RULES = {
     "g1e2": dict(grace=1, eta=2, compressed_end=True),
     "g2e2": dict(grace=2, eta=2, compressed_end=True),
     "g3e2": dict(grace=3, eta=2, compressed_end=True),
+    "g1e3-method": dict(grace=1, eta=3, compressed_end=True, by_method=True),
+    "g1e2-method": dict(grace=1, eta=2, compressed_end=True, by_method=True),
+    "g2e3-method": dict(grace=2, eta=3, compressed_end=True, by_method=True),
 }
 
 

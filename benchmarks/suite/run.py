@@ -49,6 +49,8 @@ def arms(trials: int) -> dict[str, tuple[dict, list[str], bool]]:
         "uniform-grid": ({"allocations": ["uniform"]}, ["--warm-start", str(trials)], False),
         # the same cost as the grid, spent by MO-ASHA (more trials, most stopped early)
         "mo-asha": ({}, mo, True),
+        # the same, each trial compared at a rung with the trials of its own method only
+        "mo-asha-method": ({}, ["--scheduler", "mo-asha-method"], True),
         # MO-ASHA with one part of the default search off at a time (the ablation)
         "mo-asha-no-profile": ({"allocations": ["uniform"]}, mo, True),
         "mo-asha-no-fill": ({}, [*mo, "--ablate", "gap-fill"], True),

@@ -6,6 +6,8 @@ while it ranks in the top ``ceil(n / eta)`` of the ``n`` trials by non-dominated
 sweep's objectives, ties inside a front broken by exclusive hypervolume contribution, and the most
 compressed trial of the first front always goes on (the compressed end of the front is kept).
 Otherwise it is stopped and keeps the metrics it reported (in the spirit of Schmucker et al., 2021).
+With ``group_by`` (a config key, e.g. ``method``) a trial is compared only with the trials of its
+own group: methods learn at different speeds, so early accuracy ranks trials of one method only.
 
 Every decision is written to ``mo_asha.yaml`` in the experiment folder before it is returned, and
 a restored scheduler replays it: a stopped trial stays stopped and a promoted one is never stopped
@@ -81,11 +83,14 @@ class MOASHAScheduler(FIFOScheduler):
     """The Tune scheduler (see the module docstring). ``objectives``: the sweep's (metric, mode)
     pairs; ratio metrics are compared in log space; ``floors`` maps a metric to the value a
     trial's hypervolume contribution counts from (e.g. validation accuracy of the dense reference
-    minus a margin); ``path``: the experiment folder that holds the ledger."""
+    minus a margin); ``path``: the experiment folder that holds the ledger; ``group_by``: a config
+    key whose value splits each rung into groups compared apart (None: one group)."""
 
     def __init__(self, objectives: Sequence[tuple[str, str]], *, max_epochs: int, path: str,
-                 grace: int = 1, eta: int = 3, floors: dict[str, float] | None = None) -> None:
+                 grace: int = 1, eta: int = 3, floors: dict[str, float] | None = None,
+                 group_by: str | None = None) -> None:
         super().__init__()
+        self.group_by = group_by
         self.objectives = [(m, mode) for m, mode in objectives]
         self.eta = eta
         self.rungs = rung_epochs(max_epochs, grace=grace, eta=eta)
@@ -152,7 +157,11 @@ class MOASHAScheduler(FIFOScheduler):
         if mine is None:
             return CONTINUE
         records = self.ledger["rungs"].setdefault(rung, {})
-        action = decide(list(records.values()), mine, eta=self.eta, ref=self._ref(), compressed=self._compressed())
+        groups = self.ledger.setdefault("groups", {})
+        if self.group_by is not None:
+            groups[key] = str((getattr(trial, "config", None) or {}).get(self.group_by))
+        peers = [p for k, p in records.items() if groups.get(k) == groups.get(key)]
+        action = decide(peers, mine, eta=self.eta, ref=self._ref(), compressed=self._compressed())
         records[key] = mine
         self.ledger["decisions"].setdefault(key, {})[rung] = action
         self._save()  # before Tune acts on it

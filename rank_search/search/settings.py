@@ -12,7 +12,7 @@ from ..errors import RankSearchError
 from ..schema import is_uri
 
 SEARCHERS = ("refine", "nsga2", "tpe", "random")
-SCHEDULERS = ("fifo", "asha", "mo-asha")
+SCHEDULERS = ("fifo", "asha", "mo-asha", "mo-asha-method")
 ABLATIONS = ("gap-fill", "method-share", "parent-weighting")  # parts of the refine searcher `--ablate` turns off
 BUDGET_SAMPLES = 1000  # --num-samples when --budget-hours is given without it: the budget ends the sweep
 LOG_TO = ("mlflow", "tensorboard", "wandb")  # the trackers of search/tracking.py

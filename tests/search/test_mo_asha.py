@@ -120,6 +120,27 @@ def test_a_promoted_trial_is_not_stopped_again_when_the_rung_has_filled(tmp_path
         None, _trial("a"), _result(1, 0.50, 2.0)) == CONTINUE
 
 
+def test_grouped_by_method_a_trial_is_compared_with_its_own_method_only(tmp_path) -> None:
+    def trial(tid: str, method: str) -> SimpleNamespace:
+        return SimpleNamespace(trial_id=tid, config={schema.METHOD_KEY: method})
+
+    for group_by, slow_goes_on in ((None, False), (schema.METHOD_KEY, True)):
+        sched = MOASHAScheduler(OBJECTIVES, max_epochs=6, path=str(tmp_path / str(group_by)), floors={},
+                                group_by=group_by)
+        (tmp_path / str(group_by)).mkdir()
+        for k in range(4):  # a fast-learning method fills rung 1 at every compression
+            sched.on_trial_result(None, trial(f"fast{k}", "fast"), _result(1, 0.95, 2.0 + k))
+        # a slow starter dominated by them: stopped among every trial, first of its method when grouped
+        action = sched.on_trial_result(None, trial("slow0", "slow"), _result(1, 0.60, 2.5))
+        assert action == (CONTINUE if slow_goes_on else STOP)
+        # grouped, a second slow trial dominated by the first slow one stops
+        if group_by:
+            assert sched.on_trial_result(None, trial("slow1", "slow"), _result(1, 0.50, 2.0)) == STOP
+            ledger = yaml.safe_load((tmp_path / str(group_by) / schema.SCHEDULER_LEDGER_FILE).read_text())
+            assert ledger["groups"] == {"fast0": "fast", "fast1": "fast", "fast2": "fast", "fast3": "fast",
+                                        "slow0": "slow", "slow1": "slow"}
+
+
 def test_minimised_objectives_and_missing_metrics(tmp_path) -> None:
     sched = MOASHAScheduler([(schema.VAL_ACCURACY, "max"), ("latency_ms", "min")], max_epochs=6, path=str(tmp_path))
     assert sched.on_trial_result(None, _trial("a"), {"training_iteration": 1, schema.VAL_ACCURACY: 0.9,
@@ -297,3 +318,13 @@ def test_export_takes_a_stopped_trial_only_when_asked(tmp_path, capsys) -> None:
     for extra, picked in (([], "a"), (["--include-stopped"], "b")):
         assert main(["export", str(exp), "--pick", "max-accuracy", "--out", str(tmp_path / "x.yaml"), *extra]) == 2
         assert f"trial {picked} has no final checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, group_by", [("mo-asha", None), ("mo-asha-method", schema.METHOD_KEY)])
+def test_the_scheduler_names_build_mo_asha(tmp_path, name, group_by) -> None:
+    from rank_search.search import LaunchConfig
+    from rank_search.search.tune_setup import make_scheduler
+
+    sched = make_scheduler(LaunchConfig(space="x", scheduler=name), path=str(tmp_path), epochs=6, dense_accuracy=0.9)
+    assert isinstance(sched, MOASHAScheduler) and sched.group_by == group_by and sched.rungs == (1, 3)
+    assert sched.floors == {schema.VAL_ACCURACY: 0.9 - schema.ACCURACY_MARGIN}
