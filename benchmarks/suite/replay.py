@@ -9,6 +9,7 @@ The trials themselves do not change (a real sweep's searcher would react to the 
 chooses rung settings on the tuning tasks cheaply; real sweeps confirm them.
 
     .venv/bin/python benchmarks/suite/replay.py --arms uniform-grid,default
+    .venv/bin/python benchmarks/suite/replay.py --signal   # how well a rung's accuracy predicts the last
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import heapq
 import math
 import statistics
 import sys
+
+import numpy as np
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -88,15 +91,47 @@ RULES = {
 }
 
 
+def _spearman(a: list[float], b: list[float]) -> float:
+    if len(a) < 3:
+        return float("nan")
+    ra, rb = (np.argsort(np.argsort(x)) for x in (a, b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def signal(summaries: dict, tasks: list[str], arms: list[str]) -> None:
+    """Spearman rank correlation of the validation accuracy at epochs 1 and 3 with the last
+    epoch's, over every full-length trial of the fifo ``arms`` (all methods, then each method):
+    what a rung can know of where a trial ends."""
+    print("| task | trials | rho(epoch 1, last), all | rho(epoch 3, last), all | rho(epoch 1, last) per method |")
+    print("| --- | --- | --- | --- | --- |")
+    for task in tasks:
+        rows = [t for (tk, a, _), s in sorted(summaries.items()) if tk == task and a in arms
+                for t in s["trials"] if t["val_history"] and len(t["val_history"]) >= 4]
+        if not rows:
+            continue
+        last = [t["val_history"][-1] for t in rows]
+        per = []
+        for m in sorted({t["method"] for t in rows}):
+            mine = [t for t in rows if t["method"] == m]
+            per.append(f"{m} {fmt(_spearman([t['val_history'][0] for t in mine], [t['val_history'][-1] for t in mine]), '.2f')}"
+                       f" (n {len(mine)})")
+        print(f"| {task} | {len(rows)} | {fmt(_spearman([t['val_history'][0] for t in rows], last), '.2f')} | "
+              f"{fmt(_spearman([t['val_history'][2] for t in rows], last), '.2f')} | {'; '.join(per)} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default=str(HERE / "results"))
     p.add_argument("--arms", default="uniform-grid,default")
     p.add_argument("--rules", default=",".join(RULES))
     p.add_argument("--held-out", action="store_true", help="include the held-out tasks (never for tuning)")
+    p.add_argument("--signal", action="store_true", help="print the rung-accuracy rank correlations instead")
     args = p.parse_args()
     summaries = load_summaries(Path(args.results))
     tasks = [t for t in TASKS if args.held_out or t not in HELD_OUT]
+    if args.signal:
+        signal(summaries, tasks, args.arms.split(","))
+        return
     print("| task | arm | rule | seeds | CPU share (median) | log HV replayed / fifo (median) | finished trials |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for task in tasks:
