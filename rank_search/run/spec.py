@@ -43,6 +43,10 @@ class RunSpec:
     teacher: str | None = None  # a state_dict file of the dense teacher (default: ``init``)
 
     def __post_init__(self) -> None:
+        for key in ("model", "dataset", "method"):
+            value = getattr(self, key)
+            if not isinstance(value, str) or not value:
+                raise RankSearchError(f"{key} must be a name (a non-empty string), got {value!r}")
         for key in ("init", "teacher"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or not value):

@@ -1,0 +1,75 @@
+"""Malformed `train --config` files (issue 27), made by a seeded random generator: a valid run
+config with one value replaced, one key removed or one unknown key added. Each is either refused
+(exit 2, one stderr line, no traceback, no output folder) or accepted, the run prepared in full
+(model, plan, method), up to its first epoch; nothing else escapes."""
+from __future__ import annotations
+
+import copy
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rank_search.cli import main
+
+VALID = {"run": {"model": "lenet5", "dataset": "synthetic", "method": "posthoc", "scheme": "channel",
+                 "ranks": "ratio:0.5", "epochs": 1, "seed": 0, "settings": {"train.lr": 0.05}}}
+BAD_VALUES = [None, -1, 0, 10**30, float("inf"), float("nan"), "abc", "", "x" * 5000, [], {}, [1, "a"],
+              True, "\n", "ratio:7", "energy:-1", "8,multiple=0", "../../nope.yaml", [[[[[[]]]]]]]
+CASES = 60
+
+
+class ReachedTraining(Exception):
+    """The config was accepted: the run was prepared and its first epoch was about to start."""
+
+
+def _keys(node, prefix=()):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield (*prefix, key)
+            yield from _keys(value, (*prefix, key))
+
+
+def _mutated(rng: random.Random) -> tuple[dict, str]:
+    config = copy.deepcopy(VALID)
+    path = rng.choice(list(_keys(config)))
+    parent = config
+    for key in path[:-1]:
+        parent = parent[key]
+    kind = rng.choice(["replace", "replace", "drop", "add"])
+    if kind == "replace":
+        parent[path[-1]] = rng.choice(BAD_VALUES)
+    elif kind == "drop":
+        del parent[path[-1]]
+    else:
+        parent[f"unknown_{rng.randrange(100)}"] = rng.choice(BAD_VALUES)
+    return config, f"{kind} {'.'.join(path)}"
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise ReachedTraining
+
+    from rank_search.engine import Trainer
+
+    monkeypatch.setattr(Trainer, "fit", refuse)
+
+
+@pytest.mark.parametrize("seed", range(CASES))
+def test_a_malformed_config_is_refused_in_one_line_or_accepted_whole(seed, tmp_path: Path, capsys,
+                                                                     no_training) -> None:
+    config, what = _mutated(random.Random(seed))
+    file = tmp_path / "config.yaml"
+    file.write_text(yaml.safe_dump(config, allow_unicode=True))
+    out = tmp_path / "out"
+    try:
+        code = main(["train", "--config", str(file), "--out", str(out)])
+    except ReachedTraining:  # a valid config after all: nothing was written before training
+        assert not out.exists(), f"{what}: an output folder was made before training"
+        return
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, (what, code, err[-5:])
+    assert "Traceback" not in err[0], (what, err[0])
+    assert not out.exists(), f"{what}: refused, but an output folder was left"
