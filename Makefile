@@ -5,13 +5,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 OUT ?= runs
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo test test-all test-min-deps bench clean
 
 # One install step for everything: torch/torchvision pinned as a matched pair by constraints.txt.
+# $(1): the venv; $(2): more pip options (test-min-deps adds its constraints).
+define install_venv
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install --upgrade --quiet pip
+	$(1)/bin/pip install --quiet -c constraints.txt $(2) -e ".[dev,deploy,tracking]"
+endef
+
 $(STAMP): pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade --quiet pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,deploy,tracking]"
+	$(call install_venv,$(VENV),)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,6 +35,26 @@ test: install
 
 test-all: install
 	$(BIN)/python -m pytest -q -m ""
+
+# The lowest ray and optuna that pyproject.toml declares (its `>=` bounds, pinned with `==`), in a
+# second venv with the same torch pair: the Ray and resume tests must pass there too (.ci/run).
+MIN_VENV ?= .venv-min-deps
+MIN_STAMP := $(MIN_VENV)/.installed-stamp
+# the default suite's Ray tests, then the resume tests that start no Ray
+MIN_TESTS ?= tests/test_private_api.py tests/search/test_journal.py tests/search/test_driver_lock.py \
+	tests/search/test_resume_hardening.py
+$(MIN_STAMP): pyproject.toml constraints.txt
+	mkdir -p $(MIN_VENV)
+	sed -nE 's/^ *"(ray)\[tune\]>=([0-9.]+),<.*/\1==\2/p; s/^ *"(optuna)>=([0-9.]+),<.*/\1==\2/p' \
+		pyproject.toml > $(MIN_VENV)/lowest.txt
+	test "$$(wc -l < $(MIN_VENV)/lowest.txt)" -eq 2
+	$(call install_venv,$(MIN_VENV),-c $(MIN_VENV)/lowest.txt)
+	touch $(MIN_STAMP)
+
+test-min-deps: $(MIN_STAMP)
+	$(MIN_VENV)/bin/python -c "import ray, optuna; print('lowest declared: ray', ray.__version__, 'optuna', optuna.__version__)"
+	$(MIN_VENV)/bin/python -m pytest -q -m "ray and not slow"
+	$(MIN_VENV)/bin/python -m pytest -q $(MIN_TESTS)
 
 # Sections go to BENCH_OUT; copy the ones that replace today's into benchmarks/RESULTS.md by hand.
 BENCH_OUT ?= benchmarks/history/bench-latest.md
