@@ -2,7 +2,7 @@
 
 Each use says why no public API serves. ``check_versions`` refuses, in one line, a Ray or Optuna
 outside ``TESTED``, the range the suite passes on (the same as ``pyproject.toml``'s, a test keeps
-them equal); ``ray_session`` calls it before Ray starts.
+them equal); `launch`, `resume` and ``ray_session`` call it before anything else.
 
 Resume of a moved experiment goes through two subclasses a sweep hands to Tune, not through
 patches: ``SweepSearchGenerator`` and ``SweepOptunaSearch`` re-point, while ``resuming_at(path)``
@@ -41,8 +41,9 @@ RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
 def _release(text: str) -> tuple[int, int]:
-    major, minor = (re.match(r"(\d+)\.(\d+)", text) or re.match(r"(\d+)()", text)).groups()
-    return int(major), int(minor or 0)
+    """(major, minor) of a version string; (0, 0), outside every range, when it has none."""
+    match = re.match(r"(\d+)(?:\.(\d+))?", text)
+    return (int(match[1]), int(match[2] or 0)) if match else (0, 0)
 
 
 def check_versions(installed: dict[str, str] | None = None) -> None:
