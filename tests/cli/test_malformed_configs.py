@@ -4,7 +4,6 @@ config with one value replaced, one key removed or one unknown key added. Each i
 (model, plan, method), up to its first epoch; nothing else escapes."""
 from __future__ import annotations
 
-import copy
 import random
 from pathlib import Path
 
@@ -12,6 +11,8 @@ import pytest
 import yaml
 
 from rank_search.cli import main
+
+from _mutations import mutated
 
 VALID = {"run": {"model": "lenet5", "dataset": "synthetic", "method": "posthoc", "scheme": "channel",
                  "ranks": "ratio:0.5", "epochs": 1, "seed": 0, "settings": {"train.lr": 0.05}}}
@@ -22,29 +23,6 @@ CASES = 60
 
 class ReachedTraining(Exception):
     """The config was accepted: the run was prepared and its first epoch was about to start."""
-
-
-def _keys(node, prefix=()):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield (*prefix, key)
-            yield from _keys(value, (*prefix, key))
-
-
-def _mutated(rng: random.Random) -> tuple[dict, str]:
-    config = copy.deepcopy(VALID)
-    path = rng.choice(list(_keys(config)))
-    parent = config
-    for key in path[:-1]:
-        parent = parent[key]
-    kind = rng.choice(["replace", "replace", "drop", "add"])
-    if kind == "replace":
-        parent[path[-1]] = rng.choice(BAD_VALUES)
-    elif kind == "drop":
-        del parent[path[-1]]
-    else:
-        parent[f"unknown_{rng.randrange(100)}"] = rng.choice(BAD_VALUES)
-    return config, f"{kind} {'.'.join(path)}"
 
 
 @pytest.fixture
@@ -60,7 +38,7 @@ def no_training(monkeypatch):
 @pytest.mark.parametrize("seed", range(CASES))
 def test_a_malformed_config_is_refused_in_one_line_or_accepted_whole(seed, tmp_path: Path, capsys,
                                                                      no_training) -> None:
-    config, what = _mutated(random.Random(seed))
+    config, what = mutated(VALID, BAD_VALUES, random.Random(seed))
     file = tmp_path / "config.yaml"
     file.write_text(yaml.safe_dump(config, allow_unicode=True))
     out = tmp_path / "out"

@@ -4,7 +4,6 @@ is either refused (exit 2, one stderr line, no traceback, no experiment folder) 
 the point where Ray would start; nothing else escapes."""
 from __future__ import annotations
 
-import copy
 import random
 from pathlib import Path
 
@@ -12,6 +11,8 @@ import pytest
 import yaml
 
 from rank_search.cli import main
+
+from _mutations import mutated
 
 VALID = {
     "model": "lenet5", "dataset": "synthetic", "epochs": 1, "seed": 0,
@@ -27,29 +28,6 @@ class ReachedRay(Exception):
     """Preflight accepted the space: the launch went on to start Ray (stopped here)."""
 
 
-def _paths(node, prefix=()):
-    yield prefix
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _paths(value, (*prefix, key))
-
-
-def _mutated(rng: random.Random) -> tuple[dict, str]:
-    space = copy.deepcopy(VALID)
-    path = rng.choice([p for p in _paths(space) if p])
-    parent = space
-    for key in path[:-1]:
-        parent = parent[key]
-    kind = rng.choice(["replace", "replace", "drop", "add"])
-    if kind == "replace":
-        parent[path[-1]] = rng.choice(BAD_VALUES)
-    elif kind == "drop":
-        del parent[path[-1]]
-    else:
-        parent[f"unknown_{rng.randrange(100)}"] = rng.choice(BAD_VALUES)
-    return space, f"{kind} {'.'.join(path)}"
-
-
 @pytest.fixture
 def no_ray(monkeypatch):
     def refuse(*args, **kwargs):
@@ -60,7 +38,7 @@ def no_ray(monkeypatch):
 
 @pytest.mark.parametrize("seed", range(CASES))
 def test_a_malformed_space_is_refused_in_one_line_or_accepted_whole(seed, tmp_path: Path, capsys, no_ray) -> None:
-    space, what = _mutated(random.Random(seed))
+    space, what = mutated(VALID, BAD_VALUES, random.Random(seed))
     file = tmp_path / "space.yaml"
     file.write_text(yaml.safe_dump(space, allow_unicode=True))
     runs = tmp_path / "runs"
