@@ -63,9 +63,11 @@ def add_parser(sub) -> None:
     p.add_argument("--searcher", default=d["searcher"], type=SEARCHERS, choices=SEARCHERS, metavar="SEARCHER",
                    help="the Optuna sampler: one of %(choices)s")
     p.add_argument("--scheduler", default=d["scheduler"], type=SCHEDULERS, choices=SCHEDULERS, metavar="SCHEDULER",
-                   help="one of %(choices)s (fifo: every trial trains its full budget; mo-asha: trials stop "
-                        "early at geometric epoch rungs unless they rank on the Pareto front of their rung; "
-                        "asha: early stopping on val_accuracy only)")
+                   help="one of %(choices)s (fifo: every trial trains its full budget; mo-asha: "
+                        "trials stop early at geometric epoch rungs unless they rank on the Pareto front of their "
+                        "rung; mo-asha-method: the same within each method, the better of the two with "
+                        "--budget-hours and long trials; asha: early stopping on val_accuracy only; "
+                        "docs/search.md says when each wins; default: %(default)s)")
     p.add_argument("--max-concurrent", type=int, metavar="K",
                    help="at most K trials at once (default: as resources allow)")
     p.add_argument("--cpus-per-trial", type=float, default=d["cpus_per_trial"],
