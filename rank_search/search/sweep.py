@@ -347,8 +347,15 @@ def _resume_locked(path: str, cfg: LaunchConfig, record: dict) -> SweepOutcome:
         check_resources(cfg)
         say(f"resuming sweep {cfg.name} at {path}")
         with resuming_at(path), driver_file(path), eager_snapshots():
-            tuner = tune.Tuner.restore(path, trainable=make_trainable(cfg), resume_unfinished=True,
-                                       resume_errored=True, restart_errored=False)
+            try:
+                tuner = tune.Tuner.restore(path, trainable=make_trainable(cfg), resume_unfinished=True,
+                                           resume_errored=True, restart_errored=False)
+            except (ModuleNotFoundError, AttributeError) as exc:  # unpickling names this code no longer has
+                if isinstance(exc, AttributeError) and "Can't get attribute" not in str(exc):
+                    raise
+                raise RankSearchError(f"cannot resume {path}: its saved Tune state names code this rank-search "
+                                      f"does not have ({exc}); it was launched by another version: resume it "
+                                      f"with that version, or launch the sweep again") from None
             tuner.fit()
         return _outcome(path, cfg)
 

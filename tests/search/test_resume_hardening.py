@@ -86,6 +86,23 @@ def test_resume_of_a_killed_sweep_with_truncated_state_runs_nothing(killed_sweep
     assert sorted(p.name for p in path.iterdir()) == folders, "resume made trials from damaged state"
 
 
+@pytest.mark.slow
+@pytest.mark.ray
+def test_resume_of_a_sweep_saved_by_another_version_is_one_line(killed_sweep, tmp_path) -> None:
+    path = Path(copy_of(killed_sweep, tmp_path / "older"))
+    tuner = path / "tuner.pkl"
+    data = tuner.read_bytes()
+    assert b"search_spaces._codec" in data
+    tuner.write_bytes(data.replace(b"search_spaces._codec", b"search_spaces._nocod"))  # a module renamed since
+    folders = sorted(p.name for p in path.iterdir())
+    resume = rank_search("resume", str(path))
+    err = resume.stderr.strip().splitlines()
+    assert resume.returncode == 2 and len(err) == 1, resume.stderr[-2000:]
+    assert "launched by another version" in err[0] and "search_spaces._nocod" in err[0]
+    assert "Traceback" not in resume.stderr
+    assert sorted(p.name for p in path.iterdir()) == folders
+
+
 # -- item 10: the aftermath of Ctrl-C or a kill -----------------------------------------------
 def test_resume_of_a_finished_sweep_says_so_without_ray(tmp_path, capsys) -> None:
     import ray
