@@ -18,9 +18,9 @@ import heapq
 import math
 import statistics
 import sys
+from pathlib import Path
 
 import numpy as np
-from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parents[1]), str(HERE)]
@@ -91,11 +91,12 @@ RULES = {
 }
 
 
-def _spearman(a: list[float], b: list[float]) -> float:
-    if len(a) < 3:
-        return float("nan")
-    ra, rb = (np.argsort(np.argsort(x)) for x in (a, b))
-    return float(np.corrcoef(ra, rb)[0, 1])
+def _rho(rows: list[dict], epoch: int) -> str:
+    """Spearman rank correlation of the validation accuracy at ``epoch`` with the last one's."""
+    if len(rows) < 3:
+        return "-"
+    ranks = [np.argsort(np.argsort([t["val_history"][e] for t in rows])) for e in (epoch - 1, -1)]
+    return fmt(float(np.corrcoef(*ranks)[0, 1]), ".2f")
 
 
 def signal(summaries: dict, tasks: list[str], arms: list[str]) -> None:
@@ -109,14 +110,9 @@ def signal(summaries: dict, tasks: list[str], arms: list[str]) -> None:
                 for t in s["trials"] if t["val_history"] and len(t["val_history"]) >= 4]
         if not rows:
             continue
-        last = [t["val_history"][-1] for t in rows]
-        per = []
-        for m in sorted({t["method"] for t in rows}):
-            mine = [t for t in rows if t["method"] == m]
-            per.append(f"{m} {fmt(_spearman([t['val_history'][0] for t in mine], [t['val_history'][-1] for t in mine]), '.2f')}"
-                       f" (n {len(mine)})")
-        print(f"| {task} | {len(rows)} | {fmt(_spearman([t['val_history'][0] for t in rows], last), '.2f')} | "
-              f"{fmt(_spearman([t['val_history'][2] for t in rows], last), '.2f')} | {'; '.join(per)} |")
+        per = [f"{m} {_rho(mine, 1)} (n {len(mine)})"
+               for m in sorted({t["method"] for t in rows}) for mine in [[t for t in rows if t["method"] == m]]]
+        print(f"| {task} | {len(rows)} | {_rho(rows, 1)} | {_rho(rows, 3)} | {'; '.join(per)} |")
 
 
 def main() -> None:

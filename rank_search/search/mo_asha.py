@@ -157,10 +157,12 @@ class MOASHAScheduler(FIFOScheduler):
         if mine is None:
             return CONTINUE
         records = self.ledger["rungs"].setdefault(rung, {})
-        groups = self.ledger.setdefault("groups", {})
+        group = None  # one group: every trial at the rung
         if self.group_by is not None:
-            groups[key] = str((getattr(trial, "config", None) or {}).get(self.group_by))
-        peers = [p for k, p in records.items() if groups.get(k) == groups.get(key)]
+            group = str((getattr(trial, "config", None) or {}).get(self.group_by))
+            self.ledger.setdefault("groups", {})[key] = group
+        groups = self.ledger.get("groups", {})
+        peers = [p for k, p in records.items() if groups.get(k) == group]
         action = decide(peers, mine, eta=self.eta, ref=self._ref(), compressed=self._compressed())
         records[key] = mine
         self.ledger["decisions"].setdefault(key, {})[rung] = action
