@@ -10,6 +10,7 @@ chooses rung settings on the tuning tasks cheaply; real sweeps confirm them.
 
     .venv/bin/python benchmarks/suite/replay.py --arms uniform-grid,default
     .venv/bin/python benchmarks/suite/replay.py --signal   # how well a rung's accuracy predicts the last
+    .venv/bin/python benchmarks/suite/replay.py --headroom # the grid's log HV over the union of all arms
 """
 from __future__ import annotations
 
@@ -115,6 +116,23 @@ def signal(summaries: dict, tasks: list[str], arms: list[str]) -> None:
         print(f"| {task} | {len(rows)} | {_rho(rows, 1)} | {_rho(rows, 3)} | {'; '.join(per)} |")
 
 
+def headroom(summaries: dict, tasks: list[str]) -> None:
+    """Per task and seed: the uniform grid's validation log HV over that of the union of every
+    arm's finished trials (the best front the suite knows)."""
+    print("| task | grid / union of all arms, per seed |")
+    print("| --- | --- |")
+    for task in tasks:
+        seeds = sorted({sd for (t, a, sd) in summaries if t == task and a == "uniform-grid"})
+        ratios = []
+        for sd in seeds:
+            arms = {a: s for (t, a, x), s in summaries.items() if t == task and x == sd}
+            floor = (arms.get("default") or arms["uniform-grid"])["dense"]["val_accuracy"] - MARGIN
+            union = log_hv([r for s in arms.values() for r in _usable(s)], floor, "val_accuracy")
+            grid = log_hv(_usable(arms["uniform-grid"]), floor, "val_accuracy")
+            ratios.append(grid / union if union else float("nan"))
+        print(f"| {task} | {', '.join(fmt(r, '.2f') for r in ratios)} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default=str(HERE / "results"))
@@ -122,11 +140,15 @@ def main() -> None:
     p.add_argument("--rules", default=",".join(RULES))
     p.add_argument("--held-out", action="store_true", help="include the held-out tasks (never for tuning)")
     p.add_argument("--signal", action="store_true", help="print the rung-accuracy rank correlations instead")
+    p.add_argument("--headroom", action="store_true", help="print the grid's share of the union front instead")
     args = p.parse_args()
     summaries = load_summaries(Path(args.results))
     tasks = [t for t in TASKS if args.held_out or t not in HELD_OUT]
     if args.signal:
         signal(summaries, tasks, args.arms.split(","))
+        return
+    if args.headroom:
+        headroom(summaries, tasks)
         return
     print("| task | arm | rule | seeds | CPU share (median) | log HV replayed / fifo (median) | finished trials |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
