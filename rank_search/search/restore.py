@@ -60,3 +60,31 @@ def read_tune_state(path: str) -> TuneState | None:
         statuses[str(trial_id)] = str(status)
         folders[str(trial_id)] = str(meta.get("relative_logdir") or meta.get("custom_dirname") or "")
     return TuneState(name, statuses, folders)
+
+
+#: where ``set_aside_orphans`` moves trial folders Tune's snapshot does not list
+ORPHANED_DIR = "orphaned"
+
+
+def set_aside_orphans(path: str, state: TuneState) -> list[str]:
+    """Move the trial folders of ``path`` that Tune's snapshot ``state`` does not list (a trial
+    whose folder was written just before the driver was killed, ahead of the snapshot naming it)
+    into ``orphaned/``, so no trial is shown twice; their study trials are enqueued again when
+    the searcher is restored (``_private_api.reclaim_orphans``). Nothing is deleted. Returns the
+    folders moved."""
+    loc = Location(path)
+    known = set(state.folders.values())
+    orphans = [n for n in loc.listdir() if n.startswith("trial_") and n not in known and loc.is_dir(n)]
+    for name in orphans:
+        if loc.uri:
+            import pyarrow.fs as pafs
+
+            pafs.copy_files(loc.join(name), loc.join(ORPHANED_DIR, name), source_filesystem=loc.fs,
+                            destination_filesystem=loc.fs)
+            loc.fs.delete_dir(loc.join(name))
+        else:
+            import os
+
+            os.makedirs(loc.join(ORPHANED_DIR), exist_ok=True)
+            os.replace(loc.join(name), loc.join(ORPHANED_DIR, name))
+    return orphans

@@ -28,7 +28,7 @@ from .check import check_recorded_data, check_space, download_data
 from .progress import say
 from .ray_session import ray_session
 from ._private_api import check_versions, eager_snapshots, resuming_at
-from .restore import FINISHED, read_tune_state
+from .restore import FINISHED, ORPHANED_DIR, read_tune_state, set_aside_orphans
 from .settings import LaunchConfig, check_storage, probe_storage, resolve_storage
 from .sweep_record import config_from_record, read_sweep_record, write_sweep_record
 from .reference import check_dense_weights, check_given_profile, prepare_references
@@ -343,6 +343,10 @@ def _resume_locked(path: str, cfg: LaunchConfig, record: dict) -> SweepOutcome:
     _check_made_references(path, record)
     state = read_tune_state(path)
     check_journal(path, trials_on_disk=len(state.statuses) if state else 0)  # before anything appends to it
+    orphans = set_aside_orphans(path, state)
+    if orphans:
+        say(f"{len(orphans)} trial folder(s) Tune's snapshot does not list moved to {ORPHANED_DIR}/; "
+            f"their configurations run again: {', '.join(orphans)}")
     with ray_session(cfg.address):
         check_resources(cfg)
         say(f"resuming sweep {cfg.name} at {path}")

@@ -197,6 +197,7 @@ def test_a_trial_started_just_before_a_kill_is_in_the_snapshot_and_resumed(tmp_p
     assert resume.returncode == 0, resume.stderr[-3000:]
     assert_complete_once(path, trials=3)
     assert started_on_disk(path) == _snapshot_folders(path), "a trial folder Tune does not know"
+    assert not Path(path, "orphaned").exists()
 
 
 # -- a launch killed during its set-up (before its first trial): resume starts it ------------
@@ -249,3 +250,48 @@ def test_the_record_of_a_dense_and_profile_launch_gives_a_config(tmp_path) -> No
     (exp / schema.SWEEP_FILE).write_text(yaml.safe_dump(record))
     cfg = config_from_record(read_sweep_record(str(exp)), path=str(exp))
     assert cfg.dense is None and cfg.profile is None  # the copies in the experiment are what a resume uses
+
+
+def test_trial_folders_the_snapshot_does_not_list_are_set_aside_not_deleted(tmp_path) -> None:
+    from rank_search.search.restore import ORPHANED_DIR, read_tune_state, set_aside_orphans
+
+    exp = hand_made(tmp_path / "sweeps", trials={"a": "TERMINATED", "b": "RUNNING"})
+    listed = sorted(n for n in os.listdir(exp) if n.startswith("trial_"))
+    (exp / "trial_zzzz").mkdir()
+    (exp / "trial_zzzz" / "params.json").write_text("{}")
+    (exp / "trial_note.txt").write_text("a file, not a trial folder")
+    moved = set_aside_orphans(str(exp), read_tune_state(str(exp)))
+    assert moved == ["trial_zzzz"]
+    assert sorted(n for n in os.listdir(exp) if n.startswith("trial_") and (exp / n).is_dir()) == listed
+    assert (exp / ORPHANED_DIR / "trial_zzzz" / "params.json").read_text() == "{}"
+    assert set_aside_orphans(str(exp), read_tune_state(str(exp))) == []
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_an_orphaned_study_trial_and_folder_after_a_kill_run_once_as_the_next_trial(killed_sweep, tmp_path) -> None:
+    """What a resume from an older snapshot meets: a RUNNING study trial the restored searcher
+    does not know and a trial folder Tune's snapshot does not list."""
+    import optuna
+
+    path = copy_of(killed_sweep, tmp_path / "orphaned-sweep")
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        os.path.join(path, schema.STUDY_FILE)))
+    study = optuna.load_study(study_name="rank_search", storage=journal)
+    first = study.trials[0]
+    study.enqueue_trial(first.params)
+    orphan = study.ask(fixed_distributions=first.distributions)  # RUNNING, with the first trial's parameters
+    Path(path, "trial_0rphan00").mkdir()
+    Path(path, "trial_0rphan00", "params.json").write_text(json.dumps(first.params))
+
+    resume = rank_search("resume", path)
+    assert resume.returncode == 0, resume.stderr[-3000:]
+    assert "1 trial folder(s) Tune's snapshot does not list moved to orphaned/" in resume.stderr
+    assert_complete_once(path)
+    assert started_on_disk(path) == _snapshot_folders(path)
+    assert Path(path, "orphaned", "trial_0rphan00", "params.json").is_file()
+    trials = optuna.load_study(study_name="rank_search", storage=journal).trials
+    assert trials[orphan.number].state == optuna.trial.TrialState.FAIL
+    again = [t for t in trials if t.user_attrs.get("rank_search_reclaims") == orphan.number]
+    assert len(again) == 1 and again[0].state == optuna.trial.TrialState.COMPLETE
+    assert again[0].params == first.params
