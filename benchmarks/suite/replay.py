@@ -11,6 +11,8 @@ chooses rung settings on the tuning tasks cheaply; real sweeps confirm them.
     .venv/bin/python benchmarks/suite/replay.py --arms uniform-grid,default
     .venv/bin/python benchmarks/suite/replay.py --signal   # how well a rung's accuracy predicts the last
     .venv/bin/python benchmarks/suite/replay.py --headroom # the grid's log HV over the union of all arms
+    .venv/bin/python benchmarks/suite/replay.py --ablation # each part of the search switched off
+    .venv/bin/python benchmarks/suite/replay.py --setup-share --storage runs/suite  # reference + profile
 """
 from __future__ import annotations
 
@@ -133,6 +135,52 @@ def headroom(summaries: dict, tasks: list[str]) -> None:
         print(f"| {task} | {', '.join(fmt(r, '.2f') for r in ratios)} |")
 
 
+ABLATIONS = ("mo-asha-no-profile", "mo-asha-no-fill", "mo-asha-no-share", "mo-asha-no-weighting",
+             "mo-asha-no-warm-start")
+
+
+def ablation(summaries: dict, tasks: list[str]) -> None:
+    """Per task and ablation arm: its validation log HV and log HV per CPU-hour minus those of
+    ``mo-asha`` (every part on, the same CPU budget), paired by seed. A part pays where switching
+    it off lowers both."""
+    print("| task | part off (arm) | seeds | log HV minus mo-asha, per seed (median) | "
+          "log HV per CPU-h minus mo-asha (median) |")
+    print("| --- | --- | --- | --- | --- |")
+    for task in tasks:
+        for arm in ABLATIONS:
+            pairs = [(s, summaries[(task, "mo-asha", sd)]) for (t, a, sd), s in sorted(summaries.items())
+                     if t == task and a == arm and (task, "mo-asha", sd) in summaries]
+            if not pairs:
+                continue
+            hv, per = [], []
+            for off, on in pairs:
+                floor = on["dense"]["val_accuracy"] - MARGIN
+                a, b = log_hv(_usable(off), floor, "val_accuracy"), log_hv(_usable(on), floor, "val_accuracy")
+                hv.append(a - b)
+                per.append(a / (cpu_seconds(off) / 3600) - b / (cpu_seconds(on) / 3600))
+            print(f"| {task} | {arm[len('mo-asha-no-'):]} | {len(pairs)} | "
+                  f"{', '.join(f'{x:+.4f}' for x in hv)} ({statistics.median(hv):+.4f}) | "
+                  f"{statistics.median(per):+.2f} |")
+
+
+def setup_share(summaries: dict, tasks: list[str], storage: Path) -> None:
+    """Per task and seed of the ``default`` arm: the dense reference and profile's share of the
+    launch's wall time (``dense.yaml``'s ``seconds_total`` in the sweep folder under ``storage``
+    over the wall time the summary recorded)."""
+    import yaml
+
+    print("| task | dense reference + profile share of the default sweep's wall time, per seed |")
+    print("| --- | --- |")
+    for task in tasks:
+        shares = []
+        for (t, a, sd), s in sorted(summaries.items()):
+            dense = storage / f"{task}-default-s{sd}" / "dense.yaml"
+            if t == task and a == "default" and dense.is_file():
+                shares.append(float(yaml.safe_load(dense.read_text())["seconds_total"]) / s["wall_seconds"])
+        if shares:
+            print(f"| {task} | {', '.join(f'{x:.2f}' for x in shares)} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default=str(HERE / "results"))
@@ -141,6 +189,10 @@ def main() -> None:
     p.add_argument("--held-out", action="store_true", help="include the held-out tasks (never for tuning)")
     p.add_argument("--signal", action="store_true", help="print the rung-accuracy rank correlations instead")
     p.add_argument("--headroom", action="store_true", help="print the grid's share of the union front instead")
+    p.add_argument("--ablation", action="store_true", help="print each ablation arm against mo-asha instead")
+    p.add_argument("--setup-share", action="store_true",
+                   help="print the dense reference + profile share of the default sweeps' wall time instead")
+    p.add_argument("--storage", default="runs/suite", help="where the sweeps live (for --setup-share)")
     args = p.parse_args()
     summaries = load_summaries(Path(args.results))
     tasks = [t for t in TASKS if args.held_out or t not in HELD_OUT]
@@ -149,6 +201,12 @@ def main() -> None:
         return
     if args.headroom:
         headroom(summaries, tasks)
+        return
+    if args.ablation:
+        ablation(summaries, tasks)
+        return
+    if args.setup_share:
+        setup_share(summaries, tasks, Path(args.storage))
         return
     print("| task | arm | rule | seeds | CPU share (median) | log HV replayed / fifo (median) | finished trials |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
