@@ -208,7 +208,8 @@ def eager_snapshots() -> Iterator[None]:
     previous snapshot lists before the new snapshot is synced. Measured in the 10-kill test
     (2026-12-06): with ``TUNE_GLOBAL_CHECKPOINT_S=0`` back-to-back syncs left the stored snapshot
     torn by a kill; with Tune's own period, 10 trials ran ahead of the snapshot and 3
-    configurations finished twice (``reclaim_orphans`` re-runs only the unfinished ones).
+    configurations finished twice (``reclaim_orphans`` re-runs only the unfinished ones); with a
+    1 s period and three checkpoints kept, finished trials lost or repeated epochs in ``result.json``.
     """
     from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
     from ray.tune.execution.tune_controller import TuneController

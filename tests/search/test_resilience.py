@@ -147,7 +147,7 @@ def test_ten_kills_at_random_moments_then_a_resume_loses_nothing_and_runs_nothin
     space = tmp_path / "slow.yaml"
     space.write_text(yaml.safe_dump({**SLOW_SPACE, "epochs": 4}))
     path = str(tmp_path / "runs" / "stress")
-    trials, epochs = 16, 4  # enough work that ten sessions cannot finish it even on a quiet machine
+    trials, epochs = 24, 4  # enough work that ten sessions cannot finish it even on a quiet machine
     launch = [sys.executable, "-m", "rank_search", "launch", "--space", str(space), "--num-samples", str(trials),
               "--max-concurrent", "2", "--storage", str(tmp_path / "runs"), "--name", "stress"]
     resume = [sys.executable, "-m", "rank_search", "resume", path]
