@@ -139,6 +139,18 @@ class Location:
         else:
             os.unlink(self.join(rel))
 
+    def move_dir(self, rel: str, dest: str) -> None:
+        """Move the folder ``rel`` to ``dest`` (both inside this one; ``dest``'s parents are made).
+        Local: one rename. URI: a copy, then the source is removed (object stores have no rename)."""
+        if self.uri:
+            import pyarrow.fs as pafs
+
+            pafs.copy_files(self.join(rel), self.join(dest), source_filesystem=self.fs, destination_filesystem=self.fs)
+            self.fs.delete_dir(self.join(rel))
+        else:
+            os.makedirs(os.path.dirname(self.join(dest)), exist_ok=True)
+            os.replace(self.join(rel), self.join(dest))
+
     def delete_tree(self) -> None:
         """Remove the folder and everything in it (OSError when it cannot be)."""
         if self.uri:

@@ -33,6 +33,15 @@ def test_write_read_delete_and_addresses(folder) -> None:
     assert not root.exists()
 
 
+def test_a_folder_moves_with_its_files_into_a_new_subfolder(folder) -> None:
+    root, loc = folder
+    (root / "trial_a" / "checkpoint_000000").mkdir(parents=True)
+    (root / "trial_a" / "checkpoint_000000" / "state.pt").write_bytes(b"\x02")
+    loc.move_dir("trial_a", "orphaned/trial_a")
+    assert not (root / "trial_a").exists()
+    assert (root / "orphaned" / "trial_a" / "checkpoint_000000" / "state.pt").read_bytes() == b"\x02"
+
+
 def test_a_failed_local_write_leaves_the_old_file(tmp_path, monkeypatch) -> None:
     loc = Location(str(tmp_path))
     loc.write_bytes("f", b"old")

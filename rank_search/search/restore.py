@@ -1,7 +1,8 @@
 """What `resume` reads of Tune's state before it starts Ray.
 
 ``read_tune_state``: Tune's newest ``experiment_state-*.json``, parsed as plain JSON (no
-unpickling): a damaged one is a one-line error, never a resume that starts trials again. What
+unpickling): a damaged one is a one-line error, never a resume that starts trials again.
+``set_aside_orphans``: trial folders that snapshot does not list, moved to ``orphaned/``. What
 resume needs of Ray's private classes (a moved experiment, eager snapshots) is in ``_private_api``.
 """
 from __future__ import annotations
@@ -76,15 +77,5 @@ def set_aside_orphans(path: str, state: TuneState) -> list[str]:
     known = set(state.folders.values())
     orphans = [n for n in loc.listdir() if n.startswith("trial_") and n not in known and loc.is_dir(n)]
     for name in orphans:
-        if loc.uri:
-            import pyarrow.fs as pafs
-
-            pafs.copy_files(loc.join(name), loc.join(ORPHANED_DIR, name), source_filesystem=loc.fs,
-                            destination_filesystem=loc.fs)
-            loc.fs.delete_dir(loc.join(name))
-        else:
-            import os
-
-            os.makedirs(loc.join(ORPHANED_DIR), exist_ok=True)
-            os.replace(loc.join(name), loc.join(ORPHANED_DIR, name))
+        loc.move_dir(name, f"{ORPHANED_DIR}/{name}")
     return orphans
