@@ -290,6 +290,8 @@ def report(summaries: dict, tasks: list[str], arm_names: list[str], baseline: st
                   "| task | arm | seeds | CPU share to reach the grid, per seed (all <= 0.5?) | "
                   "log HV at the grid's CPU-h minus grid (above spread?) |", "| --- | --- | --- | --- | --- |",
                   *target_lines]
+    lines += ["", f"Cost of every summarised sweep: {sum(cpu_seconds(s) for s in summaries.values()) / 3600:.1f} "
+                  f"CPU-hours, {len(summaries)} sweeps."]
     return "\n".join(lines) + "\n"
 
 
