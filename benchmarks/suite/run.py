@@ -43,19 +43,24 @@ TRIALS = 16
 def arms(trials: int) -> dict[str, tuple[dict, list[str], bool]]:
     """Arm name -> (changes to the space's ``ranks``, extra launch flags, whether the arm gets the
     uniform grid's trial-hours of the same task and seed as its ``--budget-hours``)."""
-    mo = ["--scheduler", "mo-asha"]
+    # gap fills and parent weighting were on by default until the ablation below made them opt-in;
+    # the arms measured before keep them, so a rerun of one is the sweep its summary came from
+    extras = ["--refine-extra", "gap-fill", "--refine-extra", "parent-weighting"]
+    mo = ["--scheduler", "mo-asha", *extras]
     return {
         "default": ({}, [], False),
         "uniform-grid": ({"allocations": ["uniform"]}, ["--warm-start", str(trials)], False),
+        # the default before the ablation: gap fills and parent weighting on
+        "refine-extras": ({}, extras, False),
         # the same cost as the grid, spent by MO-ASHA (more trials, most stopped early)
         "mo-asha": ({}, mo, True),
         # the same, each trial compared at a rung with the trials of its own method only
-        "mo-asha-method": ({}, ["--scheduler", "mo-asha-method"], True),
-        # MO-ASHA with one part of the default search off at a time (the ablation)
+        "mo-asha-method": ({}, ["--scheduler", "mo-asha-method", *extras], True),
+        # MO-ASHA with one part of the then default search off at a time (the ablation)
         "mo-asha-no-profile": ({"allocations": ["uniform"]}, mo, True),
-        "mo-asha-no-fill": ({}, [*mo, "--ablate", "gap-fill"], True),
+        "mo-asha-no-fill": ({}, ["--scheduler", "mo-asha", "--refine-extra", "parent-weighting"], True),
         "mo-asha-no-share": ({}, [*mo, "--ablate", "method-share"], True),
-        "mo-asha-no-weighting": ({}, [*mo, "--ablate", "parent-weighting"], True),
+        "mo-asha-no-weighting": ({}, ["--scheduler", "mo-asha", "--refine-extra", "gap-fill"], True),
         "mo-asha-no-warm-start": ({}, [*mo, "--warm-start", "0"], True),
     }
 

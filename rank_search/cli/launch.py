@@ -54,7 +54,11 @@ def add_parser(sub) -> None:
                                                     "--budget-hours, at most this many, default 1000)")
     p.add_argument("--ablate", action="append", metavar="PART",
                    help="switch a part of the refine searcher off, to measure what it adds (ablation studies; "
-                        "repeatable): gap-fill, method-share or parent-weighting (default: none)")
+                        "repeatable): method-share (default: none)")
+    p.add_argument("--refine-extra", action="append", metavar="PART",
+                   help="switch on an opt-in part of the refine searcher (repeatable): gap-fill (fill the "
+                        "front's widest compression gap every other trial) or parent-weighting (draw half the "
+                        "parents by hypervolume contribution); neither paid on the task suite (default: none)")
     p.add_argument("--budget-hours", type=float, metavar="H",
                    help="stop starting trials once the sweep has spent H trial-hours (every trial's time plus "
                         "the dense reference and profile; running trials finish): same-cost comparisons "
@@ -174,6 +178,7 @@ def run_launch(args: argparse.Namespace) -> int:
         profile=args.profile,
         min_compression=args.min_compression, max_compression=args.max_compression, warm_start=args.warm_start,
         log_to=tuple(args.log_to or ()), budget_hours=args.budget_hours, ablate=tuple(args.ablate or ()),
+        refine_extras=tuple(args.refine_extra or ()),
     )
     from ..search.tracking import check_trackers
 

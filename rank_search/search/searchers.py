@@ -79,7 +79,9 @@ def refine_settings(context: SearchContext) -> RefineSettings:
     accuracy (maximised) has a floor ``schema.ACCURACY_MARGIN`` below it. With a searched target
     ``(low, high, log)`` while MACs compression is maximised, gaps are filled along it at the
     spacing of a uniform grid of the sweep's budget, at the uniform allocation where the space
-    searches it beside another. With two or more planned methods, the method is shared.
+    searches it beside another (opt-in: ``--refine-extra gap-fill``). With two or more planned
+    methods, the method is shared (``--ablate method-share`` turns it off). Parents are drawn
+    uniformly from the front unless ``--refine-extra parent-weighting``.
     """
     from .refine import FillSettings, RefineSettings, ShareSettings
 
@@ -95,10 +97,10 @@ def refine_settings(context: SearchContext) -> RefineSettings:
         fixed = {schema.ALLOCATION_KEY: "uniform"} if len(allocations) > 1 and "uniform" in allocations else {}
         fill = FillSettings(schema.TARGET_KEY, macs[0], spacing, fixed=fixed)
     share = ShareSettings(schema.METHOD_KEY, context.methods) if len(context.methods) > 1 else None
-    off = set(cfg.ablate)  # `--ablate`: parts switched off one at a time to measure what each adds
-    return RefineSettings(floors=floors, log_objectives=logs, fill=None if "gap-fill" in off else fill,
+    on, off = set(cfg.refine_extras), set(cfg.ablate)
+    return RefineSettings(floors=floors, log_objectives=logs, fill=fill if "gap-fill" in on else None,
                           share=None if "method-share" in off else share,
-                          weighted_parents="parent-weighting" not in off)
+                          weighted_parents="parent-weighting" in on)
 
 
 @SAMPLERS.register("refine")

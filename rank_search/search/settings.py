@@ -13,7 +13,8 @@ from ..schema import is_uri
 
 SEARCHERS = ("refine", "nsga2", "tpe", "random")
 SCHEDULERS = ("fifo", "asha", "mo-asha", "mo-asha-method")
-ABLATIONS = ("gap-fill", "method-share", "parent-weighting")  # parts of the refine searcher `--ablate` turns off
+ABLATIONS = ("method-share",)  # parts of the refine searcher on by default, which `--ablate` turns off
+EXTRAS = ("gap-fill", "parent-weighting")  # parts off by default (they did not pay on the task suite), `--refine-extra`
 BUDGET_SAMPLES = 1000  # --num-samples when --budget-hours is given without it: the budget ends the sweep
 LOG_TO = ("mlflow", "tensorboard", "wandb")  # the trackers of search/tracking.py
 _BUILTIN_RESOURCES = ("CPU", "GPU", "MEMORY", "OBJECT_STORE_MEMORY")
@@ -48,6 +49,7 @@ class LaunchConfig:
     warm_start: int | None = None  # trials enqueued first (None: search.warm_start.warm_start_size)
     log_to: tuple[str, ...] = ()  # experiment trackers (`--log-to`, search/tracking.py)
     ablate: tuple[str, ...] = ()  # parts of the default search switched off (`--ablate`, ablation studies)
+    refine_extras: tuple[str, ...] = ()  # opt-in parts of the refine searcher switched on (`--refine-extra`)
     budget_hours: float | None = None  # stop sampling at this many trial-hours (`--budget-hours`, search/budget.py)
 
     def __post_init__(self) -> None:
@@ -71,8 +73,14 @@ class LaunchConfig:
                                       or not math.isfinite(value)):
                 raise RankSearchError(f"{flag} must be a finite number, got {value!r}")
         for part in self.ablate:
+            if part in EXTRAS:
+                raise RankSearchError(f"--ablate {part}: that part is off by default (--refine-extra {part} "
+                                      f"switches it on); --ablate names one of {', '.join(ABLATIONS)}")
             if part not in ABLATIONS:
                 raise RankSearchError(f"--ablate must name one of {', '.join(ABLATIONS)}, got {part!r}")
+        for part in self.refine_extras:
+            if part not in EXTRAS:
+                raise RankSearchError(f"--refine-extra must name one of {', '.join(EXTRAS)}, got {part!r}")
         if self.budget_hours is not None and (isinstance(self.budget_hours, bool)
                                               or not isinstance(self.budget_hours, (int, float))
                                               or not math.isfinite(self.budget_hours) or self.budget_hours <= 0):

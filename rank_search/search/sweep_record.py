@@ -15,7 +15,7 @@ import yaml
 from .. import safe_yaml, schema
 from ..errors import RankSearchError
 from ..storage import Location
-from .settings import LaunchConfig
+from .settings import EXTRAS, LaunchConfig
 
 
 def write_sweep_record(path: str, cfg: LaunchConfig, space_plain: dict, *,
@@ -123,6 +123,13 @@ def config_from_record(record: dict, *, path: str = "") -> LaunchConfig:
     if not isinstance(ablate, list) or not all(isinstance(t, str) for t in ablate):
         raise RankSearchError(f"{where}: launch.ablate must be a list of part names, got {ablate!r}")
     launch["ablate"] = tuple(ablate)
+    # --refine-extra: a record older than it was launched when gap fills and parent weighting were
+    # on by default, so it resumes with them (less what it ablated)
+    extras = launch.get("refine_extras", [p for p in EXTRAS if p not in ablate])
+    if not isinstance(extras, list) or not all(isinstance(t, str) for t in extras):
+        raise RankSearchError(f"{where}: launch.refine_extras must be a list of part names, got {extras!r}")
+    launch["refine_extras"] = tuple(extras)
+    launch["ablate"] = tuple(p for p in ablate if p not in EXTRAS)
     _check_types(launch, where)
     # the --dense file and --profile folder are copied into the experiment (dense.pt,
     # sensitivity.csv) at launch and need not exist now; a restart of a launch stopped before it

@@ -223,7 +223,8 @@ def test_a_sweep_gives_refine_the_dense_floor_and_its_ratio_objectives_in_log():
     s = refine_settings(SearchContext(cfg, None))
     assert (s.floors, s.log_objectives, s.fill, s.share) == ({}, (0,), None, None)
     # a searched target with MACs compression maximised: fills at a 16-trial grid's spacing, in log
-    cfg16 = LaunchConfig(space="x", num_samples=16)
+    assert refine_settings(SearchContext(LaunchConfig(space="x", num_samples=16), None, (2.0, 20.0, True))).fill is None
+    cfg16 = LaunchConfig(space="x", num_samples=16, refine_extras=("gap-fill",))  # opt-in
     fill = refine_settings(SearchContext(cfg16, None, (2.0, 20.0, True))).fill
     assert (fill.param, fill.objective, fill.spacing) == ("budget.target", 1, pytest.approx(math.log(10) / 15))
     assert refine_settings(SearchContext(cfg16, None, (2.0, 20.0, False))).fill.spacing == pytest.approx(18 / 15)
@@ -232,7 +233,8 @@ def test_a_sweep_gives_refine_the_dense_floor_and_its_ratio_objectives_in_log():
     both = refine_settings(SearchContext(cfg16, None, (2.0, 20.0, True), ("sensitivity", "uniform")))
     assert both.fill.fixed == {"budget.allocation": "uniform"}
     assert refine_settings(SearchContext(cfg16, None, (2.0, 20.0, True), ("sensitivity",))).fill.fixed == {}
-    latency = LaunchConfig(space="x", num_samples=16, objectives=(("val_accuracy", "max"), ("latency_speedup", "max")))
+    latency = LaunchConfig(space="x", num_samples=16, objectives=(("val_accuracy", "max"), ("latency_speedup", "max")),
+                           refine_extras=("gap-fill",))
     assert refine_settings(SearchContext(latency, None, (2.0, 20.0, True))).fill is None  # the target sets MACs, not speed
     space = space_from_mapping({"model": "lenet5", "dataset": "synthetic", "epochs": 1, "methods": {"posthoc": {}},
                                 "ranks": {"grouping": "uniform", "ratio": {"float": [0.1, 0.5]}}}, name="t")
@@ -318,7 +320,8 @@ def test_a_budget_driven_sweep_gives_refine_its_target_range_to_fill():
     space = space_from_mapping({**base, "ranks": {"allocation": "sensitivity", "target": {"float": [1.5, 6.0], "log": True}}},
                                name="t")
     assert _searched_target(space) == (1.5, 6.0, True)
-    context = SearchContext(LaunchConfig(space="x", num_samples=9), target=_searched_target(space),
+    context = SearchContext(LaunchConfig(space="x", num_samples=9, refine_extras=("gap-fill",)),
+                            target=_searched_target(space),
                             allocations=tuple(space.allocations))
     fill = make_searcher(context, SpaceSampler(space, []))._ot_study.sampler.settings.fill
     assert (fill.param, fill.objective, fill.spacing) == ("budget.target", 1, pytest.approx(math.log(4) / 8))

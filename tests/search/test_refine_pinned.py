@@ -1,6 +1,7 @@
 """The ``refine`` sampler's samples, pinned: a fixed study history and seed give these next trials.
 
-Recorded from the one-class ``FrontSampler`` before it was split into parts; the parts must
+Recorded from the one-class ``FrontSampler`` before it was split into parts (when parents were
+always weighted by hypervolume contribution, now ``weighted_parents=True``); the parts must
 draw the same random numbers in the same order. Each row: a trial's parameters, its parent's
 number (-1: drawn from the priors), whether it fills a gap, the method ``share`` chose.
 """
@@ -68,7 +69,7 @@ def _full(seed: int) -> FrontSampler:
 
 SETTINGS = RefineSettings(floors={0: 0.85}, log_objectives=(1,),
                           fill=FillSettings("target", 1, math.log(10) / 11, fixed={"allocation": "uniform"}),
-                          share=ShareSettings("method", ("a", "b", "c")))
+                          share=ShareSettings("method", ("a", "b", "c")), weighted_parents=True)
 
 
 FULL_SEED_7 = [
@@ -115,8 +116,8 @@ def test_every_part_at_work_gives_the_recorded_samples():
     _same(_run(_full(7)), FULL_SEED_7)
 
 
-def test_the_default_settings_give_the_recorded_samples():
-    _same(_run(FrontSampler(seed=3)), PLAIN_SEED_3)
+def test_the_plain_settings_give_the_recorded_samples():
+    _same(_run(FrontSampler(seed=3, weighted_parents=True)), PLAIN_SEED_3)
 
 
 def _old_sampler(seed: int, **settings) -> FrontSampler:
@@ -141,7 +142,7 @@ def test_a_pickle_of_the_one_class_sampler_loads_and_gives_the_recorded_samples(
     _same(_run(sampler), FULL_SEED_7)
     # an older one, pickled before floors, log objectives, fills and shares existed
     older = pickle.loads(pickle.dumps(_old_sampler(3, step=0.15, switch=0.2, explore=0.1)))
-    assert older.settings == RefineSettings()
+    assert older.settings == RefineSettings(weighted_parents=True)  # the weighting was on then
     _same(_run(older), PLAIN_SEED_3)
 
 

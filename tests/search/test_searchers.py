@@ -17,7 +17,7 @@ def test_every_searcher_the_flag_accepts_has_a_builder_and_no_other():
 def test_each_builder_makes_a_seeded_optuna_sampler(name):
     from optuna.samplers import BaseSampler
 
-    cfg = LaunchConfig(space="x", searcher=name, seed=3, num_samples=40)
+    cfg = LaunchConfig(space="x", searcher=name, seed=3, num_samples=40, refine_extras=("gap-fill",))
     sampler = create_sampler(SearchContext(cfg, dense_accuracy=0.9, target=(2.0, 20.0, True),
                                            allocations=("sensitivity", "uniform"), methods=("a", "b")))
     assert isinstance(sampler, BaseSampler)

@@ -51,14 +51,17 @@ class FrontSampler(BaseSampler):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickles this version's state and that of the one-class sampler (its settings as
-        attributes, tuples for ``fill`` and ``share``, any of them missing in older ones)."""
+        attributes, tuples for ``fill`` and ``share``, any of them missing in older ones); a state
+        older than the ``weighted_parents`` setting had the weighting on, and keeps it."""
         state = dict(state)
         if "settings" not in state:
             old = {k: state.pop(k) for k in _OLD_FIELDS if k in state}
             fill, fixed, share = old.pop("fill", None), old.pop("fill_fixed", None) or {}, old.pop("share", None)
             state["settings"] = RefineSettings(
                 **old, fill=None if fill is None else FillSettings(*fill, fixed=fixed),
-                share=None if share is None else ShareSettings(*share))
+                share=None if share is None else ShareSettings(*share), weighted_parents=True)
+        elif "weighted_parents" not in vars(state["settings"]):  # pickled before it was a setting: it was on
+            object.__setattr__(state["settings"], "weighted_parents", True)
         self.__dict__.update(state)
 
     def reseed_rng(self) -> None:

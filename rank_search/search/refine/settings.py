@@ -65,7 +65,7 @@ class RefineSettings:
         fill: gap fills, or None for none.
         share: the method share, or None for none.
         weighted_parents: parents drawn half by hypervolume contribution (True) or uniformly from
-            the front (False: the ablation of that weighting).
+            the front (False).
     """
 
     step: float = 0.15
@@ -75,7 +75,7 @@ class RefineSettings:
     log_objectives: tuple[int, ...] = ()
     fill: FillSettings | None = None
     share: ShareSettings | None = None
-    weighted_parents: bool = True
+    weighted_parents: bool = False
 
     def __post_init__(self) -> None:
         if not (0 < self.step and 0 <= self.switch <= 1 and 0 <= self.explore <= 1):
