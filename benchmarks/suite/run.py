@@ -50,6 +50,8 @@ def arms(trials: int) -> dict[str, tuple[dict, list[str], bool]]:
     return {
         "default": ({}, [], False),
         "uniform-grid": ({"allocations": ["uniform"]}, ["--warm-start", str(trials)], False),
+        # the default search given the grid's CPU-hours instead of 16 trials (`--budget-hours`)
+        "default-budget": ({}, [], True),
         # the default before the ablation: gap fills and parent weighting on
         "refine-extras": ({}, extras, False),
         # the same cost as the grid, spent by MO-ASHA (more trials, most stopped early)
