@@ -10,8 +10,8 @@ import os
 from rank_search.registry import Registry
 from rank_search.schema import RANK_PREFIX, SPACE_PREFIX
 
-from ._codec import (DENSE_KEY, PROFILE_KEY, BudgetTarget, GroupRanks, SpaceSampler, TrialSpec, decode_trial,
-                     encode_point, latency_batch_size, reference_constants)
+from ._codec import (DENSE_KEY, NESTED_KEY, PLAN_PREFIX, PROFILE_KEY, BudgetTarget, GroupRanks, PlanRanks, SpaceSampler,
+                     TrialSpec, decode_trial, encode_point, latency_batch_size, reference_constants)
 from ._space import GROUPINGS, Dim, SearchSpace, SpaceError, load_space_file, parse_dim, space_from_mapping
 
 _DIR = os.path.join(os.path.dirname(__file__), "spaces")
@@ -37,7 +37,7 @@ def get_space(name_or_path: str) -> SearchSpace:
 
 
 __all__ = [
-    "DENSE_KEY", "GROUPINGS", "PROFILE_KEY", "RANK_PREFIX", "SPACES", "SPACE_PREFIX", "BudgetTarget", "Dim",
-    "GroupRanks", "SearchSpace", "SpaceError", "SpaceSampler", "TrialSpec", "decode_trial", "encode_point", "get_space",
+    "DENSE_KEY", "GROUPINGS", "NESTED_KEY", "PLAN_PREFIX", "PROFILE_KEY", "RANK_PREFIX", "SPACES", "SPACE_PREFIX", "BudgetTarget", "Dim",
+    "GroupRanks", "PlanRanks", "SearchSpace", "SpaceError", "SpaceSampler", "TrialSpec", "decode_trial", "encode_point", "get_space",
     "latency_batch_size", "list_spaces", "load_space_file", "parse_dim", "reference_constants", "space_from_mapping",
 ]

@@ -9,7 +9,8 @@ downstream reads the flat config.
 Flat keys: ``method``; ``<method>.<knob>`` (the sampled method's knobs only); ``train.<key>``;
 ``distill.<key>`` (distillation from the sweep's dense reference); ``rank.<group>`` (one ratio
 per rank group) or, in a budget-driven space, ``budget.target`` and
-``budget.allocation``; the sweep's constants under ``space.*``.
+``budget.allocation``, or an explicit plan, ``plan.<layer>`` = ``SCHEME:RANK`` (a one-shot front
+point; ``RANK`` is ``OUTxIN`` for Tucker-2); the sweep's constants under ``space.*``.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ TRAIN_PREFIX = "train."
 DISTILL_PREFIX = "distill."  # distillation settings (``engine.DistillConfig`` fields)
 DENSE_KEY = SPACE_PREFIX + "dense"  # path or URI of the sweep's dense reference (dense.pt)
 PROFILE_KEY = SPACE_PREFIX + "profile"  # folder holding the sweep's profile (and layer latency table)
+NESTED_KEY = SPACE_PREFIX + "nested"  # path or URI of the sweep's trained nested model (nested.pt)
+PLAN_PREFIX = "plan."  # an explicit per-layer plan: plan.<layer> = SCHEME:RANK
 _NAME, _MODEL, _DATASET, _EPOCHS, _SEED, _GROUPING, _DATA_ROOT, _RANK_MODE, _PROXY, _BUDGET = (
     SPACE_PREFIX + k for k in
     ("name", "model", "dataset", "epochs", "seed", "grouping", "data_root", "rank_mode", "proxy", "budget"))
@@ -77,12 +80,46 @@ class BudgetTarget:
 
 
 @dataclass(frozen=True)
+class PlanRanks:
+    """An explicit per-layer plan: layer -> (scheme, rank), the rank an int or Tucker-2's
+    (out, in) pair (``rank_search.plan.RankPlan.from_dict(ranks.to_dict())`` is the plan)."""
+
+    layers: Mapping[str, tuple[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``RankPlan`` form of a run config."""
+        return {"layers": {n: {"scheme": s, "rank": list(r) if isinstance(r, tuple) else r}
+                           for n, (s, r) in self.layers.items()}}
+
+    def to_config(self) -> dict[str, str]:
+        """The ``plan.<layer>`` keys."""
+        return {PLAN_PREFIX + n: f"{s}:{'x'.join(map(str, r)) if isinstance(r, tuple) else r}"
+                for n, (s, r) in self.layers.items()}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "PlanRanks | None":
+        """The plan of a config's ``plan.<layer>`` keys; None when it has none."""
+        layers = {}
+        for key, value in config.items():
+            if not key.startswith(PLAN_PREFIX):
+                continue
+            scheme, sep, rank = str(value).partition(":")
+            parts = rank.split("x")
+            if not sep or not scheme or not all(p.isdigit() for p in parts) or len(parts) > 2:
+                raise RankSearchError(f"{key} must be SCHEME:RANK or SCHEME:OUTxIN (integer ranks), got {value!r}")
+            ranks = tuple(int(p) for p in parts)
+            layers[key[len(PLAN_PREFIX):]] = (scheme, ranks if len(ranks) == 2 else ranks[0])
+        return cls(layers) if layers else None
+
+
+@dataclass(frozen=True)
 class TrialSpec:
     """One trial, decoded: what ``rank_search.search.trial.run_spec`` turns into a run.
 
     ``knobs``, ``train`` and ``distill`` are keyed without their prefix; ``ranks`` is ``None`` only when the
     config holds none (a method without a rank plan may not need them); ``dense`` and
-    ``profile`` name the sweep's references (``None`` when the sweep has none).
+    ``profile`` name the sweep's references (``None`` when the sweep has none); ``nested`` the
+    trained nested model a one-shot trial fine-tunes a truncation of (``--searcher oneshot``).
     """
 
     method: str
@@ -93,7 +130,7 @@ class TrialSpec:
     knobs: Mapping[str, Any] = field(default_factory=dict)
     train: Mapping[str, Any] = field(default_factory=dict)
     distill: Mapping[str, Any] = field(default_factory=dict)
-    ranks: GroupRanks | BudgetTarget | None = None
+    ranks: GroupRanks | BudgetTarget | PlanRanks | None = None
     rank_mode: str = "per_group"
     grouping: str = "uniform"
     space: str | None = None
@@ -101,6 +138,7 @@ class TrialSpec:
     dense: str | None = None
     profile: str | None = None
     latency_batch_size: int = DEFAULT_LATENCY_BATCH_SIZE
+    nested: str | None = None
 
     def __post_init__(self) -> None:
         _check_batch_size(self.latency_batch_size)
@@ -116,7 +154,8 @@ class TrialSpec:
         dense = self.dense
         if dense and posixpath.basename(dense) == DENSE_WEIGHTS_FILE:
             dense = posixpath.join(folder, DENSE_WEIGHTS_FILE)
-        return dataclasses.replace(self, dense=dense, profile=folder if self.profile else None)
+        nested = posixpath.join(folder, posixpath.basename(self.nested)) if self.nested else None
+        return dataclasses.replace(self, dense=dense, profile=folder if self.profile else None, nested=nested)
 
     def to_config(self) -> dict[str, Any]:
         """The flat config this spec decodes from (``decode_trial(spec.to_config()) == spec``)."""
@@ -128,12 +167,16 @@ class TrialSpec:
             out.update({RANK_PREFIX + g: v for g, v in self.ranks.ratios.items()})
         elif isinstance(self.ranks, BudgetTarget):
             out.update({ALLOCATION_KEY: self.ranks.allocation, TARGET_KEY: self.ranks.target})
+        elif isinstance(self.ranks, PlanRanks):
+            out.update(self.ranks.to_config())
         out.update(_constants(name=self.space, model=self.model, dataset=self.dataset, epochs=self.epochs,
                               seed=self.seed, grouping=self.grouping, data_root=self.data_root,
                               rank_mode=self.rank_mode, latency_batch_size=self.latency_batch_size,
                               **({"proxy": self.ranks.proxy, "budget": self.ranks.budget}
                                  if isinstance(self.ranks, BudgetTarget) else {})))
         out.update(reference_constants(dense=self.dense, profile=self.profile))
+        if self.nested:
+            out[NESTED_KEY] = self.nested
         return out
 
 
@@ -181,12 +224,13 @@ def decode_trial(config: Mapping[str, Any]) -> TrialSpec:
     distill = {k[len(DISTILL_PREFIX):]: v for k, v in config.items() if k.startswith(DISTILL_PREFIX)}
     rank_mode = str(config.get(_RANK_MODE, "per_group"))
     grouping = str(config.get(_GROUPING, "uniform"))
-    ranks: GroupRanks | BudgetTarget | None = None
-    if rank_mode == "sensitivity":
+    # an explicit plan (a one-shot front point) whatever the space's rank mode
+    ranks: GroupRanks | BudgetTarget | PlanRanks | None = PlanRanks.from_config(config)
+    if ranks is None and rank_mode == "sensitivity":
         if TARGET_KEY in config:
             ranks = BudgetTarget(float(config[TARGET_KEY]), str(config.get(ALLOCATION_KEY, DEFAULT_ALLOCATION)),
                                  str(config.get(_PROXY, DEFAULT_PROXY)), str(config.get(_BUDGET, DEFAULT_BUDGET)))
-    else:
+    elif ranks is None:
         ratios = {k[len(RANK_PREFIX):]: float(v) for k, v in config.items() if k.startswith(RANK_PREFIX)}
         ranks = GroupRanks(grouping, ratios) if ratios else None
     name = config.get(_NAME)
@@ -196,7 +240,7 @@ def decode_trial(config: Mapping[str, Any]) -> TrialSpec:
         rank_mode=rank_mode,
         grouping=grouping, space=None if name is None else str(name), data_root=config.get(_DATA_ROOT),
         dense=_text(config.get(DENSE_KEY)), profile=_text(config.get(PROFILE_KEY)),
-        latency_batch_size=latency_batch_size(config),
+        latency_batch_size=latency_batch_size(config), nested=_text(config.get(NESTED_KEY)),
     )
 
 

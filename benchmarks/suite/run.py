@@ -130,6 +130,8 @@ def summarise(path: Path, task: str, arm: str, seed: int, wall: float) -> dict:
         # a uniform allocation never reads the profile; a sweep that measured one anyway (an old
         # launch) is charged without it, as one that skips it would cost
         profile = 0.0
+    # --searcher oneshot: the nested model's training and the one-shot search, before any trial
+    oneshot = float(dense.get("oneshot_seconds", 0.0))
 
     def val(row, key):
         v = row.get(key)
@@ -149,7 +151,8 @@ def summarise(path: Path, task: str, arm: str, seed: int, wall: float) -> dict:
             "machine": f"{platform.node()}, {os.cpu_count()} cores", "wall_seconds": wall,
             "dense": {"val_accuracy": float(dense["val_accuracy"]), "test_accuracy": float(dense["test_accuracy"]),
                       "source": dense.get("source"), "epochs": (dense.get("run") or {}).get("epochs")},
-            "reference_cpu_seconds": ref + profile, "profile_cpu_seconds": profile, "trials": rows}
+            "reference_cpu_seconds": ref + profile + oneshot, "profile_cpu_seconds": profile,
+            "oneshot_cpu_seconds": oneshot, "trials": rows}
 
 
 def _add_histories(out: Path, path: Path) -> None:

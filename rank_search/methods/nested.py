@@ -15,6 +15,12 @@ ordering nested dropout relies on; independent layers cover per-layer allocation
 The compact model of record is the truncation to the resolved plan (energy/value specs resolve
 on the starting weights), layers outside it dense at full rank, with its BatchNorm statistics
 re-estimated on ``bn_images`` training images (0: the running statistics of training).
+
+With ``weights`` (a trained nested model's state_dict, e.g. a one-shot sweep's ``nested.pt``) the
+run instead fine-tunes that model's truncation to the plan: the model trained is the compact
+model ``export_truncation`` makes of it, BatchNorm re-estimated as above, trained like any other
+model (no truncation is drawn). The nested model must have this run's structure (same model,
+scheme and nested layers).
 """
 from __future__ import annotations
 
@@ -45,6 +51,8 @@ class NestedKnobs:
     bn_images: training images the compact model's BatchNorm statistics are re-estimated on
         (0: keep the running statistics of training, a mixture over truncations).
     init: ``dense``: a sweep's trials start from the dense reference; ``scratch``: from a fresh one.
+    weights: a trained nested model's weights file: fine-tune its truncation to the plan instead
+        of training a nested model (None: train one).
     """
 
     p_full: float = 0.25
@@ -52,9 +60,13 @@ class NestedKnobs:
     min_ratio: float = 0.05
     bn_images: int = 512
     init: str = "dense"
+    weights: str | None = None
 
     def __post_init__(self) -> None:
         check_init("nested", self.init)
+        if self.weights is not None and (not isinstance(self.weights, str) or not self.weights):
+            raise RankSearchError(f"nested.weights must be the path of a nested model's weights file, "
+                                  f"got {self.weights!r}")
         for knob in ("p_full", "p_min"):
             value = getattr(self, knob)
             if not 0.0 <= value <= 1.0:
@@ -146,9 +158,20 @@ class Nested(Method):
 
     def build_model(self, dense, trainer):
         self.plan = self.current_plan(dense)
-        return nest(dense, self.nested_schemes(dense, self.plan))
+        model = nest(dense, self.nested_schemes(dense, self.plan))
+        if self.knobs.weights is None:
+            return model
+        from ..weights import load_weights
+
+        load_weights(model, self.knobs.weights, what="nested.weights")
+        compact = export_truncation(model, self.plan).to(trainer.device)
+        if self.knobs.bn_images:
+            reestimate_batchnorm(compact, trainer.data.train, images=self.knobs.bn_images, device=trainer.device)
+        return compact
 
     def before_forward(self, trainer) -> None:
+        if self.knobs.weights is not None:
+            return  # fine-tuning a truncation: the model is compact already
         if self._sampler is None:
             self._sampler = TruncationSampler.for_model(trainer.model, self.knobs, trainer.seed, self.plan)
         set_truncation(trainer.model, self._sampler.draw(trainer.global_step)[1])
@@ -157,6 +180,8 @@ class Nested(Method):
         set_truncation(trainer.model, None)
 
     def compact_model(self, trainer):
+        if self.knobs.weights is not None:
+            return trainer.model
         compact = export_truncation(trainer.model, self.plan)
         if self.knobs.bn_images:
             reestimate_batchnorm(compact, trainer.data.train, images=self.knobs.bn_images, device=trainer.device)

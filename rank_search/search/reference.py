@@ -342,7 +342,7 @@ def _prepare_dense_and_profile(path: str, space, cfg: LaunchConfig) -> Reference
     profile_needed = space.needs_profile or (cfg.profile is not None and space.rank_mode == "sensitivity")
     # the trials read the profile, or the layer latency table timed into the same folder
     folder = path if profile_needed or (space.rank_mode == "sensitivity" and space.budget == "latency") else None
-    if not (needs_dense(space) or cfg.dense):
+    if not (needs_dense(space) or cfg.dense or cfg.searcher == "oneshot"):  # oneshot: the nested model's start
         return References(None, None)
     dense_uri = loc.address(schema.DENSE_WEIGHTS_FILE)
     have_dense = loc.is_file(schema.DENSE_WEIGHTS_FILE)

@@ -130,3 +130,12 @@ def _random(context: SearchContext) -> BaseSampler:
     from optuna.samplers import RandomSampler
 
     return RandomSampler(seed=context.config.seed)
+
+
+@SAMPLERS.register("oneshot")
+def _oneshot(context: SearchContext) -> BaseSampler:
+    """Every trial of a one-shot sweep is an enqueued front point (``search.oneshot_sweep``): this
+    sampler draws nothing a trial runs."""
+    from optuna.samplers import RandomSampler
+
+    return RandomSampler(seed=context.config.seed)

@@ -11,7 +11,7 @@ from .. import schema
 from ..errors import RankSearchError
 from ..schema import is_uri
 
-SEARCHERS = ("refine", "nsga2", "tpe", "random")
+SEARCHERS = ("refine", "nsga2", "tpe", "random", "oneshot")
 SCHEDULERS = ("fifo", "asha", "mo-asha", "mo-asha-method")
 ABLATIONS = ("method-share",)  # parts of the refine searcher on by default, which `--ablate` turns off
 EXTRAS = ("gap-fill", "parent-weighting")  # parts off by default (they did not pay on the task suite), `--refine-extra`
@@ -99,6 +99,11 @@ class LaunchConfig:
                                   f"got {self.address!r}")
         if self.searcher not in SEARCHERS:
             raise RankSearchError(f"--searcher must be one of {', '.join(SEARCHERS)}, got {self.searcher!r}")
+        if self.searcher == "oneshot":  # its trials are the one-shot front's points (search/oneshot_sweep.py)
+            for flag, value in (("--budget-hours", self.budget_hours), ("--warm-start", self.warm_start)):
+                if value is not None:
+                    raise RankSearchError(f"{flag} does not apply to --searcher oneshot (its trials are the one-shot "
+                                          f"front's points, at most --num-samples), got {flag} {value}")
         if self.scheduler not in SCHEDULERS:
             raise RankSearchError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
         _check_log_to(self.log_to)

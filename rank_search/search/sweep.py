@@ -30,13 +30,14 @@ from .ray_session import ray_session
 from ._private_api import check_versions, eager_snapshots, resuming_at
 from .restore import FINISHED, ORPHANED_DIR, read_tune_state, set_aside_orphans
 from .settings import LaunchConfig, check_storage, probe_storage, resolve_storage
-from .sweep_record import config_from_record, read_sweep_record, write_sweep_record
+from .sweep_record import config_from_record, read_sweep_record, record_num_samples, write_sweep_record
 from .reference import check_dense_weights, check_given_profile, prepare_references
 from .searchers import SearchContext
 from .budget import BudgetSearcher, planned_trials, reference_seconds, spent_seconds
 from .tune_setup import (make_run_config, make_scheduler, make_search_alg, make_searcher, make_trainable, study_storage,
                          trial_dirname)
 from .warm_start import planned_methods, warm_start_points
+from .oneshot_sweep import check_oneshot, prepare_oneshot
 
 
 def narrow_targets(space, low: float | None, high: float | None):
@@ -95,6 +96,8 @@ def preflight(cfg: LaunchConfig) -> Preflight:
         # a relative data_root in the space file means the launching folder, as --data-root does
         space = dataclasses.replace(space, data_root=os.path.abspath(os.path.expanduser(space.data_root)))
     groups = check_space(space)
+    if cfg.searcher == "oneshot":
+        space = check_oneshot(space, cfg)
     # the files are there (or can be fetched there), rather than every trial failing to find them
     check_data(space.dataset, data_root=space.data_root, download=cfg.download)
     if cfg.dense:
@@ -182,10 +185,19 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
             say("note: a latency objective with MACs targets; ranks.budget: latency allocates from measured "
                 "layer times instead (README, budget-driven spaces)")
         refs = prepare_references(path, space, cfg)
-        planned = (cfg.num_samples if cfg.budget_hours is None
-                   else planned_trials(cfg.budget_hours, path, cfg.num_samples))
-        points = warm_start_points(space, groups, planned, cfg.warm_start, by_results=cfg.searcher == "refine")
-        if points:
+        epochs = space.epochs
+        if cfg.searcher == "oneshot":  # the trials are the one-shot front's points
+            oneshot = prepare_oneshot(path, space, cfg, refs)
+            if len(oneshot.configs) != cfg.num_samples:  # a front of fewer points: the sweep runs them all
+                cfg = dataclasses.replace(cfg, num_samples=len(oneshot.configs))
+                record_num_samples(path, cfg.num_samples)
+            sampler_fn, points, epochs = oneshot, oneshot.points(), oneshot.epochs
+        else:
+            planned = (cfg.num_samples if cfg.budget_hours is None
+                       else planned_trials(cfg.budget_hours, path, cfg.num_samples))
+            points = warm_start_points(space, groups, planned, cfg.warm_start, by_results=cfg.searcher == "refine")
+            sampler_fn = SpaceSampler(space, groups, refs.constants())
+        if points and cfg.searcher != "oneshot":
             open_ = sum(1 for p in points if schema.METHOD_KEY not in p) if len(space.methods) > 1 else 0
             say(f"warm start: the first {len(points)} trials are enqueued (every method, "
                 f"{'targets' if space.rank_mode == 'sensitivity' else 'uniform ratios'} over the range"
@@ -193,19 +205,18 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
                    if open_ else ")"))
         context = SearchContext(cfg, dense_accuracy=refs.accuracy, target=_searched_target(space),
                                 allocations=tuple(space.allocations), methods=tuple(planned_methods(space)))
-        searcher = make_searcher(context, SpaceSampler(space, groups, refs.constants()), points=points,
-                                 storage=study_storage(path))
+        searcher = make_searcher(context, sampler_fn, points=points, storage=study_storage(path))
         if cfg.budget_hours is not None:
             searcher = BudgetSearcher(searcher, hours=cfg.budget_hours, reference=reference_seconds(path))
         tuner = tune.Tuner(
             make_trainable(cfg),
             tune_config=tune.TuneConfig(
                 search_alg=make_search_alg(searcher, max_concurrent=cfg.max_concurrent),
-                scheduler=make_scheduler(cfg, path=path, epochs=space.epochs, dense_accuracy=refs.accuracy),
+                scheduler=make_scheduler(cfg, path=path, epochs=epochs, dense_accuracy=refs.accuracy),
                 num_samples=cfg.num_samples, reuse_actors=True,
                 trial_dirname_creator=trial_dirname,
             ),
-            run_config=make_run_config(cfg, cfg.storage, cfg.name, space.epochs),
+            run_config=make_run_config(cfg, cfg.storage, cfg.name, epochs),
         )
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (ray_session): the folder resumes from here
         say(f"launch interrupted during its set-up; what it made is kept: finish it with "

@@ -60,6 +60,14 @@ def write_sweep_record(path: str, cfg: LaunchConfig, space_plain: dict, *,
         raise
 
 
+def record_num_samples(path: str, num_samples: int) -> None:
+    """Set the record's ``launch.num_samples``: the trials a one-shot sweep runs, its front's
+    points, when the front has fewer than were asked (``nested.yaml`` keeps the number asked)."""
+    record = read_sweep_record(path)
+    record["launch"]["num_samples"] = int(num_samples)
+    Location(path).write_text(schema.SWEEP_FILE, yaml.safe_dump(record, sort_keys=False))
+
+
 def _umask() -> int:
     import os
 

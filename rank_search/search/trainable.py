@@ -38,13 +38,29 @@ def _cpu_share() -> int:
 
 
 def _local_init(spec, key: str = "init"):
-    """The spec with its ``key`` weights (``init``, ``teacher``) on local disk: a dense reference on
-    URI storage is copied once per machine (under a name fixed by its URI, size and modification time, so every
-    worker process finds the copy) into the temporary folder, and older copies of it are removed."""
+    """The spec with its ``key`` weights (``init``, ``teacher``) on local disk (``_local_copy``)."""
     path = getattr(spec, key)
     if path is None or not schema.is_uri(path):
         return spec
     import dataclasses
+
+    return dataclasses.replace(spec, **{key: _local_copy(path)})
+
+
+def _local_nested(spec):
+    """The spec with its ``nested.weights`` (a one-shot trial's nested model) on local disk."""
+    path = spec.settings.get("nested.weights")
+    if not isinstance(path, str) or not schema.is_uri(path):
+        return spec
+    import dataclasses
+
+    return dataclasses.replace(spec, settings={**spec.settings, "nested.weights": _local_copy(path)})
+
+
+def _local_copy(path: str) -> str:
+    """A weights file on URI storage copied once per machine (under a name fixed by its URI, size
+    and modification time, so every worker process finds the copy) into the temporary folder;
+    older copies of it are removed."""
     import glob
     import hashlib
     import posixpath
@@ -68,7 +84,7 @@ def _local_init(spec, key: str = "init"):
                     os.remove(old)
                 except OSError:
                     pass
-    return dataclasses.replace(spec, **{key: local})
+    return local
 
 
 def _experiment_now(like: str) -> str:
@@ -96,7 +112,7 @@ def rank_search_trainable(config: dict[str, Any], *, progress: Callable[[int], N
     trial = decode_trial(config)
     if trial.dense or trial.profile:
         trial = trial.moved_to(_experiment_now(trial.dense or trial.profile))
-    spec = _local_init(_local_init(run_spec(trial)), "teacher")
+    spec = _local_nested(_local_init(_local_init(run_spec(trial)), "teacher"))
     finished = [0]  # epochs finished so far, read by the progress hook
     trainer = prepare(spec, progress=(lambda message: progress(finished[0])) if progress is not None else None)
     checkpoint = tune.get_checkpoint()

@@ -3,15 +3,17 @@
 No model is built here: the sampled ratios become ``GroupRatios`` (or, in a budget-driven
 space, the sampled target becomes ``BudgetRanks``, read from the sweep's tables by its one
 constructor), which ``run.prepare`` resolves into the integer plan against the model it builds
-(once). Each method's ``search_defaults`` fill the knobs the space leaves out; a method whose
-``init`` knob is ``dense`` starts from the sweep's dense reference, which also teaches a trial
-with ``distill.weight > 0``.
+(once); an explicit plan (a one-shot front point) is the run's plan as it is. Each method's
+``search_defaults`` fill the knobs the space leaves out; a method whose ``init`` knob is
+``dense`` starts from the sweep's dense reference, which also teaches a trial with
+``distill.weight > 0``; a trial naming the sweep's nested model (``--searcher oneshot``) runs
+``nested`` with it as ``nested.weights``: it fine-tunes that model's truncation to its plan.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from search_spaces import PROFILE_KEY, BudgetTarget, GroupRanks, TrialSpec, decode_trial
+from search_spaces import NESTED_KEY, PROFILE_KEY, BudgetTarget, GroupRanks, PlanRanks, TrialSpec, decode_trial
 
 from ..errors import RankSearchError
 from ..run import RunSpec
@@ -30,6 +32,7 @@ def method_init(method: str, knobs: Mapping[str, Any]) -> str:
 def _ranks(trial: TrialSpec) -> Any:
     from ..allocation import BudgetRanks
     from ..groups import GroupRatios
+    from ..plan import RankPlan
 
     if isinstance(trial.ranks, BudgetTarget):
         if trial.ranks.needs_profile and not trial.profile:
@@ -37,6 +40,8 @@ def _ranks(trial: TrialSpec) -> Any:
         return BudgetRanks.from_dict(trial.ranks.to_dict(profile=trial.profile))
     if isinstance(trial.ranks, GroupRanks):
         return GroupRatios(trial.ranks.grouping, dict(trial.ranks.ratios))
+    if isinstance(trial.ranks, PlanRanks):
+        return RankPlan.from_dict(trial.ranks.to_dict())
     if trial.rank_mode == "sensitivity":
         raise RankSearchError("a budget-driven trial config has no target (budget.target)")
     raise RankSearchError(f"trial config has no rank ratios ({RANK_PREFIX}<group> keys)")
@@ -51,6 +56,11 @@ def run_spec(trial: TrialSpec) -> RunSpec:
     scheme = knobs.pop("scheme", None)
     for knob, value in cls.search_defaults.items():
         knobs.setdefault(knob, value)
+    if trial.nested:
+        if trial.method != "nested":
+            raise RankSearchError(f"a trial naming a nested model ({NESTED_KEY}) must run method nested, "
+                                  f"got {trial.method!r}")
+        knobs["weights"] = trial.nested
     ranks = None
     if cls.uses_plan:
         ranks = _ranks(trial)

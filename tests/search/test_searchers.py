@@ -28,7 +28,7 @@ def test_each_builder_makes_a_seeded_optuna_sampler(name):
 
 
 def test_an_unknown_or_duplicate_searcher_is_refused():
-    with pytest.raises(RankSearchError, match="unknown searcher 'grid'; valid choices: nsga2, random, refine, tpe"):
+    with pytest.raises(RankSearchError, match="unknown searcher 'grid'; valid choices: nsga2, oneshot, random, refine, tpe"):
         SAMPLERS.get("grid")
     with pytest.raises(ValueError, match="searcher 'tpe' is already registered"):
         SAMPLERS.add("tpe", lambda context: None)

@@ -1,0 +1,313 @@
+"""`launch --searcher oneshot` (issue 31): train once, search many, fine-tune the front.
+
+After the dense reference (``reference.py``), a sweep with this searcher:
+1. trains the ``nested`` method from the dense reference once, for ``NESTED_EPOCHS_FACTOR`` times
+   the space's epochs, as a Ray task with a trial's resources; its weights and record go to the
+   experiment folder (``nested.pt``, ``nested.yaml``);
+2. runs the one-shot search on it (``search.oneshot``: ``ALLOCATIONS`` allocations screened with
+   ``SCREEN_IMAGES`` BatchNorm images, the near-front ones evaluated again with ``nested.bn_images``)
+   as a second task; every evaluated allocation goes to ``oneshot.csv``, its front marked;
+3. makes the sweep's trials of at most ``--num-samples`` front points spread along it in log
+   MACs compression (the front's dense end, no layer factorized, is the dense reference and no
+   trial): each fine-tunes that truncation (``nested.weights``) for
+   ``finetune_epochs(space)`` epochs and reports what every trial reports.
+Each step is read back from the folder when it is there, so a relaunch or `resume` never repeats
+it. The two tasks' seconds are charged in ``dense.yaml`` (``oneshot_seconds``, with
+``nested_seconds`` and ``oneshot_search_seconds``). The trials' configs are the define-by-run
+values of ``OneShotTrials``: every trial is an enqueued point that names its front point.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from .. import schema
+from ..errors import RankSearchError
+from ..storage import Location
+from .progress import say
+from .settings import LaunchConfig
+
+# *our choice* (docs/nested.md): twice a trial's epochs, as the measured runs (dense 6, nested 12)
+NESTED_EPOCHS_FACTOR = 2
+# *our choice*: the measured runs' search budget halved, with screening (the search was most of the cost)
+ALLOCATIONS = 200
+SCREEN_IMAGES = 128
+# the nested run's plan of record (its per-epoch metrics); the search reads every truncation
+NESTED_RANKS = "ratio:0.25"
+POINT_KEY = "oneshot.point"  # the one parameter a one-shot trial has: its front point's index
+_COLUMNS = ("point", "macs", "macs_compression", "val_accuracy", "val_loss", "bn_images", "front", "plan")
+
+
+def finetune_epochs(space) -> int:
+    """A front point's fine-tuning: a third of the space's epochs, at least 1 (*our choice*: the
+    measured runs fine-tuned 2 epochs after a 6-epoch dense reference)."""
+    return max(1, round(space.epochs / 3))
+
+
+def oneshot_scheme(space) -> str:
+    """The scheme the nested model trains in: the one scheme the space's methods plan in, which
+    ``nested`` must support; else a one-line error naming the rule and the schemes."""
+    from ..methods import METHODS
+    from .check import method_schemes
+
+    supported = METHODS.get("nested").supported_schemes
+    schemes = sorted({s for m, knobs in space.methods.items() for s in method_schemes(m, knobs)})
+    if len(schemes) != 1 or schemes[0] not in supported:
+        raise RankSearchError(f"--searcher oneshot trains the nested method in the space's scheme: the space's "
+                              f"methods must plan in one scheme of {', '.join(supported)}; space {space.name!r} "
+                              f"plans in {', '.join(schemes) or 'no scheme'}")
+    return schemes[0]
+
+
+def nested_knobs(space) -> dict[str, Any]:
+    """The nested method's knobs: the space's ``nested`` method's, a searched one at its
+    midpoint, else the defaults (``scheme`` is ``oneshot_scheme``'s)."""
+    knobs = space.methods.get("nested", {})
+    return {k: d.midpoint() for k, d in knobs.items() if k not in ("scheme", "weights")}
+
+
+def check_oneshot(space, cfg: LaunchConfig):
+    """Pre-flight of a one-shot sweep (before any folder or Ray): the space qualifies; returns the
+    space as run: a budget-driven one reads no profile (the search allocates the ranks)."""
+    import dataclasses
+
+    from ..methods import create_method
+
+    scheme = oneshot_scheme(space)
+    create_method("nested", nested_knobs(space), scheme=scheme)  # its knobs build
+    if space.rank_mode == "sensitivity" and space.allocations != ("uniform",):
+        space = dataclasses.replace(space, allocations=("uniform",))
+    return space
+
+
+@dataclass(frozen=True)
+class OneShotTrials:
+    """The define-by-run function of a one-shot sweep: trial ``POINT_KEY = i`` gets ``configs[i]``.
+
+    Attributes:
+        configs: each front point's flat trial config (``search_spaces.TrialSpec.to_config``).
+        epochs: the epochs each trial fine-tunes.
+    """
+
+    configs: tuple[dict, ...]
+    epochs: int
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        index = trial.suggest_categorical(POINT_KEY, list(range(len(self.configs))))
+        return dict(self.configs[index])
+
+    def points(self) -> list[dict[str, Any]]:
+        """The points to enqueue: every front point once, in order."""
+        return [{POINT_KEY: i} for i in range(len(self.configs))]
+
+
+def spread(compressions: list[float], count: int) -> list[int]:
+    """Indices of at most ``count`` of ``compressions``, spread evenly in log compression: both
+    ends, then the point nearest each of ``count`` evenly spaced values; sorted."""
+    if len(compressions) <= count:
+        return list(range(len(compressions)))
+    logs = [math.log(c) for c in compressions]
+    low, high = min(logs), max(logs)
+    chosen: list[int] = []
+    for k in range(count):
+        goal = low + (high - low) * (k / (count - 1) if count > 1 else 0.5)
+        free = [i for i in range(len(logs)) if i not in chosen]
+        chosen.append(min(free, key=lambda i: (abs(logs[i] - goal), i)))
+    return sorted(chosen)
+
+
+def prepare_oneshot(path: str, space, cfg: LaunchConfig, refs) -> OneShotTrials:
+    """The one-shot sweep's trials (steps 1-3 of the module docstring), each step read back from
+    the experiment folder ``path`` when it was done before. ``refs``: the sweep's ``References``."""
+    import ray
+
+    from search_spaces import TrialSpec
+
+    from .reference import _get, _task_resources, train_settings
+
+    loc = Location(path)
+    scheme, knobs = oneshot_scheme(space), nested_knobs(space)
+    threads = int(round(cfg.cpus_per_trial))
+    resources = _task_resources(cfg)
+    dense = ray.put(loc.read_bytes(schema.DENSE_WEIGHTS_FILE))
+    settings = train_settings(space)
+    if loc.is_file(schema.NESTED_WEIGHTS_FILE) and loc.is_file(schema.NESTED_RECORD_FILE):
+        say("nested model found in the experiment folder: reused")
+    else:
+        epochs = NESTED_EPOCHS_FACTOR * space.epochs
+        say(f"training the nested model ({epochs} epochs, {scheme} scheme, from the dense reference) ...")
+        out = _get(ray.remote(**resources)(_nested_task).remote(space.to_plain(), dense, threads, scheme, knobs,
+                                                                 settings, epochs))
+        loc.write_bytes(schema.NESTED_WEIGHTS_FILE, out["weights"])
+        loc.write_text(schema.NESTED_RECORD_FILE, yaml.safe_dump({**out["record"], "requested_trials": cfg.num_samples},
+                                                                 sort_keys=False))
+        say(f"nested model: {out['record']['seconds']:.1f}s")
+    record = loc.read_mapping(schema.NESTED_RECORD_FILE)
+    if loc.is_file(schema.ONESHOT_FILE) and "search" in record:
+        say("one-shot search found in the experiment folder: reused")
+    else:
+        say(f"one-shot search: {ALLOCATIONS} allocations (screened with {SCREEN_IMAGES} BatchNorm images) ...")
+        nested = ray.put(loc.read_bytes(schema.NESTED_WEIGHTS_FILE))
+        out = _get(ray.remote(**resources)(_search_task).remote(space.to_plain(), dense, nested, threads, scheme,
+                                                                 knobs, settings, ALLOCATIONS, SCREEN_IMAGES,
+                                                                 cfg.seed))
+        record = {**record, "search": out["record"]}
+        loc.write_text(schema.NESTED_RECORD_FILE, yaml.safe_dump(record, sort_keys=False))
+        _charge(loc, record)
+        loc.write_text(schema.ONESHOT_FILE, _to_csv(out["rows"]))  # last: the search's mark of done
+    _charge(loc, record)
+    # the front's dense end (no layer factorized) is the dense reference itself, not a trial
+    rows = [r for r in read_oneshot(path) if r["front"] and r["plan"].layers]
+    if not rows:
+        raise RankSearchError(f"the one-shot front in {path!r} holds no factorized point (only the dense model): "
+                              f"nothing to fine-tune; see {schema.ONESHOT_FILE}")
+    rows.sort(key=lambda r: r["macs_compression"])
+    picked = [rows[i] for i in spread([r["macs_compression"] for r in rows], cfg.num_samples)]
+    epochs = finetune_epochs(space)
+    train = {k: d.midpoint() for k, d in space.train.items()}
+    configs = tuple(TrialSpec(
+        method="nested", model=space.model, dataset=space.dataset, epochs=epochs, seed=space.seed,
+        knobs={**knobs, "scheme": scheme}, train=train, ranks=r["plan"], rank_mode=space.rank_mode,
+        grouping=space.grouping, space=space.name, data_root=space.data_root, dense=refs.dense,
+        latency_batch_size=space.latency_batch_size, nested=loc.address(schema.NESTED_WEIGHTS_FILE)).to_config()
+        for r in picked)
+    search = record["search"]
+    say(f"one-shot front: {len(rows)} of {search['evaluated']} allocations ({search['seconds']:.1f}s); "
+        f"{len(picked)} fine-tuned as trials, {epochs} epoch(s) each, at MACs compression "
+        + ", ".join(f"{r['macs_compression']:.2f}x" for r in picked))
+    return OneShotTrials(configs, epochs)
+
+
+def _charge(loc: Location, record: dict) -> None:
+    """``dense.yaml`` charged with the nested training and the search (their tasks' seconds)."""
+    dense = loc.read_mapping(schema.DENSE_RECORD_FILE)
+    nested = float(record.get("seconds", 0.0))
+    search = float((record.get("search") or {}).get("seconds", 0.0))
+    cost = {"nested_seconds": nested, "oneshot_search_seconds": search, "oneshot_seconds": nested + search}
+    if dense and any(dense.get(k) != v for k, v in cost.items()):
+        loc.write_text(schema.DENSE_RECORD_FILE, yaml.safe_dump({**dense, **cost}, sort_keys=False))
+
+
+def _to_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def read_oneshot(path: str) -> list[dict[str, Any]]:
+    """The rows of ``oneshot.csv`` in ``path``, typed (``plan`` a ``search_spaces.PlanRanks``);
+    a damaged file is one line."""
+    from search_spaces import PLAN_PREFIX, PlanRanks
+
+    text = Location(path).read_text(schema.ONESHOT_FILE)
+    rows, i = [], 1
+    try:
+        for i, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+            entries = dict(item.split("=", 1) for item in row["plan"].split(";") if item)
+            plan = PlanRanks.from_config({PLAN_PREFIX + k: v for k, v in entries.items()}) or PlanRanks({})
+            rows.append({"point": int(row["point"]), "macs": int(row["macs"]),
+                         "macs_compression": float(row["macs_compression"]),
+                         "val_accuracy": float(row["val_accuracy"]), "val_loss": float(row["val_loss"]),
+                         "bn_images": int(row["bn_images"]), "front": row["front"] == "1", "plan": plan})
+    except (KeyError, TypeError, ValueError, AttributeError, RankSearchError) as exc:
+        raise RankSearchError(f"{schema.ONESHOT_FILE} in {path!r} is damaged near line {i}: {exc}; remove it and "
+                              "resume to search again") from None
+    if not any(r["front"] for r in rows):
+        raise RankSearchError(f"{schema.ONESHOT_FILE} in {path!r} marks no front point; remove it and resume to "
+                              "search again")
+    return rows
+
+
+# ---- Ray tasks ----------------------------------------------------------------------------------
+
+def _nested_run(space, scheme: str, knobs: dict, settings: dict, epochs: int, init: str | None):
+    from ..run import RunSpec
+
+    return RunSpec(model=space.model, dataset=space.dataset, method="nested", ranks=NESTED_RANKS, scheme=scheme,
+                   epochs=epochs, seed=space.seed, data_root=space.data_root,
+                   settings={**settings, **{f"nested.{k}": v for k, v in knobs.items()}}, init=init)
+
+
+def _nested_task(space_plain: dict, dense: bytes, threads: int, scheme: str, knobs: dict, settings: dict,
+                 epochs: int) -> dict[str, Any]:
+    """Train the nested model from the dense weights; runs in a Ray worker. Returns its weights
+    (state_dict bytes) and record (its run, compact model of record's accuracies, seconds)."""
+    import tempfile
+
+    import torch
+    from search_spaces import space_from_mapping
+
+    from ..run import train
+
+    torch.set_num_threads(max(1, threads))
+    space = space_from_mapping(space_plain, name=space_plain.get("name") or "space")
+    start, cpu = time.perf_counter(), time.process_time()
+    with tempfile.NamedTemporaryFile(suffix=".pt") as fh:
+        fh.write(dense)
+        fh.flush()
+        init = fh.name if knobs.get("init", "dense") == "dense" else None
+        spec = _nested_run(space, scheme, knobs, settings, epochs, init)
+        result = train(spec)
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in result.trainer.model.state_dict().items()}, buffer)
+    run = {**spec.to_dict(), "init": schema.DENSE_WEIGHTS_FILE}
+    record = {"run": run, "epochs": epochs, "scheme": scheme,
+              **{k: float(result.metrics[k]) for k in (schema.VAL_ACCURACY, schema.TEST_ACCURACY)},
+              "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
+    return {"weights": buffer.getvalue(), "record": record}
+
+
+def _search_task(space_plain: dict, dense: bytes, nested: bytes, threads: int, scheme: str, knobs: dict,
+                 settings: dict, count: int, screen: int, seed: int) -> dict[str, Any]:
+    """The one-shot search on the nested weights; runs in a Ray worker. Returns its rows (every
+    evaluated allocation, the front marked) and record (counts, seconds)."""
+    import torch
+    from search_spaces import PLAN_PREFIX, PlanRanks, space_from_mapping
+
+    from ..data import load_dataset
+    from ..methods import create_method
+    from ..methods._nested_model import nest
+    from ..methods.nested import TruncationSampler
+    from ..models import create_model_for
+    from ..overrides import split_prefixed
+    from .oneshot import TruncationSpace, front, oneshot_search, sample_allocations
+
+    torch.set_num_threads(max(1, threads))
+    space = space_from_mapping(space_plain, name=space_plain.get("name") or "space")
+    start, cpu = time.perf_counter(), time.process_time()
+    batch = split_prefixed(settings, "train").get("batch_size")
+    data = load_dataset(space.dataset, data_root=space.data_root, seed=space.seed,
+                        **({"batch_size": int(batch)} if batch else {}))
+    dense_model = create_model_for(space.model, data)
+    dense_model.load_state_dict(torch.load(io.BytesIO(dense), map_location="cpu", weights_only=True))
+    method = create_method("nested", knobs, ranks=NESTED_RANKS, scheme=scheme)
+    model = nest(dense_model, method.nested_schemes(dense_model, method.resolve_plan(dense_model)))
+    model.load_state_dict(torch.load(io.BytesIO(nested), map_location="cpu", weights_only=True))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    sampler = TruncationSampler.for_model(model, method.knobs, space.seed)
+    tspace = TruncationSpace(model, (data.in_channels, data.image_size, data.image_size), sampler.low)
+    bn = method.knobs.bn_images
+    points = oneshot_search(model, data, tspace, sample_allocations(tspace, count, seed=seed), bn_images=bn,
+                            screen_images=screen if 0 < screen < bn else 0, device=device)
+    full = [p for p in points if p.bn_images == bn]
+    on_front = {id(p) for p in front(full)}
+    rows = []
+    for i, p in enumerate(points):
+        plan = PlanRanks({n: (lp.scheme, lp.rank) for n, lp in p.plan.items()}).to_config()
+        rows.append({"point": i, "macs": int(p.macs), "macs_compression": p.compression,
+                     "val_accuracy": p.val_accuracy, "val_loss": p.val_loss, "bn_images": p.bn_images,
+                     "front": int(id(p) in on_front),
+                     "plan": ";".join(f"{k[len(PLAN_PREFIX):]}={v}" for k, v in plan.items())})
+    record = {"allocations": count, "evaluated": len(points), "screen_images": screen, "bn_images": bn,
+              "front": len(on_front), "seed": seed, "seconds": time.perf_counter() - start,
+              "cpu_seconds": time.process_time() - cpu}
+    return {"rows": rows, "record": record}
