@@ -1,0 +1,233 @@
+"""`launch --searcher oneshot` (issue 31): the nested model and the one-shot search run once, the
+front's points become the sweep's trials, a relaunch or resume repeats neither, and a space the
+nested method cannot train is refused before anything is made."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rank_search import schema
+from rank_search.cli import main
+
+SPACE = {
+    "model": "lenet5", "dataset": "synthetic", "epochs": 2,
+    "methods": {"nested": {"min_ratio": 0.1}},
+    "train": {"lr": 0.1},
+    "ranks": {"grouping": "per_layer", "ratio": {"float": [0.1, 0.9]}},
+}
+MADE_ONCE = (schema.NESTED_WEIGHTS_FILE, schema.NESTED_RECORD_FILE, schema.ONESHOT_FILE, schema.DENSE_WEIGHTS_FILE)
+
+
+def _space(tmp_path: Path, space: dict, name: str = "space.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(space))
+    return str(path)
+
+
+# -- no Ray ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("methods, schemes", [({"posthoc": {"scheme": "spatial"}}, "spatial"),
+                                              ({"posthoc": {}, "factorized": {}}, "channel, tucker2"),
+                                              ({"full": {}}, "no scheme")])
+def test_a_space_nested_cannot_train_is_refused_before_anything(tmp_path, capsys, methods, schemes) -> None:
+    import ray
+
+    space = _space(tmp_path, {**SPACE, "methods": methods})
+    code = main(["launch", "--space", space, "--searcher", "oneshot", "--storage", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "--searcher oneshot" in err[0] and "one scheme of channel, tucker2" in err[0] and f"plans in {schemes}" in err[0]
+    assert not (tmp_path / "runs").exists() and not ray.is_initialized()
+
+
+@pytest.mark.parametrize("flag", [["--budget-hours", "1"], ["--warm-start", "2"]])
+def test_flags_that_do_not_apply_are_refused(tmp_path, capsys, flag) -> None:
+    code = main(["launch", "--space", _space(tmp_path, SPACE), "--searcher", "oneshot", "--num-samples", "4", *flag,
+                 "--storage", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and f"{flag[0]} does not apply to --searcher oneshot" in err[0], err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_spread_keeps_both_ends_and_at_most_count() -> None:
+    from rank_search.search.oneshot_sweep import spread
+
+    values = [1.1, 1.2, 1.3, 2.0, 4.0, 4.1, 8.0]
+    assert spread(values, 10) == list(range(7))
+    picked = spread(values, 3)
+    assert len(picked) == 3 and picked[0] == 0 and picked[-1] == 6 and picked == sorted(set(picked))
+    assert spread(values, 1) in ([3], [4])
+
+
+def test_an_explicit_plan_round_trips_through_the_trial_codec() -> None:
+    from search_spaces import PlanRanks, TrialSpec, decode_trial
+
+    from rank_search.plan import RankPlan
+    from rank_search.search.trial import run_spec
+
+    plan = PlanRanks({"features.0": ("channel", 3), "features.3": ("tucker2", (4, 2))})
+    spec = TrialSpec(method="nested", model="lenet5", dataset="synthetic", epochs=1, knobs={"scheme": "channel"},
+                     ranks=plan, dense="/x/dense.pt", nested="/x/nested.pt")
+    assert decode_trial(spec.to_config()) == spec
+    run = run_spec(spec.moved_to("/y"))
+    assert run.ranks == RankPlan.from_dict(plan.to_dict()) and run.init == "/y/dense.pt"
+    assert run.knobs["weights"] == "/y/nested.pt" and run.scheme == "channel"
+    with pytest.raises(Exception, match="plan.a must be SCHEME:RANK"):
+        PlanRanks.from_config({"plan.a": "channel:x"})
+
+
+# -- sweeps on a private Ray --------------------------------------------------------------------
+
+def _front(path: str) -> dict:
+    """Plan (as a RankPlan dict) -> MACs compression of every factorized front point."""
+    from rank_search.search.oneshot_sweep import read_oneshot
+
+    return {json.dumps(r["plan"].to_dict(), sort_keys=True): r["macs_compression"]
+            for r in read_oneshot(path) if r["front"] and r["plan"].layers}
+
+
+def _trial_plans(path: str, epochs: int = 1) -> list[str]:
+    """Each trial's plan (its run record's), checking it fine-tuned a nested model ``epochs`` epochs."""
+    from analysis.loading import last_checkpoint, load_experiment, run_record
+
+    exp = load_experiment(path)
+    plans = []
+    for folder in exp.trials["folder"]:
+        record = run_record(path, folder, last_checkpoint(path, folder))
+        assert record["method"] == "nested" and record["epochs"] == epochs
+        assert record["settings"]["nested.weights"].endswith(schema.NESTED_WEIGHTS_FILE)
+        plans.append(json.dumps(record["ranks"], sort_keys=True))
+    return plans
+
+
+@pytest.fixture(scope="module")
+def sweep(private_ray, tmp_path_factory):
+    from rank_search.search import LaunchConfig, oneshot_sweep
+    from rank_search.search.sweep import launch
+
+    root = tmp_path_factory.mktemp("oneshot")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(oneshot_sweep, "ALLOCATIONS", 40)  # read by the driver, handed to the search task
+        out = launch(LaunchConfig(space=_space(root, SPACE), storage=str(root / "runs"), name="os", num_samples=3,
+                                  searcher="oneshot", seed=1))
+    return out, root
+
+
+def test_the_trials_are_the_front_points_each_fine_tuned(sweep) -> None:
+    from rank_search.search.oneshot_sweep import spread
+
+    out, _ = sweep
+    front = _front(out.path)
+    n = min(3, len(front))
+    assert n >= 2, front
+    assert out.complete and out.counts == {"TERMINATED": n} and out.num_samples == n
+    plans = _trial_plans(out.path)
+    assert len(plans) == n and len(set(plans)) == n and set(plans) <= set(front)
+    ordered = sorted(front, key=front.get)
+    assert set(plans) == {ordered[i] for i in spread([front[p] for p in ordered], 3)}
+    # the trial's compact model is the front point's MACs
+    from analysis.loading import load_experiment
+
+    exp = load_experiment(out.path)
+    got = sorted(float(c) for c in exp.trials[schema.MACS_COMPRESSION])
+    assert got == pytest.approx(sorted(front[p] for p in plans), rel=1e-6)
+    record = yaml.safe_load(Path(out.path, schema.SWEEP_FILE).read_text())
+    assert record["launch"]["num_samples"] == n and record["launch"]["searcher"] == "oneshot"
+
+
+def test_the_cost_is_in_the_sweep_record_and_status_export_work(sweep, tmp_path, capsys) -> None:
+    out, _ = sweep
+    dense = yaml.safe_load(Path(out.path, schema.DENSE_RECORD_FILE).read_text())
+    nested = yaml.safe_load(Path(out.path, schema.NESTED_RECORD_FILE).read_text())
+    assert dense["nested_seconds"] == nested["seconds"] > 0 and dense["oneshot_search_seconds"] == nested["search"]["seconds"] > 0
+    assert dense["oneshot_seconds"] == pytest.approx(dense["nested_seconds"] + dense["oneshot_search_seconds"])
+    assert nested["epochs"] == 4 and nested["search"]["evaluated"] == 40 and nested["requested_trials"] == 3
+    capsys.readouterr()
+    assert main(["status", out.path, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["state"] == "finished" and status["counts"]["TERMINATED"] == out.num_samples
+    assert main(["export", out.path, "--out", str(tmp_path / "best.yaml"), "--weights"]) == 0
+    exported = yaml.safe_load((tmp_path / "best.yaml").read_text())["run"]
+    assert exported["method"] == "nested" and exported["settings"]["nested.weights"].endswith(schema.NESTED_WEIGHTS_FILE)
+
+
+def test_a_relaunch_reuses_the_nested_model_and_the_search(sweep, capsys) -> None:
+    """A launch stopped before its first trial holds only its record and what it made: the
+    restart that `resume` runs reads them back and trains neither again."""
+    from rank_search.search.sweep import resume
+
+    out, root = sweep
+    again = root / "runs" / "again"
+    again.mkdir()
+    for name in (schema.SWEEP_FILE, schema.DENSE_RECORD_FILE, *MADE_ONCE):
+        shutil.copy2(Path(out.path, name), again / name)
+    stamps = {f: os.stat(again / f).st_mtime_ns for f in MADE_ONCE}
+    capsys.readouterr()
+    done = resume(str(again))
+    err = capsys.readouterr().err
+    assert done.complete and done.counts == {"TERMINATED": out.num_samples}
+    assert "nested model found in the experiment folder: reused" in err
+    assert "one-shot search found in the experiment folder: reused" in err
+    assert "training the nested model" not in err and "training the dense reference" not in err
+    assert {f: os.stat(again / f).st_mtime_ns for f in MADE_ONCE} == stamps
+    assert sorted(_trial_plans(str(again))) == sorted(_trial_plans(out.path))
+    # resuming a finished one-shot sweep has nothing to do
+    assert resume(out.path).nothing_to_do
+
+
+# -- SIGKILL of the driver (slow) -----------------------------------------------------------------
+
+SLOW_SPACE = {**SPACE, "dataset": "mnist5k", "epochs": 6, "train": {"lr": 0.05, "batch_size": 16}}
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_sigkill_during_nested_training_and_fine_tuning_then_resume_runs_every_point_once(tmp_path) -> None:
+    from _hardening import assert_complete_once, finished_on_disk, started_on_disk, wait_for
+
+    space = _space(tmp_path, SLOW_SPACE)
+    path = str(tmp_path / "runs" / "k")
+    log = tmp_path / "driver.log"
+
+    def killed(cmd: list[str], when, what: str) -> None:
+        with open(log, "a") as fh:
+            proc = subprocess.Popen([sys.executable, "-m", "rank_search", *cmd], stdout=fh, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            try:
+                wait_for(when, 600, what)
+                time.sleep(1.0)
+            finally:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    killed(["launch", "--space", space, "--searcher", "oneshot", "--num-samples", "4", "--max-concurrent", "1",
+            "--storage", str(tmp_path / "runs"), "--name", "k"],
+           lambda: "training the nested model" in log.read_text(), "the nested training")
+    assert not Path(path, schema.NESTED_RECORD_FILE).exists() and not started_on_disk(path)
+
+    killed(["resume", path], lambda: os.path.isdir(path) and len(finished_on_disk(path, 2)) >= 1
+           and len(started_on_disk(path)) > len(finished_on_disk(path, 2)), "one finished trial and one started")
+    before = finished_on_disk(path, 2)
+    stamps = {f: os.stat(Path(path, f)).st_mtime_ns for f in MADE_ONCE}
+    trials = yaml.safe_load(Path(path, schema.SWEEP_FILE).read_text())["launch"]["num_samples"]
+    assert 1 <= len(before) < trials
+
+    done = subprocess.run([sys.executable, "-m", "rank_search", "resume", path], capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "training the nested model" not in done.stderr and "one-shot search:" not in done.stderr
+    assert {f: os.stat(Path(path, f)).st_mtime_ns for f in MADE_ONCE} == stamps
+    assert_complete_once(path, trials=trials, epochs=2)
+    after = finished_on_disk(path, 2)
+    assert all(after[f] == text for f, text in before.items()), "a finished front point was run again"
+    assert len(set(_trial_plans(path, epochs=2))) == trials
+
