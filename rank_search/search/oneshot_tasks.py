@@ -1,0 +1,105 @@
+"""The two Ray tasks of a one-shot sweep (``oneshot_sweep``), each run in a worker with a trial's
+resources: ``nested_task`` trains the nested model from the dense weights, ``search_task`` runs
+the one-shot search (``search.oneshot``) on it. Both take and return plain values and bytes, so a
+task lands on any node; the driver writes what they return to the experiment folder.
+"""
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+from .. import schema
+from ..errors import RankSearchError
+
+# the nested run's plan of record (its per-epoch metrics); the search reads every truncation
+NESTED_RANKS = "ratio:0.25"
+
+
+def _nested_run(space, scheme: str, knobs: dict, settings: dict, epochs: int, init: str | None):
+    from ..run import RunSpec
+
+    return RunSpec(model=space.model, dataset=space.dataset, method="nested", ranks=NESTED_RANKS, scheme=scheme,
+                   epochs=epochs, seed=space.seed, data_root=space.data_root,
+                   settings={**settings, **{f"nested.{k}": v for k, v in knobs.items()}}, init=init)
+
+
+def nested_task(space_plain: dict, dense: bytes, threads: int, scheme: str, knobs: dict, settings: dict,
+                 epochs: int) -> dict[str, Any]:
+    """Train the nested model from the dense weights; runs in a Ray worker. Returns its weights
+    (state_dict bytes) and record (its run, compact model of record's accuracies, seconds)."""
+    import tempfile
+
+    import torch
+    from search_spaces import space_from_mapping
+
+    from ..engine import DivergedError
+    from ..run import train
+
+    torch.set_num_threads(max(1, threads))
+    space = space_from_mapping(space_plain, name=space_plain.get("name") or "space")
+    start, cpu = time.perf_counter(), time.process_time()
+    with tempfile.NamedTemporaryFile(suffix=".pt") as fh:
+        fh.write(dense)
+        fh.flush()
+        init = fh.name if knobs.get("init", "dense") == "dense" else None
+        spec = _nested_run(space, scheme, knobs, settings, epochs, init)
+        try:
+            result = train(spec)
+        except DivergedError as exc:
+            raise RankSearchError(f"the nested model's training diverged: {exc}") from None
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in result.trainer.model.state_dict().items()}, buffer)
+    run = {**spec.to_dict(), "init": schema.DENSE_WEIGHTS_FILE}
+    record = {"run": run, "epochs": epochs, "scheme": scheme,
+              **{k: float(result.metrics[k]) for k in (schema.VAL_ACCURACY, schema.TEST_ACCURACY)},
+              "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
+    return {"weights": buffer.getvalue(), "record": record}
+
+
+def search_task(space_plain: dict, dense: bytes, nested: bytes, threads: int, scheme: str, knobs: dict,
+                 settings: dict, count: int, screen: int, seed: int) -> dict[str, Any]:
+    """The one-shot search on the nested weights; runs in a Ray worker. Returns its rows (every
+    evaluated allocation, the front marked) and record (counts, seconds)."""
+    import torch
+    from search_spaces import PLAN_PREFIX, PlanRanks, space_from_mapping
+
+    from ..data import load_dataset
+    from ..methods import create_method
+    from ..methods._nested_model import nest
+    from ..methods.nested import TruncationSampler
+    from ..models import create_model_for
+    from ..overrides import split_prefixed
+    from .oneshot import TruncationSpace, front, oneshot_search, sample_allocations
+
+    torch.set_num_threads(max(1, threads))
+    space = space_from_mapping(space_plain, name=space_plain.get("name") or "space")
+    start, cpu = time.perf_counter(), time.process_time()
+    batch = split_prefixed(settings, "train").get("batch_size")
+    data = load_dataset(space.dataset, data_root=space.data_root, seed=space.seed,
+                        **({"batch_size": int(batch)} if batch else {}))
+    dense_model = create_model_for(space.model, data)
+    dense_model.load_state_dict(torch.load(io.BytesIO(dense), map_location="cpu", weights_only=True))
+    method = create_method("nested", knobs, ranks=NESTED_RANKS, scheme=scheme)
+    model = nest(dense_model, method.nested_schemes(dense_model, method.resolve_plan(dense_model)))
+    model.load_state_dict(torch.load(io.BytesIO(nested), map_location="cpu", weights_only=True))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    sampler = TruncationSampler.for_model(model, method.knobs, space.seed)
+    tspace = TruncationSpace(model, (data.in_channels, data.image_size, data.image_size), sampler.low)
+    bn = method.knobs.bn_images
+    points = oneshot_search(model, data, tspace, sample_allocations(tspace, count, seed=seed), bn_images=bn,
+                            screen_images=screen if 0 < screen < bn else 0, device=device)
+    full = [p for p in points if p.bn_images == bn]
+    on_front = {id(p) for p in front(full)}
+    rows = []
+    for i, p in enumerate(points):
+        plan = PlanRanks({n: (lp.scheme, lp.rank) for n, lp in p.plan.items()}).to_config()
+        rows.append({"point": i, "macs": int(p.macs), "macs_compression": p.compression,
+                     "val_accuracy": p.val_accuracy, "val_loss": p.val_loss, "bn_images": p.bn_images,
+                     "front": int(id(p) in on_front),
+                     "plan": ";".join(f"{k[len(PLAN_PREFIX):]}={v}" for k, v in plan.items())})
+    record = {"allocations": count, "evaluated": len(points), "screen_images": screen, "bn_images": bn,
+              "front": len(on_front), "seed": seed, "seconds": time.perf_counter() - start,
+              "cpu_seconds": time.process_time() - cpu}
+    return {"rows": rows, "record": record}
