@@ -174,6 +174,8 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
     try:
         ranks = (f"{space.grouping} ranks over {len(groups)} group(s)" if space.rank_mode == "per_group" else
                  f"ranks allocated ({', '.join(space.allocations)}) to {space.budget} targets {'{:g}-{:g}x'.format(*space.target_bounds())}{' (log)' if space.target.log else ''}")
+        if cfg.searcher == "oneshot":
+            ranks = "ranks from the one-shot front of a nested model"
         trials = (f"{cfg.num_samples} trials" if cfg.budget_hours is None else
                   f"trials for {cfg.budget_hours:g} trial-hours (at most {cfg.num_samples})")
         say(f"sweep {cfg.name}: {trials} of space {space.name!r} ({space.model} on "

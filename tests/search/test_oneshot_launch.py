@@ -235,3 +235,39 @@ def test_sigkill_during_nested_training_and_fine_tuning_then_resume_runs_every_p
     assert all(after[f] == text for f, text in before.items()), "a finished front point was run again"
     assert len(set(_trial_plans(path, epochs=FINETUNE))) == trials
 
+
+
+def test_the_tasks_and_a_front_trial_in_tucker2_without_ray(tmp_path) -> None:
+    """The two tasks run as plain functions; a front point's trial, its plan read back from
+    ``oneshot.csv``, fine-tunes the compact model of that point (same MACs), Tucker-2 ranks kept."""
+    import io
+
+    import torch
+    from search_spaces import TrialSpec, space_from_mapping
+
+    from rank_search.run import RunSpec, train
+    from rank_search.search.oneshot_sweep import _to_csv, read_oneshot
+    from rank_search.search.oneshot_tasks import nested_task, search_task
+    from rank_search.search.reference import train_settings
+    from rank_search.search.trial import run_spec
+
+    space = space_from_mapping({**SPACE, "epochs": 1, "methods": {"nested": {"scheme": "tucker2", "min_ratio": 0.2}}})
+    dense = train(RunSpec(model="lenet5", dataset="synthetic", method="full", epochs=1, settings={"train.lr": 0.1}))
+    buffer = io.BytesIO()
+    torch.save(dense.trainer.model.state_dict(), buffer)
+    knobs, settings = {"min_ratio": 0.2}, train_settings(space)
+    nested = nested_task(space.to_plain(), buffer.getvalue(), 1, "tucker2", knobs, settings, 1)
+    found = search_task(space.to_plain(), buffer.getvalue(), nested["weights"], 1, "tucker2", knobs, settings, 12, 0, 0)
+    assert found["record"]["evaluated"] == len(found["rows"]) == 12
+    (tmp_path / schema.ONESHOT_FILE).write_text(_to_csv(found["rows"]))
+    rows = [r for r in read_oneshot(str(tmp_path)) if r["front"] and r["plan"].layers]
+    row = max(rows, key=lambda r: r["macs_compression"])
+    assert any(scheme == "tucker2" and isinstance(rank, tuple) for scheme, rank in row["plan"].layers.values())
+    (tmp_path / "dense.pt").write_bytes(buffer.getvalue())
+    (tmp_path / schema.NESTED_WEIGHTS_FILE).write_bytes(nested["weights"])
+    trial = TrialSpec(method="nested", model="lenet5", dataset="synthetic", epochs=1,
+                      knobs={**knobs, "scheme": "tucker2"}, train={"lr": 0.1}, ranks=row["plan"],
+                      dense=str(tmp_path / "dense.pt"), nested=str(tmp_path / schema.NESTED_WEIGHTS_FILE))
+    result = train(run_spec(trial))
+    assert result.metrics[schema.MACS_COMPRESSION] == pytest.approx(row["macs_compression"], rel=1e-9)
+    assert result.trainer.method.plan.to_dict() == row["plan"].to_dict()
