@@ -238,68 +238,65 @@ def _spread(diffs: list[float]) -> float:
     return (max(diffs) - min(diffs)) / 2 if diffs else float("nan")
 
 
+def _paired(summaries: dict, task: str, arm: str, baseline: str, floor_of) -> tuple[list[float], list[float]]:
+    """Per seed run by both ``arm`` and ``baseline``: the share of the baseline's CPU-hours ``arm``
+    needs to reach its validation log HV (nan: never), and ``arm``'s log HV at the baseline's
+    CPU-hours minus the baseline's."""
+    reach, diffs = [], []
+    for sd in sorted(sd for (t, a, sd) in summaries if t == task and a == arm and (task, baseline, sd) in summaries):
+        mine, g = summaries[(task, arm, sd)], summaries[(task, baseline, sd)]
+        floor = floor_of(sd, g)
+        ghv, gcpu = log_hv(_usable(g), floor, "val_accuracy"), cpu_seconds(g)
+        reach.append(cpu_to_reach(mine, ghv, floor) / gcpu)
+        diffs.append(hv_at_cpu(mine, gcpu, floor) - ghv)
+    return reach, diffs
+
+
 def report(summaries: dict, tasks: list[str], arm_names: list[str], baseline: str = "uniform-grid") -> str:
-    """The suite's markdown section."""
+    """The suite's markdown section: one row per task and arm, paired with ``baseline`` by seed."""
     lines = [f"## Task suite ({dt.date.today()})", "",
              "Command: `.venv/bin/python benchmarks/suite/run.py --seeds 3` (summaries in "
              "`benchmarks/suite/results/`; `--report-only` rebuilds this from them). Tasks and held-out rules: "
              "`benchmarks/suite/README.md`. Log HV: (log2 MACs compression x validation accuracy) above the "
              "dense reference minus 5 pt; test HV is the validation front measured on test. CPU-h: every trial's "
-             "time plus the dense reference and profile. Machines: "
+             "time plus the dense reference and profile. Paired with the " + baseline + " of the same seed: log HV "
+             "at its CPU-hours minus its own (median; spread: half the range over seeds), and the share of its "
+             "CPU-hours needed to reach its log HV, per seed (-: never). Test at a level: the test accuracy of "
+             "the best-validation trial reaching it (median). Machines: "
              + ", ".join(sorted({s["machine"] for s in summaries.values()})) + ".", "",
-             "| task | arm | seeds | val log HV (median) | test log HV | CPU-h | log HV per CPU-h | "
-             + " | ".join(f"test at >= {lv:g}x" for lv in LEVELS) + " |",
-             "| --- | --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in LEVELS) + " |"]
-    target_lines = []
+             "| task | arm | seeds | val log HV, median (per seed) | test log HV | CPU-h | "
+             f"at the {baseline}'s CPU-h, minus it (spread) | CPU share to reach it | test at >= "
+             + "/".join(f"{lv:g}" for lv in LEVELS) + "x |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for task in tasks:
         tag = f"{task} (held out)" if task in HELD_OUT else task
         base_seeds = {sd: summaries[(t, a, sd)] for (t, a, sd) in summaries if t == task and a == "default"}
+
+        def floor_of(sd: int, s: dict, key: str = "val_accuracy") -> float:
+            return (base_seeds.get(sd) or s)["dense"][key] - MARGIN
+
         for arm in arm_names:
             ss = {sd: summaries[(t, a, sd)] for (t, a, sd) in summaries if t == task and a == arm}
             if not ss:
                 continue
             seeds = sorted(ss)
-            floor = {sd: (base_seeds.get(sd) or ss[sd])["dense"]["val_accuracy"] - MARGIN for sd in seeds}
-            tfloor = {sd: (base_seeds.get(sd) or ss[sd])["dense"]["test_accuracy"] - MARGIN for sd in seeds}
-            hv = [log_hv(_usable(ss[sd]), floor[sd], "val_accuracy") for sd in seeds]
-            thv = [log_hv(_usable(ss[sd]), tfloor[sd], "test_accuracy", front_by="val_accuracy") for sd in seeds]
+            hv = [log_hv(_usable(ss[sd]), floor_of(sd, ss[sd]), "val_accuracy") for sd in seeds]
+            thv = [log_hv(_usable(ss[sd]), floor_of(sd, ss[sd], "test_accuracy"), "test_accuracy",
+                          front_by="val_accuracy") for sd in seeds]
             cpu = [cpu_seconds(ss[sd]) / 3600 for sd in seeds]
-            levels = [fmt(float(np.nanmedian([picked_test(_usable(ss[sd]), lv) for sd in seeds])))
-                      if any(picked_test(_usable(ss[sd]), lv) == picked_test(_usable(ss[sd]), lv) for sd in seeds)
-                      else "-" for lv in LEVELS]
-            per_cpu = statistics.median(h / c for h, c in zip(hv, cpu))
-            lines.append(f"| {tag} | {arm} | {len(seeds)} | {fmt(statistics.median(hv))} "
-                         f"({', '.join(fmt(v) for v in hv)}) | {fmt(statistics.median(thv))} | "
-                         f"{statistics.median(cpu):.3f} | {fmt(per_cpu, '.3f')} | " + " | ".join(levels) + " |")
-        grid = {sd: summaries[(t, a, sd)] for (t, a, sd) in summaries if t == task and a == baseline}
-        for arm in arm_names:
-            if arm == baseline:
-                continue
-            paired = sorted(sd for (t, a, sd) in summaries if t == task and a == arm and sd in grid)
-            if not paired:
-                continue
-            reach, diffs = [], []
-            for sd in paired:
-                mine, g = summaries[(task, arm, sd)], grid[sd]
-                floor = (base_seeds.get(sd) or g)["dense"]["val_accuracy"] - MARGIN
-                ghv, gcpu = log_hv(_usable(g), floor, "val_accuracy"), cpu_seconds(g)
-                reach.append(cpu_to_reach(mine, ghv, floor) / gcpu)
-                diffs.append(hv_at_cpu(mine, gcpu, floor) - ghv)
-            ok_reach = all(r <= 0.5 for r in reach)
-            med = statistics.median(diffs)
-            above = med > 0 and med > _spread(diffs)
-            target_lines.append(
-                f"| {tag} | {arm} | {len(paired)} | {', '.join(fmt(r, '.2f') for r in reach)} "
-                f"({'yes' if ok_reach else 'no'}) | {fmt(med, '+.4f')} (spread {fmt(_spread(diffs))}) "
-                f"({'yes' if above else 'no'}) |")
-    if target_lines:
-        lines += ["", f"Against the {baseline} (paired by seed): the share of the grid's CPU-hours each arm needs to "
-                      "reach the grid's validation log HV (nan: never; target <= 0.50 on every seed), and its log HV "
-                      "at the grid's CPU-hours minus the grid's (median; spread: half the range over seeds; target: "
-                      "median above the spread).", "",
-                  "| task | arm | seeds | CPU share to reach the grid, per seed (all <= 0.5?) | "
-                  "log HV at the grid's CPU-h minus grid (above spread?) |", "| --- | --- | --- | --- | --- |",
-                  *target_lines]
+            levels = []
+            for lv in LEVELS:
+                picks = [picked_test(_usable(ss[sd]), lv) for sd in seeds]
+                levels.append(fmt(float(np.nanmedian(picks)), ".3f") if any(v == v for v in picks) else "-")
+            paired = ""
+            if arm != baseline:
+                reach, diffs = _paired(summaries, task, arm, baseline, floor_of)
+                if diffs:
+                    paired = (f"{fmt(statistics.median(diffs), '+.4f')} ({fmt(_spread(diffs))}) | "
+                              + ", ".join(fmt(r, ".2f") for r in reach))
+            lines.append(f"| {tag} | {arm} | {len(seeds)} | {fmt(statistics.median(hv), '.3f')} "
+                         f"({', '.join(fmt(v, '.3f') for v in hv)}) | {fmt(statistics.median(thv), '.3f')} | "
+                         f"{statistics.median(cpu):.3f} | {paired or ' | '} | " + " / ".join(levels) + " |")
     lines += ["", f"Cost of every summarised sweep: {sum(cpu_seconds(s) for s in summaries.values()) / 3600:.1f} "
                   f"CPU-hours, {len(summaries)} sweeps."]
     return "\n".join(lines) + "\n"
