@@ -38,6 +38,10 @@ LEVELS = (2.0, 4.0, 8.0, 16.0)
 MARGIN = 0.05  # the log hypervolume's floor: dense accuracy minus 5 pt
 REACH = 0.95  # a trial reaches a compression level within 5% (the allocation's tolerance)
 TRIALS = 16
+# --searcher oneshot: the front points it fine-tunes (its --num-samples); a task whose scheme the
+# nested model lacks (spatial, tiled) runs it in the channel scheme on the same model and data
+ONESHOT_POINTS = 4
+NESTED_SCHEMES = ("channel", "tucker2")
 
 
 def arms(trials: int) -> dict[str, tuple[dict, list[str], bool]]:
@@ -64,7 +68,18 @@ def arms(trials: int) -> dict[str, tuple[dict, list[str], bool]]:
         "mo-asha-no-share": ({}, [*mo, "--ablate", "method-share"], True),
         "mo-asha-no-weighting": ({}, ["--scheduler", "mo-asha", "--refine-extra", "gap-fill"], True),
         "mo-asha-no-warm-start": ({}, [*mo, "--warm-start", "0"], True),
+        # train once, search many (issue 31): a nested model, its one-shot front, a few points fine-tuned
+        "oneshot": ({}, ["--searcher", "oneshot"], False),
     }
+
+
+def oneshot_space(space: dict) -> dict:
+    """The space the oneshot arm runs: the task's, its methods replaced by the nested method in the
+    channel scheme where the task plans in a scheme the nested model lacks."""
+    schemes = {(knobs or {}).get("scheme", "channel") for knobs in space["methods"].values()}
+    if schemes <= set(NESTED_SCHEMES):
+        return space
+    return {**space, "methods": {"nested": {"scheme": "channel"}}}
 
 
 # ---- running ----------------------------------------------------------------------------------
@@ -99,6 +114,9 @@ def run_sweep(storage: Path, task: str, arm: str, seed: int, trials: int, log: P
             with open(HERE / "spaces" / f"{task}.yaml", encoding="utf-8") as fh:
                 space = yaml.safe_load(fh)
             space = {**space, "name": name, "seed": seed, "ranks": {**space["ranks"], **ranks}}
+            if arm == "oneshot":
+                space = oneshot_space(space)
+                trials = ONESHOT_POINTS
             space_file = storage / f"{name}.yaml"
             space_file.write_text(yaml.safe_dump(space, sort_keys=False), encoding="utf-8")
             count = ["--budget-hours", f"{budget:.6f}"] if budget is not None else ["--num-samples", str(trials)]
