@@ -124,8 +124,6 @@ def prepare_oneshot(path: str, space, cfg: LaunchConfig, refs) -> OneShotTrials:
     the experiment folder ``path`` when it was done before. ``refs``: the sweep's ``References``."""
     import ray
 
-    from search_spaces import TrialSpec
-
     from .oneshot_tasks import nested_task, search_task
     from .reference import _get, _task_resources, train_settings
 
@@ -168,18 +166,27 @@ def prepare_oneshot(path: str, space, cfg: LaunchConfig, refs) -> OneShotTrials:
     rows.sort(key=lambda r: r["macs_compression"])
     picked = [rows[i] for i in spread([r["macs_compression"] for r in rows], cfg.num_samples)]
     epochs = finetune_epochs(space)
-    train = {k: d.midpoint() for k, d in space.train.items()}
-    configs = tuple(TrialSpec(
-        method="nested", model=space.model, dataset=space.dataset, epochs=epochs, seed=space.seed,
-        knobs={**knobs, "scheme": scheme}, train=train, ranks=r["plan"], rank_mode=space.rank_mode,
-        grouping=space.grouping, space=space.name, data_root=space.data_root, dense=refs.dense,
-        latency_batch_size=space.latency_batch_size, nested=loc.address(schema.NESTED_WEIGHTS_FILE)).to_config()
-        for r in picked)
+    configs = tuple(point_trial(space, r["plan"], dense=refs.dense, nested=loc.address(schema.NESTED_WEIGHTS_FILE))
+                    .to_config() for r in picked)
     search = record["search"]
     say(f"one-shot front: {len(rows)} of {search['evaluated']} allocations ({search['seconds']:.1f}s); "
         f"{len(picked)} fine-tuned as trials, {epochs} epoch(s) each, at MACs compression "
         + ", ".join(f"{r['macs_compression']:.2f}x" for r in picked))
     return OneShotTrials(configs, epochs)
+
+
+def point_trial(space, plan, *, dense: str | None, nested: str):
+    """The ``search_spaces.TrialSpec`` that fine-tunes front point ``plan`` (a ``PlanRanks``) of
+    ``space``'s one-shot sweep: ``nested`` with ``nested.weights`` = ``nested`` (the address of
+    ``nested.pt``) for ``finetune_epochs(space)`` epochs, the space's central train settings."""
+    from search_spaces import TrialSpec
+
+    return TrialSpec(
+        method="nested", model=space.model, dataset=space.dataset, epochs=finetune_epochs(space), seed=space.seed,
+        knobs={**nested_knobs(space), "scheme": oneshot_scheme(space)},
+        train={k: d.midpoint() for k, d in space.train.items()}, ranks=plan, rank_mode=space.rank_mode,
+        grouping=space.grouping, space=space.name, data_root=space.data_root, dense=dense,
+        latency_batch_size=space.latency_batch_size, nested=nested)
 
 
 def _charge(loc: Location, record: dict) -> None:
