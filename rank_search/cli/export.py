@@ -34,6 +34,10 @@ def add_parser(sub) -> None:
     p.add_argument("--include-stopped", action="store_true",
                    help="also pick among the trials --scheduler mo-asha stopped early (default: trials that "
                         "trained their full budget only)")
+    p.add_argument("--oneshot", action="store_true",
+                   help="pick among the one-shot front of a `launch --searcher oneshot` sweep (oneshot.csv), "
+                        "not its trials: OUT.yaml fine-tunes that truncation with `train --config`, --weights "
+                        "writes its compact model before fine-tuning (default: pick a trial)")
     p.add_argument("--weights", action="store_true", help="also copy the trial's compact weights (OUT.pt)")
     p.add_argument("--out", required=True, help="output YAML file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (and OUT.pt)")
@@ -81,12 +85,9 @@ def trial_metrics(loc, ckpt: str, trial) -> dict:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    from analysis.loading import load_experiment
-    from analysis.summary import damaged_lines
-
+def _check_out(args: argparse.Namespace) -> None:
+    """--out (and OUT.pt with --weights) can be written: its folder exists, no file is in the way."""
     from ._output import check_writable
-    from ._pick import pick_checkpoint
 
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):
@@ -97,6 +98,17 @@ def run(args: argparse.Namespace) -> int:
         if os.path.exists(target) and not args.overwrite:
             raise RankSearchError(f"--out {target!r} already exists; choose another or pass --overwrite")
     check_writable(out_dir, what=f"--out {args.out!r}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from analysis.loading import load_experiment
+    from analysis.summary import damaged_lines
+
+    from ._pick import pick_checkpoint
+
+    if args.oneshot:
+        return run_oneshot(args)
+    _check_out(args)
     exp = load_experiment(args.experiment)
     for line in damaged_lines(exp):
         print(f"export: {line}", file=sys.stderr)
@@ -147,4 +159,57 @@ def run(args: argparse.Namespace) -> int:
           f"macs_compression {m[schema.MACS_COMPRESSION]:.2f} -> {args.out}"
           + (f" (+ {record['weights']})" if args.weights else ""))
     print(f"re-train it with: {retrain}")
+    return 0
+
+
+#: The keys of `export --oneshot --json`: as ``JSON_KEYS``, the front point's index for the trial's,
+#: its metrics before fine-tuning, and the command that fine-tunes it.
+ONESHOT_JSON_KEYS = ("out", "weights", "point", "method", "pick", "experiment", "metrics", "retrain")
+
+
+def run_oneshot(args: argparse.Namespace) -> int:
+    """`export --oneshot`: a one-shot front point (``search.oneshot_export``), not a trial."""
+    from ..search.oneshot_export import export_point, front_points
+    from ..search.sweep_record import read_sweep_record
+    from ._pick import pick_row
+
+    if args.include_stopped:
+        raise RankSearchError("--include-stopped picks among trials; --oneshot picks among one-shot front points")
+    _check_out(args)
+    experiment = absolute(args.experiment)
+    row = pick_row(front_points(experiment), pick=args.pick, min_accuracy=args.min_accuracy, max_macs=args.max_macs)
+    point = export_point(experiment, row)
+    m = point.metrics
+    if abs(m[schema.VAL_ACCURACY] - point.search_val_accuracy) > 1e-6:  # another device or library version
+        print(f"export: note: point {row['point']}'s val_accuracy is {m[schema.VAL_ACCURACY]:.6f} here, "
+              f"{point.search_val_accuracy:.6f} in {schema.ONESHOT_FILE}", file=sys.stderr)
+    launch = read_sweep_record(experiment)["launch"]
+    record = {
+        "run": point.run.to_dict(),
+        "metrics": m,  # before fine-tuning
+        "provenance": {
+            "oneshot_point": row["point"], "oneshot_val_accuracy": point.search_val_accuracy,
+            "experiment": experiment, "sweep": launch.get("name"), "space": launch.get("space"),
+            "searcher": launch.get("searcher"), "searcher_seed": launch.get("seed"),
+            "training_seed": point.run.seed, "pick": args.pick,
+            "exported": _dt.datetime.now().isoformat(timespec="seconds"), "rank_search_version": __version__,
+        },
+    }
+    weights_path = os.path.splitext(args.out)[0] + ".pt"
+    if args.weights:
+        _atomic_write(weights_path, point.compact)
+        record["weights"] = os.path.basename(weights_path)
+    _atomic_write(args.out, yaml.safe_dump(record, sort_keys=False).encode())
+    finetune = command("train", "--config", args.out, "--out", "DIR")
+    if args.json:
+        out = {"out": os.path.abspath(args.out), "weights": os.path.abspath(weights_path) if args.weights else None,
+               "point": row["point"], "method": "nested", "pick": args.pick, "experiment": experiment,
+               "metrics": m, "retrain": finetune}
+        print(json.dumps({k: out[k] for k in ONESHOT_JSON_KEYS}, indent=2))
+        return 0
+    print(f"exported one-shot point {row['point']} (pick {args.pick}), before fine-tuning: "
+          f"val_acc {m[schema.VAL_ACCURACY]:.4f}, test_acc {m[schema.TEST_ACCURACY]:.4f}, "
+          f"macs_compression {m[schema.MACS_COMPRESSION]:.2f} -> {args.out}"
+          + (f" (+ {record['weights']})" if args.weights else ""))
+    print(f"fine-tune it ({point.run.epochs} epoch(s)) with: {finetune}")
     return 0

@@ -1,0 +1,136 @@
+"""`export --oneshot` (issue 31): a point of a one-shot sweep's front, without fine-tuning.
+
+Contract:
+- ``front_points`` reads the factorized front rows of ``oneshot.csv`` (``read_oneshot``); a folder
+  that is not a one-shot sweep, or lacks ``nested.pt``, is one line.
+- ``export_point`` rebuilds the point's compact model as the search evaluated it: the nested
+  model (``nested.pt``, loaded with ``weights_only=True`` and checked key by key), the search's
+  data (its seed and batch size), BatchNorm re-estimated on ``nested.bn_images`` training images
+  (``oneshot.compact_of``); so its validation accuracy is the csv row's. It measures it on val
+  and test, and returns the run that fine-tunes it: the sweep's trial config of that point
+  (``oneshot_sweep.point_trial``), so `train --config` runs what a one-shot trial runs.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from .. import schema
+from ..errors import RankSearchError
+from ..storage import Location
+
+
+@dataclass(frozen=True)
+class PointExport:
+    """A front point, exported.
+
+    Attributes:
+        run: the run that fine-tunes it (``RunSpec``).
+        metrics: before fine-tuning, under ``train``'s metric names (``epochs`` 0).
+        search_val_accuracy: the csv row's validation accuracy.
+        compact: the compact checkpoint (``checkpoint.save_compact``'s bytes).
+    """
+
+    run: Any
+    metrics: dict[str, Any]
+    search_val_accuracy: float
+    compact: bytes
+
+
+def front_points(path: str) -> list[dict[str, Any]]:
+    """The factorized front rows of the one-shot sweep at ``path`` (``read_oneshot``'s rows)."""
+    from .oneshot_sweep import read_oneshot
+
+    loc = Location(path)
+    if not loc.is_file(schema.ONESHOT_FILE):
+        raise RankSearchError(f"--oneshot needs a one-shot sweep (launch --searcher oneshot): {path!r} has no "
+                              f"{schema.ONESHOT_FILE}")
+    if not loc.is_file(schema.NESTED_WEIGHTS_FILE):
+        raise RankSearchError(f"--oneshot needs the sweep's nested model: {path!r} has no "
+                              f"{schema.NESTED_WEIGHTS_FILE}")
+    rows = [r for r in read_oneshot(path) if r["front"] and r["plan"].layers]
+    if not rows:
+        raise RankSearchError(f"the one-shot front in {path!r} holds no factorized point (only the dense model)")
+    return rows
+
+
+def _space(path: str):
+    from search_spaces import space_from_mapping
+
+    from .sweep_record import read_sweep_record
+
+    plain = read_sweep_record(path).get("space")
+    if not isinstance(plain, dict):
+        raise RankSearchError(f"{schema.SWEEP_FILE} in {path!r} has no 'space' mapping")
+    return space_from_mapping(plain, name=str(plain.get("name") or "space"))
+
+
+def export_point(path: str, row: dict[str, Any]) -> PointExport:
+    """``row`` (a ``front_points`` row) of the sweep at ``path`` (absolute, or a URI: the run
+    names its ``nested.pt`` there) as the module docstring says."""
+    import torch
+
+    from ..checkpoint import save_compact
+    from ..cost import compression_metrics, model_cost
+    from ..engine import evaluate
+    from ..models import create_model_for
+    from .oneshot import compact_of
+    from .oneshot_sweep import point_trial
+    from .trial import run_spec
+
+    loc = Location(path)
+    space = _space(path)
+    dense = loc.address(schema.DENSE_WEIGHTS_FILE) if loc.is_file(schema.DENSE_WEIGHTS_FILE) else None
+    run = run_spec(point_trial(space, row["plan"], dense=dense, nested=loc.address(schema.NESTED_WEIGHTS_FILE)))
+    model, data, bn_images = _nested_model(loc, space, run)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # as the search task chose
+    plan = run.ranks
+    compact = compact_of(model.to(device), plan, data, bn_images=bn_images, device=device).eval()
+    val_accuracy, _ = evaluate(compact, data.val, device)
+    test_accuracy, _ = evaluate(compact, data.test, device)
+    compact = compact.cpu()
+    shape = (data.in_channels, data.image_size, data.image_size)
+    metrics = {schema.VAL_ACCURACY: val_accuracy, schema.TEST_ACCURACY: test_accuracy,
+               **compression_metrics(model_cost(create_model_for(space.model, data), shape),
+                                     model_cost(compact, shape)), schema.EPOCHS: 0}
+    buffer = io.BytesIO()
+    save_compact(buffer, compact, plan=plan, model=space.model, dataset=space.dataset, method="nested",
+                 in_channels=data.in_channels, num_classes=data.num_classes, image_size=data.image_size)
+    return PointExport(run, metrics, float(row["val_accuracy"]), buffer.getvalue())
+
+
+def _nested_model(loc: Location, space, run):
+    """(nested model with ``nested.pt`` loaded, the search's data, ``nested.bn_images``): built as
+    ``oneshot_tasks.search_task`` builds them."""
+    from ..data import load_dataset
+    from ..methods import create_method
+    from ..methods._nested_model import nest
+    from ..models import create_model_for
+    from ..overrides import split_prefixed
+    from ..weights import load_weights
+    from .oneshot_tasks import NESTED_RANKS
+    from .reference import train_settings
+
+    # the search's loaders: the space's seed and batch size (the loader's default without one), so
+    # the BatchNorm re-estimation sees the batches the search's did
+    batch = split_prefixed(train_settings(space), "train").get("batch_size")
+    data = load_dataset(space.dataset, data_root=space.data_root, seed=space.seed,
+                        **({"batch_size": int(batch)} if batch else {}))
+    knobs = {k: v for k, v in run.knobs.items() if k != "weights"}
+    method = create_method("nested", knobs, ranks=NESTED_RANKS, scheme=run.scheme)
+    dense = create_model_for(space.model, data)
+    model = nest(dense, method.nested_schemes(dense, method.resolve_plan(dense)))
+    what = f"{schema.NESTED_WEIGHTS_FILE} of {loc.path!r}"
+    local = loc.local_path(schema.NESTED_WEIGHTS_FILE)
+    if local is not None:
+        load_weights(model, local, what=what)
+    else:
+        with tempfile.TemporaryDirectory(prefix="rank-search-oneshot-") as folder:
+            local = os.path.join(folder, schema.NESTED_WEIGHTS_FILE)
+            with open(local, "wb") as fh:
+                fh.write(loc.read_bytes(schema.NESTED_WEIGHTS_FILE))
+            load_weights(model, local, what=what)
+    return model, data, method.knobs.bn_images
