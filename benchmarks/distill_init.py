@@ -71,6 +71,7 @@ def main() -> None:
     p.add_argument("--models", default="resnet20,lenet5_wide")
     p.add_argument("--dataset", default="mnist5k")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds --first-seed .. + --seeds - 1 (default: 0)")
     p.add_argument("--dense-epochs", type=int, default=3)
     p.add_argument("--epochs", default="1,4", help="fine-tuning lengths, comma-separated")
     p.add_argument("--targets", default="2,4,8,16", help="MACs compression targets (uniform allocation)")
@@ -105,7 +106,7 @@ def main() -> None:
     variants = [(init, w) for init in inits for w in (0.0, args.distill_weight)]
     rows: dict[tuple, list[float]] = {}
     for model in models:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             dense = _dense(model, args.dataset, seed, args.dense_epochs, storage)
             torch.manual_seed(seed)
             macs = LayerMacs(create_model_for(model, info), shape)

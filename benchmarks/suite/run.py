@@ -70,7 +70,25 @@ def arms(trials: int) -> dict[str, tuple[dict, list[str], bool]]:
         "mo-asha-no-warm-start": ({}, [*mo, "--warm-start", "0"], True),
         # train once, search many (issue 31): a nested model, its one-shot front, a few points fine-tuned
         "oneshot": ({}, ["--searcher", "oneshot"], False),
+        # the default with distillation from the dense reference and data-aware decompositions (issue 30)
+        "distill": ({}, [], False),
     }
+
+
+DISTILL = {"weight": 0.5, "temperature": 4.0}  # the values benchmarks/distill_init.py measures
+DATA_AWARE = {"posthoc", "deeptwist"}  # the methods with init_decomposition
+
+
+def distill_space(space: dict) -> dict:
+    """The space the distill arm runs: the task's, with ``DISTILL`` and, where the method has it
+    and its scheme a data-aware form (channel, tucker2), ``init_decomposition: data``."""
+    methods = {}
+    for name, knobs in space["methods"].items():
+        knobs = dict(knobs or {})
+        if name in DATA_AWARE and knobs.get("scheme", "channel") in NESTED_SCHEMES:
+            knobs["init_decomposition"] = "data"
+        methods[name] = knobs
+    return {**space, "methods": methods, "distill": dict(DISTILL)}
 
 
 def oneshot_space(space: dict) -> dict:
@@ -117,6 +135,8 @@ def run_sweep(storage: Path, task: str, arm: str, seed: int, trials: int, log: P
             if arm == "oneshot":
                 space = oneshot_space(space)
                 trials = ONESHOT_POINTS
+            elif arm == "distill":
+                space = distill_space(space)
             space_file = storage / f"{name}.yaml"
             space_file.write_text(yaml.safe_dump(space, sort_keys=False), encoding="utf-8")
             count = ["--budget-hours", f"{budget:.6f}"] if budget is not None else ["--num-samples", str(trials)]
