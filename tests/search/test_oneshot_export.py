@@ -123,6 +123,11 @@ def test_the_picks_are_the_trial_export_rules_on_the_front(sweep, tmp_path, caps
     cheapest = min(r["macs"] for r in front)
     bounded = _export(sweep, tmp_path / "b.yaml", "--pick", "max-accuracy", "--max-macs", str(cheapest), capsys=capsys)
     assert bounded["point"] == min(front, key=lambda r: r["macs"])["point"]
+    capsys.readouterr()
+    assert main(["export", sweep, "--oneshot", "--pick", "max-accuracy", "--out", str(tmp_path / "t.yaml")]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[0].startswith(f"exported one-shot point {best} (pick max-accuracy), before fine-tuning: val_acc ")
+    assert "test_acc" in text[0] and "macs_compression" in text[0] and "train --config" in text[1]
 
 
 def test_pick_row_knee_is_the_knee_of_the_rows() -> None:
