@@ -204,6 +204,41 @@ def _add_histories(out: Path, path: Path) -> None:
     out.write_text(json.dumps({**new, **keep}, indent=1), encoding="utf-8")
 
 
+FRONT = "-front"  # ARM-front: a oneshot arm's front before fine-tuning, read from its summaries
+
+
+def front_points(path: Path) -> list[dict]:
+    """The one-shot front of the sweep at ``path`` without fine-tuning: each factorized front
+    point exported as the search evaluated it (``export --oneshot``), on validation and test."""
+    from rank_search.search.oneshot_export import export_point
+    from rank_search.search.oneshot_export import front_points as rows
+
+    out = []
+    for row in rows(str(path)):
+        m = export_point(str(path), row).metrics
+        out.append({"point": row["point"], "macs_compression": m["macs_compression"],
+                    "val_accuracy": m["val_accuracy"], "test_accuracy": m["test_accuracy"]})
+    return out
+
+
+def _add_front(out: Path, path: Path) -> None:
+    """Give a oneshot arm's summary its ``front_points`` (from the sweep, where it is on disk)."""
+    s = json.loads(out.read_text(encoding="utf-8"))
+    if not s["arm"].startswith("oneshot") or "front_points" in s or not (path / "oneshot.csv").is_file():
+        return
+    out.write_text(json.dumps({**s, "front_points": front_points(path)}, indent=1), encoding="utf-8")
+
+
+def _front_arm(s: dict) -> dict:
+    """The summary of arm ``ARM-front``: the one-shot front's points as zero-cost trials; its cost
+    the reference, the nested training and the search (no fine-tuning)."""
+    trials = [{"trial_id": f"point{p['point']}", "status": "TERMINATED", "method": "nested",
+               "macs_compression": p["macs_compression"], "val_accuracy": p["val_accuracy"],
+               "test_accuracy": p["test_accuracy"], "seconds": 0.0, "epochs": 0.0, "stopped_rung": None,
+               "val_history": [], "epoch_seconds": []} for p in s["front_points"]]
+    return {**s, "arm": s["arm"] + FRONT, "trials": trials}
+
+
 def summary_path(results: Path, task: str, arm: str, seed: int) -> Path:
     return results / task / f"{arm}-s{seed}.json"
 
@@ -213,6 +248,8 @@ def load_summaries(results: Path) -> dict[tuple[str, str, int], dict]:
     for f in sorted(results.glob("*/*.json")):
         s = json.loads(f.read_text(encoding="utf-8"))
         out[(s["task"], s["arm"], int(s["seed"]))] = s
+        if "front_points" in s:
+            out[(s["task"], s["arm"] + FRONT, int(s["seed"]))] = _front_arm(s)
     return out
 
 
@@ -364,13 +401,17 @@ def main() -> None:
         if t not in TASKS:
             p.error(f"unknown task {t!r}; tasks: {', '.join(TASKS)}")
     for a in arm_names:
-        if a not in arms(args.trials):
-            p.error(f"unknown arm {a!r}; arms: {', '.join(arms(args.trials))}")
+        base = a[:-len(FRONT)] if a.endswith(FRONT) else a
+        if base not in arms(args.trials) or (base != a and not base.startswith("oneshot")):
+            p.error(f"unknown arm {a!r}; arms: {', '.join(arms(args.trials))}, and oneshot{FRONT}")
+        if base != a and not args.report_only:
+            p.error(f"arm {a!r} is read from the summaries of {base!r}: run {base}, report {a} with --report-only")
     results, storage = Path(args.results), Path(args.storage).resolve()
     if args.report_only:
         for f in sorted(results.glob("*/*.json")):
             s = json.loads(f.read_text(encoding="utf-8"))
             _add_histories(f, storage / f"{s['task']}-{s['arm']}-s{s['seed']}")
+            _add_front(f, storage / f"{s['task']}-{s['arm']}-s{s['seed']}")
     else:
         storage.mkdir(parents=True, exist_ok=True)
         seeds = range(args.first_seed, args.first_seed + args.seeds)
@@ -381,6 +422,7 @@ def main() -> None:
                     out = summary_path(results, task, arm, seed)
                     if out.is_file():
                         _add_histories(out, storage / f"{task}-{arm}-s{seed}")
+                        _add_front(out, storage / f"{task}-{arm}-s{seed}")
                         continue
                     budget = None
                     if arms(args.trials)[arm][2]:
@@ -393,6 +435,8 @@ def main() -> None:
                     start = time.perf_counter()
                     path = run_sweep(storage, task, arm, seed, args.trials, storage / "run.log", budget)
                     s = summarise(path, task, arm, seed, time.perf_counter() - start)
+                    if arm.startswith("oneshot"):
+                        s["front_points"] = front_points(path)
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.write_text(json.dumps(s, indent=1), encoding="utf-8")
     emit(report(load_summaries(results), tasks, list(dict.fromkeys(["default", "uniform-grid", *arm_names]))),
