@@ -388,6 +388,7 @@ def main() -> None:
     p.add_argument("--results", default=str(HERE / "results"), help="summaries folder (default: results/ here)")
     p.add_argument("--report-only", action="store_true", help="run nothing: report the summaries")
     p.add_argument("--list-arms", action="store_true", help="print the arms and exit")
+    p.add_argument("--baseline", default="uniform-grid", help="the arm the others are paired with (default: %(default)s)")
     p.add_argument("--out", help="append the markdown section to this file")
     args = p.parse_args()
     if args.list_arms:
@@ -439,7 +440,7 @@ def main() -> None:
                         s["front_points"] = front_points(path)
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.write_text(json.dumps(s, indent=1), encoding="utf-8")
-    emit(report(load_summaries(results), tasks, list(dict.fromkeys(["default", "uniform-grid", *arm_names]))),
+    emit(report(load_summaries(results), tasks, list(dict.fromkeys([args.baseline, *arm_names])), args.baseline),
          args.out)
 
 
