@@ -393,7 +393,9 @@ def main() -> None:
     args = p.parse_args()
     if args.list_arms:
         for name, (ranks, flags, budgeted) in arms(args.trials).items():
-            print(f"{name}: ranks {ranks or 'as shipped'}, flags {' '.join(flags) or 'none'}"
+            extra = {"oneshot": f", --num-samples {ONESHOT_POINTS}, the nested method in channel on spatial and tiled",
+                     "distill": f", distill {DISTILL}, init_decomposition data for {', '.join(sorted(DATA_AWARE))}"}
+            print(f"{name}: ranks {ranks or 'as shipped'}, flags {' '.join(flags) or 'none'}{extra.get(name, '')}"
                   + (", --budget-hours: the uniform grid's trial-hours" if budgeted else ""))
         return
     tasks = args.tasks.split(",")
