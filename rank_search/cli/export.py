@@ -134,31 +134,40 @@ def run(args: argparse.Namespace) -> int:
             "rank_search_version": __version__,
         },
     }
+    weights = None
     if args.weights:
-        weights_rel = picked.compact_weights()
-        weights_path = os.path.splitext(args.out)[0] + ".pt"
         from ..checkpoint import read_compact_bytes
 
-        data = loc.read_bytes(weights_rel)
+        weights_rel = picked.compact_weights()
+        weights = loc.read_bytes(weights_rel)
         # loaded with weights_only=True before it is copied: a booby-trapped file is refused, never run
-        read_compact_bytes(data, label=f"{args.experiment.rstrip('/')}/{weights_rel}")
-        _atomic_write(weights_path, data)
+        read_compact_bytes(weights, label=f"{args.experiment.rstrip('/')}/{weights_rel}")
+    return _write(args, record, weights, JSON_KEYS, {"trial_id": str(trial["trial_id"]), "method": run_record["method"]},
+                  f"exported trial {trial['trial_id']} ({run_record['method']}, pick {args.pick})",
+                  "re-train it with")
+
+
+def _write(args: argparse.Namespace, record: dict, weights: bytes | None, keys: tuple[str, ...], ids: dict,
+           what: str, hint: str) -> int:
+    """Write ``args.out`` (and OUT.pt from ``weights``), each atomically, then say so: one JSON
+    object of ``keys`` under --json (``ids`` name the exported thing), else two text lines."""
+    weights_path = os.path.splitext(args.out)[0] + ".pt"
+    if weights is not None:
+        _atomic_write(weights_path, weights)
         record["weights"] = os.path.basename(weights_path)
     _atomic_write(args.out, yaml.safe_dump(record, sort_keys=False).encode())
     m = record["metrics"]
-    retrain = command("train", "--config", args.out, "--out", "DIR")
+    follow = command("train", "--config", args.out, "--out", "DIR")
     if args.json:
-        weights = os.path.abspath(os.path.splitext(args.out)[0] + ".pt") if args.weights else None
-        out = {"out": os.path.abspath(args.out), "weights": weights, "trial_id": str(trial["trial_id"]),
-               "method": run_record["method"], "pick": args.pick, "experiment": record["provenance"]["experiment"],
-               "metrics": m, "retrain": retrain}
-        print(json.dumps({k: out[k] for k in JSON_KEYS}, indent=2))
+        out = {"out": os.path.abspath(args.out), "weights": os.path.abspath(weights_path) if weights is not None else None,
+               **ids, "pick": args.pick, "experiment": record["provenance"]["experiment"], "metrics": m,
+               "retrain": follow}
+        print(json.dumps({k: out[k] for k in keys}, indent=2))
         return 0
-    print(f"exported trial {trial['trial_id']} ({run_record['method']}, pick {args.pick}): "
-          f"val_acc {m[schema.VAL_ACCURACY]:.4f}, test_acc {(m[schema.TEST_ACCURACY] or float('nan')):.4f}, "
+    print(f"{what}: val_acc {m[schema.VAL_ACCURACY]:.4f}, test_acc {(m[schema.TEST_ACCURACY] or float('nan')):.4f}, "
           f"macs_compression {m[schema.MACS_COMPRESSION]:.2f} -> {args.out}"
-          + (f" (+ {record['weights']})" if args.weights else ""))
-    print(f"re-train it with: {retrain}")
+          + (f" (+ {record['weights']})" if weights is not None else ""))
+    print(f"{hint}: {follow}")
     return 0
 
 
@@ -195,21 +204,7 @@ def run_oneshot(args: argparse.Namespace) -> int:
             "exported": _dt.datetime.now().isoformat(timespec="seconds"), "rank_search_version": __version__,
         },
     }
-    weights_path = os.path.splitext(args.out)[0] + ".pt"
-    if args.weights:
-        _atomic_write(weights_path, point.compact)
-        record["weights"] = os.path.basename(weights_path)
-    _atomic_write(args.out, yaml.safe_dump(record, sort_keys=False).encode())
-    finetune = command("train", "--config", args.out, "--out", "DIR")
-    if args.json:
-        out = {"out": os.path.abspath(args.out), "weights": os.path.abspath(weights_path) if args.weights else None,
-               "point": row["point"], "method": "nested", "pick": args.pick, "experiment": experiment,
-               "metrics": m, "retrain": finetune}
-        print(json.dumps({k: out[k] for k in ONESHOT_JSON_KEYS}, indent=2))
-        return 0
-    print(f"exported one-shot point {row['point']} (pick {args.pick}), before fine-tuning: "
-          f"val_acc {m[schema.VAL_ACCURACY]:.4f}, test_acc {m[schema.TEST_ACCURACY]:.4f}, "
-          f"macs_compression {m[schema.MACS_COMPRESSION]:.2f} -> {args.out}"
-          + (f" (+ {record['weights']})" if args.weights else ""))
-    print(f"fine-tune it ({point.run.epochs} epoch(s)) with: {finetune}")
-    return 0
+    return _write(args, record, point.compact if args.weights else None, ONESHOT_JSON_KEYS,
+                  {"point": row["point"], "method": "nested"},
+                  f"exported one-shot point {row['point']} (pick {args.pick}), before fine-tuning",
+                  f"fine-tune it ({point.run.epochs} epoch(s)) with")
