@@ -67,26 +67,17 @@ def pick_checkpoint(experiment: str, *, pick: str, min_accuracy: float | None = 
 def pick_row(rows: list[dict], *, pick: str, min_accuracy: float | None = None,
              max_macs: float | None = None) -> dict:
     """The row of ``rows`` (plain mappings with ``val_accuracy``, ``macs_compression`` and
-    ``macs``, e.g. one-shot front points) that ``pick`` picks under ``pick_trial``'s rules: rows
-    filtered by ``min_accuracy`` and ``max_macs``, then the knee of their front (compression in log
-    space) or its most accurate or most compressed row (ties: the other objective, then order).
+    ``macs``, e.g. one-shot front points) that ``pick`` picks under ``pick_trial``'s rules, both
+    objectives maximised (``analysis.select.pick_among``).
 
     Raises:
         RankSearchError: no row meets the bounds.
     """
-    from analysis.pareto import knee_index, log_scaled, pareto_mask
-    from analysis.select import PICKS
+    import pandas as pd
 
-    if pick not in PICKS:
-        raise RankSearchError(f"--pick must be one of {', '.join(PICKS)}, got {pick!r}")
-    kept = [r for r in rows if (min_accuracy is None or r[schema.VAL_ACCURACY] >= min_accuracy)
-            and (max_macs is None or r["macs"] <= max_macs)]
-    if not kept:
-        raise RankSearchError(f"no point meets --min-accuracy {min_accuracy} / --max-macs {max_macs}")
-    metrics, modes = [schema.VAL_ACCURACY, schema.MACS_COMPRESSION], ["max", "max"]
-    values = [[float(r[m]) for m in metrics] for r in kept]
-    if pick == "knee":
-        return kept[knee_index(values, modes, log_scaled(metrics))]
-    front = [r for r, on in zip(kept, pareto_mask(values, modes)) if on]
-    key, other = metrics if pick == "max-accuracy" else metrics[::-1]
-    return max(front, key=lambda r: (r[key], r[other]))  # max keeps the first of equal rows
+    from analysis.select import pick_among
+
+    table = pd.DataFrame({k: [r[k] for r in rows] for k in (schema.VAL_ACCURACY, schema.MACS_COMPRESSION, "macs")})
+    picked = pick_among(table, [(schema.VAL_ACCURACY, "max"), (schema.MACS_COMPRESSION, "max")], pick=pick,
+                        min_accuracy=min_accuracy, max_macs=max_macs, macs_column="macs", what="point")
+    return rows[int(picked.name)]
