@@ -103,26 +103,14 @@ def export_point(path: str, row: dict[str, Any]) -> PointExport:
 
 
 def _nested_model(loc: Location, space, run):
-    """(nested model with ``nested.pt`` loaded, the search's data, ``nested.bn_images``): built as
-    ``oneshot_tasks.search_task`` builds them."""
-    from ..data import load_dataset
-    from ..methods import create_method
-    from ..methods._nested_model import nest
-    from ..models import create_model_for
-    from ..overrides import split_prefixed
+    """(nested model with ``nested.pt`` loaded, the search's data, ``nested.bn_images``), by
+    ``oneshot_tasks.nested_model``, the search task's recipe."""
     from ..weights import load_weights
-    from .oneshot_tasks import NESTED_RANKS
+    from .oneshot_tasks import nested_model
     from .reference import train_settings
 
-    # the search's loaders: the space's seed and batch size (the loader's default without one), so
-    # the BatchNorm re-estimation sees the batches the search's did
-    batch = split_prefixed(train_settings(space), "train").get("batch_size")
-    data = load_dataset(space.dataset, data_root=space.data_root, seed=space.seed,
-                        **({"batch_size": int(batch)} if batch else {}))
     knobs = {k: v for k, v in run.knobs.items() if k != "weights"}
-    method = create_method("nested", knobs, ranks=NESTED_RANKS, scheme=run.scheme)
-    dense = create_model_for(space.model, data)
-    model = nest(dense, method.nested_schemes(dense, method.resolve_plan(dense)))
+    model, data, method = nested_model(space, train_settings(space), run.scheme, knobs)
     what = f"{schema.NESTED_WEIGHTS_FILE} of {loc.path!r}"
     local = loc.local_path(schema.NESTED_WEIGHTS_FILE)
     if local is not None:

@@ -24,6 +24,27 @@ def _nested_run(space, scheme: str, knobs: dict, settings: dict, epochs: int, in
                    settings={**settings, **{f"nested.{k}": v for k, v in knobs.items()}}, init=init)
 
 
+def nested_model(space, settings: dict, scheme: str, knobs: dict, *, dense_state: dict | None = None):
+    """(the space's nested model, its nested weights not loaded yet; the search's data: the
+    space's seed and training batch size, so BatchNorm re-estimation sees the same batches; the
+    nested method). The one recipe of ``search_task`` and ``export --oneshot``. ``dense_state``:
+    dense weights loaded before nesting (else the model's initial ones)."""
+    from ..data import load_dataset
+    from ..methods import create_method
+    from ..methods._nested_model import nest
+    from ..models import create_model_for
+    from ..overrides import split_prefixed
+
+    batch = split_prefixed(settings, "train").get("batch_size")
+    data = load_dataset(space.dataset, data_root=space.data_root, seed=space.seed,
+                        **({"batch_size": int(batch)} if batch else {}))
+    dense = create_model_for(space.model, data)
+    if dense_state is not None:
+        dense.load_state_dict(dense_state)
+    method = create_method("nested", knobs, ranks=NESTED_RANKS, scheme=scheme)
+    return nest(dense, method.nested_schemes(dense, method.resolve_plan(dense))), data, method
+
+
 def nested_task(space_plain: dict, dense: bytes, threads: int, scheme: str, knobs: dict, settings: dict,
                  epochs: int) -> dict[str, Any]:
     """Train the nested model from the dense weights; runs in a Ray worker. Returns its weights
@@ -64,24 +85,14 @@ def search_task(space_plain: dict, dense: bytes, nested: bytes, threads: int, sc
     import torch
     from search_spaces import PLAN_PREFIX, PlanRanks, space_from_mapping
 
-    from ..data import load_dataset
-    from ..methods import create_method
-    from ..methods._nested_model import nest
     from ..methods.nested import TruncationSampler
-    from ..models import create_model_for
-    from ..overrides import split_prefixed
     from .oneshot import TruncationSpace, front, oneshot_search, sample_allocations
 
     torch.set_num_threads(max(1, threads))
     space = space_from_mapping(space_plain, name=space_plain.get("name") or "space")
     start, cpu = time.perf_counter(), time.process_time()
-    batch = split_prefixed(settings, "train").get("batch_size")
-    data = load_dataset(space.dataset, data_root=space.data_root, seed=space.seed,
-                        **({"batch_size": int(batch)} if batch else {}))
-    dense_model = create_model_for(space.model, data)
-    dense_model.load_state_dict(torch.load(io.BytesIO(dense), map_location="cpu", weights_only=True))
-    method = create_method("nested", knobs, ranks=NESTED_RANKS, scheme=scheme)
-    model = nest(dense_model, method.nested_schemes(dense_model, method.resolve_plan(dense_model)))
+    dense_state = torch.load(io.BytesIO(dense), map_location="cpu", weights_only=True)
+    model, data, method = nested_model(space, settings, scheme, knobs, dense_state=dense_state)
     model.load_state_dict(torch.load(io.BytesIO(nested), map_location="cpu", weights_only=True))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
