@@ -77,6 +77,7 @@ def arms(trials: int) -> dict[str, tuple[dict, list[str], bool]]:
 
 DISTILL = {"weight": 0.5, "temperature": 4.0}  # the values benchmarks/distill_init.py measures
 DATA_AWARE = {"posthoc", "deeptwist"}  # the methods with init_decomposition
+DATA_AWARE_SCHEMES = ("channel", "tucker2")  # the schemes with a data-aware form (docs/training.md)
 
 
 def distill_space(space: dict) -> dict:
@@ -85,7 +86,7 @@ def distill_space(space: dict) -> dict:
     methods = {}
     for name, knobs in space["methods"].items():
         knobs = dict(knobs or {})
-        if name in DATA_AWARE and knobs.get("scheme", "channel") in NESTED_SCHEMES:
+        if name in DATA_AWARE and knobs.get("scheme", "channel") in DATA_AWARE_SCHEMES:
             knobs["init_decomposition"] = "data"
         methods[name] = knobs
     return {**space, "methods": methods, "distill": dict(DISTILL)}
@@ -378,6 +379,28 @@ def report(summaries: dict, tasks: list[str], arm_names: list[str], baseline: st
     return "\n".join(lines) + "\n"
 
 
+def details(summaries: dict, tasks: list[str], arm_names: list[str], baseline: str) -> str:
+    """Per task, arm and seed paired with ``baseline``: validation log HV minus the baseline's (each
+    as run, not at equal CPU), the ratio of their CPU-hours, and for a oneshot arm its nested
+    training plus search and its trials, in mean trials of the baseline."""
+    lines = []
+    for task in tasks:
+        for arm in arm_names:
+            for sd in sorted(sd for (t, a, sd) in summaries if t == task and a == arm):
+                mine, base = summaries[(task, arm, sd)], summaries.get((task, baseline, sd))
+                if base is None or arm == baseline:
+                    continue
+                floor = base["dense"]["val_accuracy"] - MARGIN
+                diff = log_hv(_usable(mine), floor, "val_accuracy") - log_hv(_usable(base), floor, "val_accuracy")
+                line = f"{task} {arm} s{sd}: log HV {diff:+.4f}, CPU x{cpu_seconds(mine) / cpu_seconds(base):.2f}"
+                if mine.get("oneshot_cpu_seconds"):
+                    trial = statistics.mean(r["seconds"] for r in base["trials"])
+                    line += (f", nested + search {mine['oneshot_cpu_seconds'] / trial:.1f} and trials "
+                             f"{sum(r['seconds'] for r in mine['trials']) / trial:.1f} {baseline} trials")
+                lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks (default: all five)")
@@ -389,6 +412,8 @@ def main() -> None:
     p.add_argument("--results", default=str(HERE / "results"), help="summaries folder (default: results/ here)")
     p.add_argument("--report-only", action="store_true", help="run nothing: report the summaries")
     p.add_argument("--list-arms", action="store_true", help="print the arms and exit")
+    p.add_argument("--details", action="store_true", help="with --report-only: per seed, each arm against "
+                   "--baseline as run (log HV difference, CPU ratio, a oneshot arm's cost in its trials)")
     p.add_argument("--baseline", default="uniform-grid", help="the arm the others are paired with (default: %(default)s)")
     p.add_argument("--out", help="append the markdown section to this file")
     args = p.parse_args()
@@ -443,8 +468,11 @@ def main() -> None:
                         s["front_points"] = front_points(path)
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.write_text(json.dumps(s, indent=1), encoding="utf-8")
-    emit(report(load_summaries(results), tasks, list(dict.fromkeys([args.baseline, *arm_names])), args.baseline),
-         args.out)
+    names = list(dict.fromkeys([args.baseline, *arm_names]))
+    if args.details:
+        emit(details(load_summaries(results), tasks, names, args.baseline), args.out)
+        return
+    emit(report(load_summaries(results), tasks, names, args.baseline), args.out)
 
 
 if __name__ == "__main__":
