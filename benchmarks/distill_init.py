@@ -66,6 +66,23 @@ def _cell(values: list[float], base: list[float] | None) -> str:
     return f"{text} ({statistics.median(diffs):+.4f} [{min(diffs):+.4f}, {max(diffs):+.4f}])"
 
 
+def _compact(rows: dict, models: list[str], targets: list[float], lengths: list[int], variants: list) -> str:
+    """The table without epoch times: a row per model, target and fine-tuning length; the test
+    accuracy before fine-tuning (weight / data-aware init) on the first."""
+    head = " | ".join(f"{init}{', distill ' + format(w, 'g') if w else ''}" for init, w in variants)
+    lines = [f"| model | target | before FT ({' / '.join(dict.fromkeys(i for i, _ in variants))}) | FT epochs | {head} |",
+             "| --- | --- | --- | --- | " + " | ".join("---" for _ in variants) + " |"]
+    for model in models:
+        for target in targets:
+            for n, e in enumerate(lengths):
+                before = " / ".join(f"{statistics.median(rows[(model, target, i, 'before')]):.4f}"
+                                    for i in dict.fromkeys(i for i, _ in variants)) if n == 0 else ""
+                cells = [_cell(rows[(model, target, i, w, e)], rows[(model, target, "weight", 0.0, e)])
+                         for i, w in variants]
+                lines.append(f"| {model} | {target:g}x | {before} | {e} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="resnet20,lenet5_wide")
@@ -83,6 +100,8 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="the smoke form: first model, 1 seed, targets 4,8, "
                                                         "1 epoch of fine-tuning, 1 dense epoch")
     p.add_argument("--storage", default="runs/distill_init")
+    p.add_argument("--compact", action="store_true",
+                   help="one row per model, target and fine-tuning length, one column per init and distillation")
     p.add_argument("--out")
     args = p.parse_args()
     if args.quick:
@@ -135,6 +154,9 @@ def main() -> None:
                f"--seeds {args.seeds} --dense-epochs {args.dense_epochs} --epochs {args.epochs} --targets "
                f"{args.targets} --scheme {args.scheme} --distill-weight {args.distill_weight:g} --temperature "
                f"{args.temperature:g} --calibration-images {args.calibration_images} --inits {args.inits}`")
+    if args.compact:
+        emit(_compact(rows, models, targets, lengths, variants), args.out)
+        return
     lines = [f"## Data-aware decomposition and distillation for posthoc ({dt.date.today()}, {platform.node()}, "
              f"{os.cpu_count()} cores)", "",
              f"Command: {command}. One dense reference per seed and model ({args.dense_epochs} epochs), the uniform "
