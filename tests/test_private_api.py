@@ -183,31 +183,20 @@ def _assigned_roots(node) -> list:
     return roots
 
 
-#: the one runtime patch left (issue 27), where it lives: (file, function)
-KNOWN_PATCH = ("rank_search/search/_private_api.py", "eager_snapshots")
-
-
-def test_no_attribute_of_a_ray_or_optuna_class_is_assigned_outside_the_one_known_patch() -> None:
+def test_no_attribute_of_a_ray_or_optuna_class_is_assigned() -> None:
     """Nothing in rank_search/ assigns an attribute of a name it imported from ray or optuna (a
-    class, a module, a function), except ``eager_snapshots``, which the docs name as the one
-    runtime patch left."""
+    class, a module, a function): no runtime patch of either."""
     import ast
 
-    found, known = [], []
+    found = []
     for file in sorted((ROOT / "rank_search").rglob("*.py")):
         tree = ast.parse(file.read_text())
         imported = _ray_optuna_names(tree)
-        allowed = set()
-        for fn in ast.walk(tree):
-            if isinstance(fn, ast.FunctionDef) and (str(file.relative_to(ROOT)), fn.name) == KNOWN_PATCH:
-                allowed = {id(n) for n in ast.walk(fn)}
         for node in ast.walk(tree):
             for root in _assigned_roots(node):
                 if root in imported:
-                    (known if id(node) in allowed else found).append(
-                        f"{file.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)[:120]}")
+                    found.append(f"{file.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)[:120]}")
     assert not found, "\n".join(found)
-    assert known, "eager_snapshots patches nothing any more: remove KNOWN_PATCH and say so in the docs"
 
 
 def test_the_scan_finds_a_patch(tmp_path) -> None:
@@ -260,3 +249,62 @@ def test_a_reclaim_cut_short_before_the_fail_is_finished_without_a_second_copy(t
     restored.restore(str(tmp_path / "searcher.pkl"))
     trials = _journal_study(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+
+
+# -- the snapshot ordered by the scheduler ------------------------------------------------------
+class _Checkpoint:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+class _Trial:
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id, self.checkpoint, self.status = trial_id, None, "RUNNING"
+
+
+class _Controller:
+    """What ``SnapshotFirst`` uses of Tune's controller wrapper: its trials and the controller's snapshot."""
+
+    def __init__(self) -> None:
+        self.trials, self.snapshots = [], []
+        self._tune_controller = self
+
+    def get_trials(self):
+        return self.trials
+
+    def checkpoint(self, force: bool = False, wait: bool = False) -> None:
+        self.snapshots.append((force, wait, sorted(t.trial_id for t in self.trials)))
+
+
+@pytest.mark.parametrize("scheduler", ["fifo", "asha", "mo-asha"])
+def test_the_scheduler_snapshots_before_a_new_trial_starts_and_after_each_checkpoint(scheduler, tmp_path) -> None:
+    from rank_search.search.settings import LaunchConfig
+    from rank_search.search.tune_setup import make_scheduler
+
+    sched = make_scheduler(LaunchConfig(space="x", scheduler=scheduler), path=str(tmp_path), epochs=6)
+    assert isinstance(sched, _private_api.SnapshotFirst)
+    tc = _Controller()
+    sched.choose_trial_to_run(tc)
+    assert tc.snapshots == [], "nothing changed, nothing written"
+    tc.trials.append(_Trial("a"))
+    sched.choose_trial_to_run(tc)  # the step that would start "a"
+    assert tc.snapshots == [(True, True, ["a"])], "a new trial is listed, and the copy waited for, before it starts"
+    sched.choose_trial_to_run(tc)
+    assert len(tc.snapshots) == 1
+    tc.trials[0].checkpoint = _Checkpoint("trial_a/checkpoint_000000")
+    sched.choose_trial_to_run(tc)
+    assert tc.snapshots[1:] == [(True, False, ["a"])], "a checkpoint is listed at the next step"
+    tc.trials[0].checkpoint = _Checkpoint("trial_a/checkpoint_000001")
+    tc.trials.append(_Trial("b"))
+    sched.choose_trial_to_run(tc)
+    assert tc.snapshots[2:] == [(True, True, ["a", "b"])]
+
+
+def test_the_snapshot_schedulers_survive_the_tuner_pickle(tmp_path) -> None:
+    from rank_search.search.settings import LaunchConfig
+    from rank_search.search.tune_setup import make_scheduler
+
+    for name in ("fifo", "asha"):
+        sched = pickle.loads(pickle.dumps(make_scheduler(LaunchConfig(space="x", scheduler=name),
+                                                         path=str(tmp_path), epochs=6)))
+        assert isinstance(sched, _private_api.SnapshotFirst), name

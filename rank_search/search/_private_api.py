@@ -9,9 +9,8 @@ Resume goes through two subclasses a sweep hands to Tune, not through patches:
 active, what they read back from their pickles at the folder being resumed, and the restored
 ``SweepOptunaSearch`` takes back the study trials Tune's snapshot never knew (``reclaim_orphans``).
 
-One runtime patch is left, ``eager_snapshots``: Tune's snapshot cadence is public only as a period
-(``TUNE_GLOBAL_CHECKPOINT_S``) and a checkpoint count (``CheckpointConfig.num_to_keep``); neither
-orders the snapshot before a trial starts or after its checkpoint (see its docstring).
+The snapshot is ordered with trial starts and checkpoints by the sweep's scheduler
+(``SnapshotFirst``), which Tune is handed like any scheduler. No Ray or Optuna class is patched.
 """
 from __future__ import annotations
 
@@ -180,56 +179,59 @@ def _search_classes():
     return SweepSearchGenerator, SweepOptunaSearch
 
 
+_LAZY = {"SweepSearchGenerator": "_search_classes", "SweepOptunaSearch": "_search_classes",
+         "SnapshotFIFOScheduler": "_scheduler_classes", "SnapshotASHAScheduler": "_scheduler_classes"}
+
+
 def __getattr__(name: str):
     # the classes subclass Ray's, so they are made on first use: importing this module imports no Ray
-    if name in ("SweepSearchGenerator", "SweepOptunaSearch"):
-        generator, search = _search_classes()
-        for cls in (generator, search):
+    if name in _LAZY:
+        for cls in globals()[_LAZY[name]]():
             cls.__module__, cls.__qualname__ = __name__, cls.__name__
-        globals().update(SweepSearchGenerator=generator, SweepOptunaSearch=search)
+            globals()[cls.__name__] = cls
         return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# -- the one runtime patch left -------------------------------------------------------------
-@contextmanager
-def eager_snapshots() -> Iterator[None]:
-    """While the block runs, Tune writes its experiment snapshot (trial states and the searcher)
-    before it starts each trial and after each trial checkpoint, not every ten seconds or so: a
-    driver killed at any moment leaves no trial folder the snapshot does not know (an orphan
-    whose config would run again) and no checkpoint it does not list (epochs run twice).
+# -- snapshot ordering, through the scheduler ------------------------------------------------
+def _checkpoint_path(trial) -> str | None:
+    checkpoint = trial.checkpoint
+    return None if checkpoint is None else checkpoint.path
 
-    A runtime patch of ``TuneController._schedule_trial_actor`` and
-    ``_ExperimentCheckpointManager.on_trial_checkpoint``, because no public setting serves: both
-    classes are built inside ``Tuner.fit`` (no subclass can be handed in);
-    ``TUNE_GLOBAL_CHECKPOINT_S=0`` snapshots at the end of every controller step (pickling the
-    whole study each time), still after the step has started its trials; and
-    ``CheckpointConfig(num_to_keep=1)`` forces a snapshot per checkpoint but deletes the one the
-    previous snapshot lists before the new snapshot is synced. Measured in the 10-kill test
-    (2026-12-06): with ``TUNE_GLOBAL_CHECKPOINT_S=0`` back-to-back syncs left the stored snapshot
-    torn by a kill; with Tune's own period, 10 trials ran ahead of the snapshot and 3
-    configurations finished twice (``reclaim_orphans`` re-runs only the unfinished ones); with a
-    1 s period and three checkpoints kept, finished trials lost or repeated epochs in ``result.json``.
-    """
-    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
-    from ray.tune.execution.tune_controller import TuneController
 
-    original_on_checkpoint = _ExperimentCheckpointManager.on_trial_checkpoint
-    original_schedule = TuneController._schedule_trial_actor
+class SnapshotFirst:
+    """Mixin of a Tune ``TrialScheduler``: Tune writes its experiment snapshot (trial states and
+    the searcher) before it starts a trial the last snapshot did not list, and right after each
+    trial checkpoint, not every ten seconds or so: a driver killed at any moment leaves no trial
+    folder the snapshot does not know (an orphan whose configuration would run again) and no
+    checkpoint it does not list (epochs run twice).
 
-    def on_trial_checkpoint(self, trial):
-        original_on_checkpoint(self, trial)
-        self._should_force_sync_up = True  # the step's snapshot is written and synced now
+    Tune calls ``choose_trial_to_run`` at every controller step, after the searcher's new trials
+    are added and before any trial is started, and a checkpoint is registered in the step before:
+    a snapshot forced there orders both. Tune's public snapshot settings are a period
+    (``TUNE_GLOBAL_CHECKPOINT_S``) and a checkpoint count (``CheckpointConfig.num_to_keep``) and
+    order neither (docs/development.md), so the snapshot is the controller's own
+    ``checkpoint(force=True)``, reached through the wrapper's private ``_tune_controller`` (the
+    wrapper's public names do not include it). A snapshot before a trial starts waits for its copy
+    to storage."""
 
-    def schedule_trial_actor(self, trial):
-        self._checkpoint_manager._should_force_sync_up = True
-        self.checkpoint()  # the trial is in the snapshot before its folder exists
-        return original_schedule(self, trial)
+    def choose_trial_to_run(self, tune_controller):
+        now = {t.trial_id: _checkpoint_path(t) for t in tune_controller.get_trials()}
+        seen = getattr(self, "_snapshot_listed", {})
+        if now != seen:
+            controller = getattr(tune_controller, "_tune_controller", tune_controller)
+            controller.checkpoint(force=True, wait=any(k not in seen for k in now))
+            self._snapshot_listed = now
+        return super().choose_trial_to_run(tune_controller)
 
-    _ExperimentCheckpointManager.on_trial_checkpoint = on_trial_checkpoint
-    TuneController._schedule_trial_actor = schedule_trial_actor
-    try:
-        yield
-    finally:
-        _ExperimentCheckpointManager.on_trial_checkpoint = original_on_checkpoint
-        TuneController._schedule_trial_actor = original_schedule
+
+def _scheduler_classes():
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    class SnapshotFIFOScheduler(SnapshotFirst, FIFOScheduler):
+        """Tune's first-in first-out scheduler (every trial trains its full budget), ``SnapshotFirst``."""
+
+    class SnapshotASHAScheduler(SnapshotFirst, ASHAScheduler):
+        """Ray's ASHA, ``SnapshotFirst``."""
+
+    return SnapshotFIFOScheduler, SnapshotASHAScheduler

@@ -26,6 +26,7 @@ from ray.tune.schedulers import FIFOScheduler
 import yaml
 
 from .. import safe_yaml, schema
+from ._private_api import SnapshotFirst
 from ..storage import Location
 from .refine.pareto import contributions, dominance
 
@@ -79,7 +80,7 @@ def decide(records: list[Sequence[float]], mine: Sequence[float], *, eta: int, r
     return CONTINUE if position < keep else STOP
 
 
-class MOASHAScheduler(FIFOScheduler):
+class MOASHAScheduler(SnapshotFirst, FIFOScheduler):
     """The Tune scheduler (see the module docstring). ``objectives``: the sweep's (metric, mode)
     pairs; ratio metrics are compared in log space; ``floors`` maps a metric to the value a
     trial's hypervolume contribution counts from (e.g. validation accuracy of the dense reference

@@ -3,7 +3,7 @@
 ``read_tune_state``: Tune's newest ``experiment_state-*.json``, parsed as plain JSON (no
 unpickling): a damaged one is a one-line error, never a resume that starts trials again.
 ``set_aside_orphans``: trial folders that snapshot does not list, moved to ``orphaned/``. What
-resume needs of Ray's private classes (a moved experiment, eager snapshots) is in ``_private_api``.
+resume needs of Ray's private classes (a moved experiment, the snapshot's order) is in ``_private_api``.
 """
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from .lock import DriverLock
 from .check import check_recorded_data, check_space, download_data
 from .progress import say
 from .ray_session import ray_session
-from ._private_api import check_versions, eager_snapshots, resuming_at
+from ._private_api import check_versions, resuming_at
 from .restore import FINISHED, ORPHANED_DIR, read_tune_state, set_aside_orphans
 from .settings import LaunchConfig, check_storage, probe_storage, resolve_storage
 from .sweep_record import config_from_record, read_sweep_record, record_num_samples, write_sweep_record
@@ -228,7 +228,7 @@ def _start(cfg: LaunchConfig, space, groups: list, path: str, *, made_here: bool
         if made_here:
             remove_experiment(path)  # a failure, nothing ran yet: leave no half-made experiment behind
         raise
-    with driver_file(path), eager_snapshots():
+    with driver_file(path):
         tuner.fit()
     return _outcome(path, cfg)
 
@@ -363,7 +363,7 @@ def _resume_locked(path: str, cfg: LaunchConfig, record: dict) -> SweepOutcome:
     with ray_session(cfg.address):
         check_resources(cfg)
         say(f"resuming sweep {cfg.name} at {path}")
-        with resuming_at(path), driver_file(path), eager_snapshots():
+        with resuming_at(path), driver_file(path):
             try:
                 tuner = tune.Tuner.restore(path, trainable=make_trainable(cfg), resume_unfinished=True,
                                            resume_errored=True, restart_errored=False)

@@ -82,22 +82,23 @@ def check_directions(search, cfg: LaunchConfig) -> None:
 
 
 def make_scheduler(cfg: LaunchConfig, *, path: str, epochs: int, dense_accuracy: float | None = None):
-    """The sweep's Tune scheduler: None (fifo: every trial trains its full budget), Ray's ASHA on
-    validation accuracy alone (``asha``), or MO-ASHA on the sweep's objectives (``mo-asha``,
-    ``mo_asha.MOASHAScheduler``: its decisions are kept in the experiment folder ``path``;
-    ``mo-asha-method``: each trial compared with the trials of its own method only)."""
+    """The sweep's Tune scheduler: first-in first-out (``fifo``: every trial trains its full
+    budget), Ray's ASHA on validation accuracy alone (``asha``), or MO-ASHA on the sweep's
+    objectives (``mo-asha``, ``mo_asha.MOASHAScheduler``: its decisions are kept in the experiment
+    folder ``path``; ``mo-asha-method``: each trial compared with the trials of its own method
+    only). Each is a ``_private_api.SnapshotFirst``: resume's snapshots are ordered by it."""
+    from . import _private_api
+
     if cfg.scheduler == "fifo":
-        return None
+        return _private_api.SnapshotFIFOScheduler()
     if cfg.scheduler in ("mo-asha", "mo-asha-method"):
         from .mo_asha import MOASHAScheduler
 
         floors = {} if dense_accuracy is None else {schema.VAL_ACCURACY: dense_accuracy - schema.ACCURACY_MARGIN}
         return MOASHAScheduler(cfg.objectives, max_epochs=epochs, path=path, floors=floors,
                                group_by=schema.METHOD_KEY if cfg.scheduler == "mo-asha-method" else None)
-    from ray.tune.schedulers import ASHAScheduler
-
     # ASHA takes one metric: it stops trials early on val_accuracy only (documented).
-    return ASHAScheduler(metric=schema.VAL_ACCURACY, mode="max", time_attr="training_iteration",
+    return _private_api.SnapshotASHAScheduler(metric=schema.VAL_ACCURACY, mode="max", time_attr="training_iteration",
                          grace_period=1, reduction_factor=2)
 
 
