@@ -37,6 +37,9 @@ from .errors import RankSearchError
 from .layers import SCHEMES, Rank, as_pair, get_scheme
 
 DEFAULT_SCHEME = "channel"
+#: The top-level keys of a plan with ``layers:``: its defaults, and the header a run's plan.yaml
+#: carries (``run.results``; read back as ``--ranks``, ignored here).
+PLAN_FILE_KEYS = frozenset({"layers", "scheme", "tiles", "force", "model", "dataset", "method"})
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,12 @@ def _force_flag(where: str, value: Any) -> bool:
     return value
 
 
+def _check_scheme(scheme: Any, where: str) -> None:
+    """Refuse a scheme that is not a known name (a list or mapping too, which cannot be looked up)."""
+    if not isinstance(scheme, str) or scheme not in SCHEMES:
+        raise RankSearchError(f"unknown scheme {scheme!r}{where}; valid choices: {', '.join(SCHEMES.names())}")
+
+
 def plan_from_mapping(model: nn.Module, data: Mapping[str, Any], *, scheme: str = DEFAULT_SCHEME) -> RankPlan:
     """A plan from a parsed YAML mapping.
 
@@ -220,14 +229,17 @@ def _mapping_entries(model: nn.Module, data: Mapping[str, Any], *, scheme: str) 
     default_tiles = None
     default_force = False
     if "layers" in data:
+        unknown = sorted(map(str, set(data) - PLAN_FILE_KEYS))
+        if unknown:  # a misspelt default (``schemes:``) would be dropped without a word
+            raise RankSearchError(f"unknown key(s) {unknown} in a rank plan; valid keys: "
+                                  f"{', '.join(sorted(PLAN_FILE_KEYS))}")
         scheme = data.get("scheme", scheme)
         default_tiles = data.get("tiles")
         default_force = _force_flag("in a rank plan", data.get("force", False))
         data = data["layers"]
         if not isinstance(data, Mapping):
             raise RankSearchError("'layers' in a rank plan must be a mapping of layer name -> rank")
-    if scheme not in SCHEMES:
-        raise RankSearchError(f"unknown scheme {scheme!r}; valid choices: {', '.join(SCHEMES.names())}")
+    _check_scheme(scheme, "")
     layers = candidate_layers(model)
     entries = []
     follow: set[str] = set()
@@ -248,10 +260,7 @@ def _mapping_entries(model: nn.Module, data: Mapping[str, Any], *, scheme: str) 
             tiles = value.get("tiles", default_tiles)
             rank = value["rank"]
             force = _force_flag(f"for layer {name!r}", value.get("force", default_force))
-        if layer_scheme not in SCHEMES:
-            raise RankSearchError(
-                f"unknown scheme {layer_scheme!r} for layer {name!r}; valid choices: {', '.join(SCHEMES.names())}"
-            )
+        _check_scheme(layer_scheme, f" for layer {name!r}")
         get_scheme(layer_scheme).check_supported(layers[name], name)
         if tiles is not None and layer_scheme == "tiled" and not isinstance(tiles, (list, tuple)):
             raise RankSearchError(f"tiles for layer {name!r} must be [row_tiles, col_tiles], got {tiles!r}")
@@ -274,6 +283,8 @@ def load_plan_yaml(path: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise RankSearchError(f"rank plan {path!r} is not valid YAML{where}") from None
+    except UnicodeDecodeError:  # a binary file (a .pt renamed) or another encoding
+        raise RankSearchError(f"rank plan {path!r} is not UTF-8 text") from None
 
 
 @runtime_checkable
