@@ -46,6 +46,18 @@ def test_status_shows_interrupted_trials_when_no_driver_runs(tmp_path, capsys, d
     assert ("rank-search resume" in out) == (shown == "INTERRUPTED")
 
 
+@pytest.mark.parametrize("pid", [10 ** 30, 0, -1, "x"])
+def test_export_and_analyze_read_a_sweep_whose_driver_record_holds_an_impossible_pid(tmp_path, capsys, pid) -> None:
+    import socket
+
+    exp = hand_made(tmp_path / "sweeps")
+    (exp / schema.DRIVER_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": pid}))
+    assert main(["export", str(exp), "--pick", "max-accuracy", "--out", str(tmp_path / "best.yaml")]) == 0
+    assert yaml.safe_load((tmp_path / "best.yaml").read_text())["provenance"]["trial_id"] == "b"
+    assert main(["analyze", str(exp), "--out", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report").is_dir()
+
+
 def test_progress_counter_counts_trials_finished_before_a_resume() -> None:
     from types import SimpleNamespace
 
@@ -81,6 +93,23 @@ def test_damaged_results_are_named_and_left_out(tmp_path, capsys, damage) -> Non
     exported = yaml.safe_load((tmp_path / "best.yaml").read_text())
     assert exported["provenance"]["trial_id"] == "a"  # not b's earlier epoch
     assert exported["metrics"][schema.TEST_ACCURACY] == 0.5
+    assert main(["analyze", str(exp), "--out", str(tmp_path / "report")]) == 0
+
+
+@pytest.mark.parametrize("value", ["0.99", "abc", True, [1]])
+def test_a_metric_that_is_not_a_number_is_damage_named_and_left_out(tmp_path, capsys, value) -> None:
+    exp = hand_made(tmp_path / "sweeps")  # trial b is the more accurate one
+    result = exp / "trial_b" / "result.json"
+    rows = [json.loads(line) for line in result.read_text().splitlines()]
+    rows[-1][schema.VAL_ACCURACY] = value
+    result.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["status", str(exp)]) == 0
+    assert f"damaged results: trial b (trial_b/result.json line {len(rows)}: val_accuracy is" in capsys.readouterr().out
+    assert main(["status", str(exp), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["export", str(exp), "--pick", "max-accuracy", "--out", str(tmp_path / "best.yaml")]) == 0
+    assert "damaged results: trial b" in capsys.readouterr().err
+    assert yaml.safe_load((tmp_path / "best.yaml").read_text())["provenance"]["trial_id"] == "a"
     assert main(["analyze", str(exp), "--out", str(tmp_path / "report")]) == 0
 
 
