@@ -110,7 +110,8 @@ def _parse_results(loc: Location, folder: str) -> tuple[list[dict[str, Any]], st
             row = None
         if not isinstance(row, dict):
             return rows, f"result.json line {number} is not a JSON object", k == len(lines) - 1
-        bad = next((m for m in _NUMERIC_METRICS if row.get(m) is not None and not _is_number(row[m])), None)
+        bad = next((m for m in _NUMERIC_METRICS if row.get(m) is not None
+                    and not schema.is_number(row[m], finite=False)), None)
         if bad is not None:
             return rows, f"result.json line {number}: {bad} is {row[bad]!r:.40}, not a number", False
         rows.append(row)
@@ -122,10 +123,6 @@ _NUMERIC_METRICS = (schema.VAL_ACCURACY, schema.TEST_ACCURACY, schema.VAL_LOSS, 
                     schema.DENSE_PARAMS, schema.COMPACT_PARAMS, schema.DENSE_MACS, schema.COMPACT_MACS,
                     schema.PARAMS_COMPRESSION, schema.MACS_COMPRESSION, schema.LATENCY_MS,
                     schema.DENSE_LATENCY_MS, schema.LATENCY_SPEEDUP)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _read_results(loc: Location, folder: str) -> list[dict[str, Any]]:

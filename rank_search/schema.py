@@ -4,6 +4,8 @@ This module must stay free of torch and ray imports: ``analysis`` reads it.
 """
 from __future__ import annotations
 
+import math
+
 # Metrics reported by training runs and trials.
 VAL_ACCURACY = "val_accuracy"
 TEST_ACCURACY = "test_accuracy"
@@ -89,6 +91,12 @@ URI_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "hdfs://", "file://")
 def is_uri(path: str) -> bool:
     """Whether ``path`` names remote (or ``file://``) storage rather than a local path."""
     return path.startswith(URI_SCHEMES)
+
+
+def is_number(value, *, finite: bool = True) -> bool:
+    """Whether ``value`` is an int or a float, not a bool, and finite unless ``finite`` is False:
+    the one test of a number read from a space, a flag, a record or a result."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and (not finite or math.isfinite(value))
 
 
 def parse_objectives(text: str) -> tuple[tuple[str, str], ...]:

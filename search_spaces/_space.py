@@ -14,7 +14,6 @@ an example is docs/spaces.md.
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -24,7 +23,7 @@ import yaml
 from rank_search import safe_yaml
 from rank_search.errors import RankSearchError
 from rank_search.schema import (ALLOCATIONS, BUDGETS, DEFAULT_BUDGET, DEFAULT_LATENCY_BATCH_SIZE, DEFAULT_PROXY,
-                                GROUPINGS, PROFILE_PROXIES)
+                                GROUPINGS, PROFILE_PROXIES, is_number)
 
 RANK_MODES = ("per_group", "sensitivity")
 RANKS_KEYS = {"per_group": ("allocation", "grouping", "ratio"),
@@ -101,7 +100,7 @@ def parse_dim(where: str, value: Any) -> Dim:
         kind = kinds[0]
         bounds = value[kind]
         if (not isinstance(bounds, list) or len(bounds) != 2
-                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in bounds)):
+                or not all(is_number(b) for b in bounds)):
             raise SpaceError(f"{where}: {kind} range must be [low, high] finite numbers, got {bounds!r}")
         low, high = float(bounds[0]), float(bounds[1])
         if not low < high:
@@ -175,7 +174,7 @@ class SearchSpace:
     def _check_budget(self) -> None:
         t = self.target
         values = [t.value] if t.kind == "fixed" else list(t.choices) if t.kind == "categorical" else [t.low, t.high]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        if not all(is_number(v) for v in values):
             raise SpaceError(f"space {self.name!r}: ranks.target must be finite numbers (MACs compression), "
                              f"got {t.to_plain()!r}")
         low = min(values)

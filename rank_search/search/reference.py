@@ -16,7 +16,6 @@ meanwhile (``_warm_task``), which shortens the profile's wall time. The profile 
 from __future__ import annotations
 
 import io
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -394,5 +393,4 @@ def _prepare_dense_and_profile(path: str, space, cfg: LaunchConfig) -> Reference
 def _recorded_accuracy(loc: Location) -> float | None:
     """``dense.yaml``'s validation accuracy; None when it is missing, unreadable or not a number."""
     value = loc.read_mapping(schema.DENSE_RECORD_FILE).get(schema.VAL_ACCURACY)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
+    return float(value) if schema.is_number(value) else None

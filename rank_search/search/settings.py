@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from .. import schema
 from ..errors import RankSearchError
-from ..schema import is_uri
+from ..schema import is_number, is_uri
 
 SEARCHERS = ("refine", "nsga2", "tpe", "random", "oneshot")
 SCHEDULERS = ("fifo", "asha", "mo-asha", "mo-asha-method")
@@ -69,8 +69,7 @@ class LaunchConfig:
         for flag, value in (("--cpus-per-trial", self.cpus_per_trial), ("--gpus-per-trial", self.gpus_per_trial),
                             ("--min-compression", self.min_compression),
                             ("--max-compression", self.max_compression)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value)):
+            if value is not None and not is_number(value):
                 raise RankSearchError(f"{flag} must be a finite number, got {value!r}")
         for part in self.ablate:
             if part in EXTRAS:
@@ -81,9 +80,7 @@ class LaunchConfig:
         for part in self.refine_extras:
             if part not in EXTRAS:
                 raise RankSearchError(f"--refine-extra must name one of {', '.join(EXTRAS)}, got {part!r}")
-        if self.budget_hours is not None and (isinstance(self.budget_hours, bool)
-                                              or not isinstance(self.budget_hours, (int, float))
-                                              or not math.isfinite(self.budget_hours) or self.budget_hours <= 0):
+        if self.budget_hours is not None and not (is_number(self.budget_hours) and self.budget_hours > 0):
             raise RankSearchError(f"--budget-hours must be a finite number of hours > 0, got {self.budget_hours!r}")
         if self.max_concurrent is not None and self.max_concurrent >= 1:
             _check_int("--max-concurrent", self.max_concurrent, MAX_SAMPLES)

@@ -6,13 +6,13 @@ first trial starts, not when it was built, so a moved experiment writes where it
 """
 from __future__ import annotations
 
-import math
 import os
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.air.integrations.wandb import WandbLoggerCallback
 from ray.tune.logger import LoggerCallback
 
+from .. import schema
 from . import tracking_paths
 
 # Tune's bookkeeping fields, not worth a TensorBoard chart
@@ -104,7 +104,7 @@ class TensorBoardTracker(LoggerCallback):
             self.log_trial_start(trial)
         step = result.get("training_iteration", iteration)
         scalars = {k: float(v) for k, v in result.items() if k not in _NOT_SCALARS
-                   and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+                   and schema.is_number(v)}
         writer = self._writers[trial]
         for key, value in scalars.items():
             writer.add_scalar(key, value, global_step=step)
