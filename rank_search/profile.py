@@ -32,7 +32,7 @@ from .engine.precision import to_channels_last
 from .layers import get_scheme
 from .plan import LayerPlan, RankPlan, eligible_layers, resolve_rank, scheme_for
 from .surgery import compress
-from .suffix import Suffix, trace
+from .suffix import Suffix, cache_frontiers, frontier_bytes, trace
 
 DEFAULT_RATIOS = (0.02, 0.04, 0.07, 0.1, 0.15, 0.22, 0.32, 0.45, 0.65, 1.0)
 DEFAULT_PROXIES = ("bn", "finetune", "energy")
@@ -139,7 +139,7 @@ def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channe
         suffixes = None
         if reuse_prefix and "bn" in proxies and set(proxies) <= {"bn", "energy"}:  # no weight updates
             suffixes = _Suffixes(dense, data, bn_images=bn_images, device=device, channels_last=channels_last,
-                                 input_shape=input_shape)
+                                 input_shape=input_shape, layers=[name for name, _ in todo])
         for i, ((name, scheme), mine) in enumerate(todo.items()):
             layer = layers[name]
             spectra = layer_spectra(scheme, layer)
@@ -181,13 +181,19 @@ def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channe
     return Profile(tuple(rows), info)
 
 
+#: the most bytes of cached frontier values one pass of the model keeps (for a group of layers)
+CACHE_BYTES = 256 * 2 ** 20
+
+
 class _Suffixes:
     """The ``bn`` proxy measured on the part of the model after each layer (``suffix.Suffix``): the
-    rest computes the same values for every point of a layer, so they are computed once per layer.
-    Gives the numbers ``measure_profile``'s whole-model path gives (a test holds them equal)."""
+    rest computes the same values for every point of a layer, so they are computed once per layer,
+    for consecutive layers of ``layers`` in one pass of the model while their values fit in
+    ``CACHE_BYTES``. Gives the numbers ``measure_profile``'s whole-model path gives (a test holds
+    them equal)."""
 
     def __init__(self, dense: nn.Module, data, *, bn_images: int, device, channels_last: bool,
-                 input_shape: tuple[int, ...]) -> None:
+                 input_shape: tuple[int, ...], layers: Sequence[str] = ()) -> None:
         ref = to_channels_last(copy.deepcopy(dense)) if channels_last else copy.deepcopy(dense)
         # the calibration batches a re-estimation draws (same seed and data order as ``measure``)
         torch.manual_seed(0)
@@ -205,26 +211,49 @@ class _Suffixes:
         self.gm = trace(ref)
         self.shapes = layer_input_shapes(dense, input_shape, eligible_layers(dense)) if self.gm is not None else {}
         self.channels_last = channels_last
+        self.order = list(dict.fromkeys(layers))
+        self._cached: dict[str, tuple[Suffix, list, list]] = {}
 
     def part(self, name: str) -> "_Part | None":
-        suffix = Suffix.of(self.gm, name)
-        return None if suffix is None else _Part(self, suffix)
+        if Suffix.of(self.gm, name) is None:
+            return None
+        if name not in self._cached:
+            self._cached = self._cache_group(name)  # the previous group's values are let go
+        return _Part(self, *self._cached[name])
+
+    def _cache_group(self, name: str) -> dict[str, tuple[Suffix, list, list]]:
+        """``name`` and the layers after it in ``order`` whose frontier values fit in
+        ``CACHE_BYTES`` together, cached in one pass per batch (train mode for the calibration
+        batches, the running statistics put back afterwards; eval mode for validation)."""
+        gm = self.gm
+        later = self.order[self.order.index(name):] if name in self.order else [name]
+        suffixes = [s for s in (Suffix.of(gm, n) for n in later) if s is not None]
+        gm.eval()
+        sizes = frontier_bytes(suffixes, self.val[0][0]) if self.val else [set() for _ in suffixes]
+        images = sum(x.shape[0] for x in self.calibration) + sum(x.shape[0] for x, _ in self.val)
+        group, union = [], set()
+        for suffix, size in zip(suffixes, sizes):
+            if group and sum(b for _, b in union | size) * images > CACHE_BYTES:
+                break
+            group.append(suffix)
+            union |= size
+        saved = {n: copy.deepcopy(gm.get_submodule(n).state_dict()) for n in _norm_names(gm)}
+        gm.train()
+        train = cache_frontiers(group, self.calibration)
+        for n, state in saved.items():  # a train-mode pass moved the running statistics: put them back
+            gm.get_submodule(n).load_state_dict(state)
+        gm.eval()
+        val = cache_frontiers(group, (x for x, _ in self.val))
+        return {s.layer: (s, t, v) for s, t, v in zip(group, train, val)}
 
 
 class _Part:
     """One layer's part of the model with its frontier values cached for the calibration (train
     mode) and validation (eval mode) batches."""
 
-    def __init__(self, owner: _Suffixes, suffix: Suffix) -> None:
-        gm = suffix.gm
+    def __init__(self, owner: _Suffixes, suffix: Suffix, train_cache: list, val_cache: list) -> None:
         self.owner, self.suffix = owner, suffix
-        saved = {n: copy.deepcopy(gm.get_submodule(n).state_dict()) for n in _norm_names(gm)}
-        gm.train()
-        self.train_cache = suffix.cache(owner.calibration)
-        for n, state in saved.items():  # a train-mode pass moved the running statistics: put them back
-            gm.get_submodule(n).load_state_dict(state)
-        gm.eval()
-        self.val_cache = suffix.cache(x for x, _ in owner.val)
+        self.train_cache, self.val_cache = train_cache, val_cache
 
     def measure(self, layer: nn.Module) -> tuple[int, dict]:
         """(MACs of ``layer`` in place of the part's layer, its ``bn`` proxy numbers)."""

@@ -10,7 +10,7 @@ draws would change) get no ``Suffix``: measure those whole.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 from torch import fx, nn
@@ -75,19 +75,9 @@ class Suffix:
         except ValueError:
             return None
 
-    @torch.no_grad()
     def cache(self, batches: Iterable[torch.Tensor]) -> list[dict[fx.Node, Any]]:
         """For each input batch, the frontier values the model (in its current mode) computes."""
-        out = []
-        keep = set(self.frontier)
-        for x in batches:
-            values: dict[fx.Node, Any] = {}
-            interp = fx.Interpreter(self.gm, garbage_collect_values=False)
-            interp.run(x)
-            for node in keep:
-                values[node] = interp.env[node]
-            out.append(values)
-        return out
+        return cache_frontiers([self], batches)[0]
 
     @torch.no_grad()
     def run(self, cached: Mapping[fx.Node, Any], modules: Mapping[str, nn.Module]) -> torch.Tensor:
@@ -97,3 +87,27 @@ class Suffix:
         env.update(cached)
         placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
         return _Partial(self.gm, modules).run(*(env[p] for p in placeholders), initial_env=env)
+
+
+@torch.no_grad()
+def cache_frontiers(suffixes: Sequence[Suffix], batches: Iterable[torch.Tensor]) -> list[list[dict[fx.Node, Any]]]:
+    """``[s.cache(batches) for s in suffixes]`` (suffixes of one traced model) from one pass of the
+    model per batch; a value two suffixes share is one tensor."""
+    out: list[list[dict[fx.Node, Any]]] = [[] for _ in suffixes]
+    for x in batches:
+        interp = fx.Interpreter(suffixes[0].gm, garbage_collect_values=False)
+        interp.run(x)
+        for cached, suffix in zip(out, suffixes):
+            cached.append({node: interp.env[node] for node in suffix.frontier})
+    return out
+
+
+def frontier_bytes(suffixes: Sequence[Suffix], x: torch.Tensor) -> list[set[tuple[fx.Node, int]]]:
+    """For each suffix, its frontier values as (node, bytes per input image), measured on the
+    batch ``x`` (the model in its current mode)."""
+    interp = fx.Interpreter(suffixes[0].gm, garbage_collect_values=False)
+    with torch.no_grad():
+        interp.run(x)
+    size = {n: v.element_size() * v.numel() // max(1, x.shape[0]) if isinstance(v, torch.Tensor) else 0
+            for n, v in interp.env.items()}
+    return [{(n, size.get(n, 0)) for n in s.frontier} for s in suffixes]

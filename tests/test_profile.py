@@ -121,6 +121,27 @@ def test_reusing_the_dense_prefix_gives_the_rows_of_the_whole_model(name, scheme
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5, abs=1e-6)
 
 
+def test_layers_cached_in_one_pass_or_one_by_one_give_the_same_rows(monkeypatch) -> None:
+    """The frontier values of consecutive layers come from one pass of the model while they fit in
+    ``CACHE_BYTES``; with room for one layer at a time the rows are the same, bit for bit."""
+    from rank_search import profile, suffix
+
+    data = load_dataset("synthetic", seed=0, batch_size=32)
+    torch.manual_seed(0)
+    model = create_model_for("resnet20", data)
+    kw = dict(schemes=("channel",), ratios=(0.1, 0.45, 1.0), proxies=("bn", "energy"), bn_images=64)
+    passes = []
+    real = suffix.cache_frontiers
+    monkeypatch.setattr(profile, "cache_frontiers", lambda group, batches: passes.append(len(group)) or real(group, batches))
+    grouped = measure_profile(model, data, **kw)
+    assert passes[0] == passes[1] > 1, "the layers' values came from one pass each for train and val"
+    monkeypatch.setattr(profile, "CACHE_BYTES", 1)
+    passes.clear()
+    single = measure_profile(model, data, **kw)
+    assert set(passes) == {1}
+    assert grouped.rows == single.rows
+
+
 def test_models_the_prefix_cannot_be_cut_from_are_measured_whole() -> None:
     from torch import nn
 
