@@ -36,6 +36,8 @@ from .suffix import Suffix, cache_frontiers, frontier_bytes, trace
 
 DEFAULT_RATIOS = (0.02, 0.04, 0.07, 0.1, 0.15, 0.22, 0.32, 0.45, 0.65, 1.0)
 DEFAULT_PROXIES = ("bn", "finetune", "energy")
+#: training images each point's BatchNorm statistics are re-estimated on (why 256: docs/search.md)
+DEFAULT_BN_IMAGES = 256
 
 
 def layer_spectra(scheme: str, layer: nn.Module) -> list[torch.Tensor]:
@@ -89,7 +91,7 @@ def profile_points(pairs: Sequence[tuple[str, str]], ratios: Sequence[float] = D
 
 def measure_profile(dense: nn.Module, data, *, schemes: Sequence[str] = ("channel",),
                     ratios: Sequence[float] = DEFAULT_RATIOS, proxies: Sequence[str] = DEFAULT_PROXIES,
-                    bn_images: int = 512, finetune_steps: int = 20, finetune_lr: float = 0.01,
+                    bn_images: int = DEFAULT_BN_IMAGES, finetune_steps: int = 20, finetune_lr: float = 0.01,
                     device: torch.device | str = "cpu", meta: dict | None = None,
                     progress: Callable[[str], None] | None = None,
                     tasks: Sequence[tuple] | None = None, channels_last: bool = False,
