@@ -72,6 +72,8 @@ def arms(trials: int) -> dict[str, tuple[dict, list[str], bool]]:
         "oneshot": ({}, ["--searcher", "oneshot"], False),
         # the default with distillation from the dense reference and data-aware decompositions (issue 30)
         "distill": ({}, [], False),
+        # the default with data-aware decompositions only (issue 30)
+        "data-init": ({}, [], False),
     }
 
 
@@ -80,16 +82,21 @@ DATA_AWARE = {"posthoc", "deeptwist"}  # the methods with init_decomposition
 DATA_AWARE_SCHEMES = ("channel", "tucker2")  # the schemes with a data-aware form (docs/training.md)
 
 
-def distill_space(space: dict) -> dict:
-    """The space the distill arm runs: the task's, with ``DISTILL`` and, where the method has it
-    and its scheme a data-aware form (channel, tucker2), ``init_decomposition: data``."""
+def data_init_space(space: dict) -> dict:
+    """The space the data-init arm runs: the task's, with ``init_decomposition: data`` where the
+    method has it and its scheme a data-aware form (channel, tucker2)."""
     methods = {}
     for name, knobs in space["methods"].items():
         knobs = dict(knobs or {})
         if name in DATA_AWARE and knobs.get("scheme", "channel") in DATA_AWARE_SCHEMES:
             knobs["init_decomposition"] = "data"
         methods[name] = knobs
-    return {**space, "methods": methods, "distill": dict(DISTILL)}
+    return {**space, "methods": methods}
+
+
+def distill_space(space: dict) -> dict:
+    """The space the distill arm runs: ``data_init_space`` with ``DISTILL``."""
+    return {**data_init_space(space), "distill": dict(DISTILL)}
 
 
 def oneshot_space(space: dict) -> dict:
@@ -138,6 +145,8 @@ def run_sweep(storage: Path, task: str, arm: str, seed: int, trials: int, log: P
                 trials = ONESHOT_POINTS
             elif arm == "distill":
                 space = distill_space(space)
+            elif arm == "data-init":
+                space = data_init_space(space)
             space_file = storage / f"{name}.yaml"
             space_file.write_text(yaml.safe_dump(space, sort_keys=False), encoding="utf-8")
             count = ["--budget-hours", f"{budget:.6f}"] if budget is not None else ["--num-samples", str(trials)]
@@ -420,7 +429,8 @@ def main() -> None:
     if args.list_arms:
         for name, (ranks, flags, budgeted) in arms(args.trials).items():
             extra = {"oneshot": f", --num-samples {ONESHOT_POINTS}, the nested method in channel on spatial and tiled",
-                     "distill": f", distill {DISTILL}, init_decomposition data for {', '.join(sorted(DATA_AWARE))}"}
+                     "distill": f", distill {DISTILL}, init_decomposition data for {', '.join(sorted(DATA_AWARE))}",
+                     "data-init": f", init_decomposition data for {', '.join(sorted(DATA_AWARE))}"}
             print(f"{name}: ranks {ranks or 'as shipped'}, flags {' '.join(flags) or 'none'}{extra.get(name, '')}"
                   + (", --budget-hours: the uniform grid's trial-hours" if budgeted else ""))
         return
