@@ -1,8 +1,10 @@
-"""Sensitivity profile time: measured on the whole model per point, and reusing the dense prefix
-(``measure_profile(reuse_prefix=True)``, the default), side by side, on the same points.
+"""Sensitivity profile time: measured on the whole model per point; reusing the dense prefix with
+one pass of the model per layer to cache it (``profile.CACHE_BYTES = 1``); and reusing it with the
+layers' values cached in one pass (the default), side by side, on the same points.
 
-Each repeat runs both in turn on a trained-for-one-epoch model (1 thread, the ``bn`` proxy, the
-channel scheme); the rows are checked equal, and the table gives the median ratio and its range.
+Each repeat runs the three in turn on a trained-for-one-epoch model (1 thread, the ``bn`` proxy,
+the channel scheme); the rows are checked equal, and the table gives each median and the median
+speed-up over the whole model with its range.
 
     .venv/bin/python benchmarks/profile_speed.py --model resnet20 --dataset mnist5k --every 2 --repeats 3
 """
@@ -21,6 +23,7 @@ from _report import emit  # benchmarks/_report.py (the script folder is on sys.p
 from rank_search.data import load_dataset
 from rank_search.engine import TrainConfig, Trainer, TrainingHooks
 from rank_search.models import create_model_for
+from rank_search import profile
 from rank_search.profile import measure_profile, profile_tasks
 
 
@@ -38,29 +41,32 @@ def main() -> None:
     model = create_model_for(args.model, data)
     Trainer(model, TrainingHooks(), data, TrainConfig(lr=0.05, batch_size=64, device="cpu"), epochs=1).fit()
     tasks = profile_tasks(model, ["channel"])[::args.every]
-    secs: dict[bool, list[float]] = {False: [], True: []}
+    variants = {"whole": (False, None), "per-layer": (True, 1), "one pass": (True, profile.CACHE_BYTES)}
+    secs: dict[str, list[float]] = {v: [] for v in variants}
     rows = {}
     for _ in range(args.repeats):
-        for reuse in (False, True):
+        for name, (reuse, budget) in variants.items():
+            if budget is not None:
+                profile.CACHE_BYTES = budget
             start = time.perf_counter()
             prof = measure_profile(model, data, schemes=["channel"], proxies=("bn",), tasks=tasks, reuse_prefix=reuse)
-            secs[reuse].append(time.perf_counter() - start)
-            rows[reuse] = prof.rows
+            secs[name].append(time.perf_counter() - start)
+            rows[name] = prof.rows
     same = all({k: a[k] for k in a if k != "val_loss"} == {k: b[k] for k in b if k != "val_loss"}
                and abs(a["val_loss"] - b["val_loss"]) <= 1e-5 * max(1.0, abs(a["val_loss"]))
-               for a, b in zip(rows[False], rows[True]))
-    ratios = [a / b for a, b in zip(secs[False], secs[True])]
+               for other in ("per-layer", "one pass") for a, b in zip(rows["whole"], rows[other]))
+    speed = {v: [w / t for w, t in zip(secs["whole"], secs[v])] for v in ("per-layer", "one pass")}
     lines = [f"## Sensitivity profile time (profile_speed.py, {dt.date.today()})", "",
              f"Command: `.venv/bin/python benchmarks/profile_speed.py --model {args.model} --dataset {args.dataset} "
              f"--every {args.every} --repeats {args.repeats}`; {platform.node()}, {os.cpu_count()} cores, 1 thread. "
-             f"{len(tasks)} layers x {len(rows[True]) // max(len(tasks), 1)} ratios, `bn` proxy; whole model per "
-             f"point against the dense prefix reused, in turn, {args.repeats} times. Rows equal: "
-             f"{'yes' if same else 'NO'}.", "",
-             "| | whole model (s, median) | prefix reused (s, median) | speed-up (median, range) |",
+             f"{len(tasks)} layers x {len(rows['whole']) // max(len(tasks), 1)} ratios, `bn` proxy; the whole model "
+             f"per point, the dense prefix reused with one caching pass per layer, and with one pass for the "
+             f"layers, in turn, {args.repeats} times. Rows equal: {'yes' if same else 'NO'}.", "",
+             "| | whole model (s) | prefix, pass per layer (s; speed-up) | prefix, one pass (s; speed-up) |",
              "| --- | --- | --- | --- |",
-             f"| {args.model} on {args.dataset} | {statistics.median(secs[False]):.1f} | "
-             f"{statistics.median(secs[True]):.1f} | {statistics.median(ratios):.2f}x "
-             f"({min(ratios):.2f}-{max(ratios):.2f}) |"]
+             f"| {args.model} on {args.dataset} | {statistics.median(secs['whole']):.1f} | "
+             + " | ".join(f"{statistics.median(secs[v]):.1f}; {statistics.median(speed[v]):.2f}x "
+                          f"({min(speed[v]):.2f}-{max(speed[v]):.2f})" for v in ("per-layer", "one pass")) + " |"]
     emit("\n".join(lines) + "\n", args.out)
 
 
