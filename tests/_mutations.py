@@ -1,9 +1,12 @@
 """A seeded generator of malformed inputs for the property-style CLI tests: a valid nested
-mapping with one value replaced, one key removed or one unknown key added."""
+mapping with one value replaced, one key removed or one unknown key added; and ``no_training``,
+the fixture that stops an accepted input's run before its first epoch."""
 from __future__ import annotations
 
 import copy
 import random
+
+import pytest
 
 
 def _keys(node, prefix=()):
@@ -28,3 +31,17 @@ def mutated(valid: dict, bad_values: list, rng: random.Random) -> tuple[dict, st
     else:
         parent[f"unknown_{rng.randrange(100)}"] = rng.choice(bad_values)
     return data, f"{kind} {'.'.join(path)}"
+
+
+class ReachedTraining(Exception):
+    """The input was accepted: the run was prepared and its first epoch was about to start."""
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise ReachedTraining
+
+    from rank_search.engine import Trainer
+
+    monkeypatch.setattr(Trainer, "fit", refuse)

@@ -12,27 +12,13 @@ import yaml
 
 from rank_search.cli import main
 
-from _mutations import mutated
+from _mutations import ReachedTraining, mutated, no_training  # noqa: F401 (a fixture)
 
 VALID = {"run": {"model": "lenet5", "dataset": "synthetic", "method": "posthoc", "scheme": "channel",
                  "ranks": "ratio:0.5", "epochs": 1, "seed": 0, "settings": {"train.lr": 0.05}}}
 BAD_VALUES = [None, -1, 0, 10**30, float("inf"), float("nan"), "abc", "", "x" * 5000, [], {}, [1, "a"],
               True, "\n", "ratio:7", "energy:-1", "8,multiple=0", "../../nope.yaml", [[[[[[]]]]]]]
 CASES = 60
-
-
-class ReachedTraining(Exception):
-    """The config was accepted: the run was prepared and its first epoch was about to start."""
-
-
-@pytest.fixture
-def no_training(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise ReachedTraining
-
-    from rank_search.engine import Trainer
-
-    monkeypatch.setattr(Trainer, "fit", refuse)
 
 
 @pytest.mark.parametrize("seed", range(CASES))

@@ -14,7 +14,7 @@ import yaml
 
 from rank_search.cli import main
 
-from _mutations import mutated
+from _mutations import ReachedTraining, mutated, no_training  # noqa: F401 (a fixture)
 
 # lenet5 on synthetic: features.0 (stem conv), features.3 (conv), classifier.1/.3/.5 (Linear).
 VALID = {
@@ -36,20 +36,6 @@ COMMANDS = {
     "train": lambda plan, out: ["train", "--model", "lenet5", "--dataset", "synthetic", "--method", "posthoc",
                                 "--epochs", "2", "--ranks", plan, "--out", out],
 }
-
-
-class ReachedTraining(Exception):
-    """The plan was accepted: the run was prepared and its first epoch was about to start."""
-
-
-@pytest.fixture
-def no_training(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise ReachedTraining
-
-    from rank_search.engine import Trainer
-
-    monkeypatch.setattr(Trainer, "fit", refuse)
 
 
 def check(command: str, text: bytes, what: str, tmp_path: Path, capsys, *, may_accept: bool = True) -> None:
