@@ -88,6 +88,13 @@ def _state_statuses(loc: Location) -> dict[str, dict[str, Any]]:
     return out
 
 
+#: what every trial reports as a number (null or NaN allowed: a diverged or unfinished trial's)
+_NUMERIC_METRICS = (schema.VAL_ACCURACY, schema.TEST_ACCURACY, schema.VAL_LOSS, schema.TRAIN_LOSS, schema.EPOCH,
+                    schema.DENSE_PARAMS, schema.COMPACT_PARAMS, schema.DENSE_MACS, schema.COMPACT_MACS,
+                    schema.PARAMS_COMPRESSION, schema.MACS_COMPRESSION, schema.LATENCY_MS,
+                    schema.DENSE_LATENCY_MS, schema.LATENCY_SPEEDUP)
+
+
 def _parse_results(loc: Location, folder: str) -> tuple[list[dict[str, Any]], str | None, bool]:
     """(rows, problem, only_the_last_line): the result lines up to the first that is not a JSON
     object, what is wrong (None if nothing) and whether that is the last line (which may be one
@@ -116,13 +123,6 @@ def _parse_results(loc: Location, folder: str) -> tuple[list[dict[str, Any]], st
             return rows, f"result.json line {number}: {bad} is {row[bad]!r:.40}, not a number", False
         rows.append(row)
     return rows, None, False
-
-
-#: what every trial reports as a number (null or NaN allowed: a diverged or unfinished trial's)
-_NUMERIC_METRICS = (schema.VAL_ACCURACY, schema.TEST_ACCURACY, schema.VAL_LOSS, schema.TRAIN_LOSS, schema.EPOCH,
-                    schema.DENSE_PARAMS, schema.COMPACT_PARAMS, schema.DENSE_MACS, schema.COMPACT_MACS,
-                    schema.PARAMS_COMPRESSION, schema.MACS_COMPRESSION, schema.LATENCY_MS,
-                    schema.DENSE_LATENCY_MS, schema.LATENCY_SPEEDUP)
 
 
 def _read_results(loc: Location, folder: str) -> list[dict[str, Any]]:

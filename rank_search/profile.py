@@ -32,7 +32,7 @@ from .engine.precision import to_channels_last
 from .layers import get_scheme
 from .plan import LayerPlan, RankPlan, eligible_layers, resolve_rank, scheme_for
 from .surgery import compress
-from .suffix import Suffix, cache_frontiers, frontier_bytes, trace
+from .suffix import Suffix, cache_frontiers, node_bytes, trace
 
 DEFAULT_RATIOS = (0.02, 0.04, 0.07, 0.1, 0.15, 0.22, 0.32, 0.45, 0.65, 1.0)
 DEFAULT_PROXIES = ("bn", "finetune", "energy")
@@ -215,30 +215,37 @@ class _Suffixes:
         self.channels_last = channels_last
         self.order = list(dict.fromkeys(layers))
         self._cached: dict[str, tuple[Suffix, list, list]] = {}
+        self._bytes: dict | None = None  # bytes per image of each node's value, measured once
 
     def part(self, name: str) -> "_Part | None":
-        if Suffix.of(self.gm, name) is None:
-            return None
         if name not in self._cached:
-            self._cached = self._cache_group(name)  # the previous group's values are let go
+            group = self._cache_group(name)
+            if name not in group:  # no part: the layer is measured whole
+                return None
+            self._cached = group  # the previous group's values are let go
         return _Part(self, *self._cached[name])
 
     def _cache_group(self, name: str) -> dict[str, tuple[Suffix, list, list]]:
         """``name`` and the layers after it in ``order`` whose frontier values fit in
         ``CACHE_BYTES`` together, cached in one pass per batch (train mode for the calibration
-        batches, the running statistics put back afterwards; eval mode for validation)."""
+        batches, the running statistics put back afterwards; eval mode for validation); empty when
+        ``name`` has no ``Suffix``."""
         gm = self.gm
         later = self.order[self.order.index(name):] if name in self.order else [name]
         suffixes = [s for s in (Suffix.of(gm, n) for n in later) if s is not None]
+        if not suffixes or suffixes[0].layer != name:
+            return {}
         gm.eval()
-        sizes = frontier_bytes(suffixes, self.val[0][0]) if self.val else [set() for _ in suffixes]
+        if self._bytes is None:
+            self._bytes = node_bytes(gm, self.val[0][0]) if self.val else {}
         images = sum(x.shape[0] for x in self.calibration) + sum(x.shape[0] for x, _ in self.val)
         group, union = [], set()
-        for suffix, size in zip(suffixes, sizes):
-            if group and sum(b for _, b in union | size) * images > CACHE_BYTES:
+        for suffix in suffixes:
+            grown = union | set(suffix.frontier)
+            if group and sum(self._bytes.get(n, 0) for n in grown) * images > CACHE_BYTES:
                 break
             group.append(suffix)
-            union |= size
+            union = grown
         saved = {n: copy.deepcopy(gm.get_submodule(n).state_dict()) for n in _norm_names(gm)}
         gm.train()
         train = cache_frontiers(group, self.calibration)

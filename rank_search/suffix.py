@@ -75,10 +75,6 @@ class Suffix:
         except ValueError:
             return None
 
-    def cache(self, batches: Iterable[torch.Tensor]) -> list[dict[fx.Node, Any]]:
-        """For each input batch, the frontier values the model (in its current mode) computes."""
-        return cache_frontiers([self], batches)[0]
-
     @torch.no_grad()
     def run(self, cached: Mapping[fx.Node, Any], modules: Mapping[str, nn.Module]) -> torch.Tensor:
         """The model's output for one cached batch, with ``modules`` (name -> module) replacing the
@@ -91,8 +87,9 @@ class Suffix:
 
 @torch.no_grad()
 def cache_frontiers(suffixes: Sequence[Suffix], batches: Iterable[torch.Tensor]) -> list[list[dict[fx.Node, Any]]]:
-    """``[s.cache(batches) for s in suffixes]`` (suffixes of one traced model) from one pass of the
-    model per batch; a value two suffixes share is one tensor."""
+    """For each suffix (all of one traced model) and each input batch, the frontier values the
+    model (in its current mode) computes, from one pass of the model per batch; a value two
+    suffixes share is one tensor."""
     out: list[list[dict[fx.Node, Any]]] = [[] for _ in suffixes]
     for x in batches:
         interp = fx.Interpreter(suffixes[0].gm, garbage_collect_values=False)
@@ -102,12 +99,11 @@ def cache_frontiers(suffixes: Sequence[Suffix], batches: Iterable[torch.Tensor])
     return out
 
 
-def frontier_bytes(suffixes: Sequence[Suffix], x: torch.Tensor) -> list[set[tuple[fx.Node, int]]]:
-    """For each suffix, its frontier values as (node, bytes per input image), measured on the
-    batch ``x`` (the model in its current mode)."""
-    interp = fx.Interpreter(suffixes[0].gm, garbage_collect_values=False)
-    with torch.no_grad():
-        interp.run(x)
-    size = {n: v.element_size() * v.numel() // max(1, x.shape[0]) if isinstance(v, torch.Tensor) else 0
+@torch.no_grad()
+def node_bytes(gm: fx.GraphModule, x: torch.Tensor) -> dict[fx.Node, int]:
+    """Bytes per input image of every node's value (0 for a non-tensor), measured on the batch
+    ``x`` (the model in its current mode)."""
+    interp = fx.Interpreter(gm, garbage_collect_values=False)
+    interp.run(x)
+    return {n: v.element_size() * v.numel() // max(1, x.shape[0]) if isinstance(v, torch.Tensor) else 0
             for n, v in interp.env.items()}
-    return [{(n, size.get(n, 0)) for n in s.frontier} for s in suffixes]

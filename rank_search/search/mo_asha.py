@@ -26,8 +26,8 @@ from ray.tune.schedulers import FIFOScheduler
 import yaml
 
 from .. import safe_yaml, schema
-from ._private_api import SnapshotFirst
 from ..storage import Location
+from ._private_api import SnapshotFirst
 from .refine.pareto import contributions, dominance
 
 LEDGER_FILE = schema.SCHEDULER_LEDGER_FILE

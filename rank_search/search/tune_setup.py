@@ -98,8 +98,8 @@ def make_scheduler(cfg: LaunchConfig, *, path: str, epochs: int, dense_accuracy:
         return MOASHAScheduler(cfg.objectives, max_epochs=epochs, path=path, floors=floors,
                                group_by=schema.METHOD_KEY if cfg.scheduler == "mo-asha-method" else None)
     # ASHA takes one metric: it stops trials early on val_accuracy only (documented).
-    return _private_api.SnapshotASHAScheduler(metric=schema.VAL_ACCURACY, mode="max", time_attr="training_iteration",
-                         grace_period=1, reduction_factor=2)
+    return _private_api.SnapshotASHAScheduler(metric=schema.VAL_ACCURACY, mode="max",
+                                              time_attr="training_iteration", grace_period=1, reduction_factor=2)
 
 
 def trial_dirname(trial) -> str:
