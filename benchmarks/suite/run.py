@@ -388,16 +388,18 @@ def report(summaries: dict, tasks: list[str], arm_names: list[str], baseline: st
     return "\n".join(lines) + "\n"
 
 
-def details(summaries: dict, tasks: list[str], arm_names: list[str], baseline: str) -> str:
-    """Per task, arm and seed paired with ``baseline``: validation log HV minus the baseline's (each
-    as run, not at equal CPU), the ratio of their CPU-hours, and for a oneshot arm its nested
-    training plus search and its trials, in mean trials of the baseline."""
+def details(summaries: dict, tasks: list[str], arm_names: list[str], baseline: str,
+            base_summaries: dict | None = None) -> str:
+    """Per task, arm and seed paired with ``baseline`` (read from ``base_summaries``, another
+    results folder's, when given: an arm against itself as another commit ran it): validation log
+    HV minus the baseline's (each as run, not at equal CPU), the ratio of their CPU-hours, and for a
+    oneshot arm its nested training plus search and its trials, in mean trials of the baseline."""
     lines = []
     for task in tasks:
         for arm in arm_names:
             for sd in sorted(sd for (t, a, sd) in summaries if t == task and a == arm):
-                mine, base = summaries[(task, arm, sd)], summaries.get((task, baseline, sd))
-                if base is None or arm == baseline:
+                mine, base = summaries[(task, arm, sd)], (base_summaries or summaries).get((task, baseline, sd))
+                if base is None or (arm == baseline and base_summaries is None):
                     continue
                 floor = base["dense"]["val_accuracy"] - MARGIN
                 diff = log_hv(_usable(mine), floor, "val_accuracy") - log_hv(_usable(base), floor, "val_accuracy")
@@ -424,6 +426,8 @@ def main() -> None:
     p.add_argument("--details", action="store_true", help="with --report-only: per seed, each arm against "
                    "--baseline as run (log HV difference, CPU ratio, a oneshot arm's cost in its trials)")
     p.add_argument("--baseline", default="uniform-grid", help="the arm the others are paired with (default: %(default)s)")
+    p.add_argument("--baseline-results", help="with --details: read the baseline from this summaries folder "
+                   "(e.g. the same arm as an earlier commit ran it; default: --results)")
     p.add_argument("--out", help="append the markdown section to this file")
     args = p.parse_args()
     if args.list_arms:
@@ -480,7 +484,8 @@ def main() -> None:
                     out.write_text(json.dumps(s, indent=1), encoding="utf-8")
     names = list(dict.fromkeys([args.baseline, *arm_names]))
     if args.details:
-        emit(details(load_summaries(results), tasks, names, args.baseline), args.out)
+        against = load_summaries(Path(args.baseline_results)) if args.baseline_results else None
+        emit(details(load_summaries(results), tasks, names, args.baseline, against), args.out)
         return
     emit(report(load_summaries(results), tasks, names, args.baseline), args.out)
 
