@@ -7,11 +7,15 @@ by ``TruncationSampler`` from (seed, step) alone, so a resumed run draws the sam
 - with probability ``p_full`` every layer at full rank,
 - with probability ``p_min`` every layer at its smallest rank, ``ceil(min_ratio * max)`` (>= 1)
   or the plan's rank where that is lower (so the compact model of record is a trained truncation),
-- otherwise each layer (each Tucker-2 mode) independently uniform over [smallest, full].
+- otherwise a random truncation, by ``draw``: ``shared`` (default) as the one-shot search draws
+  its allocations (``shared_ratios``: one log rank ratio for the step, uniform between the
+  smallest ratio and 1, each layer's that plus Gaussian noise), or ``independent``: each layer
+  (each Tucker-2 mode) uniform over [smallest, full].
 *Our choice*: the sandwich rule (largest, smallest, random widths) at its usual 1:1:2 share,
 with one truncation per step instead of four, so a step costs one ordinary step. The extremes
-bound the front; uniform ranks train component i in a share of steps falling with i, the
-ordering nested dropout relies on; independent layers cover per-layer allocations.
+bound the front; random ranks train component i in a share of steps falling with i, the
+ordering nested dropout relies on. ``shared`` trains the truncations the search will ask for
+(measured against ``independent``: docs/nested.md).
 The compact model of record is the truncation to the resolved plan (energy/value specs resolve
 on the starting weights), layers outside it dense at full rank, with its BatchNorm statistics
 re-estimated on ``bn_images`` training images (0: the running statistics of training).
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 from torch import nn
@@ -40,6 +44,33 @@ from ._registry import register_method
 from .base import Method, check_init
 
 KINDS = ("full", "min", "random")
+DRAWS = ("shared", "independent")
+SPREAD = 0.5  # the standard deviation of a layer's log rank ratio around the shared one (our choice)
+
+
+def shared_ratios(rng: np.random.Generator, names: Sequence[str], lowest: float,
+                  spread: float = SPREAD) -> dict[str, float]:
+    """Per layer of ``names`` a rank ratio in (0, 1]: exp(t + noise) capped at 1, t one log ratio
+    uniform in [log ``lowest``, 0], noise Gaussian (``spread``) per layer. The random draws of
+    both the training sampler and the one-shot search (``search.oneshot.sample_allocations``)."""
+    t = rng.uniform(math.log(lowest), 0.0)
+    noise = rng.normal(0.0, spread, size=len(names))
+    return {n: math.exp(min(0.0, t + e)) for n, e in zip(names, noise)}
+
+
+def rank_at(ratio: float, full: Rank, low: Rank) -> Rank:
+    """``round(ratio * full)`` clamped to [``low``, ``full``] (per mode for Tucker-2's pair)."""
+    if isinstance(full, tuple):
+        return tuple(min(f, max(lo, round(ratio * f))) for f, lo in zip(full, low))
+    return min(full, max(low, round(ratio * full)))
+
+
+def smallest_ratio(low: Mapping[str, Rank], high: Mapping[str, Rank]) -> float:
+    """The smallest of ``low[n] / high[n]`` over layers and Tucker-2 modes."""
+    def ratio(lo: Rank, full: Rank) -> float:
+        return min(a / b for a, b in zip(lo, full)) if isinstance(full, tuple) else lo / full
+
+    return min(ratio(low[n], high[n]) for n in low)
 
 
 @dataclass(frozen=True)
@@ -50,6 +81,7 @@ class NestedKnobs:
     min_ratio: a layer's smallest trained rank as a fraction of its full rank (rounded up, >= 1).
     bn_images: training images the compact model's BatchNorm statistics are re-estimated on
         (0: keep the running statistics of training, a mixture over truncations).
+    draw: how a random step's truncation is drawn: ``shared`` or ``independent`` (module docstring).
     init: ``dense``: a sweep's trials start from the dense reference; ``scratch``: from a fresh one.
     weights: a trained nested model's weights file: fine-tune its truncation to the plan instead
         of training a nested model (None: train one).
@@ -59,6 +91,7 @@ class NestedKnobs:
     p_min: float = 0.25
     min_ratio: float = 0.05
     bn_images: int = 512
+    draw: str = "shared"
     init: str = "dense"
     weights: str | None = None
 
@@ -75,6 +108,8 @@ class NestedKnobs:
             raise RankSearchError(f"nested.p_full + nested.p_min must be <= 1, got {self.p_full + self.p_min}")
         if not 0.0 < self.min_ratio <= 1.0:
             raise RankSearchError(f"nested.min_ratio must be in (0, 1], got {self.min_ratio}")
+        if self.draw not in DRAWS:
+            raise RankSearchError(f"nested.draw must be one of {', '.join(DRAWS)}, got {self.draw!r}")
         if self.bn_images < 0:
             raise RankSearchError(f"nested.bn_images must be >= 0, got {self.bn_images}")
 
@@ -98,6 +133,7 @@ class TruncationSampler:
         low, high: per nested layer, its smallest and its full rank (ints or (out, in) pairs).
         p_full, p_min: the probabilities of an all-full and an all-smallest step.
         seed: with the step, all a draw depends on.
+        random_draw: how a random step's truncation is drawn, one of ``DRAWS``.
     """
 
     low: Mapping[str, Rank]
@@ -105,6 +141,7 @@ class TruncationSampler:
     p_full: float
     p_min: float
     seed: int
+    random_draw: str = "shared"
 
     @classmethod
     def for_model(cls, model: nn.Module, knobs: NestedKnobs, seed: int,
@@ -115,7 +152,7 @@ class TruncationSampler:
         low = {n: smallest_rank(m.max_rank, knobs.min_ratio) for n, m in layers.items()}
         for name, lp in (plan.items() if plan is not None else ()):
             low[name] = _lowest(low[name], lp.rank)
-        return cls(low, {n: m.max_rank for n, m in layers.items()}, knobs.p_full, knobs.p_min, seed)
+        return cls(low, {n: m.max_rank for n, m in layers.items()}, knobs.p_full, knobs.p_min, seed, knobs.draw)
 
     def draw(self, step: int) -> tuple[str, dict[str, Rank]]:
         """(kind, ranks) of step ``step``: kind is one of ``KINDS``; ranks hold every layer."""
@@ -125,6 +162,9 @@ class TruncationSampler:
             return "full", dict(self.high)
         if u < self.p_full + self.p_min:
             return "min", dict(self.low)
+        if self.random_draw == "shared":
+            ratios = shared_ratios(rng, list(self.low), smallest_ratio(self.low, self.high))
+            return "random", {n: rank_at(ratios[n], self.high[n], low) for n, low in self.low.items()}
         ranks: dict[str, Rank] = {}
         for name, low in self.low.items():
             high = self.high[name]

@@ -29,10 +29,11 @@ from torch import nn
 from ..allocation import LayerMacs
 from ..cost import stays_dense
 from ..engine import evaluate
-from ..engine.batchnorm import reestimate_batchnorm
+from ..engine.batchnorm import has_batchnorm, reestimate_batchnorm
 from ..errors import RankSearchError
 from ..layers import Rank
 from ..methods._nested_model import export_truncation, nested_layers, set_truncation, truncation_of
+from ..methods.nested import SPREAD, rank_at, shared_ratios, smallest_ratio
 from ..plan import LayerPlan, RankPlan
 
 
@@ -74,12 +75,7 @@ class TruncationSpace:
         above break-even left out (dense)."""
         entries = []
         for name, layer in self.layers.items():
-            full, low = layer.max_rank, self.low[name]
-            ratio = ratios[name]
-            if isinstance(full, tuple):
-                rank: Rank = tuple(min(f, max(lo, round(ratio * f))) for f, lo in zip(full, low))
-            else:
-                rank = min(full, max(low, round(ratio * full)))
+            rank = rank_at(ratios[name], layer.max_rank, self.low[name])
             dense = self.macs.dense[name]
             measured = (dense, self.macs.factorized(name, layer.scheme, rank))
             if not stays_dense(self.macs.layers[name], layer.scheme, rank, measured=measured):
@@ -87,14 +83,7 @@ class TruncationSpace:
         return RankPlan(tuple(entries))
 
 
-def _smallest_ratio(space: TruncationSpace) -> float:
-    def ratio(low, full) -> float:
-        return min(lo / f for lo, f in zip(low, full)) if isinstance(full, tuple) else low / full
-
-    return min(ratio(space.low[n], m.max_rank) for n, m in space.layers.items())
-
-
-def sample_allocations(space: TruncationSpace, count: int, *, seed: int = 0, spread: float = 0.5,
+def sample_allocations(space: TruncationSpace, count: int, *, seed: int = 0, spread: float = SPREAD,
                        uniform_points: int = 16) -> list[RankPlan]:
     """``count`` distinct allocations (fewer when the space has fewer), drawn as the module
     docstring says; deterministic in ``seed``."""
@@ -102,18 +91,16 @@ def sample_allocations(space: TruncationSpace, count: int, *, seed: int = 0, spr
         raise RankSearchError(f"the one-shot search needs count >= 1 allocations, got {count}")
     if spread < 0:
         raise RankSearchError(f"the one-shot spread must be >= 0, got {spread}")
-    lowest = math.log(_smallest_ratio(space))
+    lowest = smallest_ratio(space.low, {n: m.max_rank for n, m in space.layers.items()})
     rng = np.random.default_rng(seed)
     names = list(space.layers)
     seen: dict[RankPlan, None] = {}
-    for t in np.linspace(lowest, 0.0, max(uniform_points, 1)):
+    for t in np.linspace(math.log(lowest), 0.0, max(uniform_points, 1)):
         seen.setdefault(space.plan({n: math.exp(t) for n in names}), None)
     tries = 0
     while len(seen) < count and tries < 20 * count:
         tries += 1
-        t = rng.uniform(lowest, 0.0)
-        noise = rng.normal(0.0, spread, size=len(names))
-        seen.setdefault(space.plan({n: math.exp(min(0.0, t + e)) for n, e in zip(names, noise)}), None)
+        seen.setdefault(space.plan(shared_ratios(rng, names, lowest, spread)), None)
     return list(seen)[:count]
 
 
@@ -154,7 +141,8 @@ def oneshot_search(model: nn.Module, data, space: TruncationSpace, plans: Sequen
     With ``screen_images`` > 0 every plan is first screened with that many BatchNorm images, and
     only the plans within ``margin`` validation accuracy of the best screened plan of no more
     MACs are evaluated again with ``bn_images``; the others keep their screened metrics (each
-    point records its ``bn_images``).
+    point records its ``bn_images``). A model without BatchNorm is never screened: a second pass
+    would repeat the first.
     """
     if screen_images < 0 or not 0.0 <= margin <= 1.0:
         raise RankSearchError(f"the one-shot screen needs screen_images >= 0 and margin in [0, 1], "
@@ -166,7 +154,7 @@ def oneshot_search(model: nn.Module, data, space: TruncationSpace, plans: Sequen
         macs = space.cost(plan)
         return OneShotPoint(plan, macs, space.macs.total / macs, accuracy, loss, images)
 
-    if not screen_images:
+    if not screen_images or not has_batchnorm(work):
         return [point(plan, bn_images) for plan in plans]
     points = [point(plan, screen_images) for plan in plans]
     return [point(p.plan, bn_images) if near else p for p, near in zip(points, _near_front(points, margin))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -117,20 +118,42 @@ def test_the_plan_of_record_is_a_trained_truncation(pair) -> None:
     assert sampler.low == {"0": 4, "3": (2, 4), "6": 3, "11": 8, "13": 2}
 
 
-def test_the_sampler_draws_the_documented_distribution(pair) -> None:
-    _, model = pair
-    knobs = create_method("nested", {"min_ratio": 0.2}).knobs
+def _random_draws(model, draw: str, n: int = 4000):
+    knobs = create_method("nested", {"min_ratio": 0.2, "draw": draw}).knobs
     sampler = TruncationSampler.for_model(model, knobs, seed=0)
     assert sampler.low == {"0": 2, "3": (3, 2), "6": 4, "11": 4, "13": 1}
     assert sampler.draw(11) == sampler.draw(11) and sampler.draw(11) != sampler.draw(12)
-    n = 4000
     draws = [sampler.draw(step) for step in range(n)]
     kinds = Counter(kind for kind, _ in draws)
     for kind, p in (("full", 0.25), ("min", 0.25), ("random", 0.5)):
         assert abs(kinds[kind] / n - p) < 4 * math.sqrt(p * (1 - p) / n), (kind, kinds)
     assert all(r == sampler.high for k, r in draws if k == "full")
     assert all(r == sampler.low for k, r in draws if k == "min")
-    random = [r for k, r in draws if k == "random"]
+    return sampler, [r for k, r in draws if k == "random"]
+
+
+def test_the_shared_draw_is_the_documented_distribution(pair) -> None:
+    sampler, random = _random_draws(pair[1], "shared")
+    assert create_method("nested").knobs.draw == "shared"  # the default
+    # the documented law, simulated here on its own: a shared log ratio t ~ U(log lowest, 0), per
+    # layer t + N(0, 0.5) capped at 0, rank = round(ratio * full) within [smallest, full]
+    rng = np.random.default_rng(99)
+    lowest = min(np.min(np.divide(sampler.low[n], sampler.high[n])) for n in sampler.low)
+    t = rng.uniform(math.log(lowest), 0.0, size=len(random))
+    for name in ("11", "13"):
+        full, low = sampler.high[name], sampler.low[name]
+        ratio = np.exp(np.minimum(0.0, t + rng.normal(0.0, 0.5, size=len(random))))
+        expected = Counter(np.clip(np.round(ratio * full), low, full).astype(int).tolist())
+        drawn = Counter(r[name] for r in random)
+        distance = sum(abs(drawn[v] - expected[v]) for v in set(drawn) | set(expected)) / (2 * len(random))
+        assert distance < 0.06, (name, drawn, expected)  # total variation between the two samples
+    # one shared ratio per step: the layers' ranks move together
+    r6, r11 = (np.array([r[n] for r in random], float) for n in ("6", "11"))
+    assert np.corrcoef(r6, r11)[0, 1] > 0.25  # about 0.4 here; independent draws give about 0
+
+
+def test_the_independent_draw_is_the_documented_distribution(pair) -> None:
+    sampler, random = _random_draws(pair[1], "independent")
     # each layer (each Tucker-2 mode) uniform over [smallest, full], independently of the others
     for name, index in (("6", None), ("13", None), ("3", 0), ("3", 1)):
         values = [r[name] if index is None else r[name][index] for r in random]
@@ -153,6 +176,7 @@ def test_the_sampler_draws_the_documented_distribution(pair) -> None:
     ("min_ratio", 0.0, r"nested.min_ratio must be in \(0, 1\], got 0.0"),
     ("bn_images", -1, r"nested.bn_images must be >= 0, got -1"),
     ("init", "warm", r"nested.init must be one of scratch, dense, got 'warm'"),
+    ("draw", "both", r"nested.draw must be one of shared, independent, got 'both'"),
 ])
 def test_knobs_are_checked_in_one_line(knob: str, value, rule: str) -> None:
     with pytest.raises(RankSearchError, match=rule):

@@ -121,3 +121,23 @@ def test_bad_search_settings_are_refused_in_one_line(space) -> None:
         sample_allocations(space, 0)
     with pytest.raises(RankSearchError, match=r"the one-shot spread must be >= 0, got -1"):
         sample_allocations(space, 5, spread=-1)
+
+
+def test_a_model_without_batchnorm_is_evaluated_once_per_plan(monkeypatch) -> None:
+    import rank_search.search.oneshot as oneshot
+
+    data = splits()
+    net = tiny_net()
+    for i, m in enumerate(net):
+        if isinstance(m, torch.nn.BatchNorm2d):
+            net[i] = torch.nn.Identity()
+    model = nest(net, SCHEMES)
+    space = TruncationSpace(model, SHAPE, TruncationSampler.for_model(model, create_method("nested").knobs, 0).low)
+    plans = sample_allocations(space, 12, seed=0)
+    calls = []
+    real = oneshot._evaluate_in_place
+    monkeypatch.setattr(oneshot, "_evaluate_in_place", lambda *a, **k: calls.append(k["bn_images"]) or real(*a, **k))
+    points = oneshot_search(model, data, space, plans, bn_images=64, screen_images=32, margin=1.0)
+    assert calls == [64] * len(plans)  # no screening pass: it would repeat the full one
+    assert [p.bn_images for p in points] == [64] * len(plans)
+    assert points == oneshot_search(model, data, space, plans, bn_images=64)
