@@ -90,7 +90,7 @@ class NestedKnobs:
     p_full: float = 0.25
     p_min: float = 0.25
     min_ratio: float = 0.05
-    bn_images: int = 512
+    bn_images: int = 256  # as the sensitivity profile (profile.DEFAULT_BN_IMAGES)
     draw: str = "shared"
     init: str = "dense"
     weights: str | None = None

@@ -16,12 +16,13 @@ from ..errors import RankSearchError
 NESTED_RANKS = "ratio:0.25"
 
 
-def _nested_run(space, scheme: str, knobs: dict, settings: dict, epochs: int, init: str | None):
+def _nested_run(space, scheme: str, knobs: dict, settings: dict, epochs: int, init: str | None,
+                teacher: str | None):
     from ..run import RunSpec
 
     return RunSpec(model=space.model, dataset=space.dataset, method="nested", ranks=NESTED_RANKS, scheme=scheme,
                    epochs=epochs, seed=space.seed, data_root=space.data_root,
-                   settings={**settings, **{f"nested.{k}": v for k, v in knobs.items()}}, init=init)
+                   settings={**settings, **{f"nested.{k}": v for k, v in knobs.items()}}, init=init, teacher=teacher)
 
 
 def nested_model(space, settings: dict, scheme: str, knobs: dict, *, dense_state: dict | None = None):
@@ -47,8 +48,9 @@ def nested_model(space, settings: dict, scheme: str, knobs: dict, *, dense_state
 
 def nested_task(space_plain: dict, dense: bytes, threads: int, scheme: str, knobs: dict, settings: dict,
                  epochs: int) -> dict[str, Any]:
-    """Train the nested model from the dense weights; runs in a Ray worker. Returns its weights
-    (state_dict bytes) and record (its run, compact model of record's accuracies, seconds)."""
+    """Train the nested model from the dense weights (with ``nested.init: dense``; they teach it
+    where ``settings`` distill); runs in a Ray worker. Returns its weights (state_dict bytes) and
+    record (its run, compact model of record's accuracies, seconds)."""
     import tempfile
 
     import torch
@@ -64,14 +66,15 @@ def nested_task(space_plain: dict, dense: bytes, threads: int, scheme: str, knob
         fh.write(dense)
         fh.flush()
         init = fh.name if knobs.get("init", "dense") == "dense" else None
-        spec = _nested_run(space, scheme, knobs, settings, epochs, init)
+        teacher = fh.name if float(settings.get("distill.weight", 0.0)) > 0 else None
+        spec = _nested_run(space, scheme, knobs, settings, epochs, init, teacher)
         try:
             result = train(spec)
         except DivergedError as exc:
             raise RankSearchError(f"the nested model's training diverged: {exc}") from None
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in result.trainer.model.state_dict().items()}, buffer)
-    run = {**spec.to_dict(), "init": schema.DENSE_WEIGHTS_FILE}
+    run = {**spec.to_dict(), **{k: schema.DENSE_WEIGHTS_FILE for k in ("init", "teacher") if getattr(spec, k)}}
     record = {"run": run, "epochs": epochs, "scheme": scheme,
               **{k: float(result.metrics[k]) for k in (schema.VAL_ACCURACY, schema.TEST_ACCURACY)},
               "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}

@@ -62,7 +62,7 @@ def _truncation(path: str, plan):
     dense = create_model_for("resnet20", data)
     model = nest(dense, method.nested_schemes(dense, method.resolve_plan(dense)))
     model.load_state_dict(torch.load(Path(path, schema.NESTED_WEIGHTS_FILE), weights_only=True))
-    return compact_of(model, RankPlan.from_dict(plan.to_dict()), data, bn_images=512).eval(), data
+    return compact_of(model, RankPlan.from_dict(plan.to_dict()), data, bn_images=method.knobs.bn_images).eval(), data
 
 
 def test_the_weights_are_the_truncation_before_fine_tuning(sweep, tmp_path, capsys) -> None:

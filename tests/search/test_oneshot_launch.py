@@ -151,6 +151,7 @@ def test_the_cost_is_in_the_sweep_record_and_status_export_work(sweep, tmp_path,
     assert dense["nested_seconds"] == nested["seconds"] > 0 and dense["oneshot_search_seconds"] == nested["search"]["seconds"] > 0
     assert dense["oneshot_seconds"] == pytest.approx(dense["nested_seconds"] + dense["oneshot_search_seconds"])
     assert nested["epochs"] == 4 and nested["search"]["evaluated"] == 40 and nested["requested_trials"] == 3
+    assert nested["run"]["init"] == schema.DENSE_WEIGHTS_FILE and nested["run"]["teacher"] is None  # no distill
     capsys.readouterr()
     assert main(["status", out.path, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
@@ -237,6 +238,21 @@ def test_sigkill_during_nested_training_and_fine_tuning_then_resume_runs_every_p
 
 
 
+def test_the_nested_training_distills_as_the_space_says() -> None:
+    from search_spaces import space_from_mapping
+
+    from rank_search.search.oneshot_sweep import nested_settings
+
+    def distill(extra: dict) -> dict:
+        space = space_from_mapping({**SPACE, **extra})
+        return {k: v for k, v in nested_settings(space).items() if k.startswith("distill.")}
+
+    assert distill({}) == {}
+    assert distill({"distill": {"weight": 0.5, "temperature": {"float": [1, 3]}}}) == \
+        {"distill.weight": 0.5, "distill.temperature": 2}
+    assert nested_settings(space_from_mapping(SPACE))["train.lr"] == space_from_mapping(SPACE).train["lr"].midpoint()
+
+
 def test_the_tasks_and_a_front_trial_in_tucker2_without_ray(tmp_path) -> None:
     """The two tasks run as plain functions; a front point's trial, its plan read back from
     ``oneshot.csv``, fine-tunes the compact model of that point (same MACs), Tucker-2 ranks kept."""
@@ -257,6 +273,10 @@ def test_the_tasks_and_a_front_trial_in_tucker2_without_ray(tmp_path) -> None:
     torch.save(dense.trainer.model.state_dict(), buffer)
     knobs, settings = {"min_ratio": 0.2}, train_settings(space)
     nested = nested_task(space.to_plain(), buffer.getvalue(), 1, "tucker2", knobs, settings, 1)
+    taught = nested_task(space.to_plain(), buffer.getvalue(), 1, "tucker2", knobs,
+                         {**settings, "distill.weight": 0.5, "distill.temperature": 1.0}, 1)
+    assert "teacher" not in nested["record"]["run"] or nested["record"]["run"]["teacher"] is None
+    assert taught["record"]["run"]["teacher"] == schema.DENSE_WEIGHTS_FILE and taught["weights"] != nested["weights"]
     found = search_task(space.to_plain(), buffer.getvalue(), nested["weights"], 1, "tucker2", knobs, settings, 12, 0, 0)
     assert found["record"]["evaluated"] == len(found["rows"]) == 12
     (tmp_path / schema.ONESHOT_FILE).write_text(_to_csv(found["rows"]))
