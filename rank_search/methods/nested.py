@@ -7,15 +7,11 @@ by ``TruncationSampler`` from (seed, step) alone, so a resumed run draws the sam
 - with probability ``p_full`` every layer at full rank,
 - with probability ``p_min`` every layer at its smallest rank, ``ceil(min_ratio * max)`` (>= 1)
   or the plan's rank where that is lower (so the compact model of record is a trained truncation),
-- otherwise a random truncation, by ``draw``: ``shared`` (default) as the one-shot search draws
-  its allocations (``shared_ratios``: one log rank ratio for the step, uniform between the
-  smallest ratio and 1, each layer's that plus Gaussian noise), or ``independent``: each layer
-  (each Tucker-2 mode) uniform over [smallest, full].
-*Our choice*: the sandwich rule (largest, smallest, random widths) at its usual 1:1:2 share,
-with one truncation per step instead of four, so a step costs one ordinary step. The extremes
-bound the front; random ranks train component i in a share of steps falling with i, the
-ordering nested dropout relies on. ``shared`` trains the truncations the search will ask for
-(measured against ``independent``: docs/nested.md).
+- otherwise a random truncation, by ``draw``: ``independent`` (default): each layer (each
+  Tucker-2 mode) uniform over [smallest, full]; or ``shared``: as the one-shot search draws its
+  allocations (``shared_ratios``).
+*Our choice*: the sandwich rule (largest, smallest, random widths) at its usual 1:1:2 share, one
+truncation per step, so a step costs one ordinary step (what each draw gave: docs/nested.md).
 The compact model of record is the truncation to the resolved plan (energy/value specs resolve
 on the starting weights), layers outside it dense at full rank, with its BatchNorm statistics
 re-estimated on ``bn_images`` training images (0: the running statistics of training).
@@ -91,7 +87,7 @@ class NestedKnobs:
     p_min: float = 0.25
     min_ratio: float = 0.05
     bn_images: int = 256  # as the sensitivity profile (profile.DEFAULT_BN_IMAGES)
-    draw: str = "shared"
+    draw: str = "independent"
     init: str = "dense"
     weights: str | None = None
 
@@ -141,7 +137,7 @@ class TruncationSampler:
     p_full: float
     p_min: float
     seed: int
-    random_draw: str = "shared"
+    random_draw: str = "independent"
 
     @classmethod
     def for_model(cls, model: nn.Module, knobs: NestedKnobs, seed: int,

@@ -134,7 +134,6 @@ def _random_draws(model, draw: str, n: int = 4000):
 
 def test_the_shared_draw_is_the_documented_distribution(pair) -> None:
     sampler, random = _random_draws(pair[1], "shared")
-    assert create_method("nested").knobs.draw == "shared"  # the default
     # the documented law, simulated here on its own: a shared log ratio t ~ U(log lowest, 0), per
     # layer t + N(0, 0.5) capped at 0, rank = round(ratio * full) within [smallest, full]
     rng = np.random.default_rng(99)
@@ -154,6 +153,7 @@ def test_the_shared_draw_is_the_documented_distribution(pair) -> None:
 
 def test_the_independent_draw_is_the_documented_distribution(pair) -> None:
     sampler, random = _random_draws(pair[1], "independent")
+    assert create_method("nested").knobs.draw == "independent"  # the default
     # each layer (each Tucker-2 mode) uniform over [smallest, full], independently of the others
     for name, index in (("6", None), ("13", None), ("3", 0), ("3", 1)):
         values = [r[name] if index is None else r[name][index] for r in random]
