@@ -1,0 +1,114 @@
+"""Nested-training variants on suite tasks (issue 31): per task, variant and seed, a nested model
+trained as `launch --searcher oneshot` trains it (from the suite's dense reference of that task and
+seed, twice the space's epochs, the space's central train settings) with the variant's settings,
+then searched (`--allocations`, as the sweep: each evaluated once); the log HV of its front on
+validation, and of that front on test (no fine-tuning). No Ray; one torch thread.
+
+    .venv/bin/python benchmarks/suite/nested_variants.py --storage runs/suite \\
+        --tasks resnet20-digits-channel --variant independent=nested.draw=independent --variant shared=nested.draw=shared
+
+The dense references are the `oneshot` arm's (`run.py --arms oneshot --storage S` makes them). Each
+(task, variant, seed) result is kept in `--cache` and a rerun skips it. Tune on the tuning tasks only.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent)]
+
+from _report import cached_json, emit  # noqa: E402  (benchmarks/_report.py)
+from run import MARGIN, log_hv  # noqa: E402  (benchmarks/suite/run.py)
+
+
+def one(storage: Path, task: str, settings: dict, seed: int, allocations: int) -> dict:
+    import torch
+    import yaml
+    from search_spaces import get_space
+
+    from rank_search.engine import evaluate
+    from rank_search.methods.nested import TruncationSampler
+    from rank_search.run import RunSpec, train
+    from rank_search.search.oneshot import TruncationSpace, _truncate, front, oneshot_search, sample_allocations
+    from rank_search.search.oneshot_sweep import NESTED_EPOCHS_FACTOR, nested_settings, oneshot_scheme
+
+    torch.set_num_threads(1)
+    space = get_space(str(HERE / "spaces" / f"{task}.yaml"))
+    folder = storage / f"{task}-oneshot-s{seed}"
+    dense = yaml.safe_load((folder / "dense.yaml").read_text())
+    start = time.process_time()
+    result = train(RunSpec(model=space.model, dataset=space.dataset, method="nested", ranks="ratio:0.25",
+                           scheme=oneshot_scheme(space), epochs=NESTED_EPOCHS_FACTOR * space.epochs, seed=seed,
+                           settings={**nested_settings(space), "train.threads": 1, **settings},
+                           init=str(folder / "dense.pt")))
+    trained = time.process_time()
+    tr = result.trainer
+    bn = tr.method.knobs.bn_images
+    tspace = TruncationSpace(tr.model, tr.input_shape, TruncationSampler.for_model(tr.model, tr.method.knobs, seed).low)
+    points = oneshot_search(tr.model, tr.data, tspace, sample_allocations(tspace, allocations, seed=seed),
+                            bn_images=bn, device=tr.device)
+    searched = time.process_time()
+    rows = []
+    for p in front(points):
+        work = copy.deepcopy(tr.model)
+        test = evaluate(work, tr.data.test, _truncate(work, p.plan, tr.data, bn_images=bn, device=tr.device))[0]
+        rows.append({"macs_compression": p.compression, "val_accuracy": p.val_accuracy, "test_accuracy": test})
+    floor = dense["val_accuracy"] - MARGIN
+    return {"val": log_hv(rows, floor, "val_accuracy"), "test": log_hv(rows, floor, "test_accuracy", "val_accuracy"),
+            "nested_cpu": trained - start, "search_cpu": searched - trained, "front": len(rows)}
+
+
+def _setting(text: str) -> tuple[str, dict]:
+    name, _, rest = text.partition("=")
+    settings = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        settings[key] = json.loads(value) if value[:1].isdigit() or value[:1] == "-" else value
+    return name, settings
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--storage", required=True, help="the suite's sweep folder holding the oneshot arm's sweeps")
+    p.add_argument("--tasks", required=True, help="comma-separated suite tasks")
+    p.add_argument("--variant", action="append", required=True,
+                   help="NAME=KEY=VALUE[,KEY=VALUE...]: settings of the nested run (e.g. shared=nested.draw=shared)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--allocations", type=int, default=200)
+    p.add_argument("--cache", default="runs/nested_variants", help="folder of the per-run results")
+    p.add_argument("--out")
+    args = p.parse_args()
+    variants = dict(map(_setting, args.variant))
+    os.makedirs(args.cache, exist_ok=True)
+    lines = [f"## Nested-training variants ({dt.date.today()}, {platform.node()}, {os.cpu_count()} cores)", "",
+             "Command: `.venv/bin/python benchmarks/suite/nested_variants.py --tasks " + args.tasks + " "
+             + " ".join(f"--variant {v}" for v in args.variant) + f" --seeds {args.seeds} --allocations "
+             f"{args.allocations}`. Front log HV without fine-tuning, median (per seed).", "",
+             "| task | variant | val log HV | test log HV | CPU s (nested + search) |", "| --- | --- | --- | --- | --- |"]
+    for task in args.tasks.split(","):
+        for name, settings in variants.items():
+            runs = []
+            for seed in range(args.seeds):
+                cache = os.path.join(args.cache, f"{task}-{name}-s{seed}-a{args.allocations}.json")
+                runs.append(cached_json(cache, lambda: one(Path(args.storage), task, settings, seed, args.allocations)))
+
+            def cell(key: str) -> str:
+                values = [r[key] for r in runs]
+                return f"{statistics.median(values):.3f} ({', '.join(f'{v:.3f}' for v in values)})"
+
+            cpu = statistics.median(r["nested_cpu"] + r["search_cpu"] for r in runs)
+            lines.append(f"| {task} | {name} | {cell('val')} | {cell('test')} | {cpu:.0f} |")
+    emit("\n".join(lines) + "\n", args.out)
+
+
+if __name__ == "__main__":
+    main()
