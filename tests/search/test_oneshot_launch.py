@@ -189,8 +189,8 @@ def test_a_relaunch_reuses_the_nested_model_and_the_search(sweep, capsys) -> Non
 
 # the real MNIST subset makes an epoch last a second or more, so the kills land mid-step; lenet5 has
 # no BatchNorm, and its nested training diverges at lr 0.05
-SLOW_SPACE = {**SPACE, "dataset": "mnist5k", "epochs": 3, "train": {"lr": 0.01, "batch_size": 16}}
-FINETUNE = 1  # a third of the space's epochs
+SLOW_SPACE = {**SPACE, "dataset": "mnist5k", "epochs": 6, "train": {"lr": 0.01, "batch_size": 16}}
+FINETUNE = 2  # a third of the space's epochs: a trial is seen started before it finishes
 
 
 @pytest.mark.slow
