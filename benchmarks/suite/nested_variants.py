@@ -13,7 +13,6 @@ The dense references are the `oneshot` arm's (`run.py --arms oneshot --storage S
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime as dt
 import json
 import os
@@ -38,7 +37,7 @@ def one(storage: Path, task: str, settings: dict, seed: int, allocations: int) -
     from rank_search.engine import evaluate
     from rank_search.methods.nested import TruncationSampler
     from rank_search.run import RunSpec, train
-    from rank_search.search.oneshot import TruncationSpace, _truncate, front, oneshot_search, sample_allocations
+    from rank_search.search.oneshot import TruncationSpace, compact_of, front, oneshot_search, sample_allocations
     from rank_search.search.oneshot_sweep import NESTED_EPOCHS_FACTOR, nested_settings, oneshot_scheme
 
     torch.set_num_threads(1)
@@ -59,8 +58,8 @@ def one(storage: Path, task: str, settings: dict, seed: int, allocations: int) -
     searched = time.process_time()
     rows = []
     for p in front(points):
-        work = copy.deepcopy(tr.model)
-        test = evaluate(work, tr.data.test, _truncate(work, p.plan, tr.data, bn_images=bn, device=tr.device))[0]
+        compact = compact_of(tr.model, p.plan, tr.data, bn_images=bn, device=tr.device)
+        test = evaluate(compact, tr.data.test, tr.device)[0]
         rows.append({"macs_compression": p.compression, "val_accuracy": p.val_accuracy, "test_accuracy": test})
     floor = dense["val_accuracy"] - MARGIN
     return {"val": log_hv(rows, floor, "val_accuracy"), "test": log_hv(rows, floor, "test_accuracy", "val_accuracy"),

@@ -37,8 +37,7 @@ NESTED_EPOCHS_FACTOR = 2
 # *our choice*: the 16 uniform allocations and 48 others; the front of the first 50 of 200 was 0.001
 # to 0.009 log HV below all 200's on tucker2, 0.002 to 0.021 on resnet20-digits, and the search was
 # most of the sweep's cost
-ALLOCATIONS = 64
-SCREEN_IMAGES = 0  # no screening pass: on the LeNet-5 tasks it re-evaluated every allocation
+ALLOCATIONS = 64  # each evaluated once: screening re-evaluated every allocation on the LeNet-5 tasks
 POINT_KEY = "oneshot.point"  # the one parameter a one-shot trial has: its front point's index
 _COLUMNS = ("point", "macs", "macs_compression", "val_accuracy", "val_loss", "bn_images", "front", "plan")
 
@@ -161,8 +160,7 @@ def prepare_oneshot(path: str, space, cfg: LaunchConfig, refs) -> OneShotTrials:
         say(f"one-shot search: {ALLOCATIONS} allocations ...")
         nested = ray.put(loc.read_bytes(schema.NESTED_WEIGHTS_FILE))
         out = _get(ray.remote(**resources)(search_task).remote(space.to_plain(), dense, nested, threads, scheme,
-                                                                 knobs, settings, ALLOCATIONS, SCREEN_IMAGES,
-                                                                 cfg.seed))
+                                                                 knobs, settings, ALLOCATIONS, cfg.seed))
         record = {**record, "search": out["record"]}
         loc.write_text(schema.NESTED_RECORD_FILE, yaml.safe_dump(record, sort_keys=False))
         _charge(loc, record)

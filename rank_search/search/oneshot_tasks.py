@@ -82,9 +82,10 @@ def nested_task(space_plain: dict, dense: bytes, threads: int, scheme: str, knob
 
 
 def search_task(space_plain: dict, dense: bytes, nested: bytes, threads: int, scheme: str, knobs: dict,
-                 settings: dict, count: int, screen: int, seed: int) -> dict[str, Any]:
-    """The one-shot search on the nested weights; runs in a Ray worker. Returns its rows (every
-    evaluated allocation, the front marked) and record (counts, seconds)."""
+                 settings: dict, count: int, seed: int) -> dict[str, Any]:
+    """The one-shot search on the nested weights, each allocation evaluated once with
+    ``nested.bn_images``; runs in a Ray worker. Returns its rows (every evaluated allocation, the
+    front marked) and record (counts, seconds)."""
     import torch
     from search_spaces import PLAN_PREFIX, PlanRanks, space_from_mapping
 
@@ -103,9 +104,8 @@ def search_task(space_plain: dict, dense: bytes, nested: bytes, threads: int, sc
     tspace = TruncationSpace(model, (data.in_channels, data.image_size, data.image_size), sampler.low)
     bn = method.knobs.bn_images
     points = oneshot_search(model, data, tspace, sample_allocations(tspace, count, seed=seed), bn_images=bn,
-                            screen_images=screen if 0 < screen < bn else 0, device=device)
-    full = [p for p in points if p.bn_images == bn]
-    on_front = {id(p) for p in front(full)}
+                            device=device)
+    on_front = {id(p) for p in front(points)}
     rows = []
     for i, p in enumerate(points):
         plan = PlanRanks({n: (lp.scheme, lp.rank) for n, lp in p.plan.items()}).to_config()
@@ -113,7 +113,7 @@ def search_task(space_plain: dict, dense: bytes, nested: bytes, threads: int, sc
                      "val_accuracy": p.val_accuracy, "val_loss": p.val_loss, "bn_images": p.bn_images,
                      "front": int(id(p) in on_front),
                      "plan": ";".join(f"{k[len(PLAN_PREFIX):]}={v}" for k, v in plan.items())})
-    record = {"allocations": count, "evaluated": len(points), "screen_images": screen, "bn_images": bn,
+    record = {"allocations": count, "evaluated": len(points), "bn_images": bn,
               "front": len(on_front), "seed": seed, "seconds": time.perf_counter() - start,
               "cpu_seconds": time.process_time() - cpu}
     return {"rows": rows, "record": record}

@@ -277,7 +277,7 @@ def test_the_tasks_and_a_front_trial_in_tucker2_without_ray(tmp_path) -> None:
                          {**settings, "distill.weight": 0.5, "distill.temperature": 1.0}, 1)
     assert "teacher" not in nested["record"]["run"] or nested["record"]["run"]["teacher"] is None
     assert taught["record"]["run"]["teacher"] == schema.DENSE_WEIGHTS_FILE and taught["weights"] != nested["weights"]
-    found = search_task(space.to_plain(), buffer.getvalue(), nested["weights"], 1, "tucker2", knobs, settings, 12, 0, 0)
+    found = search_task(space.to_plain(), buffer.getvalue(), nested["weights"], 1, "tucker2", knobs, settings, 12, 0)
     assert found["record"]["evaluated"] == len(found["rows"]) == 12
     (tmp_path / schema.ONESHOT_FILE).write_text(_to_csv(found["rows"]))
     rows = [r for r in read_oneshot(str(tmp_path)) if r["front"] and r["plan"].layers]
