@@ -13,6 +13,7 @@ The dense references are the `oneshot` arm's (`run.py --arms oneshot --storage S
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -36,19 +37,25 @@ def one(storage: Path, task: str, settings: dict, seed: int, allocations: int) -
 
     from rank_search.engine import evaluate
     from rank_search.methods.nested import TruncationSampler
-    from rank_search.run import RunSpec, train
+    from rank_search.overrides import split_prefixed
+    from rank_search.run import train
     from rank_search.search.oneshot import TruncationSpace, compact_of, front, oneshot_search, sample_allocations
     from rank_search.search.oneshot_sweep import NESTED_EPOCHS_FACTOR, nested_settings, oneshot_scheme
+    from rank_search.search.oneshot_tasks import nested_run
+    from rank_search.search.trial import distilled
 
     torch.set_num_threads(1)
     space = get_space(str(HERE / "spaces" / f"{task}.yaml"))
     folder = storage / f"{task}-oneshot-s{seed}"
     dense = yaml.safe_load((folder / "dense.yaml").read_text())
     start = time.process_time()
-    result = train(RunSpec(model=space.model, dataset=space.dataset, method="nested", ranks="ratio:0.25",
-                           scheme=oneshot_scheme(space), epochs=NESTED_EPOCHS_FACTOR * space.epochs, seed=seed,
-                           settings={**nested_settings(space), "train.threads": 1, **settings},
-                           init=str(folder / "dense.pt")))
+    knobs = {k.split(".", 1)[1]: v for k, v in settings.items() if k.startswith("nested.")}
+    run_settings = {**nested_settings(space), "train.threads": 1,
+                    **{k: v for k, v in settings.items() if not k.startswith("nested.")}}
+    weights = str(folder / "dense.pt")
+    teacher = weights if distilled(split_prefixed(run_settings, "distill")) else None
+    result = train(nested_run(dataclasses.replace(space, seed=seed), oneshot_scheme(space), knobs, run_settings,
+                              NESTED_EPOCHS_FACTOR * space.epochs, weights, teacher))
     trained = time.process_time()
     tr = result.trainer
     bn = tr.method.knobs.bn_images

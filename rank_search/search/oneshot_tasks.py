@@ -16,8 +16,10 @@ from ..errors import RankSearchError
 NESTED_RANKS = "ratio:0.25"
 
 
-def _nested_run(space, scheme: str, knobs: dict, settings: dict, epochs: int, init: str | None,
-                teacher: str | None):
+def nested_run(space, scheme: str, knobs: dict, settings: dict, epochs: int, init: str | None,
+               teacher: str | None):
+    """The ``RunSpec`` of ``space``'s nested training (``settings``: ``train.*`` and ``distill.*``
+    values; ``knobs``: the nested method's, which win over a ``nested.*`` key of ``settings``)."""
     from ..run import RunSpec
 
     return RunSpec(model=space.model, dataset=space.dataset, method="nested", ranks=NESTED_RANKS, scheme=scheme,
@@ -57,7 +59,9 @@ def nested_task(space_plain: dict, dense: bytes, threads: int, scheme: str, knob
     from search_spaces import space_from_mapping
 
     from ..engine import DivergedError
+    from ..overrides import split_prefixed
     from ..run import train
+    from .trial import distilled
 
     torch.set_num_threads(max(1, threads))
     space = space_from_mapping(space_plain, name=space_plain.get("name") or "space")
@@ -66,8 +70,8 @@ def nested_task(space_plain: dict, dense: bytes, threads: int, scheme: str, knob
         fh.write(dense)
         fh.flush()
         init = fh.name if knobs.get("init", "dense") == "dense" else None
-        teacher = fh.name if float(settings.get("distill.weight", 0.0)) > 0 else None
-        spec = _nested_run(space, scheme, knobs, settings, epochs, init, teacher)
+        teacher = fh.name if distilled(split_prefixed(settings, "distill")) else None
+        spec = nested_run(space, scheme, knobs, settings, epochs, init, teacher)
         try:
             result = train(spec)
         except DivergedError as exc:

@@ -67,7 +67,7 @@ def run_spec(trial: TrialSpec) -> RunSpec:
         scheme = scheme or cls.default_scheme
     init = trial.dense if trial.dense and method_init(trial.method, trial.knobs) == "dense" else None
     # a distilled trial's teacher is the sweep's dense reference, whatever the method starts from
-    teacher = trial.dense if trial.dense and not init and _distilled(trial.distill) else None
+    teacher = trial.dense if trial.dense and not init and distilled(trial.distill) else None
     settings = {**{f"train.{k}": v for k, v in trial.train.items()},
                 **{f"distill.{k}": v for k, v in trial.distill.items()},
                 **{f"{trial.method}.{k}": v for k, v in knobs.items()}}
@@ -76,7 +76,8 @@ def run_spec(trial: TrialSpec) -> RunSpec:
                    **({"init": init} if init else {}), **({"teacher": teacher} if teacher else {}))
 
 
-def _distilled(distill: Mapping[str, Any]) -> bool:
+def distilled(distill: Mapping[str, Any]) -> bool:
+    """Whether a run's ``distill`` settings (``weight``, ...) turn distillation on: a weight above 0."""
     weight = distill.get("weight", 0)
     return isinstance(weight, (int, float)) and not isinstance(weight, bool) and weight > 0
 
