@@ -1,8 +1,9 @@
 """Nested-training variants on suite tasks (issue 31): per task, variant and seed, a nested model
 trained as `launch --searcher oneshot` trains it (from the suite's dense reference of that task and
-seed, twice the space's epochs, the space's central train settings) with the variant's settings,
-then searched (`--allocations`, as the sweep: each evaluated once); the log HV of its front on
-validation, and of that front on test (no fine-tuning). No Ray; one torch thread.
+seed, twice the space's epochs, the space's central train settings) but with the variant's settings
+(``epochs=N`` sets its epochs), then searched (`--allocations`, as the sweep: each evaluated once);
+the log HV of its front on validation, and of that front on test (no fine-tuning; floors as the
+suite report's). A diverged training counts as an empty front. No Ray; one torch thread.
 
     .venv/bin/python benchmarks/suite/nested_variants.py --storage runs/suite \\
         --tasks resnet20-digits-channel --variant independent=nested.draw=independent --variant shared=nested.draw=shared
@@ -35,7 +36,7 @@ def one(storage: Path, task: str, settings: dict, seed: int, allocations: int) -
     import yaml
     from search_spaces import get_space
 
-    from rank_search.engine import evaluate
+    from rank_search.engine import DivergedError, evaluate
     from rank_search.methods.nested import TruncationSampler
     from rank_search.overrides import split_prefixed
     from rank_search.run import train
@@ -49,13 +50,19 @@ def one(storage: Path, task: str, settings: dict, seed: int, allocations: int) -
     folder = storage / f"{task}-oneshot-s{seed}"
     dense = yaml.safe_load((folder / "dense.yaml").read_text())
     start = time.process_time()
+    settings = dict(settings)
+    epochs = int(settings.pop("epochs", NESTED_EPOCHS_FACTOR * space.epochs))
     knobs = {k.split(".", 1)[1]: v for k, v in settings.items() if k.startswith("nested.")}
     run_settings = {**nested_settings(space), "train.threads": 1,
                     **{k: v for k, v in settings.items() if not k.startswith("nested.")}}
     weights = str(folder / "dense.pt")
     teacher = weights if distilled(split_prefixed(run_settings, "distill")) else None
-    result = train(nested_run(dataclasses.replace(space, seed=seed), oneshot_scheme(space), knobs, run_settings,
-                              NESTED_EPOCHS_FACTOR * space.epochs, weights, teacher))
+    try:
+        result = train(nested_run(dataclasses.replace(space, seed=seed), oneshot_scheme(space), knobs, run_settings,
+                                  epochs, weights, teacher))
+    except DivergedError:  # a variant that diverges is a result: its front is empty
+        return {"val": 0.0, "test": 0.0, "nested_cpu": time.process_time() - start, "search_cpu": 0.0, "front": 0,
+                "rows": [], "diverged": True}
     trained = time.process_time()
     tr = result.trainer
     bn = tr.method.knobs.bn_images
@@ -68,9 +75,10 @@ def one(storage: Path, task: str, settings: dict, seed: int, allocations: int) -
         compact = compact_of(tr.model, p.plan, tr.data, bn_images=bn, device=tr.device)
         test = evaluate(compact, tr.data.test, tr.device)[0]
         rows.append({"macs_compression": p.compression, "val_accuracy": p.val_accuracy, "test_accuracy": test})
-    floor = dense["val_accuracy"] - MARGIN
-    return {"val": log_hv(rows, floor, "val_accuracy"), "test": log_hv(rows, floor, "test_accuracy", "val_accuracy"),
-            "nested_cpu": trained - start, "search_cpu": searched - trained, "front": len(rows)}
+    # floors as the suite report's: the dense reference's validation, and test, accuracy minus the margin
+    return {"val": log_hv(rows, dense["val_accuracy"] - MARGIN, "val_accuracy"),
+            "test": log_hv(rows, dense["test_accuracy"] - MARGIN, "test_accuracy", "val_accuracy"),
+            "nested_cpu": trained - start, "search_cpu": searched - trained, "front": len(rows), "rows": rows}
 
 
 def _setting(text: str) -> tuple[str, dict]:
@@ -83,13 +91,16 @@ def _setting(text: str) -> tuple[str, dict]:
 
 
 def main() -> None:
+    from rank_search.search.oneshot_sweep import ALLOCATIONS
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--storage", required=True, help="the suite's sweep folder holding the oneshot arm's sweeps")
     p.add_argument("--tasks", required=True, help="comma-separated suite tasks")
     p.add_argument("--variant", action="append", required=True,
-                   help="NAME=KEY=VALUE[,KEY=VALUE...]: settings of the nested run (e.g. shared=nested.draw=shared)")
+                   help="NAME=KEY=VALUE[,KEY=VALUE...]: settings of the nested run (e.g. shared=nested.draw=shared; "
+                        "epochs=N: its epochs, default twice the space's)")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--allocations", type=int, default=200)
+    p.add_argument("--allocations", type=int, default=ALLOCATIONS, help="as a one-shot sweep (default: %(default)s)")
     p.add_argument("--cache", default="runs/nested_variants", help="folder of the per-run results")
     p.add_argument("--out")
     args = p.parse_args()
@@ -104,7 +115,8 @@ def main() -> None:
         for name, settings in variants.items():
             runs = []
             for seed in range(args.seeds):
-                cache = os.path.join(args.cache, f"{task}-{name}-s{seed}-a{args.allocations}.json")
+                # -r: results with their front rows and the suite's test floor (earlier ones lack both)
+                cache = os.path.join(args.cache, f"{task}-{name}-s{seed}-a{args.allocations}-r.json")
                 runs.append(cached_json(cache, lambda: one(Path(args.storage), task, settings, seed, args.allocations)))
 
             def cell(key: str) -> str:
@@ -112,7 +124,9 @@ def main() -> None:
                 return f"{statistics.median(values):.3f} ({', '.join(f'{v:.3f}' for v in values)})"
 
             cpu = statistics.median(r["nested_cpu"] + r["search_cpu"] for r in runs)
-            lines.append(f"| {task} | {name} | {cell('val')} | {cell('test')} | {cpu:.0f} |")
+            diverged = sum(bool(r.get("diverged")) for r in runs)
+            note = f" ({diverged} diverged: log HV 0)" if diverged else ""
+            lines.append(f"| {task} | {name}{note} | {cell('val')} | {cell('test')} | {cpu:.0f} |")
     emit("\n".join(lines) + "\n", args.out)
 
 

@@ -1,8 +1,8 @@
 """`launch --searcher oneshot` (issue 31): train once, search many, fine-tune the front.
 
 After the dense reference (``reference.py``), a sweep with this searcher:
-1. trains the ``nested`` method from the dense reference once, for ``NESTED_EPOCHS_FACTOR`` times
-   the space's epochs, as a Ray task with a trial's resources; its weights and record go to the
+1. trains the ``nested`` method from the dense reference once, for ``nested_epochs`` (by default
+   ``NESTED_EPOCHS_FACTOR`` times the space's epochs), as a Ray task with a trial's resources; its weights and record go to the
    experiment folder (``nested.pt``, ``nested.yaml``);
 2. runs the one-shot search on it (``search.oneshot``: ``ALLOCATIONS`` allocations, each
    evaluated once with ``nested.bn_images`` BatchNorm images) as a second task; every evaluated
@@ -40,6 +40,12 @@ NESTED_EPOCHS_FACTOR = 2
 ALLOCATIONS = 64  # each evaluated once: screening re-evaluated every allocation on the LeNet-5 tasks
 POINT_KEY = "oneshot.point"  # the one parameter a one-shot trial has: its front point's index
 _COLUMNS = ("point", "macs", "macs_compression", "val_accuracy", "val_loss", "bn_images", "front", "plan")
+
+
+def nested_epochs(space, cfg: LaunchConfig) -> int:
+    """The nested training's epochs: ``--nested-epochs``, else ``NESTED_EPOCHS_FACTOR`` times the
+    space's."""
+    return cfg.nested_epochs if cfg.nested_epochs is not None else NESTED_EPOCHS_FACTOR * space.epochs
 
 
 def finetune_epochs(space) -> int:
@@ -142,10 +148,15 @@ def prepare_oneshot(path: str, space, cfg: LaunchConfig, refs) -> OneShotTrials:
     resources = _task_resources(cfg)
     dense = ray.put(loc.read_bytes(schema.DENSE_WEIGHTS_FILE))
     settings = train_settings(space)
+    epochs = nested_epochs(space, cfg)
     if loc.is_file(schema.NESTED_WEIGHTS_FILE) and loc.is_file(schema.NESTED_RECORD_FILE):
+        trained = loc.read_mapping(schema.NESTED_RECORD_FILE).get("epochs")
+        if trained != epochs:
+            raise RankSearchError(f"the nested model in {path!r} was trained for {trained} epochs, this launch asks "
+                                  f"for {epochs} (--nested-epochs): relaunch with --nested-epochs {trained}, or "
+                                  f"launch a new experiment")
         say("nested model found in the experiment folder: reused")
     else:
-        epochs = NESTED_EPOCHS_FACTOR * space.epochs
         say(f"training the nested model ({epochs} epochs, {scheme} scheme, from the dense reference) ...")
         out = _get(ray.remote(**resources)(nested_task).remote(space.to_plain(), dense, threads, scheme, knobs,
                                                                  nested_settings(space), epochs))

@@ -51,6 +51,7 @@ class LaunchConfig:
     ablate: tuple[str, ...] = ()  # parts of the default search switched off (`--ablate`, ablation studies)
     refine_extras: tuple[str, ...] = ()  # opt-in parts of the refine searcher switched on (`--refine-extra`)
     budget_hours: float | None = None  # stop sampling at this many trial-hours (`--budget-hours`, search/budget.py)
+    nested_epochs: int | None = None  # --searcher oneshot: the nested training's epochs (None: oneshot_sweep's default)
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:
@@ -63,6 +64,13 @@ class LaunchConfig:
         _check_int("--num-samples", self.num_samples, MAX_SAMPLES)
         if self.epochs is not None:
             _check_int("--epochs", self.epochs, MAX_EPOCHS)
+        if self.nested_epochs is not None:
+            if self.searcher != "oneshot":
+                raise RankSearchError(f"--nested-epochs applies to --searcher oneshot only (it sets the nested "
+                                      f"training's epochs), got --searcher {self.searcher}")
+            _check_int("--nested-epochs", self.nested_epochs, MAX_EPOCHS)
+            if self.nested_epochs < 1:
+                raise RankSearchError(f"--nested-epochs must be >= 1, got {self.nested_epochs}")
         _check_int("--searcher-seed", self.seed, MAX_SEED, why=" (numpy's seed range)")
         if self.train_seed is not None:
             _check_int("--train-seed", self.train_seed, MAX_SEED, why=" (numpy's seed range)")

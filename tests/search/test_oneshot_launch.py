@@ -58,6 +58,32 @@ def test_flags_that_do_not_apply_are_refused(tmp_path, capsys, flag) -> None:
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--nested-epochs", "3"], "--nested-epochs applies to --searcher oneshot only"),
+    (["--searcher", "oneshot", "--nested-epochs", "0"], "--nested-epochs must be >= 1, got 0"),
+])
+def test_nested_epochs_outside_a_oneshot_sweep_or_below_1_is_refused(tmp_path, capsys, flags, message) -> None:
+    code = main(["launch", "--space", _space(tmp_path, SPACE), *flags, "--storage", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_nested_epochs_default_to_twice_the_space_s_and_round_trip_through_the_record(tmp_path) -> None:
+    from search_spaces import space_from_mapping
+
+    from rank_search.search import LaunchConfig
+    from rank_search.search.oneshot_sweep import nested_epochs
+    from rank_search.search.sweep_record import config_from_record, read_sweep_record, write_sweep_record
+
+    space = space_from_mapping(SPACE)
+    assert nested_epochs(space, LaunchConfig(space="s.yaml", searcher="oneshot")) == 2 * SPACE["epochs"]
+    cfg = LaunchConfig(space="s.yaml", searcher="oneshot", nested_epochs=7)
+    assert nested_epochs(space, cfg) == 7
+    write_sweep_record(str(tmp_path / "exp"), cfg, SPACE)
+    assert config_from_record(read_sweep_record(str(tmp_path / "exp"))).nested_epochs == 7
+
+
 def test_spread_keeps_both_ends_and_at_most_count() -> None:
     from rank_search.search.oneshot_sweep import spread
 
@@ -183,6 +209,24 @@ def test_a_relaunch_reuses_the_nested_model_and_the_search(sweep, capsys) -> Non
     assert sorted(_trial_plans(str(again))) == sorted(_trial_plans(out.path))
     # resuming a finished one-shot sweep has nothing to do
     assert resume(out.path).nothing_to_do
+
+
+def test_a_relaunch_asking_other_nested_epochs_is_refused_and_keeps_the_model(sweep, tmp_path, capsys) -> None:
+    out, root = sweep
+    other = root / "runs" / "other"
+    other.mkdir()
+    for name in (schema.SWEEP_FILE, schema.DENSE_RECORD_FILE, *MADE_ONCE):
+        shutil.copy2(Path(out.path, name), other / name)
+    record = yaml.safe_load((other / schema.SWEEP_FILE).read_text())
+    record["launch"]["nested_epochs"] = 9
+    (other / schema.SWEEP_FILE).write_text(yaml.safe_dump(record))
+    before = {f: (other / f).read_bytes() for f in MADE_ONCE}
+    capsys.readouterr()
+    assert main(["resume", str(other)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "was trained for 4 epochs, this launch asks for 9 (--nested-epochs)" in err[-1], err  # after progress
+    assert {f: (other / f).read_bytes() for f in MADE_ONCE} == before
+    assert not list(other.glob("trial_*"))
 
 
 # -- SIGKILL of the driver (slow) -----------------------------------------------------------------
