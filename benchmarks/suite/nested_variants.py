@@ -38,12 +38,10 @@ def one(storage: Path, task: str, settings: dict, seed: int, allocations: int) -
 
     from rank_search.engine import DivergedError, evaluate
     from rank_search.methods.nested import TruncationSampler
-    from rank_search.overrides import split_prefixed
     from rank_search.run import train
     from rank_search.search.oneshot import TruncationSpace, compact_of, front, oneshot_search, sample_allocations
     from rank_search.search.oneshot_sweep import NESTED_EPOCHS_FACTOR, nested_settings, oneshot_scheme
     from rank_search.search.oneshot_tasks import nested_run
-    from rank_search.search.trial import distilled
 
     torch.set_num_threads(1)
     space = get_space(str(HERE / "spaces" / f"{task}.yaml"))
@@ -55,11 +53,9 @@ def one(storage: Path, task: str, settings: dict, seed: int, allocations: int) -
     knobs = {k.split(".", 1)[1]: v for k, v in settings.items() if k.startswith("nested.")}
     run_settings = {**nested_settings(space), "train.threads": 1,
                     **{k: v for k, v in settings.items() if not k.startswith("nested.")}}
-    weights = str(folder / "dense.pt")
-    teacher = weights if distilled(split_prefixed(run_settings, "distill")) else None
     try:
         result = train(nested_run(dataclasses.replace(space, seed=seed), oneshot_scheme(space), knobs, run_settings,
-                                  epochs, weights, teacher))
+                                  epochs, str(folder / "dense.pt")))
     except DivergedError:  # a variant that diverges is a result: its front is empty
         return {"val": 0.0, "test": 0.0, "nested_cpu": time.process_time() - start, "search_cpu": 0.0, "front": 0,
                 "rows": [], "diverged": True}

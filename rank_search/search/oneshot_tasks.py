@@ -16,12 +16,17 @@ from ..errors import RankSearchError
 NESTED_RANKS = "ratio:0.25"
 
 
-def nested_run(space, scheme: str, knobs: dict, settings: dict, epochs: int, init: str | None,
-               teacher: str | None):
+def nested_run(space, scheme: str, knobs: dict, settings: dict, epochs: int, dense: str):
     """The ``RunSpec`` of ``space``'s nested training (``settings``: ``train.*`` and ``distill.*``
-    values; ``knobs``: the nested method's, which win over a ``nested.*`` key of ``settings``)."""
+    values; ``knobs``: the nested method's, which win over a ``nested.*`` key of ``settings``).
+    The dense weights file ``dense`` is its start (with ``nested.init: dense``, the default) and
+    its teacher (where ``settings`` distill)."""
+    from ..overrides import split_prefixed
     from ..run import RunSpec
+    from .trial import distilled
 
+    init = dense if knobs.get("init", "dense") == "dense" else None
+    teacher = dense if distilled(split_prefixed(settings, "distill")) else None
     return RunSpec(model=space.model, dataset=space.dataset, method="nested", ranks=NESTED_RANKS, scheme=scheme,
                    epochs=epochs, seed=space.seed, data_root=space.data_root,
                    settings={**settings, **{f"nested.{k}": v for k, v in knobs.items()}}, init=init, teacher=teacher)
@@ -59,9 +64,7 @@ def nested_task(space_plain: dict, dense: bytes, threads: int, scheme: str, knob
     from search_spaces import space_from_mapping
 
     from ..engine import DivergedError
-    from ..overrides import split_prefixed
     from ..run import train
-    from .trial import distilled
 
     torch.set_num_threads(max(1, threads))
     space = space_from_mapping(space_plain, name=space_plain.get("name") or "space")
@@ -69,9 +72,7 @@ def nested_task(space_plain: dict, dense: bytes, threads: int, scheme: str, knob
     with tempfile.NamedTemporaryFile(suffix=".pt") as fh:
         fh.write(dense)
         fh.flush()
-        init = fh.name if knobs.get("init", "dense") == "dense" else None
-        teacher = fh.name if distilled(split_prefixed(settings, "distill")) else None
-        spec = nested_run(space, scheme, knobs, settings, epochs, init, teacher)
+        spec = nested_run(space, scheme, knobs, settings, epochs, fh.name)
         try:
             result = train(spec)
         except DivergedError as exc:
