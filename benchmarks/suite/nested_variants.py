@@ -1,7 +1,7 @@
 """Nested-training variants on suite tasks (issue 31): per task, variant and seed, a nested model
 trained as `launch --searcher oneshot` trains it (from the suite's dense reference of that task and
-seed, twice the space's epochs, the space's central train settings) but with the variant's settings
-(``epochs=N`` sets its epochs), then searched (`--allocations`, as the sweep: each evaluated once);
+seed, ``NESTED_EPOCHS_FACTOR`` times the space's epochs, ``nested_settings``: the model's rate) but
+with the variant's settings (``epochs=N`` sets its epochs), then searched (`--allocations`, as the sweep: each evaluated once);
 the log HV of its front on validation, and of that front on test (no fine-tuning; floors as the
 suite report's). A diverged training counts as an empty front. No Ray; one torch thread.
 
@@ -94,7 +94,7 @@ def main() -> None:
     p.add_argument("--tasks", required=True, help="comma-separated suite tasks")
     p.add_argument("--variant", action="append", required=True,
                    help="NAME=KEY=VALUE[,KEY=VALUE...]: settings of the nested run (e.g. shared=nested.draw=shared; "
-                        "epochs=N: its epochs, default twice the space's)")
+                        "epochs=N: its epochs, default three times the space's)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--allocations", type=int, default=ALLOCATIONS, help="as a one-shot sweep (default: %(default)s)")
     p.add_argument("--cache", default="runs/nested_variants", help="folder of the per-run results")

@@ -119,7 +119,11 @@ def add_parser(sub) -> None:
                         "at least once; 0 = none)")
     p.add_argument("--nested-epochs", type=int, metavar="N",
                    help="with --searcher oneshot: epochs of the nested model's training, its main cost (default: "
-                        "twice the space's epochs; more raised the front on ResNet-20, docs/nested.md)")
+                        "three times the space's epochs; more raised the front on ResNet-20, docs/nested.md)")
+    p.add_argument("--nested-lr", type=float, metavar="LR",
+                   help="with --searcher oneshot: the nested model's learning rate (default: the one measured for "
+                        "the model, 0.1 for the CIFAR ResNets and 0.01 for lenet5_wide, else the space's central "
+                        "train.lr; docs/nested.md)")
     p.add_argument("--log-to", action="append", type=TRACKERS, choices=TRACKERS, metavar="TRACKER",
                    help="also send every trial's parameters and metrics to %(choices)s; repeatable. Inside the "
                         "experiment folder by default: mlflow.db (or MLFLOW_TRACKING_URI), tensorboard/, wandb/ "
@@ -185,6 +189,7 @@ def run_launch(args: argparse.Namespace) -> int:
         min_compression=args.min_compression, max_compression=args.max_compression, warm_start=args.warm_start,
         log_to=tuple(args.log_to or ()), budget_hours=args.budget_hours, ablate=tuple(args.ablate or ()),
         refine_extras=tuple(args.refine_extra or ()), nested_epochs=args.nested_epochs,
+        nested_lr=args.nested_lr,
     )
     from ..search.tracking import check_trackers
 

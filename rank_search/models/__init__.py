@@ -53,6 +53,13 @@ def create_model_for(name: str, data) -> nn.Module:
                         image_size=data.image_size)
 
 
+def nested_lr(name: str) -> float | None:
+    """The learning rate measured best for training model ``name`` as a nested-rank model (a
+    builder's ``nested_lr`` attribute; docs/nested.md), or None where none was measured (your own
+    builders included): the one-shot sweep then trains at the space's central rate."""
+    return getattr(MODELS.get(name), "nested_lr", None) if name in MODELS else None
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted registered model names matching the glob ``pattern``."""
     return MODELS.names(pattern)
@@ -61,4 +68,5 @@ def list_models(pattern: str = "*") -> list[str]:
 # Imported for their registration side effects.
 from rank_search.models import cifar_resnet, lenet, torchvision_models, vgg  # noqa: E402,F401
 
-__all__ = ["MODELS", "ModelBuilder", "create_model", "create_model_for", "list_models", "register_model"]
+__all__ = ["MODELS", "ModelBuilder", "create_model", "create_model_for", "list_models", "nested_lr",
+           "register_model"]

@@ -32,12 +32,12 @@ from ..storage import Location
 from .progress import say
 from .settings import LaunchConfig
 
-# *our choice* (docs/nested.md): twice a trial's epochs, as the measured runs (dense 6, nested 12)
-NESTED_EPOCHS_FACTOR = 2
-# *our choice*: the 16 uniform allocations and 48 others; the front of the first 50 of 200 was 0.001
-# to 0.009 log HV below all 200's on tucker2, 0.002 to 0.021 on resnet20-digits, and the search was
-# most of the sweep's cost
-ALLOCATIONS = 64  # each evaluated once: screening re-evaluated every allocation on the LeNet-5 tasks
+# *our choice* (docs/nested.md): three times a trial's epochs; with the model's rate (``nested_lr``)
+# the front met the grid's on the tuning tasks within about 4 trials' cost, twice did not on ResNet-20
+NESTED_EPOCHS_FACTOR = 3
+# *our choice*: the 16 uniform allocations and 16 others; 64 raised the tuning tasks' fronts by about
+# 0.003 log HV at a third of the one-shot cost, which buys the third factor of epochs
+ALLOCATIONS = 32  # each evaluated once: screening re-evaluated nearly every allocation (docs/nested.md)
 POINT_KEY = "oneshot.point"  # the one parameter a one-shot trial has: its front point's index
 _COLUMNS = ("point", "macs", "macs_compression", "val_accuracy", "val_loss", "bn_images", "front", "plan")
 
@@ -76,12 +76,26 @@ def nested_knobs(space) -> dict[str, Any]:
     return {k: d.midpoint() for k, d in knobs.items() if k not in ("scheme", "weights")}
 
 
-def nested_settings(space) -> dict[str, Any]:
-    """The nested training's settings: the space's central train and distillation settings (with
-    ``distill.weight`` above 0 the dense reference teaches; off by default, docs/nested.md)."""
+def nested_lr(space, cfg: LaunchConfig | None = None) -> float:
+    """The nested training's learning rate: ``--nested-lr``, else the one measured for the space's
+    model (``models.nested_lr``), else the space's central rate."""
+    from ..models import nested_lr as measured
     from .reference import train_settings
 
-    return {**train_settings(space), **{f"distill.{k}": d.midpoint() for k, d in space.distill.items()}}
+    if cfg is not None and cfg.nested_lr is not None:
+        return float(cfg.nested_lr)
+    rate = measured(space.model)
+    return float(rate if rate is not None else train_settings(space)["train.lr"])
+
+
+def nested_settings(space, cfg: LaunchConfig | None = None) -> dict[str, Any]:
+    """The nested training's settings: the space's central train and distillation settings (with
+    ``distill.weight`` above 0 the dense reference teaches; off by default, docs/nested.md), at
+    ``nested_lr``."""
+    from .reference import train_settings
+
+    return {**train_settings(space), "train.lr": nested_lr(space, cfg),
+            **{f"distill.{k}": d.midpoint() for k, d in space.distill.items()}}
 
 
 def check_oneshot(space, cfg: LaunchConfig):
@@ -148,18 +162,15 @@ def prepare_oneshot(path: str, space, cfg: LaunchConfig, refs) -> OneShotTrials:
     resources = _task_resources(cfg)
     dense = ray.put(loc.read_bytes(schema.DENSE_WEIGHTS_FILE))
     settings = train_settings(space)
-    epochs = nested_epochs(space, cfg)
+    epochs, run_settings = nested_epochs(space, cfg), nested_settings(space, cfg)
     if loc.is_file(schema.NESTED_WEIGHTS_FILE) and loc.is_file(schema.NESTED_RECORD_FILE):
-        trained = loc.read_mapping(schema.NESTED_RECORD_FILE).get("epochs")
-        if trained != epochs:
-            raise RankSearchError(f"the nested model in {path!r} was trained for {trained} epochs, this launch asks "
-                                  f"for {epochs} (--nested-epochs): relaunch with --nested-epochs {trained}, or "
-                                  f"launch a new experiment")
+        _check_trained(path, loc.read_mapping(schema.NESTED_RECORD_FILE), cfg)
         say("nested model found in the experiment folder: reused")
     else:
-        say(f"training the nested model ({epochs} epochs, {scheme} scheme, from the dense reference) ...")
+        say(f"training the nested model ({epochs} epochs at learning rate {run_settings['train.lr']:g}, {scheme} "
+            f"scheme, from the dense reference) ...")
         out = _get(ray.remote(**resources)(nested_task).remote(space.to_plain(), dense, threads, scheme, knobs,
-                                                                 nested_settings(space), epochs))
+                                                                 run_settings, epochs))
         loc.write_bytes(schema.NESTED_WEIGHTS_FILE, out["weights"])
         loc.write_text(schema.NESTED_RECORD_FILE, yaml.safe_dump({**out["record"], "requested_trials": cfg.num_samples},
                                                                  sort_keys=False))
@@ -192,6 +203,18 @@ def prepare_oneshot(path: str, space, cfg: LaunchConfig, refs) -> OneShotTrials:
         f"{len(picked)} fine-tuned as trials, {epochs} epoch(s) each, at MACs compression "
         + ", ".join(f"{r['macs_compression']:.2f}x" for r in picked))
     return OneShotTrials(configs, epochs)
+
+
+def _check_trained(path: str, record: dict, cfg: LaunchConfig) -> None:
+    """A nested model on disk is reused as trained; a ``--nested-epochs`` or ``--nested-lr`` asking
+    otherwise is a one-line error (a setting not asked takes the trained value)."""
+    trained = {"--nested-epochs": record.get("epochs"),
+               "--nested-lr": (record.get("run") or {}).get("settings", {}).get("train.lr")}
+    for flag, asked in (("--nested-epochs", cfg.nested_epochs), ("--nested-lr", cfg.nested_lr)):
+        if asked is not None and asked != trained[flag]:
+            raise RankSearchError(f"the nested model in {path!r} was trained with {flag} {trained[flag]}, this "
+                                  f"launch asks for {asked}: relaunch with {flag} {trained[flag]}, or launch a new "
+                                  f"experiment")
 
 
 def point_trial(space, plan, *, dense: str | None, nested: str):

@@ -52,6 +52,7 @@ class LaunchConfig:
     refine_extras: tuple[str, ...] = ()  # opt-in parts of the refine searcher switched on (`--refine-extra`)
     budget_hours: float | None = None  # stop sampling at this many trial-hours (`--budget-hours`, search/budget.py)
     nested_epochs: int | None = None  # --searcher oneshot: the nested training's epochs (None: oneshot_sweep's default)
+    nested_lr: float | None = None  # --searcher oneshot: the nested training's learning rate (None: the model's)
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:
@@ -64,13 +65,17 @@ class LaunchConfig:
         _check_int("--num-samples", self.num_samples, MAX_SAMPLES)
         if self.epochs is not None:
             _check_int("--epochs", self.epochs, MAX_EPOCHS)
+        for flag, value, what in (("--nested-epochs", self.nested_epochs, "epochs"),
+                                  ("--nested-lr", self.nested_lr, "learning rate")):
+            if value is not None and self.searcher != "oneshot":
+                raise RankSearchError(f"{flag} applies to --searcher oneshot only (it sets the nested training's "
+                                      f"{what}), got --searcher {self.searcher}")
         if self.nested_epochs is not None:
-            if self.searcher != "oneshot":
-                raise RankSearchError(f"--nested-epochs applies to --searcher oneshot only (it sets the nested "
-                                      f"training's epochs), got --searcher {self.searcher}")
             _check_int("--nested-epochs", self.nested_epochs, MAX_EPOCHS)
             if self.nested_epochs < 1:
                 raise RankSearchError(f"--nested-epochs must be >= 1, got {self.nested_epochs}")
+        if self.nested_lr is not None and not (is_number(self.nested_lr) and self.nested_lr > 0):
+            raise RankSearchError(f"--nested-lr must be a number > 0, got {self.nested_lr!r}")
         _check_int("--searcher-seed", self.seed, MAX_SEED, why=" (numpy's seed range)")
         if self.train_seed is not None:
             _check_int("--train-seed", self.train_seed, MAX_SEED, why=" (numpy's seed range)")

@@ -61,15 +61,18 @@ def test_flags_that_do_not_apply_are_refused(tmp_path, capsys, flag) -> None:
 @pytest.mark.parametrize("flags, message", [
     (["--nested-epochs", "3"], "--nested-epochs applies to --searcher oneshot only"),
     (["--searcher", "oneshot", "--nested-epochs", "0"], "--nested-epochs must be >= 1, got 0"),
+    (["--nested-lr", "0.01"], "--nested-lr applies to --searcher oneshot only"),
+    (["--searcher", "oneshot", "--nested-lr", "0"], "--nested-lr must be a number > 0, got 0.0"),
+    (["--searcher", "oneshot", "--nested-lr", "nan"], "--nested-lr must be a number > 0, got nan"),
 ])
-def test_nested_epochs_outside_a_oneshot_sweep_or_below_1_is_refused(tmp_path, capsys, flags, message) -> None:
+def test_nested_flags_outside_a_oneshot_sweep_or_out_of_range_are_refused(tmp_path, capsys, flags, message) -> None:
     code = main(["launch", "--space", _space(tmp_path, SPACE), *flags, "--storage", str(tmp_path / "runs")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "runs").exists()
 
 
-def test_nested_epochs_default_to_twice_the_space_s_and_round_trip_through_the_record(tmp_path) -> None:
+def test_nested_epochs_default_to_three_times_the_space_s_and_round_trip_through_the_record(tmp_path) -> None:
     from search_spaces import space_from_mapping
 
     from rank_search.search import LaunchConfig
@@ -77,11 +80,29 @@ def test_nested_epochs_default_to_twice_the_space_s_and_round_trip_through_the_r
     from rank_search.search.sweep_record import config_from_record, read_sweep_record, write_sweep_record
 
     space = space_from_mapping(SPACE)
-    assert nested_epochs(space, LaunchConfig(space="s.yaml", searcher="oneshot")) == 2 * SPACE["epochs"]
-    cfg = LaunchConfig(space="s.yaml", searcher="oneshot", nested_epochs=7)
+    assert nested_epochs(space, LaunchConfig(space="s.yaml", searcher="oneshot")) == 3 * SPACE["epochs"]
+    cfg = LaunchConfig(space="s.yaml", searcher="oneshot", nested_epochs=7, nested_lr=0.02)
     assert nested_epochs(space, cfg) == 7
     write_sweep_record(str(tmp_path / "exp"), cfg, SPACE)
-    assert config_from_record(read_sweep_record(str(tmp_path / "exp"))).nested_epochs == 7
+    again = config_from_record(read_sweep_record(str(tmp_path / "exp")))
+    assert (again.nested_epochs, again.nested_lr) == (7, 0.02)
+
+
+@pytest.mark.parametrize("model, rate", [("lenet5_wide", 0.01), ("resnet20", 0.1), ("resnet32", 0.1),
+                                         ("lenet5", SPACE["train"]["lr"])])
+def test_the_nested_rate_is_the_flag_s_else_the_model_s_else_the_space_s(model, rate) -> None:
+    from search_spaces import space_from_mapping
+
+    from rank_search.models import nested_lr as measured
+    from rank_search.search import LaunchConfig
+    from rank_search.search.oneshot_sweep import nested_lr, nested_settings
+
+    space = space_from_mapping({**SPACE, "model": model})
+    assert measured(model) == (None if model == "lenet5" else rate)
+    assert nested_lr(space) == rate and nested_settings(space)["train.lr"] == rate
+    asked = LaunchConfig(space="s.yaml", searcher="oneshot", nested_lr=0.003)
+    assert nested_lr(space, asked) == 0.003 and nested_settings(space, asked)["train.lr"] == 0.003
+    assert measured("mypkg.models:net") is None  # an own builder: the space's rate
 
 
 def test_spread_keeps_both_ends_and_at_most_count() -> None:
@@ -176,7 +197,7 @@ def test_the_cost_is_in_the_sweep_record_and_status_export_work(sweep, tmp_path,
     nested = yaml.safe_load(Path(out.path, schema.NESTED_RECORD_FILE).read_text())
     assert dense["nested_seconds"] == nested["seconds"] > 0 and dense["oneshot_search_seconds"] == nested["search"]["seconds"] > 0
     assert dense["oneshot_seconds"] == pytest.approx(dense["nested_seconds"] + dense["oneshot_search_seconds"])
-    assert nested["epochs"] == 4 and nested["search"]["evaluated"] == 40 and nested["requested_trials"] == 3
+    assert nested["epochs"] == 6 and nested["search"]["evaluated"] == 40 and nested["requested_trials"] == 3
     assert nested["run"]["init"] == schema.DENSE_WEIGHTS_FILE and nested["run"]["teacher"] is None  # no distill
     capsys.readouterr()
     assert main(["status", out.path, "--json"]) == 0
@@ -211,20 +232,23 @@ def test_a_relaunch_reuses_the_nested_model_and_the_search(sweep, capsys) -> Non
     assert resume(out.path).nothing_to_do
 
 
-def test_a_relaunch_asking_other_nested_epochs_is_refused_and_keeps_the_model(sweep, tmp_path, capsys) -> None:
+@pytest.mark.parametrize("key, flag, asked, trained", [("nested_epochs", "--nested-epochs", 9, 6),
+                                                        ("nested_lr", "--nested-lr", 0.02, 0.1)])
+def test_a_relaunch_asking_another_nested_training_is_refused_and_keeps_the_model(sweep, tmp_path, capsys, key, flag,
+                                                                                  asked, trained) -> None:
     out, root = sweep
-    other = root / "runs" / "other"
+    other = root / "runs" / f"other-{key}"
     other.mkdir()
     for name in (schema.SWEEP_FILE, schema.DENSE_RECORD_FILE, *MADE_ONCE):
         shutil.copy2(Path(out.path, name), other / name)
     record = yaml.safe_load((other / schema.SWEEP_FILE).read_text())
-    record["launch"]["nested_epochs"] = 9
+    record["launch"][key] = asked
     (other / schema.SWEEP_FILE).write_text(yaml.safe_dump(record))
     before = {f: (other / f).read_bytes() for f in MADE_ONCE}
     capsys.readouterr()
     assert main(["resume", str(other)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert "was trained for 4 epochs, this launch asks for 9 (--nested-epochs)" in err[-1], err  # after progress
+    assert f"was trained with {flag} {trained}, this launch asks for {asked}" in err[-1], err  # after progress
     assert {f: (other / f).read_bytes() for f in MADE_ONCE} == before
     assert not list(other.glob("trial_*"))
 
@@ -294,7 +318,6 @@ def test_the_nested_training_distills_as_the_space_says() -> None:
     assert distill({}) == {}
     assert distill({"distill": {"weight": 0.5, "temperature": {"float": [1, 3]}}}) == \
         {"distill.weight": 0.5, "distill.temperature": 2}
-    assert nested_settings(space_from_mapping(SPACE))["train.lr"] == space_from_mapping(SPACE).train["lr"].midpoint()
 
 
 def test_the_tasks_and_a_front_trial_in_tucker2_without_ray(tmp_path) -> None:
