@@ -270,14 +270,14 @@ def test_sigkill_during_nested_training_and_fine_tuning_then_resume_runs_every_p
     path = str(tmp_path / "runs" / "k")
     log = tmp_path / "driver.log"
 
-    def killed(cmd: list[str], when, what: str) -> None:
+    def killed(cmd: list[str], when, what: str, settle: float = 1.0) -> None:
         with open(log, "a") as fh:
             proc = subprocess.Popen([sys.executable, "-m", "rank_search", *cmd], stdout=fh, stderr=subprocess.STDOUT,
                                     start_new_session=True)
             try:
                 wait_for(lambda: when() or proc.poll() is not None, 600, what)
                 assert proc.poll() is None, f"the driver ended before {what}: {log.read_text()[-2000:]}"
-                time.sleep(1.0)
+                time.sleep(settle)
             finally:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
@@ -288,7 +288,8 @@ def test_sigkill_during_nested_training_and_fine_tuning_then_resume_runs_every_p
     assert not Path(path, schema.NESTED_RECORD_FILE).exists() and not started_on_disk(path)
 
     killed(["resume", path], lambda: os.path.isdir(path) and len(finished_on_disk(path, FINETUNE)) >= 1
-           and len(started_on_disk(path)) > len(finished_on_disk(path, FINETUNE)), "one finished trial and one started")
+           and len(started_on_disk(path)) > len(finished_on_disk(path, FINETUNE)), "one finished trial and one started",
+           settle=0.2)  # a front of 2 points: the started trial, the last, must not finish first
     before = finished_on_disk(path, FINETUNE)
     stamps = {f: os.stat(Path(path, f)).st_mtime_ns for f in MADE_ONCE}
     trials = yaml.safe_load(Path(path, schema.SWEEP_FILE).read_text())["launch"]["num_samples"]
