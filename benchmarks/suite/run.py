@@ -41,8 +41,8 @@ TRIALS = 16
 # --searcher oneshot: the front points it fine-tunes (its --num-samples); a task whose scheme the
 # nested model lacks (spatial, tiled) runs it in the channel scheme on the same model and data
 ONESHOT_POINTS = 4
-# oneshot-long: the nested training at six times a trial's epochs (the suite's trials train 6); on
-# the tuning tasks that is where ResNet-20's front met the grid's (docs/nested.md)
+# oneshot-long: the nested training at six times a trial's epochs (the suite's trials train 6); at
+# the space's rate that is where ResNet-20's front met the grid's on the tuning tasks (docs/nested.md)
 LONG_NESTED_EPOCHS = 36
 NESTED_SCHEMES = ("channel", "tucker2")
 

@@ -2,8 +2,9 @@
 
 After the dense reference (``reference.py``), a sweep with this searcher:
 1. trains the ``nested`` method from the dense reference once, for ``nested_epochs`` (by default
-   ``NESTED_EPOCHS_FACTOR`` times the space's epochs), as a Ray task with a trial's resources;
-   its weights and record go to the experiment folder (``nested.pt``, ``nested.yaml``);
+   ``NESTED_EPOCHS_FACTOR`` times the space's epochs) at ``nested_lr``, as a Ray task with a
+   trial's resources; its weights and record go to the experiment folder (``nested.pt``,
+   ``nested.yaml``);
 2. runs the one-shot search on it (``search.oneshot``: ``ALLOCATIONS`` allocations, each
    evaluated once with ``nested.bn_images`` BatchNorm images) as a second task; every evaluated
    allocation goes to ``oneshot.csv``, its front marked;
