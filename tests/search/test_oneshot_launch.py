@@ -199,6 +199,7 @@ def test_the_cost_is_in_the_sweep_record_and_status_export_work(sweep, tmp_path,
     assert dense["oneshot_seconds"] == pytest.approx(dense["nested_seconds"] + dense["oneshot_search_seconds"])
     assert nested["epochs"] == 6 and nested["search"]["evaluated"] == 40 and nested["requested_trials"] == 3
     assert nested["run"]["init"] == schema.DENSE_WEIGHTS_FILE and nested["run"]["teacher"] is None  # no distill
+    assert nested["run"]["settings"]["train.lr"] == SPACE["train"]["lr"]  # lenet5 has no measured nested rate
     capsys.readouterr()
     assert main(["status", out.path, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
