@@ -10,6 +10,8 @@ from rank_search.methods._nested_model import set_truncation
 
 #: every candidate layer of ``tiny_net`` nested, both schemes and a Linear among them
 SCHEMES = {"0": "channel", "3": "tucker2", "6": "channel", "11": "channel", "13": "channel"}
+#: the same with the convolutions in the spatial scheme (the Linear layers fall back to channel)
+SPATIAL = {"0": "spatial", "3": "spatial", "6": "spatial", "11": "channel", "13": "channel"}
 CLASSES = 4
 
 

@@ -68,7 +68,7 @@ def add_parser(sub) -> None:
                    help="the Optuna sampler: one of %(choices)s; oneshot trains a nested model once from the "
                         "dense reference (2x --epochs), searches its rank truncations in one shot and fine-tunes at "
                         "most --num-samples points of their front (a third of --epochs each) as the trials; the "
-                        "space's methods must plan in channel or tucker2 (docs/nested.md) (default: %(default)s)")
+                        "space's methods must plan in channel, spatial or tucker2 (docs/nested.md) (default: %(default)s)")
     p.add_argument("--scheduler", default=d["scheduler"], type=SCHEDULERS, choices=SCHEDULERS, metavar="SCHEDULER",
                    help="one of %(choices)s (fifo: every trial trains its full budget; mo-asha: "
                         "trials stop early at geometric epoch rungs unless they rank on the Pareto front of their "

@@ -6,7 +6,8 @@ Contract:
   in descending singular value, sqrt(S) on each factor. ``NestedTucker2.from_dense(layer)``: the
   full-rank HOSVD (U_out, U_in: left singular vectors of the mode-0 / mode-1 unfoldings,
   completed to square; core = W x0 U_out^T x1 U_in^T), components in descending mode singular
-  value. At full rank both compute the dense layer's function (up to float error).
+  value. ``NestedSpatial``: the exact full-rank SVD of the spatial matrix, as channel. At full
+  rank each computes the dense layer's function (up to float error).
 - ``layer.active`` is the rank the forward pass uses (None: full). Rank r uses the first r
   components through slices of the full weights: nothing is copied or reallocated, and the
   gradient reaches the prefix only.
@@ -27,7 +28,7 @@ from torch.nn import functional as F
 
 from ..decomp.svd import as_working
 from ..errors import RankSearchError
-from ..layers import ChannelFactorized, Rank, Tucker2Factorized, as_pair
+from ..layers import ChannelFactorized, Rank, SpatialFactorized, Tucker2Factorized, as_pair
 from ..layers.base import conv_geometry
 from ..plan import RankPlan
 
@@ -171,12 +172,48 @@ class NestedTucker2(NestedLayer):
         return _conv_like(self.core, weight, self.expand.bias)
 
 
+class NestedSpatial(NestedLayer):
+    """The spatial scheme at full rank R = min(c*kh, n*kw): ``vertical`` (c -> R, kh x 1),
+    ``horizontal`` (R -> n, 1 x kw)."""
+
+    scheme = "spatial"
+
+    def __init__(self, vertical: nn.Conv2d, horizontal: nn.Conv2d) -> None:
+        super().__init__()
+        self.vertical, self.horizontal = vertical, horizontal
+        self.max_rank = int(vertical.weight.shape[0])
+        self.active = None
+
+    @classmethod
+    def from_dense(cls, layer: nn.Conv2d, *, name: str = "layer") -> "NestedSpatial":
+        full = SpatialFactorized.from_dense(layer, SpatialFactorized.max_rank(layer), balance=True, name=name)
+        return cls(full.vertical, full.horizontal)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.max_rank if self.active is None else self.active
+        h = _conv(x, self.vertical, self.vertical.weight[:r], None)
+        return _conv(h, self.horizontal, self.horizontal.weight[:, :r], self.horizontal.bias)
+
+    def to_compact(self, rank: Rank) -> SpatialFactorized:
+        return SpatialFactorized(_conv_like(self.vertical, self.vertical.weight[:rank], None),
+                                 _conv_like(self.horizontal, self.horizontal.weight[:, :rank], self.horizontal.bias),
+                                 rank)
+
+    def to_dense(self) -> nn.Conv2d:
+        v, h = self.vertical, self.horizontal
+        weight = torch.einsum("rci,nrj->ncij", v.weight[..., 0], h.weight[:, :, 0, :])
+        conv = nn.Conv2d(weight.shape[1], weight.shape[0], tuple(weight.shape[2:]), bias=h.bias is not None,
+                         stride=(v.stride[0], h.stride[1]), padding=(v.padding[0], h.padding[1]),
+                         dilation=(v.dilation[0], h.dilation[1]))
+        return _filled(conv, weight, h.bias)
+
+
 def _replace(root: nn.Module, name: str, module: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(root.get_submodule(parent) if parent else root, child, module)
 
 
-NESTED = {"channel": NestedChannel, "tucker2": NestedTucker2}
+NESTED = {"channel": NestedChannel, "spatial": NestedSpatial, "tucker2": NestedTucker2}
 
 
 def nested_layers(model: nn.Module) -> dict[str, NestedLayer]:

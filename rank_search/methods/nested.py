@@ -175,7 +175,7 @@ class TruncationSampler:
 class Nested(Method):
     name = "nested"
     Knobs = NestedKnobs
-    supported_schemes = ("channel", "tucker2")
+    supported_schemes = ("channel", "spatial", "tucker2")
 
     def __init__(self, knobs=None, *, ranks=None, scheme=None) -> None:
         super().__init__(knobs, ranks=ranks, scheme=scheme)

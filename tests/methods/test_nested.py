@@ -11,14 +11,14 @@ from torch import nn
 
 from rank_search.checkpoint import load_compact, save_compact
 from rank_search.errors import RankSearchError
-from rank_search.layers import ChannelFactorized, Tucker2Factorized
+from rank_search.layers import ChannelFactorized, SpatialFactorized, Tucker2Factorized
 from rank_search.methods import create_method
-from rank_search.methods._nested_model import (NestedChannel, NestedTucker2, export_truncation, nest,
+from rank_search.methods._nested_model import (NestedChannel, NestedSpatial, NestedTucker2, export_truncation, nest,
                                                nested_layers, set_truncation, truncation_of)
 from rank_search.methods.nested import TruncationSampler, smallest_rank
 from rank_search.plan import LayerPlan, RankPlan
 
-from _nested import SCHEMES, nested_training, splits, tiny_net
+from _nested import SCHEMES, SPATIAL, nested_training, splits, tiny_net
 
 X = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(7))
 
@@ -102,6 +102,46 @@ def test_a_truncation_slices_without_copying_and_trains_only_the_prefix(pair) ->
     grad = layer.reduce.weight.grad.flatten(1).abs().sum(1)
     assert torch.all(grad[:5] > 0) and torch.all(grad[5:] == 0)
     assert torch.all(layer.expand.weight.grad[:, 5:] == 0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_spatial_scheme_nests_exactly_and_exports_the_truncation_it_runs(seed: int, tmp_path) -> None:
+    dense = tiny_net().eval()
+    model = nest(dense, SPATIAL).eval()
+    layers = nested_layers(model)
+    assert [type(layers[n]) for n in ("0", "3", "6", "11")] == [NestedSpatial] * 3 + [NestedChannel]
+    assert [layers[n].max_rank for n in ("0", "3", "6")] == [9, 24, 36]  # min(c * kh, n * kw)
+    for name in ("0", "3", "6"):
+        conv, back = dense.get_submodule(name), layers[name].to_dense()
+        assert torch.allclose(back.weight, conv.weight, atol=1e-5) and back.stride == conv.stride, name
+    # components in descending singular value of the spatial matrix
+    layer = layers["3"]
+    s = layer.vertical.weight.flatten(1).norm(dim=1) * layer.horizontal.weight.transpose(0, 1).flatten(1).norm(dim=1)
+    assert torch.allclose(s, torch.linalg.svdvals(SpatialFactorized.matrix(dense[3].weight)), atol=1e-5)
+    full = _out(model)
+    assert torch.allclose(full, _out(dense), atol=1e-5)
+    set_truncation(model, {n: m.max_rank for n, m in layers.items()})
+    assert torch.equal(_out(model), full)
+    # a drawn truncation: its compact model computes the same (1e-5) and saves as any compact model
+    ranks = TruncationSampler.for_model(model, create_method("nested").knobs, seed).draw(3 + seed)[1]
+    plan = RankPlan(tuple((n, LayerPlan(SPATIAL[n], r)) for n, r in ranks.items()))
+    model.train()
+    set_truncation(model, truncation_of(plan))
+    for x, _ in splits().train:
+        model(x)
+    compact = export_truncation(model, plan)
+    assert isinstance(compact[3], SpatialFactorized) and compact[3].rank == ranks["3"]
+    assert torch.allclose(_out(compact), _out(model), atol=1e-5)
+    path = str(tmp_path / "compact.pt")
+    save_compact(path, compact, plan=plan, model="_nested:tiny_net", dataset="blobs", method="nested",
+                 in_channels=3, num_classes=4, image_size=8)
+    assert torch.equal(_out(load_compact(path)), _out(compact))
+    # the gradient of a truncated step reaches the prefix only
+    set_truncation(model, {"3": 5})
+    model.zero_grad()
+    model.train()(X).square().mean().backward()
+    grad = layer.vertical.weight.grad.flatten(1).abs().sum(1)
+    assert torch.all(grad[:5] > 0) and torch.all(grad[5:] == 0) and torch.all(layer.horizontal.weight.grad[:, 5:] == 0)
 
 
 # ---- the step sampler: the distribution nested.py's docstring states ----

@@ -35,7 +35,7 @@ def _space(tmp_path: Path, space: dict, name: str = "space.yaml") -> str:
 
 # -- no Ray ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("methods, schemes", [({"posthoc": {"scheme": "spatial"}}, "spatial"),
+@pytest.mark.parametrize("methods, schemes", [({"posthoc": {"scheme": "tiled"}}, "tiled"),
                                               ({"posthoc": {}, "factorized": {}}, "channel, tucker2"),
                                               ({"full": {}}, "no scheme")])
 def test_a_space_nested_cannot_train_is_refused_before_anything(tmp_path, capsys, methods, schemes) -> None:
@@ -45,7 +45,7 @@ def test_a_space_nested_cannot_train_is_refused_before_anything(tmp_path, capsys
     code = main(["launch", "--space", space, "--searcher", "oneshot", "--storage", str(tmp_path / "runs")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
-    assert "--searcher oneshot" in err[0] and "one scheme of channel, tucker2" in err[0] and f"plans in {schemes}" in err[0]
+    assert "--searcher oneshot" in err[0] and "one scheme of channel, spatial, tucker2" in err[0] and f"plans in {schemes}" in err[0]
     assert not (tmp_path / "runs").exists() and not ray.is_initialized()
 
 
@@ -322,9 +322,10 @@ def test_the_nested_training_distills_as_the_space_says() -> None:
         {"distill.weight": 0.5, "distill.temperature": 2}
 
 
-def test_the_tasks_and_a_front_trial_in_tucker2_without_ray(tmp_path) -> None:
+@pytest.mark.parametrize("scheme", ["tucker2", "spatial"])
+def test_the_tasks_and_a_front_trial_without_ray(tmp_path, scheme) -> None:
     """The two tasks run as plain functions; a front point's trial, its plan read back from
-    ``oneshot.csv``, fine-tunes the compact model of that point (same MACs), Tucker-2 ranks kept."""
+    ``oneshot.csv``, fine-tunes the compact model of that point (same MACs), the scheme's ranks kept."""
     import io
 
     import torch
@@ -336,26 +337,27 @@ def test_the_tasks_and_a_front_trial_in_tucker2_without_ray(tmp_path) -> None:
     from rank_search.search.reference import train_settings
     from rank_search.search.trial import run_spec
 
-    space = space_from_mapping({**SPACE, "epochs": 1, "methods": {"nested": {"scheme": "tucker2", "min_ratio": 0.2}}})
+    space = space_from_mapping({**SPACE, "epochs": 1, "methods": {"nested": {"scheme": scheme, "min_ratio": 0.2}}})
     dense = train(RunSpec(model="lenet5", dataset="synthetic", method="full", epochs=1, settings={"train.lr": 0.1}))
     buffer = io.BytesIO()
     torch.save(dense.trainer.model.state_dict(), buffer)
     knobs, settings = {"min_ratio": 0.2}, train_settings(space)
-    nested = nested_task(space.to_plain(), buffer.getvalue(), 1, "tucker2", knobs, settings, 1)
-    taught = nested_task(space.to_plain(), buffer.getvalue(), 1, "tucker2", knobs,
+    nested = nested_task(space.to_plain(), buffer.getvalue(), 1, scheme, knobs, settings, 1)
+    taught = nested_task(space.to_plain(), buffer.getvalue(), 1, scheme, knobs,
                          {**settings, "distill.weight": 0.5, "distill.temperature": 1.0}, 1)
     assert "teacher" not in nested["record"]["run"] or nested["record"]["run"]["teacher"] is None
     assert taught["record"]["run"]["teacher"] == schema.DENSE_WEIGHTS_FILE and taught["weights"] != nested["weights"]
-    found = search_task(space.to_plain(), buffer.getvalue(), nested["weights"], 1, "tucker2", knobs, settings, 12, 0)
+    found = search_task(space.to_plain(), buffer.getvalue(), nested["weights"], 1, scheme, knobs, settings, 12, 0)
     assert found["record"]["evaluated"] == len(found["rows"]) == 12
     (tmp_path / schema.ONESHOT_FILE).write_text(_to_csv(found["rows"]))
     rows = [r for r in read_oneshot(str(tmp_path)) if r["front"] and r["plan"].layers]
     row = max(rows, key=lambda r: r["macs_compression"])
-    assert any(scheme == "tucker2" and isinstance(rank, tuple) for scheme, rank in row["plan"].layers.values())
+    assert any(s == scheme and isinstance(rank, tuple if scheme == "tucker2" else int)
+               for s, rank in row["plan"].layers.values())
     (tmp_path / "dense.pt").write_bytes(buffer.getvalue())
     (tmp_path / schema.NESTED_WEIGHTS_FILE).write_bytes(nested["weights"])
     trial = TrialSpec(method="nested", model="lenet5", dataset="synthetic", epochs=1,
-                      knobs={**knobs, "scheme": "tucker2"}, train={"lr": 0.1}, ranks=row["plan"],
+                      knobs={**knobs, "scheme": scheme}, train={"lr": 0.1}, ranks=row["plan"],
                       dense=str(tmp_path / "dense.pt"), nested=str(tmp_path / schema.NESTED_WEIGHTS_FILE))
     result = train(run_spec(trial))
     assert result.metrics[schema.MACS_COMPRESSION] == pytest.approx(row["macs_compression"], rel=1e-9)
