@@ -76,6 +76,21 @@ class NestedLayer(nn.Module):
             raise RankSearchError(f"nested rank for layer {name!r} must be in [1, {self.max_rank}], got {rank}")
         return rank
 
+    factorized: type | None = None  # a two-factor scheme's compact layer: its full-rank SVD starts the layer
+    parts: tuple[str, ...] = ()  # that layer's two factors, in order, which become this layer's
+
+    @classmethod
+    def from_dense(cls, layer: nn.Module, *, name: str = "layer") -> "NestedLayer":
+        """``layer`` at full rank: the exact SVD, sqrt(S) on each factor, components in descending
+        singular value."""
+        full = cls.factorized.from_dense(layer, cls.factorized.max_rank(layer), balance=True, name=name)
+        return cls(*(getattr(full, part) for part in cls.parts))
+
+    @property
+    def rank_now(self) -> Rank:
+        """The rank the forward pass runs at: ``active``, else ``max_rank``."""
+        return self.max_rank if self.active is None else self.active
+
     def to_compact(self, rank: Rank) -> nn.Module:
         """The scheme's ordinary compact layer at ``rank``, holding copies of the prefix."""
         raise NotImplementedError
@@ -88,7 +103,7 @@ class NestedLayer(nn.Module):
 class NestedChannel(NestedLayer):
     """The channel scheme at full rank: ``reduce`` (c -> R, the dense geometry), ``expand`` (R -> n, 1x1)."""
 
-    scheme = "channel"
+    scheme, factorized, parts = "channel", ChannelFactorized, ("reduce", "expand")
 
     def __init__(self, reduce: nn.Module, expand: nn.Module) -> None:
         super().__init__()
@@ -96,13 +111,8 @@ class NestedChannel(NestedLayer):
         self.max_rank = int(reduce.weight.shape[0])
         self.active = None
 
-    @classmethod
-    def from_dense(cls, layer: nn.Module, *, name: str = "layer") -> "NestedChannel":
-        full = ChannelFactorized.from_dense(layer, ChannelFactorized.max_rank(layer), balance=True, name=name)
-        return cls(full.reduce, full.expand)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.max_rank if self.active is None else self.active
+        r = self.rank_now
         a, b = self.reduce.weight[:r], self.expand.weight[:, :r]
         if isinstance(self.reduce, nn.Linear):
             return F.linear(F.linear(x, a), b, self.expand.bias)
@@ -156,7 +166,7 @@ class NestedTucker2(NestedLayer):
         return self.reduce.weight[:ri], self.core.weight[:ro, :ri], self.expand.weight[:, :ro]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, g, b = self._weights(self.max_rank if self.active is None else self.active)
+        a, g, b = self._weights(self.rank_now)
         h = _conv(_conv(x, self.reduce, a, None), self.core, g, None)
         return _conv(h, self.expand, b, self.expand.bias)
 
@@ -176,21 +186,15 @@ class NestedSpatial(NestedLayer):
     """The spatial scheme at full rank R = min(c*kh, n*kw): ``vertical`` (c -> R, kh x 1),
     ``horizontal`` (R -> n, 1 x kw)."""
 
-    scheme = "spatial"
+    scheme, factorized, parts = "spatial", SpatialFactorized, ("vertical", "horizontal")
 
     def __init__(self, vertical: nn.Conv2d, horizontal: nn.Conv2d) -> None:
         super().__init__()
         self.vertical, self.horizontal = vertical, horizontal
-        self.max_rank = int(vertical.weight.shape[0])
-        self.active = None
-
-    @classmethod
-    def from_dense(cls, layer: nn.Conv2d, *, name: str = "layer") -> "NestedSpatial":
-        full = SpatialFactorized.from_dense(layer, SpatialFactorized.max_rank(layer), balance=True, name=name)
-        return cls(full.vertical, full.horizontal)
+        self.max_rank, self.active = int(vertical.weight.shape[0]), None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.max_rank if self.active is None else self.active
+        r = self.rank_now
         h = _conv(x, self.vertical, self.vertical.weight[:r], None)
         return _conv(h, self.horizontal, self.horizontal.weight[:, :r], self.horizontal.bias)
 
