@@ -79,9 +79,7 @@ def exact_forms(layer: FactorizedLayer) -> dict[str, nn.Module]:
                 layer.reduce, _conv(torch.einsum("no,oikl->nikl", u_out, core), bias, layer.core))
             forms[DENSE] = _conv(weight, bias, layer.core)
         elif isinstance(layer, SpatialFactorized):
-            v, h = layer.vertical, layer.horizontal
-            forms[DENSE] = _conv(weight, bias, v, stride=(v.stride[0], h.stride[1]),
-                                 padding=(v.padding[0], h.padding[1]), dilation=(v.dilation[0], h.dilation[1]))
+            forms[DENSE] = _conv(weight, bias, layer.vertical, **layer.dense_geometry())
         elif isinstance(layer, (ChannelFactorized, TiledFactorized)):
             linear = isinstance(layer.reduce, nn.Linear) or getattr(layer, "linear", False)
             forms[DENSE] = (_linear(weight, bias) if linear else

@@ -84,6 +84,13 @@ class SpatialFactorized(FactorizedLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.horizontal(self.vertical(x))
 
+    def dense_geometry(self) -> dict:
+        """Stride, padding and dilation of the dense convolution this layer computes (the vertical
+        factor's on the height, the horizontal one's on the width)."""
+        v, h = self.vertical, self.horizontal
+        return {"stride": (v.stride[0], h.stride[1]), "padding": (v.padding[0], h.padding[1]),
+                "dilation": (v.dilation[0], h.dilation[1])}
+
     def to_dense_weight(self) -> torch.Tensor:
         a = self.vertical.weight[..., 0]  # [r, c, kh]
         b = self.horizontal.weight[:, :, 0, :]  # [n, r, kw]

@@ -204,12 +204,11 @@ class NestedSpatial(NestedLayer):
                                  rank)
 
     def to_dense(self) -> nn.Conv2d:
-        v, h = self.vertical, self.horizontal
-        weight = torch.einsum("rci,nrj->ncij", v.weight[..., 0], h.weight[:, :, 0, :])
-        conv = nn.Conv2d(weight.shape[1], weight.shape[0], tuple(weight.shape[2:]), bias=h.bias is not None,
-                         stride=(v.stride[0], h.stride[1]), padding=(v.padding[0], h.padding[1]),
-                         dilation=(v.dilation[0], h.dilation[1]))
-        return _filled(conv, weight, h.bias)
+        full = self.to_compact(self.max_rank)
+        weight, bias = full.to_dense_weight(), full.horizontal.bias
+        conv = nn.Conv2d(weight.shape[1], weight.shape[0], tuple(weight.shape[2:]), bias=bias is not None,
+                         **full.dense_geometry())
+        return _filled(conv, weight, bias)
 
 
 def _replace(root: nn.Module, name: str, module: nn.Module) -> None:
