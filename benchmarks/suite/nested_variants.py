@@ -1,9 +1,9 @@
 """Nested-training variants on suite tasks (issue 31): per task, variant and seed, a nested model
 trained as `launch --searcher oneshot` trains it (from the suite's dense reference of that task and
 seed, ``NESTED_EPOCHS_FACTOR`` times the space's epochs, ``nested_settings``: the model's rate) but
-with the variant's settings (``epochs=N`` sets its epochs), then searched (`--allocations`, as the sweep: each evaluated once);
-the log HV of its front on validation, and of that front on test (no fine-tuning; floors as the
-suite report's). A diverged training counts as an empty front. No Ray; one torch thread.
+with the variant's settings (``epochs=N`` sets its epochs), then searched (`--allocations`, as the
+sweep: each evaluated once); the log HV of its front on validation, and of that front on test (no
+fine-tuning; floors as the suite report's). A diverged training counts as an empty front. No Ray; one torch thread.
 
     .venv/bin/python benchmarks/suite/nested_variants.py --storage runs/suite \\
         --tasks resnet20-digits-channel --variant independent=nested.draw=independent --variant shared=nested.draw=shared
