@@ -9,6 +9,13 @@ from ..decomp.svd import as_working, low_rank_approx, singular_values, truncated
 from .base import FactorizedLayer, Rank, check_rank, conv_geometry
 
 
+def channel_dense_weight(reduce: torch.Tensor, expand: torch.Tensor) -> torch.Tensor:
+    """The dense weight ``expand @ reduce`` of a channel pair: ``reduce`` [r, c, kh, kw] (or [r, c]),
+    ``expand`` [n, r, 1, 1] (or [n, r]) -> [n, c, kh, kw] (or [n, c]); differentiable."""
+    r = reduce.shape[0]
+    return (expand.reshape(-1, r) @ reduce.reshape(r, -1)).reshape((expand.shape[0],) + tuple(reduce.shape[1:]))
+
+
 def _split(s: torch.Tensor, balance: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Scales for (output factor, input factor)."""
     return (s.sqrt(), s.sqrt()) if balance else (s, torch.ones_like(s))
@@ -82,10 +89,7 @@ class ChannelFactorized(FactorizedLayer):
         return self.expand(self.reduce(x))
 
     def to_dense_weight(self) -> torch.Tensor:
-        a = self.reduce.weight.reshape(self.rank, -1)
-        b = self.expand.weight.reshape(-1, self.rank)
-        shape = (b.shape[0],) + tuple(self.reduce.weight.shape[1:])
-        return (b @ a).reshape(shape)
+        return channel_dense_weight(self.reduce.weight, self.expand.weight)
 
     def factor_matrices(self) -> list[torch.Tensor]:
         # The input-side factor (columns = rank); the output side carries the scale.

@@ -9,6 +9,20 @@ from .base import FactorizedLayer, Rank, check_rank, conv_geometry
 from .channel import _split
 
 
+def spatial_dense_weight(vertical: torch.Tensor, horizontal: torch.Tensor) -> torch.Tensor:
+    """The dense weight of a spatial pair: ``vertical`` [r, c, kh, 1], ``horizontal`` [n, r, 1, kw]
+    -> [n, c, kh, kw]; differentiable."""
+    return torch.einsum("rci,nrj->ncij", vertical[..., 0], horizontal[:, :, 0, :])
+
+
+def spatial_dense_geometry(vertical: nn.Conv2d, horizontal: nn.Conv2d) -> dict:
+    """Stride, padding and dilation of the dense convolution a spatial pair computes (the vertical
+    factor's on the height, the horizontal one's on the width)."""
+    v, h = vertical, horizontal
+    return {"stride": (v.stride[0], h.stride[1]), "padding": (v.padding[0], h.padding[1]),
+            "dilation": (v.dilation[0], h.dilation[1])}
+
+
 class SpatialFactorized(FactorizedLayer):
     scheme = "spatial"
     scale_factor_name = "horizontal"
@@ -85,16 +99,11 @@ class SpatialFactorized(FactorizedLayer):
         return self.horizontal(self.vertical(x))
 
     def dense_geometry(self) -> dict:
-        """Stride, padding and dilation of the dense convolution this layer computes (the vertical
-        factor's on the height, the horizontal one's on the width)."""
-        v, h = self.vertical, self.horizontal
-        return {"stride": (v.stride[0], h.stride[1]), "padding": (v.padding[0], h.padding[1]),
-                "dilation": (v.dilation[0], h.dilation[1])}
+        """Stride, padding and dilation of the dense convolution this layer computes."""
+        return spatial_dense_geometry(self.vertical, self.horizontal)
 
     def to_dense_weight(self) -> torch.Tensor:
-        a = self.vertical.weight[..., 0]  # [r, c, kh]
-        b = self.horizontal.weight[:, :, 0, :]  # [n, r, kw]
-        return torch.einsum("rci,nrj->ncij", a, b)
+        return spatial_dense_weight(self.vertical.weight, self.horizontal.weight)
 
     def factor_matrices(self) -> list[torch.Tensor]:
         return [self.vertical.weight.reshape(self.rank, -1).t()]

@@ -28,8 +28,11 @@ from torch.nn import functional as F
 
 from ..decomp.svd import as_working
 from ..errors import RankSearchError
+from ..decomp.tucker import tucker2_reconstruct
 from ..layers import ChannelFactorized, Rank, SpatialFactorized, Tucker2Factorized, as_pair
 from ..layers.base import conv_geometry
+from ..layers.channel import channel_dense_weight
+from ..layers.spatial import spatial_dense_geometry, spatial_dense_weight
 from ..plan import RankPlan
 
 
@@ -53,12 +56,26 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     return _filled(nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None), weight, bias)
 
 
+def _strides(conv: nn.Conv2d) -> dict:
+    """Stride, padding and dilation of ``conv``."""
+    return {key: value for key, value in conv_geometry(conv).items() if key != "kernel_size"}
+
+
 def _conv(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation)
 
 
+#: a nested layer runs as one dense convolution of its composed prefix (exact; one op instead of
+#: two or three) once the factors' MACs reach this share of the composed form's (the dense layer's
+#: plus composing the weight): below it the factors are cheaper (measured: benchmarks/nested_compose.py)
+COMPOSE_SHARE = 0.5
+
+
 class NestedLayer(nn.Module):
-    """Base of the nested layers: ``max_rank`` (an int, or Tucker-2's (out, in) pair), ``active``."""
+    """Base of the nested layers: ``max_rank`` (an int, or Tucker-2's (out, in) pair), ``active``.
+
+    A subclass gives its factors' forward pass, their MACs per output position and the dense
+    weight of a prefix (differentiable); ``forward`` runs whichever form is cheaper."""
 
     scheme: str
     max_rank: Rank
@@ -91,13 +108,68 @@ class NestedLayer(nn.Module):
         """The rank the forward pass runs at: ``active``, else ``max_rank``."""
         return self.max_rank if self.active is None else self.active
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rank = self.rank_now
+        if not self.composes(rank, x):
+            return self.factor_forward(x, rank)
+        weight, bias = self.dense_weight(rank), self.dense_bias
+        if weight.dim() == 2:
+            return F.linear(x, weight, bias)
+        return F.conv2d(x, weight, bias, **self.dense_geometry())
+
+    def composes(self, rank: Rank, x: torch.Tensor) -> bool:
+        """Whether ``forward`` runs the composed dense form at ``rank`` on input ``x``: MACs of the
+        factors >= ``COMPOSE_SHARE`` x those of the dense layer plus composing its weight."""
+        if x.dim() == 2:
+            positions = x.shape[0]
+        else:
+            stride = self.dense_geometry()["stride"]
+            positions = x.shape[0] * (x.shape[2] // stride[0]) * (x.shape[3] // stride[1])
+        return positions * self.factor_macs(rank) >= COMPOSE_SHARE * (positions * self.dense_macs()
+                                                                       + self.compose_macs(rank))
+
+    def factor_forward(self, x: torch.Tensor, rank: Rank) -> torch.Tensor:
+        """The factors' forward pass at ``rank``."""
+        raise NotImplementedError
+
+    def compose_macs(self, rank: Rank) -> int:
+        """Multiply-adds of ``dense_weight(rank)``."""
+        return rank * self.dense_macs()
+
+    def factor_macs(self, rank: Rank) -> int:
+        """The factors' multiply-adds per output position at ``rank``."""
+        raise NotImplementedError
+
+    def dense_macs(self) -> int:
+        """The dense layer's multiply-adds per output position."""
+        raise NotImplementedError
+
+    def dense_weight(self, rank: Rank) -> torch.Tensor:
+        """The dense weight the prefix at ``rank`` computes (differentiable)."""
+        raise NotImplementedError
+
+    def dense_geometry(self) -> dict:
+        """Stride, padding and dilation of the dense convolution this layer computes."""
+        raise NotImplementedError
+
+    @property
+    def dense_bias(self) -> torch.Tensor | None:
+        """The layer's bias (on its output factor)."""
+        raise NotImplementedError
+
     def to_compact(self, rank: Rank) -> nn.Module:
         """The scheme's ordinary compact layer at ``rank``, holding copies of the prefix."""
         raise NotImplementedError
 
+    @torch.no_grad()
     def to_dense(self) -> nn.Module:
         """A dense ``Conv2d``/``Linear`` computing this layer at full rank."""
-        raise NotImplementedError
+        weight, bias = self.dense_weight(self.max_rank), self.dense_bias
+        if weight.dim() == 2:
+            return _linear(weight, bias)
+        conv = nn.Conv2d(weight.shape[1], weight.shape[0], tuple(weight.shape[2:]), bias=bias is not None,
+                         **self.dense_geometry())
+        return _filled(conv, weight, bias)
 
 
 class NestedChannel(NestedLayer):
@@ -110,27 +182,36 @@ class NestedChannel(NestedLayer):
         self.reduce, self.expand = reduce, expand
         self.max_rank = int(reduce.weight.shape[0])
         self.active = None
+        n, inner = expand.weight.shape[0], reduce.weight[0].numel()
+        self._macs = (inner + n, n * inner)  # per rank, dense
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.rank_now
-        a, b = self.reduce.weight[:r], self.expand.weight[:, :r]
+    @property
+    def dense_bias(self) -> torch.Tensor | None:
+        return self.expand.bias
+
+    def factor_forward(self, x: torch.Tensor, rank: Rank) -> torch.Tensor:
+        a, b = self.reduce.weight[:rank], self.expand.weight[:, :rank]
         if isinstance(self.reduce, nn.Linear):
             return F.linear(F.linear(x, a), b, self.expand.bias)
         return _conv(_conv(x, self.reduce, a, None), self.expand, b, self.expand.bias)
+
+    def factor_macs(self, rank: Rank) -> int:
+        return rank * self._macs[0]
+
+    def dense_macs(self) -> int:
+        return self._macs[1]
+
+    def dense_weight(self, rank: Rank) -> torch.Tensor:
+        return channel_dense_weight(self.reduce.weight[:rank], self.expand.weight[:, :rank])
+
+    def dense_geometry(self) -> dict:
+        return _strides(self.reduce)
 
     def to_compact(self, rank: Rank) -> ChannelFactorized:
         a, b, bias = self.reduce.weight[:rank], self.expand.weight[:, :rank], self.expand.bias
         if isinstance(self.reduce, nn.Linear):
             return ChannelFactorized(_linear(a, None), _linear(b, bias), rank)
         return ChannelFactorized(_conv_like(self.reduce, a, None), _conv_like(self.expand, b, bias), rank)
-
-    def to_dense(self) -> nn.Module:
-        a = self.reduce.weight.reshape(self.max_rank, -1)
-        b = self.expand.weight.reshape(-1, self.max_rank)
-        weight = (b @ a).reshape((b.shape[0],) + tuple(self.reduce.weight.shape[1:]))
-        if isinstance(self.reduce, nn.Linear):
-            return _linear(weight, self.expand.bias)
-        return _conv_like(self.reduce, weight, self.expand.bias)
 
 
 class NestedTucker2(NestedLayer):
@@ -161,25 +242,42 @@ class NestedTucker2(NestedLayer):
                 shell.expand.bias.copy_(layer.bias.detach())
         return cls(shell.reduce, shell.core, shell.expand)
 
+    @property
+    def dense_bias(self) -> torch.Tensor | None:
+        return self.expand.bias
+
     def _weights(self, rank: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ro, ri = rank
         return self.reduce.weight[:ri], self.core.weight[:ro, :ri], self.expand.weight[:, :ro]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, g, b = self._weights(self.rank_now)
+    def factor_forward(self, x: torch.Tensor, rank: Rank) -> torch.Tensor:
+        a, g, b = self._weights(rank)
         h = _conv(_conv(x, self.reduce, a, None), self.core, g, None)
         return _conv(h, self.expand, b, self.expand.bias)
+
+    def factor_macs(self, rank: Rank) -> int:
+        (ro, ri), (n, c) = rank, self.max_rank
+        return ri * c + ro * ri * self.core.weight[0, 0].numel() + n * ro
+
+    def dense_macs(self) -> int:
+        n, c = self.max_rank
+        return n * c * self.core.weight[0, 0].numel()
+
+    def compose_macs(self, rank: Rank) -> int:
+        (ro, ri), (n, c) = rank, self.max_rank
+        return n * ri * (ro + c) * self.core.weight[0, 0].numel()
+
+    def dense_weight(self, rank: Rank) -> torch.Tensor:
+        a, g, b = self._weights(rank)
+        return tucker2_reconstruct(g, b[:, :, 0, 0], a[:, :, 0, 0].t())
+
+    def dense_geometry(self) -> dict:
+        return _strides(self.core)
 
     def to_compact(self, rank: Rank) -> Tucker2Factorized:
         a, g, b = self._weights(as_pair(rank))
         return Tucker2Factorized(_conv_like(self.reduce, a, None), _conv_like(self.core, g, None),
                                  _conv_like(self.expand, b, self.expand.bias), as_pair(rank))
-
-    def to_dense(self) -> nn.Conv2d:
-        u_in = self.reduce.weight[:, :, 0, 0]
-        u_out = self.expand.weight[:, :, 0, 0]
-        weight = torch.einsum("abkl,oa,bi->oikl", self.core.weight, u_out, u_in)
-        return _conv_like(self.core, weight, self.expand.bias)
 
 
 class NestedSpatial(NestedLayer):
@@ -192,23 +290,33 @@ class NestedSpatial(NestedLayer):
         super().__init__()
         self.vertical, self.horizontal = vertical, horizontal
         self.max_rank, self.active = int(vertical.weight.shape[0]), None
+        (_, c, kh, _), (n, _, _, kw) = vertical.weight.shape, horizontal.weight.shape
+        self._macs = (c * kh + n * kw, n * c * kh * kw)  # per rank, dense
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.rank_now
-        h = _conv(x, self.vertical, self.vertical.weight[:r], None)
-        return _conv(h, self.horizontal, self.horizontal.weight[:, :r], self.horizontal.bias)
+    @property
+    def dense_bias(self) -> torch.Tensor | None:
+        return self.horizontal.bias
+
+    def factor_forward(self, x: torch.Tensor, rank: Rank) -> torch.Tensor:
+        h = _conv(x, self.vertical, self.vertical.weight[:rank], None)
+        return _conv(h, self.horizontal, self.horizontal.weight[:, :rank], self.horizontal.bias)
+
+    def factor_macs(self, rank: Rank) -> int:
+        return rank * self._macs[0]
+
+    def dense_macs(self) -> int:
+        return self._macs[1]
+
+    def dense_weight(self, rank: Rank) -> torch.Tensor:
+        return spatial_dense_weight(self.vertical.weight[:rank], self.horizontal.weight[:, :rank])
+
+    def dense_geometry(self) -> dict:
+        return spatial_dense_geometry(self.vertical, self.horizontal)
 
     def to_compact(self, rank: Rank) -> SpatialFactorized:
         return SpatialFactorized(_conv_like(self.vertical, self.vertical.weight[:rank], None),
                                  _conv_like(self.horizontal, self.horizontal.weight[:, :rank], self.horizontal.bias),
                                  rank)
-
-    def to_dense(self) -> nn.Conv2d:
-        full = self.to_compact(self.max_rank)
-        weight, bias = full.to_dense_weight(), full.horizontal.bias
-        conv = nn.Conv2d(weight.shape[1], weight.shape[0], tuple(weight.shape[2:]), bias=bias is not None,
-                         **full.dense_geometry())
-        return _filled(conv, weight, bias)
 
 
 def _replace(root: nn.Module, name: str, module: nn.Module) -> None:

@@ -13,7 +13,7 @@ from rank_search.checkpoint import load_compact, save_compact
 from rank_search.errors import RankSearchError
 from rank_search.layers import ChannelFactorized, SpatialFactorized, Tucker2Factorized
 from rank_search.methods import create_method
-from rank_search.methods._nested_model import (NestedChannel, NestedSpatial, NestedTucker2, export_truncation, nest,
+from rank_search.methods._nested_model import (COMPOSE_SHARE, NestedChannel, NestedSpatial, NestedTucker2, export_truncation, nest,
                                                nested_layers, set_truncation, truncation_of)
 from rank_search.methods.nested import TruncationSampler, smallest_rank
 from rank_search.plan import LayerPlan, RankPlan
@@ -102,6 +102,41 @@ def test_a_truncation_slices_without_copying_and_trains_only_the_prefix(pair) ->
     grad = layer.reduce.weight.grad.flatten(1).abs().sum(1)
     assert torch.all(grad[:5] > 0) and torch.all(grad[5:] == 0)
     assert torch.all(layer.expand.weight.grad[:, 5:] == 0)
+
+
+@pytest.mark.parametrize("schemes", [SCHEMES, SPATIAL], ids=["channel-tucker2", "spatial"])
+def test_the_composed_dense_form_computes_the_factors_at_every_rank_and_runs_where_it_is_cheaper(schemes) -> None:
+    model = nest(tiny_net(), schemes).train()
+    composed = []
+    for name, layer in nested_layers(model).items():
+        x = model[:int(name)](X).detach() if name != "0" else X
+        full = layer.max_rank
+        ranks = [(o, i) for o in range(1, full[0] + 1, 3) for i in range(1, full[1] + 1, 4)] + [full] \
+            if isinstance(full, tuple) else list(range(1, full + 1))
+        for rank in ranks:
+            layer.active = rank
+            outs, grads = [], []
+            for form in (layer.factor_forward, layer.forward):
+                layer.zero_grad()
+                out = form(x, rank) if form == layer.factor_forward else form(x)
+                out.square().sum().backward()
+                outs.append(out.detach())
+                grads.append([p.grad.clone() for p in layer.parameters()])
+            assert torch.allclose(outs[0], outs[1], atol=1e-5), (name, rank)
+            assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(*grads)), (name, rank)
+        # the rule: the composed form where the factors' MACs reach COMPOSE_SHARE of its own
+        low = (1, 1) if isinstance(full, tuple) else 1
+        positions = x.shape[0] * (x[0, 0].numel() // math.prod(layer.dense_geometry()["stride"]) if x.dim() == 4 else 1)
+        rule = {r: positions * layer.factor_macs(r) >= COMPOSE_SHARE * (positions * layer.dense_macs()
+                                                                        + layer.compose_macs(r)) for r in (low, full)}
+        calls = []
+        layer.factor_forward = lambda x, rank: calls.append(rank) or x
+        for rank in (low, full):
+            layer.active = rank
+            layer(x)
+        assert calls == [r for r in (low, full) if not rule[r]], name
+        composed.append(rule == {low: False, full: True})
+    assert sum(composed) >= 3  # the convolutions of the tiny net switch between its ranks
 
 
 @pytest.mark.parametrize("seed", [0, 1])
