@@ -10,7 +10,8 @@ Contract:
   rank each computes the dense layer's function (up to float error).
 - ``layer.active`` is the rank the forward pass uses (None: full). Rank r uses the first r
   components through slices of the full weights: nothing is copied or reallocated, and the
-  gradient reaches the prefix only.
+  gradient reaches the prefix only. It runs the factors, or one dense convolution of their
+  composed prefix where that is cheaper (``COMPOSE_SHARE``): the same function.
 - ``set_truncation(model, ranks)`` sets every nested layer (a layer missing from ``ranks``: full).
 - ``export_truncation(model, plan)``: a copy of ``model`` where each nested layer in ``plan`` is
   the ordinary compact layer of its scheme at the plan's rank and every other nested layer is a
