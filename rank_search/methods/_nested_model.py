@@ -121,8 +121,8 @@ class NestedLayer(nn.Module):
     def composes(self, rank: Rank, x: torch.Tensor) -> bool:
         """Whether ``forward`` runs the composed dense form at ``rank`` on input ``x``: MACs of the
         factors >= ``COMPOSE_SHARE`` x those of the dense layer plus composing its weight."""
-        if x.dim() == 2:
-            positions = x.shape[0]
+        if x.dim() != 4:  # a Linear layer's input: positions are all but the feature dimension
+            positions = x.numel() // x.shape[-1]
         else:
             stride = self.dense_geometry()["stride"]
             positions = x.shape[0] * (x.shape[2] // stride[0]) * (x.shape[3] // stride[1])
@@ -137,13 +137,15 @@ class NestedLayer(nn.Module):
         """Multiply-adds of ``dense_weight(rank)``."""
         return rank * self.dense_macs()
 
+    _macs: tuple[int, int]  # a two-factor layer's MACs per output position: per rank, and dense
+
     def factor_macs(self, rank: Rank) -> int:
         """The factors' multiply-adds per output position at ``rank``."""
-        raise NotImplementedError
+        return rank * self._macs[0]
 
     def dense_macs(self) -> int:
         """The dense layer's multiply-adds per output position."""
-        raise NotImplementedError
+        return self._macs[1]
 
     def dense_weight(self, rank: Rank) -> torch.Tensor:
         """The dense weight the prefix at ``rank`` computes (differentiable)."""
@@ -195,12 +197,6 @@ class NestedChannel(NestedLayer):
         if isinstance(self.reduce, nn.Linear):
             return F.linear(F.linear(x, a), b, self.expand.bias)
         return _conv(_conv(x, self.reduce, a, None), self.expand, b, self.expand.bias)
-
-    def factor_macs(self, rank: Rank) -> int:
-        return rank * self._macs[0]
-
-    def dense_macs(self) -> int:
-        return self._macs[1]
 
     def dense_weight(self, rank: Rank) -> torch.Tensor:
         return channel_dense_weight(self.reduce.weight[:rank], self.expand.weight[:, :rank])
@@ -301,12 +297,6 @@ class NestedSpatial(NestedLayer):
     def factor_forward(self, x: torch.Tensor, rank: Rank) -> torch.Tensor:
         h = _conv(x, self.vertical, self.vertical.weight[:rank], None)
         return _conv(h, self.horizontal, self.horizontal.weight[:, :rank], self.horizontal.bias)
-
-    def factor_macs(self, rank: Rank) -> int:
-        return rank * self._macs[0]
-
-    def dense_macs(self) -> int:
-        return self._macs[1]
 
     def dense_weight(self, rank: Rank) -> torch.Tensor:
         return spatial_dense_weight(self.vertical.weight[:rank], self.horizontal.weight[:, :rank])
