@@ -28,8 +28,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..decomp.svd import as_working
-from ..errors import RankSearchError
 from ..decomp.tucker import tucker2_reconstruct
+from ..errors import RankSearchError
 from ..layers import ChannelFactorized, Rank, SpatialFactorized, Tucker2Factorized, as_pair
 from ..layers.base import conv_geometry
 from ..layers.channel import channel_dense_weight
@@ -81,6 +81,7 @@ class NestedLayer(nn.Module):
     scheme: str
     max_rank: Rank
     active: Rank | None
+    _macs: tuple[int, int]  # a two-factor layer's MACs per output position: per rank, and dense
 
     def check(self, name: str, rank: Rank) -> Rank:
         """``rank`` validated against ``max_rank`` (one line naming the layer and the value)."""
@@ -136,8 +137,6 @@ class NestedLayer(nn.Module):
     def compose_macs(self, rank: Rank) -> int:
         """Multiply-adds of ``dense_weight(rank)``."""
         return rank * self.dense_macs()
-
-    _macs: tuple[int, int]  # a two-factor layer's MACs per output position: per rank, and dense
 
     def factor_macs(self, rank: Rank) -> int:
         """The factors' multiply-adds per output position at ``rank``."""
