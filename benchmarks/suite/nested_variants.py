@@ -82,7 +82,8 @@ def _setting(text: str) -> tuple[str, dict]:
     settings = {}
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
-        settings[key] = json.loads(value) if value[:1].isdigit() or value[:1] == "-" else value
+        literal = value[:1].isdigit() or value[:1] == "-" or value in ("true", "false")
+        settings[key] = json.loads(value) if literal else value
     return name, settings
 
 
