@@ -20,6 +20,12 @@ def as_pair(rank: Rank) -> tuple[int, int]:
     raise RankSearchError(f"tucker2 rank must be an int or [r_out, r_in], got {rank!r}")
 
 
+def tucker2_dense_weight(reduce: torch.Tensor, core: torch.Tensor, expand: torch.Tensor) -> torch.Tensor:
+    """The dense weight of a Tucker-2 triple: ``reduce`` [ri, c, 1, 1], ``core`` [ro, ri, kh, kw],
+    ``expand`` [n, ro, 1, 1] -> [n, c, kh, kw]; differentiable."""
+    return tucker2_reconstruct(core, expand[:, :, 0, 0], reduce[:, :, 0, 0].t())
+
+
 class Tucker2Factorized(FactorizedLayer):
     scheme = "tucker2"
     data_aware = True
@@ -92,9 +98,7 @@ class Tucker2Factorized(FactorizedLayer):
         return self.expand(self.core(self.reduce(x)))
 
     def to_dense_weight(self) -> torch.Tensor:
-        u_in = self.reduce.weight[:, :, 0, 0].t()
-        u_out = self.expand.weight[:, :, 0, 0]
-        return tucker2_reconstruct(self.core.weight, u_out, u_in)
+        return tucker2_dense_weight(self.reduce.weight, self.core.weight, self.expand.weight)
 
     def factor_matrices(self) -> list[torch.Tensor]:
         return [self.expand.weight[:, :, 0, 0], self.reduce.weight[:, :, 0, 0].t()]

@@ -28,12 +28,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..decomp.svd import as_working
-from ..decomp.tucker import tucker2_reconstruct
 from ..errors import RankSearchError
 from ..layers import ChannelFactorized, Rank, SpatialFactorized, Tucker2Factorized, as_pair
 from ..layers.base import conv_geometry
 from ..layers.channel import channel_dense_weight
 from ..layers.spatial import spatial_dense_geometry, spatial_dense_weight
+from ..layers.tucker2 import tucker2_dense_weight
 from ..plan import RankPlan
 
 
@@ -264,8 +264,7 @@ class NestedTucker2(NestedLayer):
         return n * ri * (ro + c) * self.core.weight[0, 0].numel()
 
     def dense_weight(self, rank: Rank) -> torch.Tensor:
-        a, g, b = self._weights(rank)
-        return tucker2_reconstruct(g, b[:, :, 0, 0], a[:, :, 0, 0].t())
+        return tucker2_dense_weight(*self._weights(rank))
 
     def dense_geometry(self) -> dict:
         return _strides(self.core)
