@@ -1,9 +1,10 @@
 """Nested-training variants on suite tasks (issue 31): per task, variant and seed, a nested model
 trained as `launch --searcher oneshot` trains it (from the suite's dense reference of that task and
 seed, ``NESTED_EPOCHS_FACTOR`` times the space's epochs, ``nested_settings``: the model's rate) but
-with the variant's settings (``epochs=N`` sets its epochs), then searched (`--allocations`, as the
-sweep: each evaluated once); the log HV of its front on validation, and of that front on test (no
-fine-tuning; floors as the suite report's). A diverged training counts as an empty front. No Ray; one torch thread.
+with the variant's settings (``epochs=N`` sets its epochs, ``compose_share=X`` the layers' form
+rule), then searched (`--allocations`, as the sweep: each evaluated once); the log HV of its
+front on validation, and of that front on test (no fine-tuning; floors as the suite report's). A
+diverged training counts as an empty front. No Ray; one torch thread.
 
     .venv/bin/python benchmarks/suite/nested_variants.py --storage runs/suite \\
         --tasks resnet20-digits-channel --variant independent=nested.draw=independent --variant shared=nested.draw=shared
@@ -32,6 +33,19 @@ from run import MARGIN, log_hv  # noqa: E402  (benchmarks/suite/run.py)
 
 
 def one(storage: Path, task: str, settings: dict, seed: int, allocations: int) -> dict:
+    """``_one`` with the variant's ``compose_share`` (``_nested_model.COMPOSE_SHARE``; ``inf``:
+    the factors always) in force for its training and search."""
+    from rank_search.methods import _nested_model
+
+    settings, default = dict(settings), _nested_model.COMPOSE_SHARE
+    _nested_model.COMPOSE_SHARE = float(settings.pop("compose_share", default))
+    try:
+        return _one(storage, task, settings, seed, allocations)
+    finally:
+        _nested_model.COMPOSE_SHARE = default
+
+
+def _one(storage: Path, task: str, settings: dict, seed: int, allocations: int) -> dict:
     import torch
     import yaml
     from search_spaces import get_space
@@ -95,7 +109,8 @@ def main() -> None:
     p.add_argument("--tasks", required=True, help="comma-separated suite tasks")
     p.add_argument("--variant", action="append", required=True,
                    help="NAME=KEY=VALUE[,KEY=VALUE...]: settings of the nested run (e.g. shared=nested.draw=shared; "
-                        "epochs=N: its epochs, default three times the space's)")
+                        "epochs=N: its epochs, default three times the space's; compose_share=X: the nested "
+                        "layers' COMPOSE_SHARE, inf for the factors always)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--allocations", type=int, default=ALLOCATIONS, help="as a one-shot sweep (default: %(default)s)")
     p.add_argument("--cache", default="runs/nested_variants", help="folder of the per-run results")
