@@ -38,7 +38,11 @@ def one(storage: Path, task: str, settings: dict, seed: int, allocations: int) -
     from rank_search.methods import _nested_model
 
     settings, default = dict(settings), _nested_model.COMPOSE_SHARE
-    _nested_model.COMPOSE_SHARE = float(settings.pop("compose_share", default))
+    share = settings.pop("compose_share", default)
+    try:
+        _nested_model.COMPOSE_SHARE = float(share)
+    except ValueError:
+        raise SystemExit(f"nested_variants.py: compose_share must be a number or inf, got {share!r}") from None
     try:
         return _one(storage, task, settings, seed, allocations)
     finally:
