@@ -78,13 +78,14 @@ def export_point(path: str, row: dict[str, Any]) -> PointExport:
     from ..engine import evaluate
     from ..models import create_model_for
     from .oneshot import compact_of
-    from .oneshot_sweep import point_trial
+    from .oneshot_sweep import finetune_lr, point_trial
     from .trial import run_spec
 
     loc = Location(path)
     space = _space(path)
     dense = loc.address(schema.DENSE_WEIGHTS_FILE) if loc.is_file(schema.DENSE_WEIGHTS_FILE) else None
-    run = run_spec(point_trial(space, row["plan"], dense=dense, nested=loc.address(schema.NESTED_WEIGHTS_FILE)))
+    lr = finetune_lr(space, loc.read_mapping(schema.NESTED_RECORD_FILE))
+    run = run_spec(point_trial(space, row["plan"], dense=dense, nested=loc.address(schema.NESTED_WEIGHTS_FILE), lr=lr))
     model, data, bn_images = _nested_model(loc, space, run)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # as the search task chose
     plan = run.ranks

@@ -11,7 +11,7 @@ After the dense reference (``reference.py``), a sweep with this searcher:
 3. makes the sweep's trials of at most ``--num-samples`` front points spread along it in log
    MACs compression (the front's dense end, no layer factorized, is the dense reference and no
    trial): each fine-tunes that truncation (``nested.weights``) for
-   ``finetune_epochs(space)`` epochs and reports what every trial reports.
+   ``finetune_epochs(space)`` epochs at ``finetune_lr`` and reports what every trial reports.
 Each step is read back from the folder when it is there, so a relaunch or `resume` never repeats
 it. The two tasks' seconds are charged in ``dense.yaml`` (``oneshot_seconds``, with
 ``nested_seconds`` and ``oneshot_search_seconds``). The trials' configs are the define-by-run
@@ -39,6 +39,9 @@ NESTED_EPOCHS_FACTOR = 3
 # *our choice*: the 16 uniform allocations and 16 others; 64 raised the tuning tasks' fronts by about
 # 0.003 log HV at a third of the one-shot cost, which buys the third factor of epochs
 ALLOCATIONS = 32  # each evaluated once: 36 to 64 of 64 lay within a screen's 0.02 margin, so it saved nothing
+# *our choice* (docs/nested.md): a front point fine-tunes at a tenth of its nested model's rate; at
+# the space's central rate LeNet-5's fine-tuned points fell far below the front they came from
+FINETUNE_LR_SHARE = 0.1
 POINT_KEY = "oneshot.point"  # the one parameter a one-shot trial has: its front point's index
 _COLUMNS = ("point", "macs", "macs_compression", "val_accuracy", "val_loss", "bn_images", "front", "plan")
 
@@ -53,6 +56,13 @@ def finetune_epochs(space) -> int:
     """A front point's fine-tuning: a third of the space's epochs, at least 1 (*our choice*: the
     measured runs fine-tuned 2 epochs after a 6-epoch dense reference)."""
     return max(1, round(space.epochs / 3))
+
+
+def finetune_lr(space, record: dict) -> float:
+    """A front point's fine-tuning rate: ``FINETUNE_LR_SHARE`` times the rate the nested model of
+    ``record`` (its ``nested.yaml``) trained at; ``nested_lr(space)``'s where the record has none."""
+    rate = ((record.get("run") or {}).get("settings") or {}).get("train.lr")
+    return FINETUNE_LR_SHARE * float(rate if rate is not None else nested_lr(space))
 
 
 def oneshot_scheme(space) -> str:
@@ -196,12 +206,12 @@ def prepare_oneshot(path: str, space, cfg: LaunchConfig, refs) -> OneShotTrials:
                               f"nothing to fine-tune; see {schema.ONESHOT_FILE}")
     rows.sort(key=lambda r: r["macs_compression"])
     picked = [rows[i] for i in spread([r["macs_compression"] for r in rows], cfg.num_samples)]
-    epochs = finetune_epochs(space)
-    configs = tuple(point_trial(space, r["plan"], dense=refs.dense, nested=loc.address(schema.NESTED_WEIGHTS_FILE))
-                    .to_config() for r in picked)
+    epochs, lr = finetune_epochs(space), finetune_lr(space, record)
+    configs = tuple(point_trial(space, r["plan"], dense=refs.dense, nested=loc.address(schema.NESTED_WEIGHTS_FILE),
+                                lr=lr).to_config() for r in picked)
     search = record["search"]
     say(f"one-shot front: {len(rows)} of {search['evaluated']} allocations ({search['seconds']:.1f}s); "
-        f"{len(picked)} fine-tuned as trials, {epochs} epoch(s) each, at MACs compression "
+        f"{len(picked)} fine-tuned as trials, {epochs} epoch(s) each at learning rate {lr:g}, at MACs compression "
         + ", ".join(f"{r['macs_compression']:.2f}x" for r in picked))
     return OneShotTrials(configs, epochs)
 
@@ -218,16 +228,17 @@ def _check_trained(path: str, record: dict, cfg: LaunchConfig) -> None:
                                   f"experiment")
 
 
-def point_trial(space, plan, *, dense: str | None, nested: str):
+def point_trial(space, plan, *, dense: str | None, nested: str, lr: float):
     """The ``search_spaces.TrialSpec`` that fine-tunes front point ``plan`` (a ``PlanRanks``) of
     ``space``'s one-shot sweep: ``nested`` with ``nested.weights`` = ``nested`` (the address of
-    ``nested.pt``) for ``finetune_epochs(space)`` epochs, the space's central train settings."""
+    ``nested.pt``) for ``finetune_epochs(space)`` epochs at rate ``lr`` (``finetune_lr``), the
+    space's other central train settings."""
     from search_spaces import TrialSpec
 
     return TrialSpec(
         method="nested", model=space.model, dataset=space.dataset, epochs=finetune_epochs(space), seed=space.seed,
         knobs={**nested_knobs(space), "scheme": oneshot_scheme(space)},
-        train={k: d.midpoint() for k, d in space.train.items()}, ranks=plan, rank_mode=space.rank_mode,
+        train={**{k: d.midpoint() for k, d in space.train.items()}, "lr": lr}, ranks=plan, rank_mode=space.rank_mode,
         grouping=space.grouping, space=space.name, data_root=space.data_root, dense=dense,
         latency_batch_size=space.latency_batch_size, nested=nested)
 

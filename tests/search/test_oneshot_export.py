@@ -99,6 +99,8 @@ def test_train_config_fine_tunes_the_point(sweep, tmp_path, capsys) -> None:
     run = record["run"]
     assert run["method"] == "nested" and run["ranks"] == row["plan"].to_dict() and run["epochs"] == 1
     assert run["settings"]["nested.weights"] == str(Path(sweep, schema.NESTED_WEIGHTS_FILE))
+    nested = yaml.safe_load(Path(sweep, schema.NESTED_RECORD_FILE).read_text())["run"]["settings"]
+    assert run["settings"]["train.lr"] == pytest.approx(0.1 * nested["train.lr"])  # as the sweep's trials
     assert RunSpec.from_dict(run).to_dict() == run
     assert record["provenance"]["oneshot_point"] == row["point"]
     assert record["provenance"]["oneshot_val_accuracy"] == row["val_accuracy"]

@@ -143,15 +143,19 @@ def _front(path: str) -> dict:
 
 
 def _trial_plans(path: str, epochs: int = 1) -> list[str]:
-    """Each trial's plan (its run record's), checking it fine-tuned a nested model ``epochs`` epochs."""
+    """Each trial's plan (its run record's), checking it fine-tuned a nested model ``epochs`` epochs
+    at a tenth of the rate the nested model trained at."""
     from analysis.loading import last_checkpoint, load_experiment, run_record
+    from rank_search.search.oneshot_sweep import FINETUNE_LR_SHARE
 
     exp = load_experiment(path)
+    rate = yaml.safe_load(Path(path, schema.NESTED_RECORD_FILE).read_text())["run"]["settings"]["train.lr"]
     plans = []
     for folder in exp.trials["folder"]:
         record = run_record(path, folder, last_checkpoint(path, folder))
         assert record["method"] == "nested" and record["epochs"] == epochs
         assert record["settings"]["nested.weights"].endswith(schema.NESTED_WEIGHTS_FILE)
+        assert FINETUNE_LR_SHARE == 0.1 and record["settings"]["train.lr"] == pytest.approx(0.1 * rate)
         plans.append(json.dumps(record["ranks"], sort_keys=True))
     return plans
 
