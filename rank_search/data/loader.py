@@ -113,21 +113,39 @@ class TensorLoader:
         n = self.num_samples
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    @property
+    def fixed_inputs(self) -> bool:
+        """Each sample's input is the same in every epoch (no augmentation), so a function of it
+        (a teacher's logits) can be computed once per sample and looked up by ``indexed``."""
+        return self.augment is None
+
     def __iter__(self) -> Iterator[Batch]:
+        for x, y, _ in self.indexed():
+            yield x, y
+
+    def indexed(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """The batches of iteration, each with its samples' indices into the split."""
         gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         n = self.num_samples
-        order = torch.randperm(n, generator=gen) if self.shuffle else None
+        order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
         for b in range(len(self)):
-            lo, hi = b * self.batch_size, min(n, (b + 1) * self.batch_size)
-            if order is None:
-                x, y = self.images[lo:hi], self.labels[lo:hi]
-            else:
-                idx = order[lo:hi]
-                x, y = self.images[idx], self.labels[idx]
-            x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+            idx = order[b * self.batch_size:min(n, (b + 1) * self.batch_size)]
+            x = self._unit(idx)
             if self.augment is not None:
                 x = self.augment(x, gen)
-            yield (x - self._mean) / self._std, y
+            yield (x - self._mean) / self._std, self.labels[idx], idx
+
+    def in_order(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Every sample once, in index order, un-augmented: ``(normalised inputs, indices)``."""
+        n = self.num_samples
+        for lo in range(0, n, self.batch_size):
+            idx = torch.arange(lo, min(n, lo + self.batch_size))
+            yield (self._unit(idx) - self._mean) / self._std, idx
+
+    def _unit(self, idx: torch.Tensor) -> torch.Tensor:
+        """Samples ``idx`` as float images on their [0, 1]-like scale, before augmentation."""
+        x = self.images[idx]
+        return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
 
 def cifar_augment(

@@ -100,7 +100,8 @@ class TrainConfig:
 class DistillConfig:
     """Distillation from a dense teacher (``--set distill.KEY=VALUE``): the loss is
     ``(1 - weight) * CE(student, labels) + weight * T^2 * KL(softmax(teacher / T) || softmax(student / T))``
-    (Hinton et al. 2015), the teacher's logits computed under ``no_grad`` on every batch.
+    (Hinton et al. 2015), the teacher's logits computed under ``no_grad`` (``engine.distill``: once
+    per training sample where the loader does not augment, else on every batch).
 
     Attributes:
         weight: the distillation share in [0, 1]; 0 (default) is off: no teacher is built or

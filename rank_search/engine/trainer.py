@@ -15,7 +15,7 @@ from torch import nn
 
 from ..decomp import as_working, full_precision
 from ..errors import RankSearchError
-from .distill import distill_loss, frozen_teacher
+from .distill import distill_loss, frozen_teacher, teacher_table
 from .train_config import DistillConfig, TrainConfig
 from .hooks import TrainingHooks
 from .precision import autocast, batch_to, check_amp, grad_scaler, to_channels_last
@@ -101,6 +101,7 @@ class Trainer:
         self.teacher = frozen_teacher(teacher, self.device) if self.distill.enabled else None
         if self.teacher is not None and config.channels_last:
             to_channels_last(self.teacher)
+        self._teacher_logits: torch.Tensor | None = None  # per training sample, where its inputs are fixed
         if self.distill.enabled and self.teacher is None:
             raise RankSearchError(f"distill.weight={self.distill.weight:g} needs a dense teacher: train --init FILE "
                                   "(or teacher: FILE in --config); a sweep gives its dense reference")
@@ -166,7 +167,7 @@ class Trainer:
         self.model.train()
         loss_sum, seen = 0.0, 0
         n_batches = len(self.data.train)
-        for i, (x, y) in enumerate(self.data.train):
+        for i, (x, y, idx) in enumerate(self._train_batches()):
             x = batch_to(x, self.device, channels_last=self.config.channels_last)
             y = y.to(self.device, non_blocking=True)
             lr = self.current_lr()
@@ -179,8 +180,11 @@ class Trainer:
             # autocast: a regularizer is computed in the weights' float32.
             loss = nn.functional.cross_entropy(as_working(logits), y)
             if self.teacher is not None:
-                with torch.no_grad(), autocast(self.config.amp, self.device):
-                    teacher_logits = self.teacher(x)
+                if idx is not None:
+                    teacher_logits = self._teacher_logits[idx.to(self._teacher_logits.device)]
+                else:
+                    with torch.no_grad(), autocast(self.config.amp, self.device):
+                        teacher_logits = self.teacher(x)
                 loss = distill_loss(loss, as_working(logits), as_working(teacher_logits), self.distill)
             reg = self.method.regularization_loss(self)
             total = loss if reg is None else loss + reg
@@ -212,6 +216,17 @@ class Trainer:
         result = EpochResult(self.epoch, self.last_loss, val_acc, val_loss, time.perf_counter() - start)
         self.history.append(result)
         return result
+
+    def _train_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """The epoch's training batches with their sample indices where the teacher's logits are
+        looked up (``distill.teacher_table``, built at the first epoch), else with None."""
+        loader = self.data.train
+        if self.teacher is None or not getattr(loader, "fixed_inputs", False):
+            return ((x, y, None) for x, y in loader)
+        if self._teacher_logits is None:
+            self._teacher_logits = teacher_table(self.teacher, loader, self.device, amp=self.config.amp,
+                                                 channels_last=self.config.channels_last)
+        return loader.indexed()
 
     def compact_model(self) -> nn.Module:
         """The compact model of the current state, built once per state: the end-of-epoch

@@ -19,16 +19,16 @@ def tiny_data(*, in_channels: int = 1):
     return load_dataset("synthetic", seed=0, batch_size=32, sizes=(96, 32, 32), in_channels=in_channels)
 
 
-def tiny_trainer(method: str, data, *, epochs: int = 2, **config) -> Trainer:
+def tiny_trainer(method: str, data, *, epochs: int = 2, distill=None, teacher=None, **config) -> Trainer:
     """A lenet5 ``Trainer`` of ``method`` on ``data`` (CPU unless ``device`` is given), prepared
-    as ``run.prepare`` does."""
+    as ``run.prepare`` does; ``distill`` and ``teacher`` as ``Trainer`` takes them."""
     cfg = TrainConfig(**{"lr": 0.05, "batch_size": 32, "device": "cpu", **config})
     m = create_method(method, FAST_KNOBS.get(method), ranks="ratio:0.5")
     seed_everything(0)
     dense = create_model_for("lenet5", data)
     if m.uses_plan:
         m.resolve_plan(dense)
-    return Trainer(dense, m, data, cfg, epochs=epochs, seed=0)
+    return Trainer(dense, m, data, cfg, epochs=epochs, seed=0, distill=distill, teacher=teacher)
 
 
 HOOKS = ("validate", "build_model", "on_train_start", "on_epoch_start", "before_forward", "regularization_loss",

@@ -22,7 +22,8 @@ def data():
     return tiny_data()
 
 
-def _trainer(data, method: str = "posthoc", *, distill: DistillConfig | None = None, teacher=None) -> Trainer:
+def _trainer(data, method: str = "posthoc", *, distill: DistillConfig | None = None, teacher=None,
+             epochs: int = 1) -> Trainer:
     m = create_method(method, {"init": "dense"} if method == "posthoc" else None, ranks="ratio:0.5")
     seed_everything(0)
     dense = create_model_for("lenet5", data)
@@ -30,7 +31,7 @@ def _trainer(data, method: str = "posthoc", *, distill: DistillConfig | None = N
     if m.uses_plan:
         m.resolve_plan(dense)
     cfg = TrainConfig(lr=0.05, batch_size=32, device="cpu", threads=1)
-    return Trainer(dense, m, data, cfg, epochs=1, seed=0, distill=distill, teacher=teacher)
+    return Trainer(dense, m, data, cfg, epochs=epochs, seed=0, distill=distill, teacher=teacher)
 
 
 def _teacher(data):
@@ -67,6 +68,38 @@ def test_the_teacher_gets_no_gradient_and_stays_out_of_the_compact_model(data) -
     assert trainer.compact_model().state_dict().keys() == plain.compact_model().state_dict().keys()
     assert "teacher" not in str(trainer.state_dict().keys())
     assert trainer.history[0].train_loss != plain.history[0].train_loss  # the teacher did take part
+
+
+def _seen_by(trainer: Trainer) -> list[int]:
+    """The batch sizes ``trainer``'s teacher will run on, recorded by a forward hook."""
+    sizes: list[int] = []
+    trainer.teacher.register_forward_hook(lambda _m, inputs, _out: sizes.append(inputs[0].shape[0]))
+    return sizes
+
+
+def _two_epochs(data, teacher) -> Trainer:
+    return _trainer(data, distill=DistillConfig(weight=0.5, temperature=4.0), teacher=teacher, epochs=2)
+
+
+def test_fixed_inputs_run_the_teacher_once_per_sample_and_train_as_every_batch_does(data) -> None:
+    """A loader without augmentation: the teacher's logits come from one pass over the training
+    samples (``teacher_table``), and training matches the per-batch teacher of a loader that
+    augments with the identity (the same batches) to float rounding."""
+    cached = _two_epochs(data, _teacher(data))
+    seen = _seen_by(cached)
+    cached.fit()
+    assert data.train.fixed_inputs and sum(seen) == data.train.num_samples  # once per sample, not per epoch
+    per_batch_data = tiny_data()
+    per_batch_data.train.augment = lambda x, _gen: x
+    assert not per_batch_data.train.fixed_inputs
+    per_batch = _two_epochs(per_batch_data, _teacher(data))
+    seen = _seen_by(per_batch)
+    per_batch.fit()
+    assert sum(seen) == 2 * per_batch_data.train.num_samples  # every batch of both epochs
+    assert [h.train_loss for h in cached.history] == pytest.approx([h.train_loss for h in per_batch.history],
+                                                                   rel=1e-5)
+    a, b = cached.model.state_dict(), per_batch.model.state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
 
 
 def test_the_loss_is_the_weighted_sum_of_hard_and_soft_terms() -> None:

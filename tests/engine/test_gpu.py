@@ -77,6 +77,28 @@ def test_channels_last_trains_like_contiguous(method: str, amp: str, tiny_rgb) -
     assert runs[True].history[0].val_loss == pytest.approx(runs[False].history[0].val_loss, rel=rel)
 
 
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_the_teacher_s_logits_are_kept_on_the_gpu_and_train_as_every_batch_does(amp: str) -> None:
+    from rank_search.engine import DistillConfig
+    from rank_search.models import create_model_for
+
+    runs = {}
+    for fixed in (True, False):
+        data = _tiny.tiny_data(in_channels=3)
+        if not fixed:
+            data.train.augment = lambda x, _gen: x  # the same batches; the teacher runs on each
+        torch.manual_seed(7)
+        trainer = tiny_trainer("posthoc", data, amp=amp, device="cuda", distill=DistillConfig(0.5, 4.0),
+                               teacher=create_model_for("lenet5", data))
+        trainer.fit()
+        assert (trainer._teacher_logits is not None) == fixed
+        if fixed:
+            assert trainer._teacher_logits.device.type == "cuda"
+            assert trainer._teacher_logits.shape == (data.train.num_samples, data.num_classes)
+        runs[fixed] = [h.train_loss for h in trainer.history]
+    assert runs[True] == pytest.approx(runs[False], rel=1e-3 if amp == "off" else 2e-2)
+
+
 def test_fp16_resume_restores_the_grad_scaler(tiny_rgb) -> None:
     straight = tiny_trainer("trp", tiny_rgb, amp="fp16", device="cuda")
     straight.fit()
