@@ -66,9 +66,10 @@ def add_parser(sub) -> None:
     p.add_argument("--epochs", type=int, help="epoch budget per trial (default: the space's `epochs`)")
     p.add_argument("--searcher", default=d["searcher"], type=SEARCHERS, choices=SEARCHERS, metavar="SEARCHER",
                    help="the Optuna sampler: one of %(choices)s; oneshot trains a nested model once from the "
-                        "dense reference (2x --epochs), searches its rank truncations in one shot and fine-tunes at "
-                        "most --num-samples points of their front (a third of --epochs each) as the trials; the "
-                        "space's methods must plan in channel, spatial or tucker2 (docs/nested.md) (default: %(default)s)")
+                        "dense reference (3x --epochs, at the model's measured rate), searches its rank truncations "
+                        "in one shot and fine-tunes at most --num-samples points of their front (a third of --epochs "
+                        "each, at a tenth of its rate) as the trials; the space's methods must plan in channel, "
+                        "spatial or tucker2 (docs/nested.md) (default: %(default)s)")
     p.add_argument("--scheduler", default=d["scheduler"], type=SCHEDULERS, choices=SCHEDULERS, metavar="SCHEDULER",
                    help="one of %(choices)s (fifo: every trial trains its full budget; mo-asha: "
                         "trials stop early at geometric epoch rungs unless they rank on the Pareto front of their "
