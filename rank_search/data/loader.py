@@ -130,22 +130,23 @@ class TensorLoader:
         order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
         for b in range(len(self)):
             idx = order[b * self.batch_size:min(n, (b + 1) * self.batch_size)]
-            x = self._unit(idx)
-            if self.augment is not None:
-                x = self.augment(x, gen)
-            yield (x - self._mean) / self._std, self.labels[idx], idx
+            yield self._inputs(idx, gen), self.labels[idx], idx
 
     def in_order(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every sample once, in index order, un-augmented: ``(normalised inputs, indices)``."""
         n = self.num_samples
         for lo in range(0, n, self.batch_size):
             idx = torch.arange(lo, min(n, lo + self.batch_size))
-            yield (self._unit(idx) - self._mean) / self._std, idx
+            yield self._inputs(idx), idx
 
-    def _unit(self, idx: torch.Tensor) -> torch.Tensor:
-        """Samples ``idx`` as float images on their [0, 1]-like scale, before augmentation."""
+    def _inputs(self, idx: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        """Samples ``idx`` as normalised float inputs, augmented with ``gen`` where the loader
+        augments and a generator is given."""
         x = self.images[idx]
-        return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        if gen is not None and self.augment is not None:
+            x = self.augment(x, gen)
+        return (x - self._mean) / self._std
 
 
 def cifar_augment(
