@@ -27,6 +27,11 @@ from torch.nn import functional as F
 
 from .precision import full_precision
 
+# *our choice*: the sequential fit's ridge, relative to the mean input energy. Without it LeNet-5
+# wide's 1024-input classifier, fitted on 256 images, got factors 5x the weight's and fine-tuning
+# diverged; 1e-3 to 1e-1 all fixed it (docs/training.md).
+SEQUENTIAL_RIDGE = 1e-2
+
 
 def unfolded_inputs(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The inputs ``X`` [d, N] that ``layer``'s weight matrix multiplies: a conv's patches
@@ -160,19 +165,28 @@ def _relative_error(mat: torch.Tensor, approx: torch.Tensor, moment: torch.Tenso
 
 @full_precision()
 def output_aware_low_rank(matrix: torch.Tensor, moment: torch.Tensor, rank: int, *,
-                          cross: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                          cross: torch.Tensor | None = None, ridge: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """``(U_r [m, r], U_r^T M^ [r, n])``, the rank-``rank`` factorisation of ``matrix`` [m, n]
     minimising the output error on the inputs whose moment is ``moment`` [n, n] (``M^ = M``).
 
     With ``cross = X X~^T / N`` (the dense inputs ``X`` against the inputs ``X~`` the layer gets
     once earlier layers are compressed, ``moment`` then being ``X~ X~^T / N``) it minimises
-    ``||M X - M' X~||``: ``M^ = M D C~^+`` is the least-squares map, then the same projection.
+    ``||M X - M' X~||^2 / N + lam ||M' - M||^2`` with ``lam = ridge * tr(C~) / n``:
+    ``M^ = (M D + lam M)(C~ + lam I)^-1`` (``ridge=0``: ``M D C~^+``, the least-squares map), then
+    the same projection. The ridge keeps the weights in directions the calibration inputs barely
+    span (fewer images than inputs) instead of inflating them.
     """
     m, n = matrix.shape
     if not 1 <= rank <= min(m, n):
         raise ValueError(f"rank must be in [1, {min(m, n)}] for a {m}x{n} matrix, got {rank}")
+    if not (ridge >= 0 and ridge < float("inf")):
+        raise ValueError(f"ridge must be a finite number >= 0, got {ridge}")
     mat, mom = matrix.double(), moment.double()
-    if cross is not None:
+    if cross is not None and ridge > 0:
+        lam = float(ridge * mom.diagonal().mean().clamp_min(1e-150))
+        eye = torch.eye(n, dtype=mom.dtype, device=mom.device)
+        mat = torch.linalg.solve(mom + lam * eye, (mat @ cross.double() + lam * mat).t()).t()  # symmetric C~
+    elif cross is not None:
         mat = mat @ cross.double() @ torch.linalg.pinv(mom, hermitian=True)
     u = _top_eigvecs(mat @ mom @ mat.t(), rank)
     return u.to(matrix.dtype), (u.t() @ mat).to(matrix.dtype)

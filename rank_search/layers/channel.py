@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..decomp.calibrated import output_aware_low_rank
+from ..decomp.calibrated import SEQUENTIAL_RIDGE, output_aware_low_rank
 from ..decomp.svd import as_working, low_rank_approx, singular_values, truncated_svd
 from .base import FactorizedLayer, Rank, check_rank, conv_geometry
 
@@ -73,7 +73,8 @@ class ChannelFactorized(FactorizedLayer):
         with torch.no_grad():
             m = as_working(cls.matrix(w))
             if input_moment is not None:  # the output-error optimum M' = U_r U_r^T M, re-split below
-                left, right = output_aware_low_rank(m, input_moment, new.rank, cross=input_cross)
+                left, right = output_aware_low_rank(m, input_moment, new.rank, cross=input_cross,
+                                                    ridge=SEQUENTIAL_RIDGE)
                 p, s, vh = truncated_svd(right, new.rank, randomized=False)
                 u = left @ p
             else:

@@ -10,7 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from rank_search.decomp import collect_input_moments, collect_paired_moments, input_moment, output_error
+from rank_search.decomp import (collect_input_moments, collect_paired_moments, input_moment, output_aware_low_rank,
+                                output_error)
+from rank_search.decomp.calibrated import SEQUENTIAL_RIDGE
 from rank_search.errors import RankSearchError
 from rank_search.layers import ChannelFactorized, Tucker2Factorized
 from rank_search.plan import build_plan
@@ -166,6 +168,50 @@ def test_a_sequential_fit_is_the_best_from_the_compressed_inputs() -> None:
         with torch.no_grad():
             errors = [float(((f(compressed_in) - target) ** 2).sum()) for f in fits]
         assert errors[0] <= min(errors[1:]) * (1 + 1e-4) + 1e-6, (r, errors)
+
+
+def _fresh_sequential_error(ridge: float) -> tuple[float, float, float]:
+    """A 64-input Linear fitted sequentially on 16 calibration samples (moment rank 16 < 64): the
+    output error ``||M X - M' X~||^2`` on 4000 fresh samples, the largest factor norm, the weight norm."""
+    torch.manual_seed(11)
+    g = torch.Generator().manual_seed(11)
+    dense = nn.Linear(64, 32)
+    mix = torch.randn(64, 64, generator=g) / 8
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randn(n, 64, generator=g) @ mix
+        return x, x + 0.3 * torch.randn(n, 64, generator=g) @ mix  # dense inputs, compressed ones
+
+    x, xc = draw(16)
+    moment, cross = xc.t() @ xc / 16, x.t() @ xc / 16
+    m = dense.weight.detach()
+    left, right = output_aware_low_rank(m, moment, 8, cross=cross, ridge=ridge)
+    x, xc = draw(4000)
+    error = float(((x @ m.t() - xc @ (left @ right).t()) ** 2).sum())
+    fit = ChannelFactorized.from_dense(dense, 8, input_moment=moment, input_cross=cross)
+    with torch.no_grad():
+        return error, max(float(fit.reduce.weight.norm()), float(fit.expand.weight.norm())), float(m.norm())
+
+
+def test_the_sequential_ridge_keeps_an_underdetermined_fit_bounded_and_better_on_fresh_inputs() -> None:
+    """Fewer calibration samples than inputs: the exact least-squares map (ridge 0) inflates the
+    weights along directions the samples barely span; the ridge keeps them and generalises."""
+    exact, _, _ = _fresh_sequential_error(0.0)
+    ridged, factor_norm, weight_norm = _fresh_sequential_error(SEQUENTIAL_RIDGE)
+    assert ridged < 0.5 * exact, (ridged, exact)
+    assert factor_norm < 1.5 * weight_norm, (factor_norm, weight_norm)
+
+
+def test_the_ridge_vanishes_on_a_full_rank_moment_and_rejects_bad_values() -> None:
+    g = torch.Generator().manual_seed(12)
+    m, x = torch.randn(6, 10, generator=g), torch.randn(500, 10, generator=g)
+    xc = x + 0.1 * torch.randn(500, 10, generator=g)
+    moment, cross = xc.t() @ xc / 500, x.t() @ xc / 500
+    exact = torch.matmul(*output_aware_low_rank(m, moment, 4, cross=cross))
+    torch.testing.assert_close(torch.matmul(*output_aware_low_rank(m, moment, 4, cross=cross, ridge=1e-9)), exact,
+                               atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="ridge must be a finite number >= 0"):
+        output_aware_low_rank(m, moment, 4, cross=cross, ridge=-1.0)
 
 
 def test_compress_sequential_fits_every_layer_in_plan_order() -> None:
