@@ -2,8 +2,8 @@
 trained dense reference, the uniform allocation at each MACs target, then
 
 - accuracy before any fine-tuning, with each `posthoc.init_decomposition` of --inits;
-- accuracy after each fine-tuning length in --epochs, for weight/data init x distillation off/on
-  (`distill.weight` --distill-weight, `distill.temperature` --temperature, the reference teaching);
+- accuracy after each fine-tuning length in --epochs, for weight/data init x distillation off and on
+  at each of --temperatures (`distill.weight` --distill-weight, the reference teaching);
 - the median seconds per fine-tuning epoch of each, and the decomposition's own seconds.
 
     .venv/bin/python benchmarks/distill_init.py --models resnet20,lenet5_wide --seeds 3 --targets 2,4,8,16
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import os
 import platform
 import statistics
@@ -51,34 +52,44 @@ def _before(spec_kwargs: dict) -> dict:
 
 
 def _after(spec_kwargs: dict) -> dict:
+    """Test accuracy after fine-tuning; a run that diverges is recorded as such (accuracy NaN)."""
+    from rank_search.engine.trainer import DivergedError
     from rank_search.run import RunSpec, train
 
-    result = train(RunSpec(**spec_kwargs))
+    try:
+        result = train(RunSpec(**spec_kwargs))
+    except DivergedError:
+        return {"test_accuracy": float("nan"), "macs_compression": float("nan"), "epoch_seconds": float("nan")}
     return {"test_accuracy": result.metrics["test_accuracy"], "macs_compression": result.metrics["macs_compression"],
             "epoch_seconds": statistics.median(r.seconds for r in result.trainer.history)}
 
 
 def _cell(values: list[float], base: list[float] | None) -> str:
+    diverged = sum(math.isnan(v) for v in values)
+    if diverged:
+        return f"{diverged} of {len(values)} diverged"
     text = f"{statistics.median(values):.4f}"
     if base is None or values is base:
         return text
-    diffs = [v - b for v, b in zip(values, base)]
+    diffs = [v - b for v, b in zip(values, base) if not math.isnan(b)]
+    if not diffs:
+        return text
     return f"{text} ({statistics.median(diffs):+.4f} [{min(diffs):+.4f}, {max(diffs):+.4f}])"
 
 
 def _compact(rows: dict, models: list[str], targets: list[float], lengths: list[int], variants: list) -> str:
     """The table without epoch times: a row per model, target and fine-tuning length; the test
     accuracy before fine-tuning (weight / data-aware init) on the first."""
-    head = " | ".join(f"{init}{', distill ' + format(w, 'g') if w else ''}" for init, w in variants)
-    lines = [f"| model | target | before FT ({' / '.join(dict.fromkeys(i for i, _ in variants))}) | FT epochs | {head} |",
+    head = " | ".join(f"{init}{f', distill {w:g} T {t:g}' if w else ''}" for init, w, t in variants)
+    lines = [f"| model | target | before FT ({' / '.join(dict.fromkeys(i for i, _, _ in variants))}) | FT epochs | {head} |",
              "| --- | --- | --- | --- | " + " | ".join("---" for _ in variants) + " |"]
     for model in models:
         for target in targets:
             for n, e in enumerate(lengths):
                 before = " / ".join(f"{statistics.median(rows[(model, target, i, 'before')]):.4f}"
-                                    for i in dict.fromkeys(i for i, _ in variants)) if n == 0 else ""
-                cells = [_cell(rows[(model, target, i, w, e)], rows[(model, target, "weight", 0.0, e)])
-                         for i, w in variants]
+                                    for i in dict.fromkeys(i for i, _, _ in variants)) if n == 0 else ""
+                cells = [_cell(rows[(model, target, i, w, t, e)], rows[(model, target, "weight", 0.0, 0.0, e)])
+                         for i, w, t in variants]
                 lines.append(f"| {model} | {target:g}x | {before} | {e} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -94,7 +105,7 @@ def main() -> None:
     p.add_argument("--targets", default="2,4,8,16", help="MACs compression targets (uniform allocation)")
     p.add_argument("--scheme", default="channel", choices=["channel", "tucker2"])
     p.add_argument("--distill-weight", type=float, default=0.5)
-    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--temperatures", default="4", help="distill.temperature values, comma-separated")
     p.add_argument("--calibration-images", type=int, default=256)
     p.add_argument("--inits", default="weight,data,data_sequential", help="posthoc.init_decomposition values")
     p.add_argument("--quick", action="store_true", help="the smoke form: first model, 1 seed, targets 4,8, "
@@ -122,7 +133,9 @@ def main() -> None:
     inits = args.inits.split(",")
     if "weight" not in inits:
         p.error("--inits must include weight, the baseline of the paired differences")
-    variants = [(init, w) for init in inits for w in (0.0, args.distill_weight)]
+    temperatures = [float(t) for t in args.temperatures.split(",")]
+    variants = [(init, w, t) for init in inits
+                for w, t in [(0.0, 0.0)] + [(args.distill_weight, t) for t in temperatures]]
     rows: dict[tuple, list[float]] = {}
     for model in models:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -142,18 +155,21 @@ def main() -> None:
                     rows.setdefault((model, target, init, "before"), []).append(got["test_accuracy"])
                     rows.setdefault((model, target, init, "decompose_s"), []).append(got["seconds"])
                     for epochs in lengths:
-                        for weight in (0.0, args.distill_weight):
-                            settings = {**knobs, **({"distill.weight": weight, "distill.temperature": args.temperature}
+                        for _, weight, temp in (v for v in variants if v[0] == init):
+                            settings = {**knobs, **({"distill.weight": weight, "distill.temperature": temp}
                                                     if weight else {})}
-                            got = cached_json(os.path.join(storage, f"{tag}-{init}-d{weight:g}-e{epochs}.json"),
+                            name = f"{tag}-{init}-d{weight:g}" + (f"-T{temp:g}" if weight else "") + f"-e{epochs}.json"
+                            got = cached_json(os.path.join(storage, name),
                                               lambda: _after({**base, "epochs": epochs, "settings": settings}))
-                            rows.setdefault((model, target, init, weight, epochs), []).append(got["test_accuracy"])
-                            rows.setdefault((model, target, init, weight, "epoch_s"), []).append(got["epoch_seconds"])
-                            rows.setdefault((model, target, "macs"), []).append(got["macs_compression"])
+                            rows.setdefault((model, target, init, weight, temp, epochs), []).append(got["test_accuracy"])
+                            rows.setdefault((model, target, init, weight, temp, "epoch_s"), []).append(
+                                got["epoch_seconds"])
+                            if not math.isnan(got["macs_compression"]):
+                                rows.setdefault((model, target, "macs"), []).append(got["macs_compression"])
     command = (f"`.venv/bin/python benchmarks/distill_init.py --models {args.models} --dataset {args.dataset} "
                f"--seeds {args.seeds} --dense-epochs {args.dense_epochs} --epochs {args.epochs} --targets "
-               f"{args.targets} --scheme {args.scheme} --distill-weight {args.distill_weight:g} --temperature "
-               f"{args.temperature:g} --calibration-images {args.calibration_images} --inits {args.inits}`")
+               f"{args.targets} --scheme {args.scheme} --distill-weight {args.distill_weight:g} --temperatures "
+               f"{args.temperatures} --calibration-images {args.calibration_images} --inits {args.inits}`")
     if args.compact:
         emit(_compact(rows, models, targets, lengths, variants), args.out)
         return
@@ -164,19 +180,19 @@ def main() -> None:
              f"{args.seeds} seed(s); in brackets the paired difference to weight init without distillation "
              "(median [min, max]). Epoch s: median seconds per fine-tuning epoch (teacher included), one torch "
              "thread; decompose s: the decomposition (calibration included).", "",
-             "| model | target | MACs x | init | distill | before FT | "
+             "| model | target | MACs x | init | distill, T | before FT | "
              + " | ".join(f"after {e} ep" for e in lengths) + " | epoch s | decompose s |",
              "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in lengths) + " | --- | --- |"]
     for model in models:
         for target in targets:
-            for init, weight in variants:
+            for init, weight, temp in variants:
                 before = rows[(model, target, init, "before")]
-                after = [_cell(rows[(model, target, init, weight, e)], rows[(model, target, "weight", 0.0, e)])
-                         for e in lengths]
+                after = [_cell(rows[(model, target, init, weight, temp, e)],
+                               rows[(model, target, "weight", 0.0, 0.0, e)]) for e in lengths]
                 lines.append(
                     f"| {model} | {target:g}x | {statistics.median(rows[(model, target, 'macs')]):.2f} | {init} | "
-                    f"{weight:g} | {_cell(before, rows[(model, target, 'weight', 'before')])} | {' | '.join(after)} | "
-                    f"{statistics.median(rows[(model, target, init, weight, 'epoch_s')]):.2f} | "
+                    f"{weight:g}{f', {temp:g}' if weight else ''} | {_cell(before, rows[(model, target, 'weight', 'before')])} | {' | '.join(after)} | "
+                    f"{statistics.median(rows[(model, target, init, weight, temp, 'epoch_s')]):.2f} | "
                     f"{statistics.median(rows[(model, target, init, 'decompose_s')]):.2f} |")
     emit("\n".join(lines) + "\n", args.out)
 
