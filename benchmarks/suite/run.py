@@ -79,22 +79,25 @@ def arms(trials: int) -> dict[str, tuple[dict, list[str], bool]]:
         "distill": ({}, [], False),
         # the default with data-aware decompositions only (issue 30)
         "data-init": ({}, [], False),
+        # distill with the sequential data-aware fit and DISTILL_SEQ's temperature (issue 30)
+        "distill-seq": ({}, [], False),
     }
 
 
 DISTILL = {"weight": 0.5, "temperature": 4.0}  # the values benchmarks/distill_init.py measures
+DISTILL_SEQ = {"weight": 0.5, "temperature": 1.0}  # distill_init.py: no collapse at T 1 (LeNet-5 wide)
 DATA_AWARE = {"posthoc", "deeptwist"}  # the methods with init_decomposition
 DATA_AWARE_SCHEMES = ("channel", "tucker2")  # the schemes with a data-aware form (docs/training.md)
 
 
-def data_init_space(space: dict) -> dict:
+def data_init_space(space: dict, posthoc_init: str = "data") -> dict:
     """The space the data-init arm runs: the task's, with ``init_decomposition: data`` where the
-    method has it and its scheme a data-aware form (channel, tucker2)."""
+    method has it and its scheme a data-aware form (channel, tucker2); posthoc's ``posthoc_init``."""
     methods = {}
     for name, knobs in space["methods"].items():
         knobs = dict(knobs or {})
         if name in DATA_AWARE and knobs.get("scheme", "channel") in DATA_AWARE_SCHEMES:
-            knobs["init_decomposition"] = "data"
+            knobs["init_decomposition"] = posthoc_init if name == "posthoc" else "data"
         methods[name] = knobs
     return {**space, "methods": methods}
 
@@ -152,6 +155,8 @@ def run_sweep(storage: Path, task: str, arm: str, seed: int, trials: int, log: P
                 space = distill_space(space)
             elif arm == "data-init":
                 space = data_init_space(space)
+            elif arm == "distill-seq":
+                space = {**data_init_space(space, "data_sequential"), "distill": dict(DISTILL_SEQ)}
             space_file = storage / f"{name}.yaml"
             space_file.write_text(yaml.safe_dump(space, sort_keys=False), encoding="utf-8")
             count = ["--budget-hours", f"{budget:.6f}"] if budget is not None else ["--num-samples", str(trials)]
@@ -440,7 +445,9 @@ def main() -> None:
             oneshot = f", --num-samples {ONESHOT_POINTS}, the nested method in channel on tiled"
             extra = {"oneshot": oneshot, "oneshot-long": oneshot,
                      "distill": f", distill {DISTILL}, init_decomposition data for {', '.join(sorted(DATA_AWARE))}",
-                     "data-init": f", init_decomposition data for {', '.join(sorted(DATA_AWARE))}"}
+                     "data-init": f", init_decomposition data for {', '.join(sorted(DATA_AWARE))}",
+                     "distill-seq": f", distill {DISTILL_SEQ}, init_decomposition data_sequential for posthoc, "
+                                    "data for deeptwist"}
             print(f"{name}: ranks {ranks or 'as shipped'}, flags {' '.join(flags) or 'none'}{extra.get(name, '')}"
                   + (", --budget-hours: the uniform grid's trial-hours" if budgeted else ""))
         return
