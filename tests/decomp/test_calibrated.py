@@ -6,6 +6,8 @@ rank; the moments collected through a model must be those of each layer's own in
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import pytest
 import torch
 from torch import nn
@@ -170,9 +172,9 @@ def test_a_sequential_fit_is_the_best_from_the_compressed_inputs() -> None:
         assert errors[0] <= min(errors[1:]) * (1 + 1e-4) + 1e-6, (r, errors)
 
 
-def _fresh_sequential_error(ridge: float) -> tuple[float, float, float]:
-    """A 64-input Linear fitted sequentially on 16 calibration samples (moment rank 16 < 64): the
-    output error ``||M X - M' X~||^2`` on 4000 fresh samples, the largest factor norm, the weight norm."""
+def _underdetermined_fit() -> tuple[nn.Linear, torch.Tensor, torch.Tensor, Callable]:
+    """A 64-input Linear, the moments of 16 calibration samples (rank 16 < 64) and a draw of
+    ``(dense inputs X, compressed inputs X~)`` pairs from the same distribution."""
     torch.manual_seed(11)
     g = torch.Generator().manual_seed(11)
     dense = nn.Linear(64, 32)
@@ -180,26 +182,28 @@ def _fresh_sequential_error(ridge: float) -> tuple[float, float, float]:
 
     def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.randn(n, 64, generator=g) @ mix
-        return x, x + 0.3 * torch.randn(n, 64, generator=g) @ mix  # dense inputs, compressed ones
+        return x, x + 0.3 * torch.randn(n, 64, generator=g) @ mix
 
     x, xc = draw(16)
-    moment, cross = xc.t() @ xc / 16, x.t() @ xc / 16
-    m = dense.weight.detach()
-    left, right = output_aware_low_rank(m, moment, 8, cross=cross, ridge=ridge)
-    x, xc = draw(4000)
-    error = float(((x @ m.t() - xc @ (left @ right).t()) ** 2).sum())
-    fit = ChannelFactorized.from_dense(dense, 8, input_moment=moment, input_cross=cross)
-    with torch.no_grad():
-        return error, max(float(fit.reduce.weight.norm()), float(fit.expand.weight.norm())), float(m.norm())
+    return dense, xc.t() @ xc / 16, x.t() @ xc / 16, draw
 
 
 def test_the_sequential_ridge_keeps_an_underdetermined_fit_bounded_and_better_on_fresh_inputs() -> None:
     """Fewer calibration samples than inputs: the exact least-squares map (ridge 0) inflates the
-    weights along directions the samples barely span; the ridge keeps them and generalises."""
-    exact, _, _ = _fresh_sequential_error(0.0)
-    ridged, factor_norm, weight_norm = _fresh_sequential_error(SEQUENTIAL_RIDGE)
-    assert ridged < 0.5 * exact, (ridged, exact)
-    assert factor_norm < 1.5 * weight_norm, (factor_norm, weight_norm)
+    weights along directions the samples barely span; the ridge keeps them and generalises, and
+    ``ChannelFactorized.from_dense`` fits with it."""
+    dense, moment, cross, draw = _underdetermined_fit()
+    m = dense.weight.detach()
+    exact, ridged = (torch.matmul(*output_aware_low_rank(m, moment, 8, cross=cross, ridge=r))
+                     for r in (0.0, SEQUENTIAL_RIDGE))
+    x, xc = draw(4000)
+    errors = [float(((x @ m.t() - xc @ fit.t()) ** 2).sum()) for fit in (exact, ridged)]
+    assert errors[1] < 0.5 * errors[0], errors
+    assert float(ridged.norm()) < 1.5 * float(m.norm()), (float(ridged.norm()), float(m.norm()))
+    layer = ChannelFactorized.from_dense(dense, 8, input_moment=moment, input_cross=cross)
+    with torch.no_grad():
+        torch.testing.assert_close(layer.to_dense_weight().reshape(m.shape), ridged, atol=1e-5, rtol=1e-4)
+        assert max(float(layer.reduce.weight.norm()), float(layer.expand.weight.norm())) < 1.5 * float(m.norm())
 
 
 def test_the_ridge_vanishes_on_a_full_rank_moment_and_rejects_bad_values() -> None:
