@@ -102,9 +102,13 @@ def data_init_space(space: dict, posthoc_init: str = "data") -> dict:
     return {**space, "methods": methods}
 
 
-def distill_space(space: dict) -> dict:
-    """The space the distill arm runs: ``data_init_space`` with ``DISTILL``."""
-    return {**data_init_space(space), "distill": dict(DISTILL)}
+DISTILL_ARMS = {"distill": (DISTILL, "data"), "distill-seq": (DISTILL_SEQ, "data_sequential")}  # posthoc's init
+
+
+def distill_space(space: dict, arm: str) -> dict:
+    """The space a distill arm runs: ``data_init_space`` with the arm's posthoc init and distillation."""
+    distill, posthoc_init = DISTILL_ARMS[arm]
+    return {**data_init_space(space, posthoc_init), "distill": dict(distill)}
 
 
 def oneshot_space(space: dict) -> dict:
@@ -151,12 +155,10 @@ def run_sweep(storage: Path, task: str, arm: str, seed: int, trials: int, log: P
             if arm.startswith("oneshot"):
                 space = oneshot_space(space)
                 trials = ONESHOT_POINTS
-            elif arm == "distill":
-                space = distill_space(space)
+            elif arm in DISTILL_ARMS:
+                space = distill_space(space, arm)
             elif arm == "data-init":
                 space = data_init_space(space)
-            elif arm == "distill-seq":
-                space = {**data_init_space(space, "data_sequential"), "distill": dict(DISTILL_SEQ)}
             space_file = storage / f"{name}.yaml"
             space_file.write_text(yaml.safe_dump(space, sort_keys=False), encoding="utf-8")
             count = ["--budget-hours", f"{budget:.6f}"] if budget is not None else ["--num-samples", str(trials)]
@@ -444,10 +446,9 @@ def main() -> None:
         for name, (ranks, flags, budgeted) in arms(args.trials).items():
             oneshot = f", --num-samples {ONESHOT_POINTS}, the nested method in channel on tiled"
             extra = {"oneshot": oneshot, "oneshot-long": oneshot,
-                     "distill": f", distill {DISTILL}, init_decomposition data for {', '.join(sorted(DATA_AWARE))}",
                      "data-init": f", init_decomposition data for {', '.join(sorted(DATA_AWARE))}",
-                     "distill-seq": f", distill {DISTILL_SEQ}, init_decomposition data_sequential for posthoc, "
-                                    "data for deeptwist"}
+                     **{a: f", distill {d}, init_decomposition {i} for posthoc, data for deeptwist"
+                        for a, (d, i) in DISTILL_ARMS.items()}}
             print(f"{name}: ranks {ranks or 'as shipped'}, flags {' '.join(flags) or 'none'}{extra.get(name, '')}"
                   + (", --budget-hours: the uniform grid's trial-hours" if budgeted else ""))
         return
