@@ -81,13 +81,14 @@ def _compact(rows: dict, models: list[str], targets: list[float], lengths: list[
     """The table without epoch times: a row per model, target and fine-tuning length; the test
     accuracy before fine-tuning (weight / data-aware init) on the first."""
     head = " | ".join(f"{init}{f', distill {w:g} T {t:g}' if w else ''}" for init, w, t in variants)
-    lines = [f"| model | target | before FT ({' / '.join(dict.fromkeys(i for i, _, _ in variants))}) | FT epochs | {head} |",
+    inits = list(dict.fromkeys(i for i, _, _ in variants))
+    lines = [f"| model | target | before FT ({' / '.join(inits)}) | FT epochs | {head} |",
              "| --- | --- | --- | --- | " + " | ".join("---" for _ in variants) + " |"]
     for model in models:
         for target in targets:
             for n, e in enumerate(lengths):
                 before = " / ".join(f"{statistics.median(rows[(model, target, i, 'before')]):.4f}"
-                                    for i in dict.fromkeys(i for i, _, _ in variants)) if n == 0 else ""
+                                    for i in inits) if n == 0 else ""
                 cells = [_cell(rows[(model, target, i, w, t, e)], rows[(model, target, "weight", 0.0, 0.0, e)])
                          for i, w, t in variants]
                 lines.append(f"| {model} | {target:g}x | {before} | {e} | " + " | ".join(cells) + " |")
@@ -161,9 +162,9 @@ def main() -> None:
                             name = f"{tag}-{init}-d{weight:g}" + (f"-T{temp:g}" if weight else "") + f"-e{epochs}.json"
                             got = cached_json(os.path.join(storage, name),
                                               lambda: _after({**base, "epochs": epochs, "settings": settings}))
-                            rows.setdefault((model, target, init, weight, temp, epochs), []).append(got["test_accuracy"])
-                            rows.setdefault((model, target, init, weight, temp, "epoch_s"), []).append(
-                                got["epoch_seconds"])
+                            key = (model, target, init, weight, temp)
+                            rows.setdefault((*key, epochs), []).append(got["test_accuracy"])
+                            rows.setdefault((*key, "epoch_s"), []).append(got["epoch_seconds"])
                             if not math.isnan(got["macs_compression"]):
                                 rows.setdefault((model, target, "macs"), []).append(got["macs_compression"])
     command = (f"`.venv/bin/python benchmarks/distill_init.py --models {args.models} --dataset {args.dataset} "
@@ -191,7 +192,8 @@ def main() -> None:
                                rows[(model, target, "weight", 0.0, 0.0, e)]) for e in lengths]
                 lines.append(
                     f"| {model} | {target:g}x | {statistics.median(rows[(model, target, 'macs')]):.2f} | {init} | "
-                    f"{weight:g}{f', {temp:g}' if weight else ''} | {_cell(before, rows[(model, target, 'weight', 'before')])} | {' | '.join(after)} | "
+                    f"{weight:g}{f', {temp:g}' if weight else ''} | "
+                    f"{_cell(before, rows[(model, target, 'weight', 'before')])} | {' | '.join(after)} | "
                     f"{statistics.median(rows[(model, target, init, weight, temp, 'epoch_s')]):.2f} | "
                     f"{statistics.median(rows[(model, target, init, 'decompose_s')]):.2f} |")
     emit("\n".join(lines) + "\n", args.out)
