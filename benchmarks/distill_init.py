@@ -3,7 +3,8 @@ trained dense reference, the uniform allocation at each MACs target, then
 
 - accuracy before any fine-tuning, with each `posthoc.init_decomposition` of --inits;
 - accuracy after each fine-tuning length in --epochs, for weight/data init x distillation off and on
-  at each of --temperatures (`distill.weight` --distill-weight, the reference teaching);
+  at each of --temperatures (`distill.weight` --distill-weight, the reference teaching), at the data
+  set's rate and at each of --lrs;
 - the median seconds per fine-tuning epoch of each, and the decomposition's own seconds.
 
     .venv/bin/python benchmarks/distill_init.py --models resnet20,lenet5_wide --seeds 3 --targets 2,4,8,16
@@ -37,6 +38,15 @@ def _dense(model: str, dataset: str, seed: int, epochs: int, storage: str) -> st
                                settings={"train.threads": 1}))
         save_weights(result.trainer.model, path)
     return path
+
+
+def _dense_accuracy(path: str, model: str, dataset: str, seed: int) -> dict:
+    """Test accuracy of the dense reference at ``path`` (the teacher)."""
+    from rank_search.engine import evaluate
+    from rank_search.run import RunSpec, prepare
+
+    trainer = prepare(RunSpec(model=model, dataset=dataset, method="full", epochs=1, seed=seed, init=path))
+    return {"test_accuracy": evaluate(trainer.model, trainer.data.test, trainer.device)[0]}
 
 
 def _before(spec_kwargs: dict) -> dict:
@@ -77,11 +87,18 @@ def _cell(values: list[float], base: list[float] | None) -> str:
     return f"{text} ({statistics.median(diffs):+.4f} [{min(diffs):+.4f}, {max(diffs):+.4f}])"
 
 
+BASELINE = ("weight", 0.0, 0.0, None)  # today's posthoc: weight init, no distillation, the data set's rate
+
+
+def _label(init: str, weight: float, temp: float, lr: float | None) -> str:
+    return init + (f", distill {weight:g} T {temp:g}" if weight else "") + (f", lr {lr:g}" if lr else "")
+
+
 def _compact(rows: dict, models: list[str], targets: list[float], lengths: list[int], variants: list) -> str:
     """The table without epoch times: a row per model, target and fine-tuning length; the test
     accuracy before fine-tuning (weight / data-aware init) on the first."""
-    head = " | ".join(f"{init}{f', distill {w:g} T {t:g}' if w else ''}" for init, w, t in variants)
-    inits = list(dict.fromkeys(i for i, _, _ in variants))
+    head = " | ".join(_label(*v) for v in variants)
+    inits = list(dict.fromkeys(v[0] for v in variants))
     lines = [f"| model | target | before FT ({' / '.join(inits)}) | FT epochs | {head} |",
              "| --- | --- | --- | --- | " + " | ".join("---" for _ in variants) + " |"]
     for model in models:
@@ -89,10 +106,16 @@ def _compact(rows: dict, models: list[str], targets: list[float], lengths: list[
             for n, e in enumerate(lengths):
                 before = " / ".join(f"{statistics.median(rows[(model, target, i, 'before')]):.4f}"
                                     for i in inits) if n == 0 else ""
-                cells = [_cell(rows[(model, target, i, w, t, e)], rows[(model, target, "weight", 0.0, 0.0, e)])
-                         for i, w, t in variants]
+                cells = [_cell(rows[(model, target, *v, e)], rows[(model, target, *BASELINE, e)]) for v in variants]
                 lines.append(f"| {model} | {target:g}x | {before} | {e} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + _teachers(rows, models)
+
+
+def _teachers(rows: dict, models: list[str]) -> str:
+    """The dense references' (teachers') test accuracy per model: median [min, max] over seeds."""
+    parts = [f"{m} {statistics.median(v):.4f} [{min(v):.4f}, {max(v):.4f}]"
+             for m in models for v in [rows[(m, "dense")]]]
+    return "Dense reference (teacher) test accuracy: " + ", ".join(parts) + ".\n"
 
 
 def main() -> None:
@@ -109,6 +132,7 @@ def main() -> None:
     p.add_argument("--temperatures", default="4", help="distill.temperature values, comma-separated")
     p.add_argument("--calibration-images", type=int, default=256)
     p.add_argument("--inits", default="weight,data,data_sequential", help="posthoc.init_decomposition values")
+    p.add_argument("--lrs", default="", help="fine-tuning rates (train.lr) run besides the data set's, comma-separated")
     p.add_argument("--quick", action="store_true", help="the smoke form: first model, 1 seed, targets 4,8, "
                                                         "1 epoch of fine-tuning, 1 dense epoch")
     p.add_argument("--storage", default="runs/distill_init")
@@ -135,12 +159,15 @@ def main() -> None:
     if "weight" not in inits:
         p.error("--inits must include weight, the baseline of the paired differences")
     temperatures = [float(t) for t in args.temperatures.split(",")]
-    variants = [(init, w, t) for init in inits
+    rates = [None] + [float(r) for r in args.lrs.split(",") if r]
+    variants = [(init, w, t, lr) for init in inits for lr in rates
                 for w, t in [(0.0, 0.0)] + [(args.distill_weight, t) for t in temperatures]]
     rows: dict[tuple, list[float]] = {}
     for model in models:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             dense = _dense(model, args.dataset, seed, args.dense_epochs, storage)
+            got = cached_json(dense[:-3] + ".json", lambda: _dense_accuracy(dense, model, args.dataset, seed))
+            rows.setdefault((model, "dense"), []).append(got["test_accuracy"])
             torch.manual_seed(seed)
             macs = LayerMacs(create_model_for(model, info), shape)
             for target in targets:
@@ -156,13 +183,14 @@ def main() -> None:
                     rows.setdefault((model, target, init, "before"), []).append(got["test_accuracy"])
                     rows.setdefault((model, target, init, "decompose_s"), []).append(got["seconds"])
                     for epochs in lengths:
-                        for _, weight, temp in (v for v in variants if v[0] == init):
+                        for _, weight, temp, lr in (v for v in variants if v[0] == init):
                             settings = {**knobs, **({"distill.weight": weight, "distill.temperature": temp}
-                                                    if weight else {})}
-                            name = f"{tag}-{init}-d{weight:g}" + (f"-T{temp:g}" if weight else "") + f"-e{epochs}.json"
+                                                    if weight else {}), **({"train.lr": lr} if lr else {})}
+                            name = (f"{tag}-{init}-d{weight:g}" + (f"-T{temp:g}" if weight else "")
+                                    + (f"-lr{lr:g}" if lr else "") + f"-e{epochs}.json")
                             got = cached_json(os.path.join(storage, name),
                                               lambda: _after({**base, "epochs": epochs, "settings": settings}))
-                            key = (model, target, init, weight, temp)
+                            key = (model, target, init, weight, temp, lr)
                             rows.setdefault((*key, epochs), []).append(got["test_accuracy"])
                             rows.setdefault((*key, "epoch_s"), []).append(got["epoch_seconds"])
                             if not math.isnan(got["macs_compression"]):
@@ -170,7 +198,8 @@ def main() -> None:
     command = (f"`.venv/bin/python benchmarks/distill_init.py --models {args.models} --dataset {args.dataset} "
                f"--seeds {args.seeds} --dense-epochs {args.dense_epochs} --epochs {args.epochs} --targets "
                f"{args.targets} --scheme {args.scheme} --distill-weight {args.distill_weight:g} --temperatures "
-               f"{args.temperatures} --calibration-images {args.calibration_images} --inits {args.inits}`")
+               f"{args.temperatures} --calibration-images {args.calibration_images} --inits {args.inits}"
+               + (f" --lrs {args.lrs}`" if args.lrs else "`"))
     if args.compact:
         emit(_compact(rows, models, targets, lengths, variants), args.out)
         return
@@ -181,22 +210,21 @@ def main() -> None:
              f"{args.seeds} seed(s); in brackets the paired difference to weight init without distillation "
              "(median [min, max]). Epoch s: median seconds per fine-tuning epoch (teacher included), one torch "
              "thread; decompose s: the decomposition (calibration included).", "",
-             "| model | target | MACs x | init | distill, T | before FT | "
+             "| model | target | MACs x | variant | before FT | "
              + " | ".join(f"after {e} ep" for e in lengths) + " | epoch s | decompose s |",
-             "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in lengths) + " | --- | --- |"]
+             "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in lengths) + " | --- | --- |"]
     for model in models:
         for target in targets:
-            for init, weight, temp in variants:
-                before = rows[(model, target, init, "before")]
-                after = [_cell(rows[(model, target, init, weight, temp, e)],
-                               rows[(model, target, "weight", 0.0, 0.0, e)]) for e in lengths]
+            for v in variants:
+                before = rows[(model, target, v[0], "before")]
+                after = [_cell(rows[(model, target, *v, e)], rows[(model, target, *BASELINE, e)]) for e in lengths]
                 lines.append(
-                    f"| {model} | {target:g}x | {statistics.median(rows[(model, target, 'macs')]):.2f} | {init} | "
-                    f"{weight:g}{f', {temp:g}' if weight else ''} | "
+                    f"| {model} | {target:g}x | {statistics.median(rows[(model, target, 'macs')]):.2f} | "
+                    f"{_label(*v)} | "
                     f"{_cell(before, rows[(model, target, 'weight', 'before')])} | {' | '.join(after)} | "
-                    f"{statistics.median(rows[(model, target, init, weight, temp, 'epoch_s')]):.2f} | "
-                    f"{statistics.median(rows[(model, target, init, 'decompose_s')]):.2f} |")
-    emit("\n".join(lines) + "\n", args.out)
+                    f"{statistics.median(rows[(model, target, *v, 'epoch_s')]):.2f} | "
+                    f"{statistics.median(rows[(model, target, v[0], 'decompose_s')]):.2f} |")
+    emit("\n".join(lines) + "\n\n" + _teachers(rows, models), args.out)
 
 
 if __name__ == "__main__":
