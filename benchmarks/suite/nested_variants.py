@@ -1,6 +1,6 @@
 """Nested-training variants on suite tasks (issue 31): per task, variant and seed, a nested model
 trained as `launch --searcher oneshot` trains it (from the suite's dense reference of that task and
-seed, ``NESTED_EPOCHS_FACTOR`` times the space's epochs, ``nested_settings``: the model's rate) but
+seed, the sweep's ``nested_epochs``, ``nested_settings``: the model's rate) but
 with the variant's settings (``epochs=N`` sets its epochs, ``compose_share=X`` the layers' form
 rule), then searched (`--allocations`, as the sweep: each evaluated once); the log HV of its
 front on validation, and of that front on test (no fine-tuning; floors as the suite report's). A
@@ -58,7 +58,8 @@ def _one(storage: Path, task: str, settings: dict, seed: int, allocations: int) 
     from rank_search.methods.nested import TruncationSampler
     from rank_search.run import train
     from rank_search.search.oneshot import TruncationSpace, compact_of, front, oneshot_search, sample_allocations
-    from rank_search.search.oneshot_sweep import NESTED_EPOCHS_FACTOR, nested_settings, oneshot_scheme
+    from rank_search.search import LaunchConfig
+    from rank_search.search.oneshot_sweep import nested_epochs, nested_settings, oneshot_scheme
     from rank_search.search.oneshot_tasks import nested_run
 
     torch.set_num_threads(1)
@@ -67,7 +68,7 @@ def _one(storage: Path, task: str, settings: dict, seed: int, allocations: int) 
     dense = yaml.safe_load((folder / "dense.yaml").read_text())
     start = time.process_time()
     settings = dict(settings)
-    epochs = int(settings.pop("epochs", NESTED_EPOCHS_FACTOR * space.epochs))
+    epochs = int(settings.pop("epochs", nested_epochs(space, LaunchConfig(space=task, searcher="oneshot"))))
     knobs = {k.split(".", 1)[1]: v for k, v in settings.items() if k.startswith("nested.")}
     run_settings = {**nested_settings(space), "train.threads": 1,
                     **{k: v for k, v in settings.items() if not k.startswith("nested.")}}
@@ -113,7 +114,7 @@ def main() -> None:
     p.add_argument("--tasks", required=True, help="comma-separated suite tasks")
     p.add_argument("--variant", action="append", required=True,
                    help="NAME=KEY=VALUE[,KEY=VALUE...]: settings of the nested run (e.g. shared=nested.draw=shared; "
-                        "epochs=N: its epochs, default three times the space's; compose_share=X: the nested "
+                        "epochs=N: its epochs, default the one-shot sweep's; compose_share=X: the nested "
                         "layers' COMPOSE_SHARE, inf for the factors always)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--allocations", type=int, default=ALLOCATIONS, help="as a one-shot sweep (default: %(default)s)")

@@ -120,7 +120,7 @@ def add_parser(sub) -> None:
                         "at least once; 0 = none)")
     p.add_argument("--nested-epochs", type=int, metavar="N",
                    help="with --searcher oneshot: epochs of the nested model's training, its main cost (default: "
-                        "three times the space's epochs; more raised the front on ResNet-20, docs/nested.md)")
+                        "four times the space's epochs for the CIFAR ResNets, else three times; docs/nested.md)")
     p.add_argument("--nested-lr", type=float, metavar="LR",
                    help="with --searcher oneshot: the nested model's learning rate (default: the one measured for "
                         "the model, 0.1 for the CIFAR ResNets and 0.01 for lenet5_wide, else the space's central "

@@ -60,6 +60,13 @@ def nested_lr(name: str) -> float | None:
     return getattr(MODELS.get(name), "nested_lr", None) if name in MODELS else None
 
 
+def nested_epochs_factor(name: str) -> int | None:
+    """The nested training's epochs for model ``name``, as a multiple of a trial's, where one was
+    measured (a builder's ``nested_epochs_factor`` attribute; docs/nested.md), else None: the
+    one-shot sweep then uses ``search.oneshot_sweep.NESTED_EPOCHS_FACTOR``."""
+    return getattr(MODELS.get(name), "nested_epochs_factor", None) if name in MODELS else None
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted registered model names matching the glob ``pattern``."""
     return MODELS.names(pattern)
@@ -68,5 +75,5 @@ def list_models(pattern: str = "*") -> list[str]:
 # Imported for their registration side effects.
 from rank_search.models import cifar_resnet, lenet, torchvision_models, vgg  # noqa: E402,F401
 
-__all__ = ["MODELS", "ModelBuilder", "create_model", "create_model_for", "list_models", "nested_lr",
-           "register_model"]
+__all__ = ["MODELS", "ModelBuilder", "create_model", "create_model_for", "list_models", "nested_epochs_factor",
+           "nested_lr", "register_model"]

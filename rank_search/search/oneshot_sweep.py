@@ -2,7 +2,7 @@
 
 After the dense reference (``reference.py``), a sweep with this searcher:
 1. trains the ``nested`` method from the dense reference once, for ``nested_epochs`` (by default
-   ``NESTED_EPOCHS_FACTOR`` times the space's epochs) at ``nested_lr``, as a Ray task with a
+   the model's ``nested_epochs_factor`` times the space's epochs) at ``nested_lr``, as a Ray task with a
    trial's resources; its weights and record go to the experiment folder (``nested.pt``,
    ``nested.yaml``);
 2. runs the one-shot search on it (``search.oneshot``: ``ALLOCATIONS`` allocations, each
@@ -33,8 +33,9 @@ from ..storage import Location
 from .progress import say
 from .settings import LaunchConfig
 
-# *our choice* (docs/nested.md): three times a trial's epochs; with the model's rate (``nested_lr``)
-# the front met the grid's on the tuning tasks within about 4 trials' cost, twice did not on ResNet-20
+# *our choice* (docs/nested.md): three times a trial's epochs where the model measured none
+# (``models.nested_epochs_factor``: 4 for the CIFAR ResNets); with the model's rate (``nested_lr``) the
+# LeNet-5 fronts met the grid's within about 4 trials' cost, and more epochs did not raise them
 NESTED_EPOCHS_FACTOR = 3
 # *our choice*: the 16 uniform allocations and 16 others; 64 raised the tuning tasks' fronts by about
 # 0.003 log HV at a third of the one-shot cost, which buys the third factor of epochs
@@ -47,9 +48,13 @@ _COLUMNS = ("point", "macs", "macs_compression", "val_accuracy", "val_loss", "bn
 
 
 def nested_epochs(space, cfg: LaunchConfig) -> int:
-    """The nested training's epochs: ``--nested-epochs``, else ``NESTED_EPOCHS_FACTOR`` times the
-    space's."""
-    return cfg.nested_epochs if cfg.nested_epochs is not None else NESTED_EPOCHS_FACTOR * space.epochs
+    """The nested training's epochs: ``--nested-epochs``, else the space's times the factor measured
+    for its model (``models.nested_epochs_factor``), else times ``NESTED_EPOCHS_FACTOR``."""
+    from ..models import nested_epochs_factor
+
+    if cfg.nested_epochs is not None:
+        return cfg.nested_epochs
+    return (nested_epochs_factor(space.model) or NESTED_EPOCHS_FACTOR) * space.epochs
 
 
 def finetune_epochs(space) -> int:

@@ -88,6 +88,22 @@ def test_nested_epochs_default_to_three_times_the_space_s_and_round_trip_through
     assert (again.nested_epochs, again.nested_lr) == (7, 0.02)
 
 
+@pytest.mark.parametrize("model, factor", [("lenet5_wide", 3), ("lenet5", 3), ("resnet20", 4), ("resnet32", 4)])
+def test_the_nested_epochs_are_the_flag_s_else_the_model_s_factor_else_three_times_a_trial_s(model, factor) -> None:
+    from search_spaces import space_from_mapping
+
+    from rank_search.models import nested_epochs_factor
+    from rank_search.search import LaunchConfig
+    from rank_search.search.oneshot_sweep import NESTED_EPOCHS_FACTOR, nested_epochs
+
+    space = space_from_mapping({**SPACE, "model": model})
+    assert nested_epochs_factor(model) == (None if model.startswith("lenet") else factor)
+    assert NESTED_EPOCHS_FACTOR == 3
+    assert nested_epochs(space, LaunchConfig(space="s.yaml", searcher="oneshot")) == factor * SPACE["epochs"]
+    assert nested_epochs(space, LaunchConfig(space="s.yaml", searcher="oneshot", nested_epochs=5)) == 5
+    assert nested_epochs_factor("mypkg.models:net") is None  # an own builder: NESTED_EPOCHS_FACTOR
+
+
 @pytest.mark.parametrize("model, rate", [("lenet5_wide", 0.01), ("resnet20", 0.1), ("resnet32", 0.1),
                                          ("lenet5", SPACE["train"]["lr"])])
 def test_the_nested_rate_is_the_flag_s_else_the_model_s_else_the_space_s(model, rate) -> None:
