@@ -53,18 +53,23 @@ def create_model_for(name: str, data) -> nn.Module:
                         image_size=data.image_size)
 
 
+def _measured(name: str, attribute: str):
+    """A registered builder's ``attribute`` (a value measured for that model), else None."""
+    return getattr(MODELS.get(name), attribute, None) if name in MODELS else None
+
+
 def nested_lr(name: str) -> float | None:
     """The learning rate measured best for training model ``name`` as a nested-rank model (a
     builder's ``nested_lr`` attribute; docs/nested.md), or None where none was measured (your own
     builders included): the one-shot sweep then trains at the space's central rate."""
-    return getattr(MODELS.get(name), "nested_lr", None) if name in MODELS else None
+    return _measured(name, "nested_lr")
 
 
 def nested_epochs_factor(name: str) -> int | None:
     """The nested training's epochs for model ``name``, as a multiple of a trial's, where one was
     measured (a builder's ``nested_epochs_factor`` attribute; docs/nested.md), else None: the
     one-shot sweep then uses ``search.oneshot_sweep.NESTED_EPOCHS_FACTOR``."""
-    return getattr(MODELS.get(name), "nested_epochs_factor", None) if name in MODELS else None
+    return _measured(name, "nested_epochs_factor")
 
 
 def list_models(pattern: str = "*") -> list[str]:

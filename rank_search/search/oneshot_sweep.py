@@ -34,8 +34,8 @@ from .progress import say
 from .settings import LaunchConfig
 
 # *our choice* (docs/nested.md): three times a trial's epochs where the model measured none
-# (``models.nested_epochs_factor``: 4 for the CIFAR ResNets); with the model's rate (``nested_lr``) the
-# LeNet-5 fronts met the grid's within about 4 trials' cost, and more epochs did not raise them
+# (``models.nested_epochs_factor``: 4 for the CIFAR ResNets); on the LeNet-5 tuning tasks, at the
+# model's rate (``nested_lr``), more epochs did not raise the front
 NESTED_EPOCHS_FACTOR = 3
 # *our choice*: the 16 uniform allocations and 16 others; 64 raised the tuning tasks' fronts by about
 # 0.003 log HV at a third of the one-shot cost, which buys the third factor of epochs
