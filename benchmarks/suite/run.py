@@ -44,8 +44,8 @@ ONESHOT_POINTS = 4
 # oneshot-long: the nested training at six times a trial's epochs (the suite's trials train 6); at
 # the space's rate that is where ResNet-20's front met the grid's on the tuning tasks (docs/nested.md)
 LONG_NESTED_EPOCHS = 36
-# oneshot-mid: four times a trial's epochs, between the default's 18 and oneshot-long's 36 (issue 31:
-# does a nested training sized to about 4 trials' cost close the gap to the grid?)
+# oneshot-mid: four times a trial's epochs, between oneshot's 18 (three times) and oneshot-long's 36; the
+# CIFAR ResNets' default since 3ce31c5 (models.nested_epochs_factor), so their arm with the default
 MID_NESTED_EPOCHS = 24
 NESTED_SCHEMES = ("channel", "spatial", "tucker2")
 
